@@ -1,0 +1,1 @@
+//! Sans-IO OTLP wire layer (skeleton; see issue 3).

@@ -1,0 +1,1 @@
+//! Sans-IO tail-sampling engine (skeleton; see issue 4).

@@ -101,6 +101,7 @@ echo "run-local: ${#configs[@]} configs valid in $run_dir"
 # === run ===
 names=() pids=()
 
+# shellcheck disable=SC2329  # invoked by the EXIT trap
 stop_all() {
   trap - EXIT INT TERM
   local k pid deadline
@@ -110,7 +111,7 @@ stop_all() {
     kill -0 "$pid" 2>/dev/null || continue
     kill -TERM "$pid" 2>/dev/null || true
     deadline=$((SECONDS + grace))
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
       echo "run-local: ${names[k]} (pid $pid) still running after ${grace}s, killing" >&2
       kill -KILL "$pid" 2>/dev/null || true
@@ -134,11 +135,11 @@ healthy() {
   case $status in "HTTP/"*" 200"*) return 0 ;; *) return 1 ;; esac
 }
 
-start() { # $1 name, $2 config, $3 health port, $4.. ports for the table
-  local name=$1 cfg=$2 health=$3 log="$run_dir/$1.log"
+start() { # $1 name, $2 config, $3 ports for the table
+  local name=$1 cfg=$2 log="$run_dir/$1.log"
   "$bin" --config="$cfg" >"$log" 2>&1 &
   names+=("$name"); pids+=($!)
-  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$!" "$4" "$cfg" "$log" >> "$run_dir/processes.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$!" "$3" "$cfg" "$log" >> "$run_dir/processes.tsv"
 }
 
 wait_healthy() { # $1 name, $2 pid, $3 health port
@@ -159,11 +160,11 @@ wait_healthy() { # $1 name, $2 pid, $3 health port
 
 printf 'name\tpid\tports\tconfig\tlog\n' > "$run_dir/processes.tsv"
 for ((i = 0; i < n; i++)); do
-  start "gateway-$i" "$run_dir/gateway-$i.yaml" "$(port $((14133 + i)))" \
+  start "gateway-$i" "$run_dir/gateway-$i.yaml" \
     "grpc=$(gateway_grpc "$i") health=$(port $((14133 + i))) metrics=$(port $((18800 + i))) spanmetrics=$(port $((18900 + i)))"
 done
 for ((i = 0; i < n; i++)); do wait_healthy "gateway-$i" "${pids[i]}" "$(port $((14133 + i)))"; done
-start agent "$run_dir/agent.yaml" "$(port 13133)" \
+start agent "$run_dir/agent.yaml" \
   "grpc=$(port 4317) http=$(port 4318) health=$(port 13133) metrics=$(port 8888)"
 wait_healthy agent "${pids[n]}" "$(port 13133)"
 

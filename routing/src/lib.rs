@@ -1,0 +1,1 @@
+//! Sans-IO trace-ID routing (skeleton; see issue 6).

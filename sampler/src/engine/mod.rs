@@ -1,0 +1,568 @@
+//! The engine of one shard: buffers spans per trace, fires decisions from the timer wheel,
+//! answers late spans, enforces limits, and reports decided traces.
+
+mod cache;
+mod counters;
+mod ledger;
+mod table;
+mod wheel;
+
+use crate::clock::Clock;
+use crate::config::SamplerConfig;
+use crate::policy::{combine, Decision, DecisionSet, FinalDecision, Policy, TraceView};
+use crate::span::SpanData;
+
+pub use cache::{fingerprint, DecisionCache};
+pub use counters::{Counters, DecisionCounts, DropReason, DroppedSpans, Histogram, PolicyCounters};
+pub use ledger::BufferLedger;
+pub use table::SlotState;
+pub use wheel::{TimerEntry, TimerWheel};
+
+use table::TraceTable;
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// What happened to a span handed to [`Engine::insert`].
+#[derive(Debug)]
+pub enum InsertOutcome<S> {
+    /// Buffered until its trace is decided.
+    Buffered,
+    /// Its trace is already known as kept: export it now.
+    Forward(S),
+    /// Dropped (and counted) for this reason.
+    Dropped(DropReason),
+    /// The table is full of undecided traces and `block_on_overflow` is set: the caller keeps the
+    /// span and retries after the next [`Engine::advance`].
+    Rejected(S),
+}
+
+/// Why a trace was decided when it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionCause {
+    /// Its timer fired and the policies ran.
+    Policies,
+    /// It grew past `maximum_trace_size_bytes` (not sampled, policies not run).
+    TooLarge,
+    /// Pushed out undecided by `num_traces` or the byte budget (spans dropped).
+    Evicted,
+    /// Decided by [`Engine::shutdown`].
+    Shutdown,
+}
+
+/// Top-level policies, as a bit per policy index (evaluation order, see
+/// [`Engine::policy_names`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicySet(pub u64);
+
+impl PolicySet {
+    /// Indexes in the set.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..64).filter(move |i| self.0 & (1 << i) != 0)
+    }
+    /// Is policy `i` in the set?
+    pub fn contains(self, i: usize) -> bool {
+        i < 64 && self.0 & (1 << i) != 0
+    }
+}
+
+/// A trace whose fate was settled.
+#[derive(Debug)]
+pub struct DecidedTrace<S> {
+    /// Trace ID.
+    pub trace_id: [u8; 16],
+    /// The decision.
+    pub decision: FinalDecision,
+    /// Why now.
+    pub cause: DecisionCause,
+    /// Policies that voted to keep (or, for `drop` policies, to drop).
+    pub matched: PolicySet,
+    /// The first policy responsible for the decision (the collector's `tailsampling.policy`).
+    pub policy: Option<u16>,
+    /// Spans the trace had when decided.
+    pub span_count: u64,
+    /// The spans, in arrival order, if kept; empty otherwise.
+    pub spans: Vec<S>,
+}
+
+/// Settings the engine uses at run time (derived from [`SamplerConfig`] for one shard).
+#[derive(Debug, Clone)]
+struct Settings {
+    decision_wait_ns: u64,
+    after_root_ns: Option<u64>,
+    block_on_overflow: bool,
+    sample_on_first_match: bool,
+    drop_pending_on_shutdown: bool,
+    max_trace_bytes: Option<u64>,
+    max_buffered_bytes: Option<u64>,
+}
+
+/// Why an engine could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// More top-level policies than the matched-policy bit set holds.
+    #[error("{0} top-level policies configured; at most 64 are supported")]
+    TooManyPolicies(usize),
+    /// `num_traces` per shard must fit the table's 32-bit slot numbers.
+    #[error("num_traces per shard must be between 1 and 2147483647, got {0}")]
+    BadNumTraces(u64),
+}
+
+/// Memory the engine holds, for the memory-overhead figure and the proxy's gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Undecided spans buffered.
+    pub spans_buffered: u64,
+    /// Bytes of those spans (sum of wire sizes).
+    pub span_bytes: u64,
+    /// Bytes of the distinct request buffers they pin.
+    pub retained_buffer_bytes: u64,
+    /// Heap bytes of the engine's own structures (table, index, slab, wheel, caches, ledger).
+    pub engine_heap_bytes: u64,
+}
+
+/// One shard's tail-sampling engine. Single-threaded; the runtime owns one per core.
+pub struct Engine<S, C> {
+    settings: Settings,
+    clock: C,
+    policies: Vec<Policy>,
+    policy_names: Vec<String>,
+    table: TraceTable<S>,
+    wheel: TimerWheel,
+    sampled_cache: DecisionCache,
+    non_sampled_cache: DecisionCache,
+    ledger: BufferLedger,
+    counters: Counters,
+    decided: Vec<DecidedTrace<S>>,
+    due: Vec<TimerEntry>,
+}
+
+impl<S: SpanData, C: Clock> Engine<S, C> {
+    /// Builds a shard's engine: its table holds `config.num_traces_per_shard()` traces.
+    pub fn new(config: &SamplerConfig, clock: C) -> Result<Self, EngineError> {
+        if config.policies.len() > 64 {
+            return Err(EngineError::TooManyPolicies(config.policies.len()));
+        }
+        let capacity = config.num_traces_per_shard();
+        if capacity == 0 || capacity > u64::from(u32::MAX / 2) {
+            return Err(EngineError::BadNumTraces(capacity));
+        }
+        // Drop policies first, as the collector orders them on load.
+        let mut named: Vec<(String, Policy)> = config
+            .policies
+            .iter()
+            .map(|p| (p.name.clone(), Policy::build(p)))
+            .collect();
+        named.sort_by_key(|(_, p)| !p.is_drop());
+        let (policy_names, policies): (Vec<String>, Vec<Policy>) = named.into_iter().unzip();
+        let decision_wait_ns = duration_ns(config.decision_wait);
+        let after_root_ns = config.decision_wait_after_root_received.map(duration_ns);
+        let tick_ns = duration_ns(config.timer_tick).max(1);
+        let now = clock.now_unix_nanos();
+        let shards = u64::from(config.num_shards.max(1));
+        let expected = (config
+            .expected_new_traces_per_sec
+            .saturating_mul(decision_wait_ns / NS_PER_SEC + 1)) as usize;
+        Ok(Engine {
+            settings: Settings {
+                decision_wait_ns,
+                after_root_ns,
+                block_on_overflow: config.block_on_overflow,
+                sample_on_first_match: config.sample_on_first_match,
+                drop_pending_on_shutdown: config.drop_pending_traces_on_shutdown,
+                max_trace_bytes: config.maximum_trace_size_bytes,
+                max_buffered_bytes: config.max_buffered_bytes.map(|b| b / shards),
+            },
+            clock,
+            counters: Counters::new(&policy_names),
+            policies,
+            policy_names,
+            table: TraceTable::new(capacity as usize, expected / shards as usize),
+            wheel: TimerWheel::new(
+                tick_ns,
+                decision_wait_ns.max(after_root_ns.unwrap_or(0)),
+                now,
+            ),
+            sampled_cache: DecisionCache::new((config.sampled_cache_size / shards) as usize),
+            non_sampled_cache: DecisionCache::new(
+                (config.non_sampled_cache_size / shards) as usize,
+            ),
+            ledger: BufferLedger::default(),
+            decided: Vec::new(),
+            due: Vec::new(),
+        })
+    }
+
+    /// Policy names in evaluation order (drop policies first); [`PolicySet`] bits index this.
+    pub fn policy_names(&self) -> &[String] {
+        &self.policy_names
+    }
+
+    /// The counters (gauges refreshed).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Wall time (Unix ns) at which [`Engine::advance`] next has work to look at.
+    pub fn next_tick_ns(&self) -> u64 {
+        self.wheel.next_tick_ns()
+    }
+
+    /// Traces decided since the last call, with their spans if kept.
+    pub fn drain_decided(&mut self) -> std::vec::Drain<'_, DecidedTrace<S>> {
+        self.decided.drain(..)
+    }
+
+    /// Memory held now.
+    pub fn memory(&self) -> MemoryStats {
+        MemoryStats {
+            spans_buffered: self.counters.spans_buffered,
+            span_bytes: self.ledger.live_bytes(),
+            retained_buffer_bytes: self.ledger.retained_bytes(),
+            engine_heap_bytes: (self.table.heap_bytes()
+                + self.wheel.heap_bytes()
+                + self.sampled_cache.heap_bytes()
+                + self.non_sampled_cache.heap_bytes()
+                + self.ledger.heap_bytes()) as u64,
+        }
+    }
+
+    // === insert ===
+
+    /// Takes one span.
+    pub fn insert(&mut self, span: S) -> InsertOutcome<S> {
+        self.counters.spans_received += 1;
+        let id = span.trace_id();
+        let now = self.clock.now_unix_nanos();
+        if let Some(idx) = self.table.find(&id) {
+            let slot = &self.table.slots[idx as usize];
+            return match slot.state {
+                SlotState::Pending => self.buffer(idx, span, now),
+                SlotState::Decided(d) => {
+                    let age = now.saturating_sub(slot.decided_ns) / NS_PER_SEC;
+                    self.counters.sampling_late_span_age.record(age);
+                    self.late(span, d.is_sampled())
+                }
+                SlotState::Empty | SlotState::Evicted => self.new_trace(span, now),
+            };
+        }
+        if self.sampled_cache.contains(&id) {
+            self.counters.early_releases_from_cache_sampled += 1;
+            return self.late(span, true);
+        }
+        if self.non_sampled_cache.contains(&id) {
+            self.counters.early_releases_from_cache_not_sampled += 1;
+            return self.late(span, false);
+        }
+        self.new_trace(span, now)
+    }
+
+    fn late(&mut self, span: S, sampled: bool) -> InsertOutcome<S> {
+        if sampled {
+            self.counters.spans_exported += 1;
+            InsertOutcome::Forward(span)
+        } else {
+            self.counters
+                .spans_dropped
+                .add(DropReason::LateNotSampled, 1);
+            InsertOutcome::Dropped(DropReason::LateNotSampled)
+        }
+    }
+
+    fn new_trace(&mut self, span: S, now: u64) -> InsertOutcome<S> {
+        let (_, occupant) = self.table.next_slot();
+        if let Some(old) = occupant {
+            if old.state == SlotState::Pending && self.settings.block_on_overflow {
+                self.counters.spans_received -= 1;
+                self.counters.spans_rejected += 1;
+                return InsertOutcome::Rejected(span);
+            }
+        }
+        let (next, occupant) = self.table.next_slot();
+        if let Some(old) = occupant {
+            let (state, first_seen) = (old.state, old.first_seen_ns);
+            if state == SlotState::Pending {
+                self.evict(next, now);
+            }
+            if state != SlotState::Evicted {
+                self.counters
+                    .sampling_trace_removal_age
+                    .record(now.saturating_sub(first_seen) / NS_PER_SEC);
+            }
+        }
+        if span
+            .end_unix_nanos()
+            .saturating_add(self.settings.decision_wait_ns)
+            < now
+        {
+            self.counters.late_spans_new_trace += 1;
+        }
+        let idx = self.table.claim(span.trace_id(), now);
+        self.counters.new_trace_id_received += 1;
+        let deadline = self
+            .wheel
+            .tick_for(now.saturating_add(self.settings.decision_wait_ns));
+        self.schedule(idx, deadline);
+        self.refresh_gauges();
+        self.buffer(idx, span, now)
+    }
+
+    fn schedule(&mut self, idx: u32, deadline: u64) {
+        let slot = &mut self.table.slots[idx as usize];
+        slot.deadline_tick = deadline;
+        self.wheel.schedule(TimerEntry {
+            slot: idx,
+            generation: slot.seq as u32,
+            deadline,
+        });
+    }
+
+    fn buffer(&mut self, idx: u32, span: S, now: u64) -> InsertOutcome<S> {
+        let is_root = span.is_root();
+        self.ledger.acquire(span.buffer(), span.wire_len());
+        let slot = &mut self.table.slots[idx as usize];
+        let had_root = slot.summary.root_seen;
+        slot.summary.add(&span);
+        let bytes = slot.summary.bytes;
+        self.table.push_span(idx, span);
+        self.counters.spans_buffered += 1;
+
+        if let Some(limit) = self.settings.max_trace_bytes {
+            if bytes > limit {
+                self.counters.traces_dropped_too_large += 1;
+                self.settle(
+                    idx,
+                    FinalDecision::NotSampled,
+                    DecisionCause::TooLarge,
+                    PolicySet::default(),
+                    None,
+                    now,
+                );
+                return InsertOutcome::Buffered;
+            }
+        }
+        if is_root && !had_root {
+            if let Some(after) = self.settings.after_root_ns {
+                let earlier = self.wheel.tick_for(now.saturating_add(after));
+                if earlier < self.table.slots[idx as usize].deadline_tick {
+                    self.schedule(idx, earlier);
+                }
+            }
+        }
+        if let Some(budget) = self.settings.max_buffered_bytes {
+            if self.ledger.retained_bytes() > budget {
+                self.enforce_budget(budget, now);
+            }
+        }
+        InsertOutcome::Buffered
+    }
+
+    // === decisions ===
+
+    /// Fires every decision due by the clock's now; then compacts sparse buffers if worthwhile.
+    pub fn advance(&mut self) {
+        let now = self.clock.now_unix_nanos();
+        // Reuse one vector for due entries so that steady-state ticks do not allocate.
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.advance(now, |e| due.push(e));
+        for e in due.drain(..) {
+            self.fire(e, now);
+        }
+        self.due = due;
+        let after = self.clock.now_unix_nanos();
+        self.counters
+            .sampling_decision_timer_latency
+            .record(after.saturating_sub(now) / 1_000_000);
+        self.maybe_compact();
+        self.refresh_gauges();
+    }
+
+    fn fire(&mut self, e: TimerEntry, now: u64) {
+        let slot = &self.table.slots[e.slot as usize];
+        // Stale entries: slot reused, trace already decided/evicted, or rescheduled.
+        if slot.seq as u32 != e.generation
+            || slot.state != SlotState::Pending
+            || slot.deadline_tick != e.deadline
+        {
+            return;
+        }
+        self.decide(e.slot, now, DecisionCause::Policies);
+    }
+
+    fn decide(&mut self, idx: u32, now: u64, cause: DecisionCause) {
+        let slot = &self.table.slots[idx as usize];
+        let summary = slot.summary;
+        let view = TraceView {
+            trace_id: slot.id,
+            summary: &summary,
+            spans: &self.table.spans(idx),
+        };
+        let mut seen = DecisionSet::default();
+        let mut matched = PolicySet::default();
+        let mut first: [Option<u16>; 5] = [None; 5];
+        for (i, policy) in self.policies.iter_mut().enumerate() {
+            let d = policy.evaluate(&view, now);
+            self.counters.policy_decision(i, d, summary.span_count);
+            seen.insert(d);
+            if matches!(
+                d,
+                Decision::Sampled | Decision::InvertSampled | Decision::Dropped
+            ) {
+                matched.0 |= 1 << i;
+            }
+            first[d as usize].get_or_insert(i as u16);
+            if d == Decision::Dropped
+                || (self.settings.sample_on_first_match && d == Decision::Sampled)
+            {
+                break;
+            }
+        }
+        let decision = combine(seen);
+        let policy = match decision {
+            FinalDecision::Dropped => first[Decision::Dropped as usize],
+            FinalDecision::Sampled => {
+                first[Decision::Sampled as usize].or(first[Decision::InvertSampled as usize])
+            }
+            FinalDecision::NotSampled => None,
+        };
+        self.settle(idx, decision, cause, matched, policy, now);
+    }
+
+    /// Records a decision, releases the spans (to the output if kept) and updates the caches.
+    fn settle(
+        &mut self,
+        idx: u32,
+        decision: FinalDecision,
+        cause: DecisionCause,
+        matched: PolicySet,
+        policy: Option<u16>,
+        now: u64,
+    ) {
+        self.counters.final_decision(decision);
+        let slot = &mut self.table.slots[idx as usize];
+        slot.state = SlotState::Decided(decision);
+        slot.decided_ns = now;
+        let trace_id = slot.id;
+        let span_count = slot.summary.span_count;
+        let mut spans = Vec::new();
+        let ledger = &mut self.ledger;
+        if decision.is_sampled() {
+            spans.reserve_exact(span_count as usize);
+            self.table.take_spans(idx, |s| {
+                ledger.release(s.buffer(), s.wire_len());
+                spans.push(s);
+            });
+            self.counters.spans_exported += span_count;
+            self.sampled_cache.put(&trace_id);
+        } else {
+            self.table
+                .take_spans(idx, |s| ledger.release(s.buffer(), s.wire_len()));
+            let reason = match (decision, cause) {
+                (_, DecisionCause::TooLarge) => DropReason::TooLarge,
+                (FinalDecision::Dropped, _) => DropReason::DroppedByPolicy,
+                _ => DropReason::NotSampled,
+            };
+            self.counters.spans_dropped.add(reason, span_count);
+            self.non_sampled_cache.put(&trace_id);
+        }
+        self.counters.spans_buffered -= span_count;
+        self.decided.push(DecidedTrace {
+            trace_id,
+            decision,
+            cause,
+            matched,
+            policy,
+            span_count,
+            spans,
+        });
+    }
+
+    /// Drops an undecided trace's spans (pushed out by a limit), as the collector does.
+    fn evict(&mut self, idx: u32, _now: u64) {
+        let ledger = &mut self.ledger;
+        self.table
+            .take_spans(idx, |s| ledger.release(s.buffer(), s.wire_len()));
+        let slot = &mut self.table.slots[idx as usize];
+        let n = slot.summary.span_count;
+        slot.state = SlotState::Evicted;
+        self.table.unindex(idx);
+        self.counters.sampling_trace_dropped_too_early += 1;
+        self.counters
+            .spans_dropped
+            .add(DropReason::EvictedTooEarly, n);
+        self.counters.spans_buffered -= n;
+    }
+
+    fn enforce_budget(&mut self, budget: u64, now: u64) {
+        self.maybe_compact();
+        while self.ledger.retained_bytes() > budget {
+            match self.table.oldest_pending() {
+                Some(idx) => self.evict(idx, now),
+                None => break,
+            }
+        }
+    }
+
+    /// Copies spans out of sparse buffers when the pinned bytes are more than twice the live
+    /// bytes (and the excess is worth a pass over the buffered spans).
+    fn maybe_compact(&mut self) {
+        let retained = self.ledger.retained_bytes();
+        let live = self.ledger.live_bytes();
+        if retained <= live.saturating_mul(2) || retained - live < 1 << 20 {
+            return;
+        }
+        self.counters.compactions += 1;
+        let ledger = &mut self.ledger;
+        let mut detached = 0;
+        self.table.for_each_pending_span(|span| {
+            let buf = span.buffer();
+            if ledger.is_sparse(buf) {
+                let copy = span.detach();
+                ledger.acquire(copy.buffer(), copy.wire_len());
+                ledger.release(buf, span.wire_len());
+                *span = copy;
+                detached += 1;
+            }
+        });
+        self.counters.spans_detached += detached;
+    }
+
+    /// Decides (or, with `drop_pending_traces_on_shutdown`, drops) every undecided trace.
+    pub fn shutdown(&mut self) {
+        let now = self.clock.now_unix_nanos();
+        let mut due = Vec::new();
+        self.wheel.drain_all(|e| due.push(e));
+        due.sort_by_key(|e| e.deadline);
+        for e in due {
+            let slot = &self.table.slots[e.slot as usize];
+            if slot.seq as u32 != e.generation
+                || slot.state != SlotState::Pending
+                || slot.deadline_tick != e.deadline
+            {
+                continue;
+            }
+            if self.settings.drop_pending_on_shutdown {
+                let ledger = &mut self.ledger;
+                self.table
+                    .take_spans(e.slot, |s| ledger.release(s.buffer(), s.wire_len()));
+                let slot = &mut self.table.slots[e.slot as usize];
+                let n = slot.summary.span_count;
+                slot.state = SlotState::Evicted;
+                self.table.unindex(e.slot);
+                self.counters.spans_dropped.add(DropReason::Shutdown, n);
+                self.counters.spans_buffered -= n;
+            } else {
+                self.decide(e.slot, now, DecisionCause::Shutdown);
+            }
+        }
+        self.refresh_gauges();
+    }
+
+    fn refresh_gauges(&mut self) {
+        self.counters.sampling_traces_on_memory = self.table.len() as u64;
+        self.counters.retained_buffer_bytes = self.ledger.retained_bytes();
+    }
+}
+
+fn duration_ns(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

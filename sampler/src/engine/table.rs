@@ -1,0 +1,270 @@
+//! The trace table of one shard: a ring of trace slots in arrival order, an index from trace ID
+//! to slot, and one slab of span nodes shared by all traces.
+//!
+//! The ring is the collector's delete queue made structural: the `num_traces`-th newer trace
+//! reuses the slot of the oldest, which pushes that trace out (decided or not). Spans live in a
+//! singly linked list per trace inside the slab, so buffering a span never allocates once the
+//! slab has grown to the working set, and a trace costs no allocation of its own.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use super::cache::IdentityHasher;
+use crate::policy::{FinalDecision, SpanList, TraceSummary};
+
+/// "No node".
+pub const NIL: u32 = u32::MAX;
+
+/// Where a trace is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Never used.
+    Empty,
+    /// Buffering spans, decision pending.
+    Pending,
+    /// Decided; spans released; the ID and decision stay known for late spans.
+    Decided(FinalDecision),
+    /// Dropped before its decision by the byte budget; no longer indexed.
+    Evicted,
+}
+
+/// One trace.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    /// Trace ID.
+    pub id: [u8; 16],
+    /// Arrival sequence number (identifies this use of the slot).
+    pub seq: u64,
+    /// State.
+    pub state: SlotState,
+    /// Running aggregates.
+    pub summary: TraceSummary,
+    /// First span's arrival (ns).
+    pub first_seen_ns: u64,
+    /// When decided (ns).
+    pub decided_ns: u64,
+    /// Tick at which the decision is due.
+    pub deadline_tick: u64,
+    /// First span node.
+    pub head: u32,
+    /// Last span node (appends are O(1)).
+    pub tail: u32,
+}
+
+impl Slot {
+    fn empty() -> Self {
+        Slot {
+            id: [0; 16],
+            seq: 0,
+            state: SlotState::Empty,
+            summary: TraceSummary::default(),
+            first_seen_ns: 0,
+            decided_ns: 0,
+            deadline_tick: 0,
+            head: NIL,
+            tail: NIL,
+        }
+    }
+}
+
+/// One buffered span.
+#[derive(Debug)]
+pub struct Node<S> {
+    /// The span (None while the node is free).
+    pub span: Option<S>,
+    /// Next node of the same trace, or of the free list.
+    pub next: u32,
+}
+
+/// The table.
+#[derive(Debug)]
+pub struct TraceTable<S> {
+    /// Trace slots, indexed by `seq % capacity`.
+    pub slots: Vec<Slot>,
+    capacity: usize,
+    /// Sequence number the next new trace gets.
+    pub next_seq: u64,
+    index: HashMap<[u8; 16], u32, BuildHasherDefault<IdentityHasher>>,
+    /// Span nodes.
+    pub nodes: Vec<Node<S>>,
+    free: u32,
+    /// Oldest sequence number that may still be pending (everything older is not).
+    pending_cursor: u64,
+}
+
+impl<S> TraceTable<S> {
+    /// A table for `capacity` traces; `expected` sizes the index up front.
+    pub fn new(capacity: usize, expected: usize) -> Self {
+        TraceTable {
+            slots: Vec::with_capacity(expected.min(capacity)),
+            capacity,
+            next_seq: 0,
+            index: HashMap::with_capacity_and_hasher(
+                expected.min(capacity),
+                BuildHasherDefault::default(),
+            ),
+            nodes: Vec::new(),
+            free: NIL,
+            pending_cursor: 0,
+        }
+    }
+
+    /// Slot of a known trace (pending or decided).
+    #[inline]
+    pub fn find(&self, id: &[u8; 16]) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    /// The slot a new trace would take, and whether it holds a trace now.
+    pub fn next_slot(&self) -> (u32, Option<&Slot>) {
+        let idx = (self.next_seq % self.capacity as u64) as usize;
+        (
+            idx as u32,
+            self.slots.get(idx).filter(|s| s.state != SlotState::Empty),
+        )
+    }
+
+    /// Takes the next ring slot for `id`. The caller has already dealt with its previous
+    /// occupant (see [`Self::next_slot`]); this only unindexes it.
+    pub fn claim(&mut self, id: [u8; 16], now_ns: u64) -> u32 {
+        let idx = (self.next_seq % self.capacity as u64) as usize;
+        if idx == self.slots.len() {
+            self.slots.push(Slot::empty());
+        }
+        let old = &self.slots[idx];
+        if matches!(old.state, SlotState::Pending | SlotState::Decided(_))
+            && self.index.get(&old.id) == Some(&(idx as u32))
+        {
+            self.index.remove(&old.id);
+        }
+        let slot = &mut self.slots[idx];
+        *slot = Slot::empty();
+        slot.id = id;
+        slot.seq = self.next_seq;
+        slot.state = SlotState::Pending;
+        slot.first_seen_ns = now_ns;
+        self.next_seq += 1;
+        self.index.insert(id, idx as u32);
+        idx as u32
+    }
+
+    /// Forgets a trace's ID (byte-budget eviction); its slot stays until reused.
+    pub fn unindex(&mut self, idx: u32) {
+        let id = self.slots[idx as usize].id;
+        if self.index.get(&id) == Some(&idx) {
+            self.index.remove(&id);
+        }
+    }
+
+    /// Appends a span to a trace's list.
+    #[inline]
+    pub fn push_span(&mut self, idx: u32, span: S) {
+        let node = if self.free != NIL {
+            let n = self.free;
+            let node = &mut self.nodes[n as usize];
+            self.free = node.next;
+            node.span = Some(span);
+            node.next = NIL;
+            n
+        } else {
+            self.nodes.push(Node {
+                span: Some(span),
+                next: NIL,
+            });
+            (self.nodes.len() - 1) as u32
+        };
+        let slot = &mut self.slots[idx as usize];
+        if slot.tail == NIL {
+            slot.head = node;
+        } else {
+            self.nodes[slot.tail as usize].next = node;
+        }
+        slot.tail = node;
+    }
+
+    /// Removes a trace's spans, handing each to `f` in arrival order, and frees their nodes.
+    pub fn take_spans(&mut self, idx: u32, mut f: impl FnMut(S)) {
+        let slot = &mut self.slots[idx as usize];
+        let mut n = slot.head;
+        slot.head = NIL;
+        slot.tail = NIL;
+        while n != NIL {
+            let node = &mut self.nodes[n as usize];
+            let next = node.next;
+            if let Some(span) = node.span.take() {
+                f(span);
+            }
+            node.next = self.free;
+            self.free = n;
+            n = next;
+        }
+    }
+
+    /// The spans of a trace as a list the policies can scan.
+    pub fn spans(&self, idx: u32) -> NodeList<'_, S> {
+        NodeList {
+            nodes: &self.nodes,
+            head: self.slots[idx as usize].head,
+        }
+    }
+
+    /// Visits every buffered span of every pending trace mutably (compaction).
+    pub fn for_each_pending_span(&mut self, mut f: impl FnMut(&mut S)) {
+        for slot in self.slots.iter().filter(|s| s.state == SlotState::Pending) {
+            let mut n = slot.head;
+            while n != NIL {
+                let node = &mut self.nodes[n as usize];
+                if let Some(span) = node.span.as_mut() {
+                    f(span);
+                }
+                n = node.next;
+            }
+        }
+    }
+
+    /// The oldest pending trace, if any (amortised O(1): the cursor only moves forward).
+    pub fn oldest_pending(&mut self) -> Option<u32> {
+        let oldest_live = self.next_seq.saturating_sub(self.slots.len() as u64);
+        self.pending_cursor = self.pending_cursor.max(oldest_live);
+        while self.pending_cursor < self.next_seq {
+            let idx = (self.pending_cursor % self.capacity as u64) as usize;
+            if self.slots[idx].state == SlotState::Pending {
+                return Some(idx as u32);
+            }
+            self.pending_cursor += 1;
+        }
+        None
+    }
+
+    /// Traces in the table (pending and decided).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Heap bytes of the table's own structures (slots, index, nodes), spans' heap excluded.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.index.capacity() * (std::mem::size_of::<([u8; 16], u32)>() + 1)
+            + self.nodes.capacity() * std::mem::size_of::<Node<S>>()
+    }
+}
+
+/// A trace's span list inside the slab.
+pub struct NodeList<'a, S> {
+    nodes: &'a [Node<S>],
+    head: u32,
+}
+
+impl<S> SpanList<S> for NodeList<'_, S> {
+    fn any(&self, f: &mut dyn FnMut(&S) -> bool) -> bool {
+        let mut n = self.head;
+        while n != NIL {
+            let node = &self.nodes[n as usize];
+            if node.span.as_ref().is_some_and(&mut *f) {
+                return true;
+            }
+            n = node.next;
+        }
+        false
+    }
+}

@@ -1,0 +1,478 @@
+//! The collector's sampling policies, evaluated over one buffered trace.
+//!
+//! A [`Policy`] is built from a checked [`PolicySpec`]; stateful ones (rate limits, composite)
+//! keep their counters inside. Aggregatable inputs (span count, time window, status codes seen,
+//! sampled flag) come precomputed in [`TraceSummary`]; attribute policies scan the spans lazily.
+
+mod attribute;
+mod limits;
+pub mod ottl;
+pub mod probabilistic;
+mod trace_state;
+
+use crate::config::{PolicyConfig, PolicySpec};
+use crate::span::SpanData;
+
+pub use attribute::StringMatcher;
+pub use limits::{Composite, RateLimiter, TokenBucket};
+pub use probabilistic::Probabilistic;
+
+/// One policy's verdict, with the collector's (deprecated) inverted forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Keep.
+    Sampled,
+    /// Do not keep (unless another policy keeps).
+    NotSampled,
+    /// `invert_match` found no match: keeps unless some policy said `NotSampled`.
+    InvertSampled,
+    /// `invert_match` found a match: not sampled, overriding `Sampled` (but not `Dropped`).
+    InvertNotSampled,
+    /// A `drop` policy matched: not sampled, overriding everything.
+    Dropped,
+}
+
+impl Decision {
+    /// True for the decisions the collector labels `sampled="true"`.
+    pub fn is_sampled_label(self) -> bool {
+        matches!(self, Decision::Sampled | Decision::InvertSampled)
+    }
+}
+
+/// Running aggregates of a trace, updated on every span insert so that the status, latency,
+/// span-count and flags policies need no rescan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceSummary {
+    /// Spans received.
+    pub span_count: u64,
+    /// Sum of the spans' wire sizes.
+    pub bytes: u64,
+    /// Earliest start (Unix ns); `u64::MAX` before the first span.
+    pub min_start: u64,
+    /// Latest end (Unix ns).
+    pub max_end: u64,
+    /// Bit per status code seen (1 << code).
+    pub status_seen: u8,
+    /// Some span had the W3C sampled flag.
+    pub sampled_flag_seen: bool,
+    /// The root span arrived.
+    pub root_seen: bool,
+}
+
+impl Default for TraceSummary {
+    fn default() -> Self {
+        TraceSummary {
+            span_count: 0,
+            bytes: 0,
+            min_start: u64::MAX,
+            max_end: 0,
+            status_seen: 0,
+            sampled_flag_seen: false,
+            root_seen: false,
+        }
+    }
+}
+
+impl TraceSummary {
+    /// Folds one span in.
+    #[inline]
+    pub fn add<S: SpanData>(&mut self, span: &S) {
+        self.span_count += 1;
+        self.bytes += span.wire_len() as u64;
+        self.min_start = self.min_start.min(span.start_unix_nanos());
+        self.max_end = self.max_end.max(span.end_unix_nanos());
+        self.status_seen |= 1 << span.status_code().code();
+        self.sampled_flag_seen |= span.trace_flags() & 1 != 0;
+        self.root_seen |= span.is_root();
+    }
+
+    /// Latest end minus earliest start, in ns (negative if ends precede starts).
+    pub fn duration_ns(&self) -> i128 {
+        if self.span_count == 0 {
+            return 0;
+        }
+        i128::from(self.max_end) - i128::from(self.min_start)
+    }
+}
+
+/// The spans of a trace, for the policies that scan them.
+pub trait SpanList<S> {
+    /// True if `f` is true for some span (stops at the first).
+    fn any(&self, f: &mut dyn FnMut(&S) -> bool) -> bool;
+}
+
+/// A slice of spans as a [`SpanList`].
+pub struct SliceSpans<'a, S>(pub &'a [S]);
+
+impl<S> SpanList<S> for SliceSpans<'_, S> {
+    fn any(&self, f: &mut dyn FnMut(&S) -> bool) -> bool {
+        self.0.iter().any(f)
+    }
+}
+
+/// What a policy sees of a trace.
+pub struct TraceView<'a, S> {
+    /// Trace ID.
+    pub trace_id: [u8; 16],
+    /// Aggregates.
+    pub summary: &'a TraceSummary,
+    /// The buffered spans.
+    pub spans: &'a dyn SpanList<S>,
+}
+
+/// A runtime policy (with its state).
+#[derive(Debug)]
+pub enum Policy {
+    /// `always_sample`.
+    AlwaysSample,
+    /// `latency`, bounds in ns.
+    Latency {
+        /// Lower bound.
+        lower_ns: i128,
+        /// Upper bound (None = open).
+        upper_ns: Option<i128>,
+    },
+    /// `numeric_attribute`.
+    NumericAttribute {
+        /// Key.
+        key: String,
+        /// Min.
+        min: i64,
+        /// Max.
+        max: i64,
+        /// Inverted.
+        invert: bool,
+    },
+    /// `probabilistic`.
+    Probabilistic(Probabilistic),
+    /// `status_code`, bit per code.
+    StatusCode {
+        /// Mask.
+        mask: u8,
+    },
+    /// `string_attribute`.
+    StringAttribute {
+        /// Key.
+        key: String,
+        /// Matcher.
+        matcher: StringMatcher,
+        /// Inverted.
+        invert: bool,
+    },
+    /// `rate_limiting`.
+    RateLimiting(RateLimiter),
+    /// `bytes_limiting`.
+    BytesLimiting(TokenBucket),
+    /// `span_count`.
+    SpanCount {
+        /// Min.
+        min: i64,
+        /// Max (0 = none).
+        max: i64,
+    },
+    /// `trace_state`.
+    TraceState(trace_state::TraceStateFilter),
+    /// `boolean_attribute`.
+    BooleanAttribute {
+        /// Key.
+        key: String,
+        /// Value.
+        value: bool,
+        /// Inverted.
+        invert: bool,
+    },
+    /// `trace_flags`.
+    TraceFlags,
+    /// `ottl_condition`.
+    Ottl(Vec<ottl::OttlExpr>),
+    /// `and`.
+    And(Vec<Policy>),
+    /// `not`.
+    Not(Box<Policy>),
+    /// `drop`.
+    Drop(Vec<Policy>),
+    /// `composite`.
+    Composite(Composite),
+}
+
+impl Policy {
+    /// Builds the runtime policy for a checked config.
+    pub fn build(config: &PolicyConfig) -> Policy {
+        match &config.spec {
+            PolicySpec::AlwaysSample => Policy::AlwaysSample,
+            PolicySpec::Latency {
+                threshold_ms,
+                upper_threshold_ms,
+            } => Policy::Latency {
+                lower_ns: i128::from(*threshold_ms) * 1_000_000,
+                upper_ns: (*upper_threshold_ms != 0)
+                    .then(|| i128::from(*upper_threshold_ms) * 1_000_000),
+            },
+            PolicySpec::NumericAttribute {
+                key,
+                min,
+                max,
+                invert,
+            } => Policy::NumericAttribute {
+                key: key.clone(),
+                min: min.unwrap_or(i64::MIN),
+                max: max.unwrap_or(i64::MAX),
+                invert: *invert,
+            },
+            PolicySpec::Probabilistic {
+                hash_salt,
+                sampling_percentage,
+            } => Policy::Probabilistic(Probabilistic::new(hash_salt, *sampling_percentage)),
+            PolicySpec::StatusCode { codes } => Policy::StatusCode {
+                mask: codes.iter().fold(0, |m, c| m | 1 << c.code()),
+            },
+            PolicySpec::StringAttribute {
+                key,
+                values,
+                regex,
+                invert,
+            } => Policy::StringAttribute {
+                key: key.clone(),
+                matcher: StringMatcher::new(values, *regex),
+                invert: *invert,
+            },
+            PolicySpec::RateLimiting { spans_per_second } => {
+                Policy::RateLimiting(RateLimiter::new(*spans_per_second))
+            }
+            PolicySpec::BytesLimiting {
+                bytes_per_second,
+                burst_capacity,
+            } => Policy::BytesLimiting(TokenBucket::new(*bytes_per_second, *burst_capacity)),
+            PolicySpec::SpanCount {
+                min_spans,
+                max_spans,
+            } => Policy::SpanCount {
+                min: *min_spans,
+                max: *max_spans,
+            },
+            PolicySpec::TraceState { key, values } => {
+                Policy::TraceState(trace_state::TraceStateFilter::new(key, values))
+            }
+            PolicySpec::BooleanAttribute { key, value, invert } => Policy::BooleanAttribute {
+                key: key.clone(),
+                value: *value,
+                invert: *invert,
+            },
+            PolicySpec::TraceFlags => Policy::TraceFlags,
+            PolicySpec::OttlCondition { span } => Policy::Ottl(span.clone()),
+            PolicySpec::And(subs) => Policy::And(subs.iter().map(Policy::build).collect()),
+            PolicySpec::Not(sub) => Policy::Not(Box::new(Policy::build(sub))),
+            PolicySpec::Drop(subs) => Policy::Drop(subs.iter().map(Policy::build).collect()),
+            PolicySpec::Composite {
+                max_total_spans_per_second,
+                subs,
+            } => Policy::Composite(Composite::new(
+                *max_total_spans_per_second,
+                subs.iter()
+                    .map(|(c, sps)| (Policy::build(c), *sps))
+                    .collect(),
+            )),
+        }
+    }
+
+    /// True for a top-level `drop` policy (evaluated before the others, as the collector does).
+    pub fn is_drop(&self) -> bool {
+        matches!(self, Policy::Drop(_))
+    }
+
+    /// Evaluates the policy; `now_ns` drives the rate-based ones.
+    pub fn evaluate<S: SpanData>(&mut self, trace: &TraceView<'_, S>, now_ns: u64) -> Decision {
+        let sampled = |b: bool| {
+            if b {
+                Decision::Sampled
+            } else {
+                Decision::NotSampled
+            }
+        };
+        match self {
+            Policy::AlwaysSample => Decision::Sampled,
+            Policy::Latency { lower_ns, upper_ns } => {
+                let d = trace.summary.duration_ns();
+                sampled(
+                    trace.summary.span_count > 0
+                        && d >= *lower_ns
+                        && upper_ns.is_none_or(|u| d <= u),
+                )
+            }
+            Policy::NumericAttribute {
+                key,
+                min,
+                max,
+                invert,
+            } => {
+                let (min, max) = (*min, *max);
+                let hit = attribute::any_attr(
+                    trace,
+                    key,
+                    |v| {
+                        let n = v.as_int_or_zero();
+                        n >= min && n <= max
+                    },
+                    |v| {
+                        let n = v.as_int_or_zero();
+                        n >= min && n <= max
+                    },
+                );
+                attribute::verdict(hit, *invert)
+            }
+            Policy::Probabilistic(p) => sampled(p.samples(&trace.trace_id)),
+            Policy::StatusCode { mask } => sampled(trace.summary.status_seen & *mask != 0),
+            Policy::StringAttribute {
+                key,
+                matcher,
+                invert,
+            } => {
+                // As the collector: a resource value is matched as is; an empty span value never
+                // matches.
+                let hit = attribute::any_attr(
+                    trace,
+                    key,
+                    |v| matcher.matches(v.as_str_or_empty()),
+                    |v| {
+                        let s = v.as_str_or_empty();
+                        !s.is_empty() && matcher.matches(s)
+                    },
+                );
+                attribute::verdict(hit, *invert)
+            }
+            Policy::RateLimiting(r) => sampled(r.allow(trace.summary.span_count, now_ns)),
+            Policy::BytesLimiting(b) => sampled(b.allow(trace.summary.bytes, now_ns)),
+            Policy::SpanCount { min, max } => {
+                let n = trace.summary.span_count as i64;
+                sampled(n >= *min && (*max == 0 || n <= *max))
+            }
+            Policy::TraceState(f) => sampled(trace.spans.any(&mut |s| f.matches(s.trace_state()))),
+            Policy::BooleanAttribute { key, value, invert } => {
+                let want = *value;
+                let hit = attribute::any_attr(
+                    trace,
+                    key,
+                    |v| v.as_bool_or_false() == want,
+                    |v| v.as_bool_or_false() == want,
+                );
+                attribute::verdict(hit, *invert)
+            }
+            Policy::TraceFlags => sampled(trace.summary.sampled_flag_seen),
+            Policy::Ottl(exprs) => {
+                sampled(trace.spans.any(&mut |s| exprs.iter().any(|e| e.eval(s))))
+            }
+            Policy::And(subs) => {
+                for sub in subs.iter_mut() {
+                    if matches!(
+                        sub.evaluate(trace, now_ns),
+                        Decision::NotSampled | Decision::InvertNotSampled
+                    ) {
+                        return Decision::NotSampled;
+                    }
+                }
+                Decision::Sampled
+            }
+            Policy::Drop(subs) => {
+                for sub in subs.iter_mut() {
+                    if matches!(
+                        sub.evaluate(trace, now_ns),
+                        Decision::NotSampled | Decision::InvertNotSampled
+                    ) {
+                        return Decision::NotSampled;
+                    }
+                }
+                Decision::Dropped
+            }
+            Policy::Not(sub) => match sub.evaluate(trace, now_ns) {
+                Decision::Sampled => Decision::NotSampled,
+                Decision::NotSampled => Decision::Sampled,
+                other => other,
+            },
+            Policy::Composite(c) => c.evaluate(trace, now_ns),
+        }
+    }
+}
+
+/// Combines top-level verdicts into the final decision, as the collector does: any `Dropped`
+/// wins; then any `InvertNotSampled` → not sampled; then any `Sampled` → sampled; then any
+/// `InvertSampled` with no `NotSampled` → sampled; else not sampled.
+pub fn combine(seen: DecisionSet) -> FinalDecision {
+    if seen.has(Decision::Dropped) {
+        FinalDecision::Dropped
+    } else if seen.has(Decision::InvertNotSampled) {
+        FinalDecision::NotSampled
+    } else if seen.has(Decision::Sampled)
+        || (seen.has(Decision::InvertSampled) && !seen.has(Decision::NotSampled))
+    {
+        FinalDecision::Sampled
+    } else {
+        FinalDecision::NotSampled
+    }
+}
+
+/// Which verdicts occurred among the evaluated policies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecisionSet(u8);
+
+impl DecisionSet {
+    /// Records a verdict.
+    pub fn insert(&mut self, d: Decision) {
+        self.0 |= 1 << d as u8;
+    }
+    /// Was this verdict seen?
+    pub fn has(self, d: Decision) -> bool {
+        self.0 & (1 << d as u8) != 0
+    }
+}
+
+/// A trace's final fate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FinalDecision {
+    /// Exported.
+    Sampled,
+    /// Not exported.
+    NotSampled,
+    /// Not exported because a `drop` policy matched.
+    Dropped,
+}
+
+impl FinalDecision {
+    /// True if the spans are exported.
+    pub fn is_sampled(self) -> bool {
+        self == FinalDecision::Sampled
+    }
+}
+
+/// Evaluates a whole trace given as a slice with fresh policies built from `configs`: the
+/// reference the engine's incremental path is tested against.
+pub fn decide_whole_trace<S: SpanData>(
+    configs: &[PolicyConfig],
+    spans: &[S],
+    now_ns: u64,
+    sample_on_first_match: bool,
+) -> FinalDecision {
+    let mut policies: Vec<Policy> = configs.iter().map(Policy::build).collect();
+    order_drop_first(&mut policies);
+    let mut summary = TraceSummary::default();
+    spans.iter().for_each(|s| summary.add(s));
+    let trace_id = spans.first().map(|s| s.trace_id()).unwrap_or_default();
+    let view = TraceView {
+        trace_id,
+        summary: &summary,
+        spans: &SliceSpans(spans),
+    };
+    let mut seen = DecisionSet::default();
+    for p in policies.iter_mut() {
+        let d = p.evaluate(&view, now_ns);
+        seen.insert(d);
+        if d == Decision::Dropped || (sample_on_first_match && d == Decision::Sampled) {
+            break;
+        }
+    }
+    combine(seen)
+}
+
+/// Moves drop policies first, keeping the relative order (the collector does this on load).
+pub fn order_drop_first(policies: &mut [Policy]) {
+    policies.sort_by_key(|p| !p.is_drop());
+}

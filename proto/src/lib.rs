@@ -1,1 +1,57 @@
-//! Sans-IO OTLP wire layer (skeleton; see issue 3).
+//! Sans-IO OTLP wire layer for tailgate: read, route and rebuild OTLP trace requests without
+//! decoding them into structs.
+//!
+//! # Why
+//!
+//! An agent's job is to split every `ExportTraceServiceRequest` by trace id and forward the parts;
+//! a gateway's is to hold spans until a trace is decided and forward the sampled ones. Neither
+//! needs the spans as objects. Decoding with prost, regrouping and re-encoding costs about a
+//! microsecond per span; walking protobuf tags and copying span bytes costs tens of nanoseconds.
+//! So this crate treats a request as bytes: a scanner finds where resources, scopes and spans lie,
+//! a span view is a refcounted slice of the request plus its hot fields, and output requests are
+//! written from those slices with fresh length prefixes. Unknown fields survive byte for byte
+//! because nothing is ever decoded and re-encoded.
+//!
+//! Everything here is sans-IO (no runtime, no sockets): the proxy moves bytes between sockets and
+//! these functions. Malformed input yields a small `Copy` error with a byte offset, never a panic,
+//! and no allocation is sized by an untrusted length before it is checked.
+//!
+//! # Layout
+//!
+//! - [`wire`]: protobuf primitives (varints, tags, a field iterator with prost's validation rules).
+//! - [`scan`]: the structural walk of a request (resource/scope headers, span ranges) and
+//!   [`scan::count_spans`].
+//! - [`span`]: reading one span in place: [`span::SpanRef`] (borrowed, for routing) and
+//!   [`span::SpanFields`] (hot fields read in one walk).
+//! - [`attributes`]: lazy typed attribute lookup ([`attributes::AnyValue`]).
+//! - [`view`]: owned [`view::SpanView`]s for the sampler, [`view::scan`], detach/compaction.
+//! - [`reframe`]: build a request from any views ([`reframe::RequestBuilder`]).
+//! - [`split`]: partition a request into N by a function of each span (the agent's hot path).
+//! - [`grpc`]: gRPC 5-byte message framing over arbitrary chunks ([`grpc::Deframer`]).
+//! - [`compression`]: `grpc-encoding` / `Content-Encoding` codecs with a bounded decoder.
+//! - [`json`]: OTLP/HTTP bodies, OTLP/JSON to protobuf.
+//! - [`error`]: the error values.
+//! - [`fuzzing`]: entry points shared by the fuzz targets and the corpus-replay test.
+//!
+//! Design notes, benchmark figures and fuzzing results: `docs/proto.md`.
+
+pub mod attributes;
+pub mod compression;
+pub mod error;
+pub mod fuzzing;
+pub mod grpc;
+pub mod json;
+pub mod reframe;
+pub mod scan;
+pub mod span;
+pub mod split;
+pub mod view;
+pub mod wire;
+
+pub use compression::{Compression, DEFAULT_MAX_DECODED_SIZE};
+pub use error::{ScanError, ScanErrorKind};
+pub use reframe::{reframe, RequestBuilder};
+pub use scan::count_spans;
+pub use span::SpanRef;
+pub use split::{split, Splitter};
+pub use view::{compact, scan, SpanView};

@@ -1,0 +1,130 @@
+//! Error values of the wire layer.
+//!
+//! Every error is a small `Copy` value: a kind plus the byte offset where the input went wrong. They
+//! never allocate, so the hot path can return them freely, and the offset lets an operator find the
+//! bad byte in a captured request. Offsets are relative to the input the failing call was given
+//! (the request buffer, the gRPC stream, the compressed body).
+
+use thiserror::Error;
+
+/// What is wrong with a protobuf-encoded OTLP message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScanErrorKind {
+    /// A varint ran past ten bytes or its tenth byte overflowed 64 bits.
+    BadVarint,
+    /// A length, fixed-width value or varint runs past the end of its enclosing message.
+    Truncated,
+    /// A known field arrived with a wire type its schema does not allow.
+    WrongWireType,
+    /// The tag carries wire type 6 or 7, which protobuf does not define.
+    BadWireType,
+    /// The tag carries field number 0, which protobuf forbids.
+    BadFieldNumber,
+    /// A group (wire types 3/4) is unbalanced or nested deeper than the limit.
+    BadGroup,
+    /// An id field has a length other than 0 or its fixed size (16 for trace, 8 for span ids).
+    BadIdLength,
+    /// A message is too large to be addressed with the 32-bit offsets a view stores.
+    TooLarge,
+}
+
+/// A malformed protobuf message: what is wrong and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+#[error("malformed protobuf: {kind:?} at byte {at}")]
+pub struct ScanError {
+    /// What is wrong.
+    pub kind: ScanErrorKind,
+    /// Byte offset in the scanned buffer.
+    pub at: usize,
+}
+
+impl ScanError {
+    pub(crate) const fn new(kind: ScanErrorKind, at: usize) -> Self {
+        Self { kind, at }
+    }
+}
+
+/// What is wrong with a gRPC length-prefixed message stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FrameErrorKind {
+    /// The compressed-flag byte is neither 0 nor 1.
+    BadFlag,
+    /// The length prefix announces more than the configured maximum message size.
+    Oversize,
+    /// The stream ended inside a length prefix or message.
+    Truncated,
+    /// The compressed flag is set but the stream negotiated no `grpc-encoding`.
+    CompressedWithoutEncoding,
+}
+
+/// A malformed gRPC message stream: what is wrong and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+#[error("bad gRPC framing: {kind:?} at stream byte {at}")]
+pub struct FrameError {
+    /// What is wrong.
+    pub kind: FrameErrorKind,
+    /// Offset in the stream (all bytes pushed so far) of the message prefix at fault.
+    pub at: u64,
+}
+
+/// What went wrong while decompressing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecompressErrorKind {
+    /// The compressed bytes are not valid for the codec (bad header, checksum, stream).
+    Corrupt,
+    /// The compressed stream ended early.
+    Truncated,
+    /// The decoded output would exceed the maximum decoded size.
+    Oversize,
+}
+
+/// A body that could not be decompressed: what is wrong and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+#[error("decompression failed: {kind:?} near compressed byte {at}")]
+pub struct DecompressError {
+    /// What is wrong.
+    pub kind: DecompressErrorKind,
+    /// How many compressed input bytes the decoder had consumed when it failed (approximate for
+    /// buffered codecs: decoders read ahead in blocks).
+    pub at: usize,
+}
+
+/// What is wrong with an OTLP/JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JsonErrorKind {
+    /// Not JSON, or JSON that does not match the OTLP schema (including bad hex ids).
+    Syntax,
+}
+
+/// An OTLP/JSON body that could not be converted: what is wrong and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+#[error("bad OTLP/JSON: {kind:?} at byte {at}")]
+pub struct JsonError {
+    /// What is wrong.
+    pub kind: JsonErrorKind,
+    /// Byte offset in the JSON text (0 when the parser could not tell).
+    pub at: usize,
+}
+
+/// Any error of an OTLP/HTTP body conversion (decompression, then JSON or protobuf checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum BodyError {
+    /// `Content-Encoding` names a codec this crate does not support.
+    #[error("unsupported content encoding")]
+    UnsupportedEncoding,
+    /// The uncompressed body is larger than the maximum.
+    #[error("body larger than {at} bytes")]
+    Oversize {
+        /// The limit that was exceeded.
+        at: usize,
+    },
+    /// The body could not be decompressed.
+    #[error(transparent)]
+    Decompress(#[from] DecompressError),
+    /// The JSON body is malformed.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// The protobuf body is malformed.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+}

@@ -1,0 +1,187 @@
+//! The structural walk of an `ExportTraceServiceRequest`: where every resource header, scope
+//! header and span lies in the buffer.
+//!
+//! The walk descends `ExportTraceServiceRequest.resource_spans (1)` → `ResourceSpans.scope_spans
+//! (2)` → `ScopeSpans.spans (2)` and records byte ranges only; spans themselves are not entered
+//! (their fields are read lazily by [`crate::span`]). A *header* is everything in a ResourceSpans or
+//! ScopeSpans except its children: the `resource`/`scope` message, `schema_url` and any unknown
+//! fields, kept byte for byte. Writing a header followed by a subset of the children gives a
+//! message that decodes to the same resource/scope with fewer spans.
+
+use std::ops::Range;
+
+use crate::error::{ScanError, ScanErrorKind};
+use crate::wire::{Fields, LEN};
+
+/// `ExportTraceServiceRequest.resource_spans`.
+pub(crate) const REQUEST_RESOURCE_SPANS: u32 = 1;
+/// `ResourceSpans.scope_spans`.
+pub(crate) const RESOURCE_SPANS_SCOPE_SPANS: u32 = 2;
+/// `ScopeSpans.spans`.
+pub(crate) const SCOPE_SPANS_SPANS: u32 = 2;
+
+/// The non-child fields of a message, as ranges of the buffer. Encoders write fields in number
+/// order, so this is usually one range (`resource`/`scope`) or two (plus `schema_url` after the
+/// children).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// Ranges in buffer order; adjacent ranges are merged.
+    pub ranges: Vec<Range<u32>>,
+}
+
+impl Header {
+    /// Adds the field at `start..end`, merging with the previous range when adjacent.
+    #[inline]
+    fn push(&mut self, start: usize, end: usize) {
+        // Both fit in u32: the buffer length was checked before the walk.
+        let (start, end) = (start as u32, end as u32);
+        match self.ranges.last_mut() {
+            Some(last) if last.end == start => last.end = end,
+            _ => self.ranges.push(start..end),
+        }
+    }
+
+    /// Total header length.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.ranges.iter().map(|r| (r.end - r.start) as usize).sum()
+    }
+
+    /// Appends the header bytes (taken from `buf`) to `out`.
+    #[inline]
+    pub fn write(&self, buf: &[u8], out: &mut Vec<u8>) {
+        for r in &self.ranges {
+            out.extend_from_slice(&buf[r.start as usize..r.end as usize]);
+        }
+    }
+}
+
+/// One ResourceSpans of the request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResourceLoc {
+    /// Its non-child fields.
+    pub header: Header,
+    /// Its scopes, as a range of [`Index::scopes`].
+    pub scopes: Range<u32>,
+}
+
+/// One ScopeSpans of the request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ScopeLoc {
+    /// Index of its resource in [`Index::resources`].
+    pub resource: u32,
+    /// Its non-child fields.
+    pub header: Header,
+    /// Its spans, as a range of [`Index::spans`].
+    pub spans: Range<u32>,
+}
+
+/// One span of the request: its payload (the Span message, without tag and length).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SpanLoc {
+    /// Offset of the Span message in the buffer.
+    pub start: u32,
+    /// Offset just past it.
+    pub end: u32,
+}
+
+/// Where everything lies in one request. Reused across requests to keep the hot path free of
+/// allocation once warmed up.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Index {
+    /// Unknown fields of the request message itself.
+    pub extra: Header,
+    /// Resources in request order.
+    pub resources: Vec<ResourceLoc>,
+    /// Scopes in request order (grouped by resource).
+    pub scopes: Vec<ScopeLoc>,
+    /// Spans in request order (grouped by scope).
+    pub spans: Vec<SpanLoc>,
+}
+
+impl Index {
+    /// Walks `buf`, replacing the previous contents of the index.
+    pub fn build(&mut self, buf: &[u8]) -> Result<(), ScanError> {
+        self.extra.ranges.clear();
+        self.resources.clear();
+        self.scopes.clear();
+        self.spans.clear();
+        if u32::try_from(buf.len()).is_err() {
+            return Err(ScanError::new(ScanErrorKind::TooLarge, 0));
+        }
+        let mut fields = Fields::new(buf, 0);
+        while let Some(f) = fields.next_field()? {
+            if f.number == REQUEST_RESOURCE_SPANS {
+                f.expect(LEN, 0)?;
+                self.resource(buf, f.value_start, f.end)?;
+            } else {
+                self.extra.push(f.start, f.end);
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks the ResourceSpans at `buf[start..end]`.
+    fn resource(&mut self, buf: &[u8], start: usize, end: usize) -> Result<(), ScanError> {
+        let resource = self.resources.len() as u32;
+        let first_scope = self.scopes.len() as u32;
+        let mut header = Header::default();
+        let mut fields = Fields::new(&buf[start..end], start);
+        while let Some(f) = fields.next_field()? {
+            if f.number == RESOURCE_SPANS_SCOPE_SPANS {
+                f.expect(LEN, start)?;
+                self.scope(buf, resource, start + f.value_start, start + f.end)?;
+            } else {
+                if f.number == 1 || f.number == 3 {
+                    f.expect(LEN, start)?;
+                }
+                header.push(start + f.start, start + f.end);
+            }
+        }
+        let scopes = first_scope..self.scopes.len() as u32;
+        self.resources.push(ResourceLoc { header, scopes });
+        Ok(())
+    }
+
+    /// Walks the ScopeSpans at `buf[start..end]`.
+    fn scope(
+        &mut self,
+        buf: &[u8],
+        resource: u32,
+        start: usize,
+        end: usize,
+    ) -> Result<(), ScanError> {
+        let first_span = self.spans.len() as u32;
+        let mut header = Header::default();
+        let mut fields = Fields::new(&buf[start..end], start);
+        while let Some(f) = fields.next_field()? {
+            if f.number == SCOPE_SPANS_SPANS {
+                f.expect(LEN, start)?;
+                let (s, e) = (start + f.value_start, start + f.end);
+                self.spans.push(SpanLoc {
+                    start: s as u32,
+                    end: e as u32,
+                });
+            } else {
+                if f.number == 1 || f.number == 3 {
+                    f.expect(LEN, start)?;
+                }
+                header.push(start + f.start, start + f.end);
+            }
+        }
+        let spans = first_span..self.spans.len() as u32;
+        self.scopes.push(ScopeLoc {
+            resource,
+            header,
+            spans,
+        });
+        Ok(())
+    }
+}
+
+/// Counts the spans of a request without recording where they are.
+pub fn count_spans(buf: &[u8]) -> Result<usize, ScanError> {
+    let mut index = Index::default();
+    index.build(buf)?;
+    Ok(index.spans.len())
+}

@@ -1,0 +1,178 @@
+//! Split one request into N requests by a function of each span: the agent's hot path.
+//!
+//! Two passes over an [`Index`](crate::scan::Index) of the request: the first asks the callback for
+//! each span's destination and sums, per (destination, scope), the bytes that destination will
+//! receive; the second writes each destination's request with exact length prefixes, copying every
+//! span once and every needed resource/scope header verbatim. No intermediate structs, no
+//! per-span allocation; with a reused [`Splitter`] the only allocations are the output buffers.
+//!
+//! Outputs are plain `ExportTraceServiceRequest` encodings. Because protobuf appends repeated fields
+//! when messages are concatenated, two outputs for the same destination can be batched by simply
+//! concatenating their bytes; [`Splitter::split_into`] appends to existing buffers for that reason.
+
+use bytes::Bytes;
+
+use crate::error::ScanError;
+use crate::scan::{Index, REQUEST_RESOURCE_SPANS, RESOURCE_SPANS_SCOPE_SPANS, SCOPE_SPANS_SPANS};
+use crate::span::SpanRef;
+use crate::wire::{put_varint, varint_len};
+
+/// Tag byte of a LEN field with number `n` (numbers 1..=15 encode in one byte).
+const fn len_tag(n: u32) -> u8 {
+    ((n << 3) | 2) as u8
+}
+
+/// Reusable scratch space for [`split`]: keeps its buffers between requests.
+#[derive(Debug, Default)]
+pub struct Splitter {
+    index: Index,
+    /// Destination chosen for each span of the index.
+    dest: Vec<u32>,
+    /// `sizes[d * scopes + s]`: encoded bytes of the span fields of scope `s` bound for `d`.
+    sizes: Vec<usize>,
+    /// Encoded header length of each scope and resource.
+    scope_hdr: Vec<usize>,
+    res_hdr: Vec<usize>,
+}
+
+impl Splitter {
+    /// A splitter with empty scratch buffers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Splits `request` into `n` requests; `route` returns each span's destination in `0..n`
+    /// (out-of-range values are reduced modulo `n`). Destinations that receive no span get an
+    /// empty buffer (which is a valid, empty request). With `n == 0` the result is empty.
+    pub fn split<F>(&mut self, request: &[u8], n: usize, route: F) -> Result<Vec<Bytes>, ScanError>
+    where
+        F: FnMut(SpanRef<'_>) -> usize,
+    {
+        let mut outs: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
+        self.split_into(request, &mut outs, route)?;
+        Ok(outs.into_iter().map(Bytes::from).collect())
+    }
+
+    /// Like [`Self::split`] but appends each destination's spans to `outs[d]` (as encoded
+    /// `ResourceSpans` fields, so each buffer stays a valid request and batches by appending).
+    /// On error nothing is appended.
+    pub fn split_into<F>(
+        &mut self,
+        request: &[u8],
+        outs: &mut [Vec<u8>],
+        mut route: F,
+    ) -> Result<(), ScanError>
+    where
+        F: FnMut(SpanRef<'_>) -> usize,
+    {
+        let n = outs.len();
+        if n == 0 {
+            return self.index.build(request);
+        }
+        self.index.build(request)?;
+        self.measure(request, n, &mut route);
+        for (d, out) in outs.iter_mut().enumerate() {
+            self.write(request, d, out);
+        }
+        Ok(())
+    }
+
+    /// First pass: destination of every span and bytes per (destination, scope).
+    fn measure<F: FnMut(SpanRef<'_>) -> usize>(&mut self, buf: &[u8], n: usize, route: &mut F) {
+        let idx = &self.index;
+        let nscopes = idx.scopes.len();
+        self.sizes.clear();
+        self.sizes.resize(n * nscopes, 0);
+        self.dest.clear();
+        self.dest.reserve(idx.spans.len());
+        for (s, scope) in idx.scopes.iter().enumerate() {
+            for loc in &idx.spans[scope.spans.start as usize..scope.spans.end as usize] {
+                let (start, end) = (loc.start as usize, loc.end as usize);
+                let mut d = route(SpanRef::new(&buf[start..end], start));
+                if d >= n {
+                    d %= n;
+                }
+                self.dest.push(d as u32);
+                let len = end - start;
+                self.sizes[d * nscopes + s] += 1 + varint_len(len as u64) + len;
+            }
+        }
+        self.scope_hdr.clear();
+        self.scope_hdr
+            .extend(idx.scopes.iter().map(|s| s.header.len()));
+        self.res_hdr.clear();
+        self.res_hdr
+            .extend(idx.resources.iter().map(|r| r.header.len()));
+    }
+
+    /// Second pass: appends destination `d`'s resource spans to `out`.
+    fn write(&self, buf: &[u8], d: usize, out: &mut Vec<u8>) {
+        let idx = &self.index;
+        let nscopes = idx.scopes.len();
+        let sizes = &self.sizes[d * nscopes..(d + 1) * nscopes];
+        if sizes.iter().all(|&s| s == 0) {
+            return;
+        }
+        let scope_body = |s: usize| self.scope_hdr[s] + sizes[s];
+        let res_body = |r: usize| -> usize {
+            let scopes = &idx.resources[r].scopes;
+            let children: usize = (scopes.start as usize..scopes.end as usize)
+                .filter(|&s| sizes[s] > 0)
+                .map(|s| {
+                    let b = scope_body(s);
+                    1 + varint_len(b as u64) + b
+                })
+                .sum();
+            if children == 0 {
+                0
+            } else {
+                self.res_hdr[r] + children
+            }
+        };
+        let bodies: Vec<usize> = (0..idx.resources.len()).map(res_body).collect();
+        let total: usize = idx.extra.len()
+            + bodies
+                .iter()
+                .filter(|&&b| b > 0)
+                .map(|&b| 1 + varint_len(b as u64) + b)
+                .sum::<usize>();
+        out.reserve(total);
+        idx.extra.write(buf, out);
+        for (r, res) in idx.resources.iter().enumerate() {
+            if bodies[r] == 0 {
+                continue;
+            }
+            out.push(len_tag(REQUEST_RESOURCE_SPANS));
+            put_varint(out, bodies[r] as u64);
+            res.header.write(buf, out);
+            let scopes = res.scopes.start as usize..res.scopes.end as usize;
+            for (s, scope) in scopes.clone().zip(&idx.scopes[scopes]) {
+                if sizes[s] == 0 {
+                    continue;
+                }
+                out.push(len_tag(RESOURCE_SPANS_SCOPE_SPANS));
+                put_varint(out, scope_body(s) as u64);
+                scope.header.write(buf, out);
+                let range = scope.spans.start as usize..scope.spans.end as usize;
+                for (loc, &dest) in idx.spans[range.clone()].iter().zip(&self.dest[range]) {
+                    if dest as usize != d {
+                        continue;
+                    }
+                    let span = &buf[loc.start as usize..loc.end as usize];
+                    out.push(len_tag(SCOPE_SPANS_SPANS));
+                    put_varint(out, span.len() as u64);
+                    out.extend_from_slice(span);
+                }
+            }
+        }
+    }
+}
+
+/// Splits `request` into `n` requests by `route` (see [`Splitter::split`]). Allocates fresh
+/// scratch space; keep a [`Splitter`] to reuse it across requests.
+pub fn split<F>(request: &[u8], n: usize, route: F) -> Result<Vec<Bytes>, ScanError>
+where
+    F: FnMut(SpanRef<'_>) -> usize,
+{
+    Splitter::new().split(request, n, route)
+}

@@ -1,0 +1,395 @@
+//! Owned span views: what the gateway keeps in its trace table.
+//!
+//! A [`SpanView`] is the request buffer (a refcounted `Bytes`, never copied), the span's position
+//! in it, a shared handle to the request's resource and scope headers, and the span's hot fields
+//! read once at scan time. Holding a view pins the whole request buffer: the sampler accounts
+//! memory per buffer ([`SpanView::buffer_id`], [`SpanView::buffer_len`]) and, when few views of a
+//! big buffer survive, calls [`SpanView::detach`] (or [`compact`]) to copy the survivors into a
+//! small buffer of their own.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::attributes::{find_attribute, AnyValue, Attributes};
+use crate::error::ScanError;
+use crate::scan::{Header, Index};
+use crate::span::{SpanFields, SpanKind, SpanRef, StatusCode};
+use crate::wire::{Fields, LEN};
+
+/// `ResourceSpans.resource`, `Resource.attributes`.
+const RESOURCE: u32 = 1;
+const RESOURCE_ATTRIBUTES: u32 = 1;
+/// `ScopeSpans.scope` and the `InstrumentationScope` fields.
+const SCOPE: u32 = 1;
+const SCOPE_NAME: u32 = 1;
+const SCOPE_VERSION: u32 = 2;
+const SCOPE_ATTRIBUTES: u32 = 3;
+
+/// The headers of one request, shared by all its views.
+#[derive(Debug)]
+pub(crate) struct Headers {
+    /// ResourceSpans headers (everything but `scope_spans`).
+    pub resources: Vec<Bytes>,
+    /// ScopeSpans headers (everything but `spans`) with the index of their resource.
+    pub scopes: Vec<(u32, Bytes)>,
+}
+
+/// A header as a `Bytes`: a slice of the request when contiguous, else a fresh concatenation.
+fn header_bytes(buf: &Bytes, header: &Header) -> Bytes {
+    match header.ranges.as_slice() {
+        [] => Bytes::new(),
+        [r] => buf.slice(r.start as usize..r.end as usize),
+        _ => {
+            let mut out = Vec::with_capacity(header.len());
+            header.write(buf, &mut out);
+            Bytes::from(out)
+        }
+    }
+}
+
+/// One span of a request, owning a reference to the request buffer.
+#[derive(Debug, Clone)]
+pub struct SpanView {
+    /// The buffer the span lies in (whole request, or a compact copy after [`Self::detach`]).
+    buf: Bytes,
+    /// The span's Span message: `buf[start..end]`.
+    start: u32,
+    end: u32,
+    /// Resource and scope headers of the buffer.
+    headers: Arc<Headers>,
+    /// Index into `headers.scopes` (which names the resource).
+    scope: u32,
+    /// Hot fields read at scan time.
+    fields: SpanFields,
+}
+
+/// Scans a request into views of all its spans, validating each span's top-level fields.
+pub fn scan(buf: &Bytes) -> Result<Vec<SpanView>, ScanError> {
+    let mut index = Index::default();
+    index.build(buf)?;
+    views_from_index(buf, &index)
+}
+
+fn views_from_index(buf: &Bytes, index: &Index) -> Result<Vec<SpanView>, ScanError> {
+    let headers = Arc::new(Headers {
+        resources: index
+            .resources
+            .iter()
+            .map(|r| header_bytes(buf, &r.header))
+            .collect(),
+        scopes: index
+            .scopes
+            .iter()
+            .map(|s| (s.resource, header_bytes(buf, &s.header)))
+            .collect(),
+    });
+    let mut out = Vec::with_capacity(index.spans.len());
+    for (scope_no, scope) in index.scopes.iter().enumerate() {
+        for loc in &index.spans[scope.spans.start as usize..scope.spans.end as usize] {
+            let (start, end) = (loc.start as usize, loc.end as usize);
+            let fields = SpanFields::parse(&buf[start..end], start)?;
+            out.push(SpanView {
+                buf: buf.clone(),
+                start: loc.start,
+                end: loc.end,
+                headers: Arc::clone(&headers),
+                scope: scope_no as u32,
+                fields,
+            });
+        }
+    }
+    Ok(out)
+}
+
+impl SpanView {
+    /// The encoded Span message (a zero-copy slice of the buffer).
+    pub fn span_bytes(&self) -> Bytes {
+        self.buf.slice(self.start as usize..self.end as usize)
+    }
+
+    /// The encoded Span message, borrowed.
+    pub fn span_slice(&self) -> &[u8] {
+        &self.buf[self.start as usize..self.end as usize]
+    }
+
+    /// Borrowed form, for the accessors shared with the split callback.
+    pub fn as_span_ref(&self) -> SpanRef<'_> {
+        SpanRef::new(self.span_slice(), self.start as usize)
+    }
+
+    /// Length of the Span message on the wire (without its tag and length prefix).
+    pub fn wire_len(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    /// Identity of the buffer this view pins (stable while any view holds it); use with
+    /// [`Self::buffer_len`] to account retained memory per buffer.
+    pub fn buffer_id(&self) -> usize {
+        self.buf.as_ptr() as usize
+    }
+
+    /// Length of the buffer this view pins.
+    pub fn buffer_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The hot fields read at scan time.
+    pub fn fields(&self) -> &SpanFields {
+        &self.fields
+    }
+
+    /// Trace id.
+    pub fn trace_id(&self) -> [u8; 16] {
+        self.fields.trace_id
+    }
+
+    /// Span id.
+    pub fn span_id(&self) -> [u8; 8] {
+        self.fields.span_id
+    }
+
+    /// Parent span id (all zero for a root span).
+    pub fn parent_span_id(&self) -> [u8; 8] {
+        self.fields.parent_span_id
+    }
+
+    /// Span name bytes.
+    pub fn name(&self) -> &[u8] {
+        self.fields.name_in(self.span_slice())
+    }
+
+    /// W3C trace state bytes.
+    pub fn trace_state(&self) -> &[u8] {
+        self.fields.trace_state_in(self.span_slice())
+    }
+
+    /// Span kind.
+    pub fn kind(&self) -> SpanKind {
+        self.fields.span_kind()
+    }
+
+    /// Start time, Unix nanoseconds.
+    pub fn start_time_unix_nano(&self) -> u64 {
+        self.fields.start_time_unix_nano
+    }
+
+    /// End time, Unix nanoseconds.
+    pub fn end_time_unix_nano(&self) -> u64 {
+        self.fields.end_time_unix_nano
+    }
+
+    /// Status code.
+    pub fn status_code(&self) -> StatusCode {
+        self.fields.status()
+    }
+
+    /// Span flags.
+    pub fn flags(&self) -> u32 {
+        self.fields.flags
+    }
+
+    /// The first span attribute named `key`.
+    pub fn attribute(&self, key: &str) -> Option<AnyValue<'_>> {
+        self.as_span_ref().attribute(key)
+    }
+
+    /// All span attributes.
+    pub fn attributes(&self) -> Attributes<'_> {
+        self.as_span_ref().attributes()
+    }
+
+    /// The span's resource.
+    pub fn resource(&self) -> ResourceRef<'_> {
+        let res = self.headers.scopes[self.scope as usize].0;
+        ResourceRef {
+            header: &self.headers.resources[res as usize],
+        }
+    }
+
+    /// The span's instrumentation scope.
+    pub fn scope(&self) -> ScopeRef<'_> {
+        ScopeRef {
+            header: &self.headers.scopes[self.scope as usize].1,
+        }
+    }
+
+    /// The resource header (ResourceSpans without its scope_spans) as shared bytes.
+    pub fn resource_header(&self) -> &Bytes {
+        let res = self.headers.scopes[self.scope as usize].0;
+        &self.headers.resources[res as usize]
+    }
+
+    /// The scope header (ScopeSpans without its spans) as shared bytes.
+    pub fn scope_header(&self) -> &Bytes {
+        &self.headers.scopes[self.scope as usize].1
+    }
+
+    /// An equivalent view backed by a fresh buffer holding only this span and its headers, so the
+    /// original request buffer can be freed once no other view holds it.
+    pub fn detach(&self) -> SpanView {
+        let mut v = compact(std::slice::from_ref(self));
+        match v.pop() {
+            Some(view) => view,
+            None => self.clone(), // unreachable: compact returns one view per input
+        }
+    }
+}
+
+/// Copies `views` into one fresh buffer (spans and each distinct header once) and returns
+/// equivalent views backed by it, in the same order. The sampler uses this to release a large
+/// request buffer of which only a few spans are still held.
+pub fn compact(views: &[SpanView]) -> Vec<SpanView> {
+    // Distinct (resource, scope) header pairs, by identity of the shared header bytes.
+    let mut res_keys: Vec<(usize, usize)> = Vec::new();
+    let mut scope_keys: Vec<(usize, usize, u32)> = Vec::new();
+    let mut buf = Vec::with_capacity(views.iter().map(|v| v.wire_len()).sum::<usize>() + 256);
+    let mut resources: Vec<(usize, usize)> = Vec::new();
+    let mut scopes: Vec<(u32, usize, usize)> = Vec::new();
+    let mut placed: Vec<(u32, usize, usize)> = Vec::with_capacity(views.len());
+    for v in views {
+        let rh = v.resource_header();
+        let rkey = (rh.as_ptr() as usize, rh.len());
+        let res = match res_keys.iter().position(|k| *k == rkey) {
+            Some(i) => i as u32,
+            None => {
+                res_keys.push(rkey);
+                resources.push((buf.len(), buf.len() + rh.len()));
+                buf.extend_from_slice(rh);
+                (res_keys.len() - 1) as u32
+            }
+        };
+        let sh = v.scope_header();
+        let skey = (sh.as_ptr() as usize, sh.len(), res);
+        let scope = match scope_keys.iter().position(|k| *k == skey) {
+            Some(i) => i as u32,
+            None => {
+                scope_keys.push(skey);
+                scopes.push((res, buf.len(), buf.len() + sh.len()));
+                buf.extend_from_slice(sh);
+                (scope_keys.len() - 1) as u32
+            }
+        };
+        placed.push((scope, buf.len(), buf.len() + v.wire_len()));
+        buf.extend_from_slice(v.span_slice());
+    }
+    let buf = Bytes::from(buf);
+    let headers = Arc::new(Headers {
+        resources: resources.iter().map(|&(s, e)| buf.slice(s..e)).collect(),
+        scopes: scopes
+            .iter()
+            .map(|&(r, s, e)| (r, buf.slice(s..e)))
+            .collect(),
+    });
+    views
+        .iter()
+        .zip(placed)
+        .map(|(v, (scope, s, e))| SpanView {
+            buf: buf.clone(),
+            start: s as u32,
+            end: e as u32,
+            headers: Arc::clone(&headers),
+            scope,
+            fields: v.fields,
+        })
+        .collect()
+}
+
+/// A resource header, borrowed from a view.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceRef<'a> {
+    header: &'a [u8],
+}
+
+impl<'a> ResourceRef<'a> {
+    /// The encoded header (the ResourceSpans fields other than `scope_spans`).
+    pub fn header(&self) -> &'a [u8] {
+        self.header
+    }
+
+    /// The first resource attribute named `key`.
+    pub fn attribute(&self, key: &str) -> Option<AnyValue<'a>> {
+        sub_messages(self.header, RESOURCE)
+            .find_map(|(m, base)| find_attribute(m, base, RESOURCE_ATTRIBUTES, key.as_bytes()))
+    }
+
+    /// The resource's `service.name`, if it is a string.
+    pub fn service_name(&self) -> Option<&'a [u8]> {
+        match self.attribute("service.name") {
+            Some(AnyValue::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// All resource attributes (of the first `resource` field; encoders write one).
+    pub fn attributes(&self) -> Attributes<'a> {
+        match sub_messages(self.header, RESOURCE).next() {
+            Some((m, base)) => Attributes::new(m, base, RESOURCE_ATTRIBUTES),
+            None => Attributes::empty(),
+        }
+    }
+}
+
+/// A scope header, borrowed from a view.
+#[derive(Debug, Clone, Copy)]
+pub struct ScopeRef<'a> {
+    header: &'a [u8],
+}
+
+impl<'a> ScopeRef<'a> {
+    /// The encoded header (the ScopeSpans fields other than `spans`).
+    pub fn header(&self) -> &'a [u8] {
+        self.header
+    }
+
+    /// The scope name.
+    pub fn name(&self) -> &'a [u8] {
+        self.string_field(SCOPE_NAME)
+    }
+
+    /// The scope version.
+    pub fn version(&self) -> &'a [u8] {
+        self.string_field(SCOPE_VERSION)
+    }
+
+    /// The first scope attribute named `key`.
+    pub fn attribute(&self, key: &str) -> Option<AnyValue<'a>> {
+        sub_messages(self.header, SCOPE)
+            .find_map(|(m, base)| find_attribute(m, base, SCOPE_ATTRIBUTES, key.as_bytes()))
+    }
+
+    /// All scope attributes (of the first `scope` field).
+    pub fn attributes(&self) -> Attributes<'a> {
+        match sub_messages(self.header, SCOPE).next() {
+            Some((m, base)) => Attributes::new(m, base, SCOPE_ATTRIBUTES),
+            None => Attributes::empty(),
+        }
+    }
+
+    fn string_field(&self, number: u32) -> &'a [u8] {
+        let mut last: &'a [u8] = &[];
+        for (m, base) in sub_messages(self.header, SCOPE) {
+            let mut fields = Fields::new(m, base);
+            while let Ok(Some(f)) = fields.next_field() {
+                if f.number == number && f.wire_type == LEN {
+                    last = f.payload(m);
+                }
+            }
+        }
+        last
+    }
+}
+
+/// The payloads of the LEN fields numbered `number` in `msg`, with their offsets in `msg`.
+fn sub_messages(msg: &[u8], number: u32) -> impl Iterator<Item = (&[u8], usize)> {
+    let mut fields = Fields::new(msg, 0);
+    std::iter::from_fn(move || loop {
+        match fields.next_field() {
+            Ok(Some(f)) if f.number == number && f.wire_type == LEN => {
+                return Some((f.payload(msg), f.value_start))
+            }
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    })
+}

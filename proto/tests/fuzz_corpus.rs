@@ -1,0 +1,124 @@
+//! Replays the checked-in fuzz corpus (`proto/fuzz/corpus/<target>/`) through the same entry
+//! functions the cargo-fuzz targets call, so every finding stays fixed on stable `cargo test`.
+//! `cargo test -p tailgate-proto --test fuzz_corpus -- --ignored` rewrites the seed files.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{
+    any_value::Value, AnyValue, InstrumentationScope, KeyValue,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use tailgate_proto::{fuzzing, grpc, Compression};
+
+/// A fuzz target: its name and entry function.
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: [Target; 5] = [
+    ("scanner", fuzzing::scan),
+    ("grpc_deframer", fuzzing::grpc_deframer),
+    ("gzip", fuzzing::gzip),
+    ("zstd", fuzzing::zstd),
+    ("snappy", fuzzing::snappy),
+];
+
+fn corpus_dir(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+}
+
+#[test]
+fn replay_corpus() {
+    for (target, run) in TARGETS {
+        let dir = corpus_dir(target);
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            run(&std::fs::read(&path).unwrap());
+            n += 1;
+        }
+        assert!(n > 0, "no corpus in {}", dir.display());
+    }
+}
+
+fn request() -> Vec<u8> {
+    let kv = |k: &str, v: Value| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+    };
+    let span = |i: u8| Span {
+        trace_id: vec![i; 16],
+        span_id: vec![i; 8],
+        name: format!("GET /api/{i}"),
+        kind: 2,
+        start_time_unix_nano: 1,
+        end_time_unix_nano: 2,
+        attributes: vec![
+            kv("http.method", Value::StringValue("GET".into())),
+            kv("n", Value::IntValue(7)),
+        ],
+        status: Some(Status {
+            code: 2,
+            message: "boom".into(),
+        }),
+        ..Default::default()
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", Value::StringValue("cart".into()))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "lib".into(),
+                    ..Default::default()
+                }),
+                spans: vec![span(1), span(2), span(3)],
+                schema_url: "s".into(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+#[ignore = "rewrites the seed corpus files"]
+fn write_seed_corpus() {
+    let req = request();
+    let mut seeds: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("scanner", "request", req.clone()),
+        ("scanner", "truncated", req[..req.len() / 2].to_vec()),
+        ("scanner", "empty", Vec::new()),
+        ("scanner", "group", vec![0xa3, 0x06, 0x08, 0x01, 0xa4, 0x06]),
+    ];
+    let framed = grpc::encode_message(&req, Compression::Identity).unwrap();
+    let zipped = grpc::encode_message(&req, Compression::Gzip).unwrap();
+    seeds.push(("grpc_deframer", "one", [&[7u8][..], &framed].concat()));
+    seeds.push((
+        "grpc_deframer",
+        "two_gzip",
+        [&[3u8][..], &framed, &zipped].concat(),
+    ));
+    seeds.push(("grpc_deframer", "bad_flag", vec![1, 9, 0, 0, 0, 1, 0]));
+    for (target, codec) in [
+        ("gzip", Compression::Gzip),
+        ("zstd", Compression::Zstd),
+        ("snappy", Compression::Snappy),
+    ] {
+        let z = codec.compress(&req).unwrap();
+        seeds.push((target, "request", z.clone()));
+        seeds.push((target, "truncated", z[..z.len() / 2].to_vec()));
+        seeds.push((target, "zeros", codec.compress(&[0u8; 4096]).unwrap()));
+    }
+    for (target, name, data) in seeds {
+        let dir = corpus_dir(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), data).unwrap();
+    }
+}

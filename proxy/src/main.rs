@@ -1,6 +1,52 @@
-//! The `tailgate` binary (skeleton; see issue 5).
+//! The `tailgate` binary: parse flags, load the config, run (or just validate).
 
-fn main() {
-    eprintln!("tailgate: not built yet (issue 5)");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::Parser;
+use tailgate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = |k: &str| std::env::var(k).ok();
+    let sources = match cli.read_sources(&env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tailgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match tailgate::config::load(&sources, &cli.set, &env) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprint!("tailgate: {errors}");
+            return ExitCode::from(1);
+        }
+    };
+    tailgate::telemetry::logging::init(&config.log_level);
+    if !cli.feature_gates.is_empty() {
+        tracing::warn!(gates = ?cli.feature_gates, "--feature-gates is accepted for compatibility and ignored");
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    match cli.command {
+        Some(Command::Validate) => {
+            println!("tailgate: configuration is valid");
+            ExitCode::SUCCESS
+        }
+        None => {
+            let options = tailgate::runtime::RunOptions {
+                cores: cli.cores,
+                ports_file: cli.ports_file.clone(),
+            };
+            match tailgate::runtime::run(config, options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("tailgate: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
 }

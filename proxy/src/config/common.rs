@@ -1,0 +1,248 @@
+//! Settings shared by several components: endpoints, TLS blocks, sending queue, retry, compression.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::duration::GoDuration;
+use super::error::{join, ConfigErrors};
+
+/// Checks a listen endpoint `host:port` (host may be empty, a name, an IPv4 or a bracketed IPv6).
+pub fn check_listen_endpoint(endpoint: &str, path: &str, errors: &mut ConfigErrors) {
+    if let Err(e) = split_host_port(endpoint) {
+        errors.push(path, e);
+    }
+}
+
+/// Splits `host:port`, accepting `[v6]:port` and an empty host.
+pub fn split_host_port(endpoint: &str) -> Result<(String, u16), String> {
+    let bad = || {
+        format!(
+            "invalid endpoint {endpoint:?}: expected host:port, e.g. 0.0.0.0:4317 or localhost:0"
+        )
+    };
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.contains('/') || host.contains(' ') {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// The `tls` block of a server (receiver). Parsed so keys are checked; serving TLS is not implemented
+/// yet, so validation rejects a block that asks for it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// PEM certificate chain file.
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    /// PEM private key file.
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// CA file for client certificates (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// CA file (collector accepts it on servers too).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Lowest TLS version, "1.2" or "1.3".
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// Highest TLS version.
+    #[serde(default)]
+    pub max_version: Option<String>,
+    /// How often to reload the certificate files.
+    #[serde(default)]
+    pub reload_interval: Option<GoDuration>,
+}
+
+/// The `tls` block of a client (exporter). The collector dials TLS unless `insecure: true`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// Plaintext connection (no TLS at all).
+    #[serde(default)]
+    pub insecure: bool,
+    /// TLS without verifying the server's certificate.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// CA file to verify the server.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Client certificate (mTLS).
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    /// Client key (mTLS).
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// Name to verify instead of the endpoint's host.
+    #[serde(default)]
+    pub server_name_override: Option<String>,
+    /// Lowest TLS version.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// Highest TLS version.
+    #[serde(default)]
+    pub max_version: Option<String>,
+    /// How often to reload the certificate files.
+    #[serde(default)]
+    pub reload_interval: Option<GoDuration>,
+    /// Whether to add the system pool to `ca_file`.
+    #[serde(default)]
+    pub include_system_ca_certs_pool: bool,
+}
+
+/// Payload compression of an exporter or accepted by a receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// No compression (`none` or empty string).
+    None,
+    /// gzip, the collector's default for otlp exporters.
+    #[default]
+    Gzip,
+    /// zstd.
+    Zstd,
+    /// snappy.
+    Snappy,
+}
+
+impl Compression {
+    /// Parses the collector's spelling; `None` for anything we do not send.
+    pub fn parse(text: &str) -> Option<Compression> {
+        match text {
+            "" | "none" => Some(Compression::None),
+            "gzip" => Some(Compression::Gzip),
+            "zstd" => Some(Compression::Zstd),
+            "snappy" => Some(Compression::Snappy),
+            _ => None,
+        }
+    }
+
+    /// The `grpc-encoding` header value, if any.
+    pub fn grpc_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+            Compression::Snappy => Some("snappy"),
+        }
+    }
+}
+
+/// `sending_queue` of an exporter (exporterhelper's QueueConfig).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendingQueue {
+    /// Whether requests are queued (false: the pipeline waits for each send).
+    pub enabled: bool,
+    /// Concurrent senders draining the queue (per core in tailgate).
+    pub num_consumers: usize,
+    /// Queue capacity in requests (batches).
+    pub queue_size: usize,
+    /// Block instead of refusing when full (newer collectors).
+    pub blocking: bool,
+    /// Persistent storage extension id: not supported.
+    pub storage: Option<String>,
+    /// What `queue_size` counts; only `requests` is implemented.
+    pub sizer: Option<String>,
+}
+
+impl Default for SendingQueue {
+    fn default() -> Self {
+        SendingQueue {
+            enabled: true,
+            num_consumers: 10,
+            queue_size: 1000,
+            blocking: false,
+            storage: None,
+            sizer: None,
+        }
+    }
+}
+
+impl SendingQueue {
+    /// Checks the collector's rules and what tailgate implements.
+    pub fn validate(&self, path: &str, errors: &mut ConfigErrors) {
+        if self.enabled && self.queue_size == 0 {
+            errors.push(
+                join(path, "queue_size"),
+                "must be greater than zero when the queue is enabled",
+            );
+        }
+        if self.enabled && self.num_consumers == 0 {
+            errors.push(join(path, "num_consumers"), "must be greater than zero");
+        }
+        if self.storage.is_some() {
+            errors.push(
+                join(path, "storage"),
+                "persistent queues are not implemented in tailgate; remove storage",
+            );
+        }
+        if let Some(s) = &self.sizer {
+            if s != "requests" {
+                errors.push(
+                    join(path, "sizer"),
+                    format!("{s:?} is not implemented; allowed: requests"),
+                );
+            }
+        }
+    }
+}
+
+/// `retry_on_failure` of an exporter (exporterhelper's BackOffConfig).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryOnFailure {
+    /// Whether failed sends with retryable codes are retried.
+    pub enabled: bool,
+    /// First backoff.
+    pub initial_interval: GoDuration,
+    /// Jitter: each interval is multiplied by a random factor in [1-r, 1+r].
+    pub randomization_factor: f64,
+    /// Growth of the interval per attempt.
+    pub multiplier: f64,
+    /// Cap on one interval.
+    pub max_interval: GoDuration,
+    /// Give up after this long (0: never).
+    pub max_elapsed_time: GoDuration,
+}
+
+impl Default for RetryOnFailure {
+    fn default() -> Self {
+        use std::time::Duration;
+        RetryOnFailure {
+            enabled: true,
+            initial_interval: GoDuration(Duration::from_secs(5)),
+            randomization_factor: 0.5,
+            multiplier: 1.5,
+            max_interval: GoDuration(Duration::from_secs(30)),
+            max_elapsed_time: GoDuration(Duration::from_secs(300)),
+        }
+    }
+}
+
+impl RetryOnFailure {
+    /// Checks ranges as the collector does.
+    pub fn validate(&self, path: &str, errors: &mut ConfigErrors) {
+        if !(0.0..=1.0).contains(&self.randomization_factor) {
+            errors.push(
+                join(path, "randomization_factor"),
+                "must be between 0 and 1",
+            );
+        }
+        if self.multiplier < 1.0 || !self.multiplier.is_finite() {
+            errors.push(join(path, "multiplier"), "must be at least 1");
+        }
+        if self.enabled && self.initial_interval.0.is_zero() {
+            errors.push(join(path, "initial_interval"), "must be greater than zero");
+        }
+    }
+}
+
+/// Headers sent with every request.
+pub type Headers = BTreeMap<String, String>;

@@ -1,0 +1,275 @@
+//! Which component types tailgate knows, which it implements, and how each one's keys are parsed.
+//!
+//! Adding a component: add its `config.rs` beside its implementation, a variant to the matching enum
+//! below, and move its name from `PLANNED` to the implemented arm of the parser.
+
+use serde::de::DeserializeOwned;
+use serde_yaml::{Mapping, Value};
+
+use super::error::{join, ConfigErrors};
+use crate::exporter::debug::config::{DebugExporterConfig, NopExporterConfig};
+use crate::exporter::otlp::config::OtlpExporterConfig;
+use crate::extension::health_check::config::HealthCheckConfig;
+use crate::processor::batch::config::BatchConfig;
+use crate::processor::memory_limiter::config::MemoryLimiterConfig;
+use crate::receiver::otlp::config::OtlpReceiverConfig;
+
+/// The kinds of component sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// `receivers`.
+    Receivers,
+    /// `processors`.
+    Processors,
+    /// `exporters`.
+    Exporters,
+    /// `connectors`.
+    Connectors,
+    /// `extensions`.
+    Extensions,
+}
+
+impl Section {
+    /// The YAML key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Section::Receivers => "receivers",
+            Section::Processors => "processors",
+            Section::Exporters => "exporters",
+            Section::Connectors => "connectors",
+            Section::Extensions => "extensions",
+        }
+    }
+
+    fn singular(self) -> &'static str {
+        match self {
+            Section::Receivers => "receiver",
+            Section::Processors => "processor",
+            Section::Exporters => "exporter",
+            Section::Connectors => "connector",
+            Section::Extensions => "extension",
+        }
+    }
+
+    /// Types tailgate implements in this section.
+    pub fn implemented(self) -> &'static [&'static str] {
+        match self {
+            Section::Receivers => &["otlp"],
+            Section::Processors => &["memory_limiter", "batch"],
+            Section::Exporters => &["otlp", "debug", "nop"],
+            Section::Connectors => &[],
+            Section::Extensions => &["health_check"],
+        }
+    }
+
+    /// Types the reference configs or the project plan use that are not implemented yet.
+    pub fn planned(self) -> &'static [&'static str] {
+        match self {
+            Section::Receivers => &[],
+            Section::Processors => &["tail_sampling"],
+            Section::Exporters => &["otlphttp", "loadbalancing", "prometheus"],
+            Section::Connectors => &["spanmetrics"],
+            Section::Extensions => &[],
+        }
+    }
+}
+
+/// A parsed receiver.
+#[derive(Debug, Clone)]
+pub enum ReceiverConfig {
+    /// `otlp`.
+    Otlp(OtlpReceiverConfig),
+}
+
+/// A parsed processor.
+#[derive(Debug, Clone)]
+pub enum ProcessorConfig {
+    /// `memory_limiter`.
+    MemoryLimiter(MemoryLimiterConfig),
+    /// `batch`.
+    Batch(BatchConfig),
+}
+
+/// A parsed exporter.
+#[derive(Debug, Clone)]
+pub enum ExporterConfig {
+    /// `otlp` (gRPC).
+    Otlp(Box<OtlpExporterConfig>),
+    /// `debug`.
+    Debug(DebugExporterConfig),
+    /// `nop`.
+    Nop(NopExporterConfig),
+}
+
+/// A parsed connector (none implemented yet).
+#[derive(Debug, Clone)]
+pub enum ConnectorConfig {}
+
+/// A parsed extension.
+#[derive(Debug, Clone)]
+pub enum ExtensionConfig {
+    /// `health_check`.
+    HealthCheck(HealthCheckConfig),
+}
+
+/// Checks that `kind` is implemented in `section`; records why not otherwise.
+pub fn check_kind(section: Section, kind: &str, path: &str, errors: &mut ConfigErrors) -> bool {
+    if section.implemented().contains(&kind) {
+        return true;
+    }
+    if section.planned().contains(&kind) {
+        errors.push(
+            path,
+            format!("component type {kind:?} is known but not implemented yet"),
+        );
+    } else {
+        let mut allowed: Vec<String> = section
+            .implemented()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        allowed.extend(
+            section
+                .planned()
+                .iter()
+                .map(|s| format!("{s} (not implemented yet)")),
+        );
+        let allowed = if allowed.is_empty() {
+            "none yet".to_owned()
+        } else {
+            allowed.join(", ")
+        };
+        errors.push(
+            path,
+            format!(
+                "unknown {} type {kind:?}; allowed: {allowed}",
+                section.singular()
+            ),
+        );
+    }
+    false
+}
+
+/// Deserializes `value` into `T`, recording serde's message at the exact key path on failure.
+/// A `null` component (`batch:` with nothing under it) means all defaults, as in the collector.
+pub fn parse_keys<T: DeserializeOwned>(
+    value: Value,
+    path: &str,
+    errors: &mut ConfigErrors,
+) -> Option<T> {
+    let value = if value.is_null() {
+        Value::Mapping(Mapping::new())
+    } else {
+        value
+    };
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = if inner == "." {
+                path.to_owned()
+            } else {
+                join(path, &inner)
+            };
+            errors.push(full, e.into_inner().to_string());
+            None
+        }
+    }
+}
+
+/// Parses a receiver of an implemented type.
+pub fn parse_receiver(
+    kind: &str,
+    mut value: Value,
+    path: &str,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<ReceiverConfig> {
+    match kind {
+        "otlp" => {
+            // `grpc:` with nothing under it enables the protocol with defaults.
+            if let Some(Value::Mapping(p)) = value.get_mut("protocols") {
+                for (_, v) in p.iter_mut() {
+                    if v.is_null() {
+                        *v = Value::Mapping(Mapping::new());
+                    }
+                }
+            }
+            let c: OtlpReceiverConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors, warnings);
+            Some(ReceiverConfig::Otlp(c))
+        }
+        _ => None,
+    }
+}
+
+/// Parses a processor of an implemented type.
+pub fn parse_processor(
+    kind: &str,
+    value: Value,
+    path: &str,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<ProcessorConfig> {
+    match kind {
+        "memory_limiter" => {
+            let c: MemoryLimiterConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors);
+            if c.min_gc_interval_when_hard_limited.is_some()
+                || c.min_gc_interval_when_soft_limited.is_some()
+            {
+                warnings.push(format!(
+                    "{path}: min_gc_interval_* are Go GC settings; ignored"
+                ));
+            }
+            Some(ProcessorConfig::MemoryLimiter(c))
+        }
+        "batch" => {
+            let c: BatchConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors);
+            Some(ProcessorConfig::Batch(c))
+        }
+        _ => None,
+    }
+}
+
+/// Parses an exporter of an implemented type.
+pub fn parse_exporter(
+    kind: &str,
+    value: Value,
+    path: &str,
+    errors: &mut ConfigErrors,
+) -> Option<ExporterConfig> {
+    match kind {
+        "otlp" => {
+            let c: OtlpExporterConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors);
+            Some(ExporterConfig::Otlp(Box::new(c)))
+        }
+        "debug" => {
+            let c: DebugExporterConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors);
+            Some(ExporterConfig::Debug(c))
+        }
+        "nop" => parse_keys(value, path, errors).map(ExporterConfig::Nop),
+        _ => None,
+    }
+}
+
+/// Parses an extension of an implemented type.
+pub fn parse_extension(
+    kind: &str,
+    value: Value,
+    path: &str,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<ExtensionConfig> {
+    match kind {
+        "health_check" => {
+            let c: HealthCheckConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors, warnings);
+            Some(ExtensionConfig::HealthCheck(c))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,268 @@
+//! Validation tests: configs are built from text in the test, never from the process environment.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load_one(name: &str, text: &str) -> Result<Config, ConfigErrors> {
+    load(
+        &[SourceText {
+            name: name.into(),
+            text: text.into(),
+        }],
+        &[],
+        &no_env,
+    )
+}
+
+fn messages(e: &ConfigErrors) -> Vec<String> {
+    e.problems.iter().map(ToString::to_string).collect()
+}
+
+const MINIMAL: &str = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+processors:
+  batch:
+exporters:
+  otlp:
+    endpoint: sink:4317
+    tls:
+      insecure: true
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [otlp]
+";
+
+#[test]
+fn minimal_config_gets_collector_defaults() {
+    let c = load_one("m.yaml", MINIMAL).unwrap();
+    let ReceiverConfig::Otlp(r) = &c.receivers[&ComponentId::parse("otlp").unwrap()];
+    let grpc = r.protocols.grpc.as_ref().unwrap();
+    assert_eq!(grpc.endpoint, "localhost:4317");
+    assert_eq!(grpc.max_recv_msg_size_mib, 4);
+    assert!(r.protocols.http.is_none());
+    let ProcessorConfig::Batch(b) = &c.processors[&ComponentId::parse("batch").unwrap()] else {
+        panic!("batch")
+    };
+    assert_eq!(b.timeout.0, std::time::Duration::from_millis(200));
+    assert_eq!(b.send_batch_size, 8192);
+    assert_eq!(b.send_batch_max_size, 0);
+    let ExporterConfig::Otlp(e) = &c.exporters[&ComponentId::parse("otlp").unwrap()] else {
+        panic!("otlp")
+    };
+    assert_eq!(e.timeout.0, std::time::Duration::from_secs(5));
+    assert_eq!(e.compression(), common::Compression::Gzip);
+    assert!(e.retry_on_failure.enabled);
+    assert_eq!(e.sending_queue.queue_size, 1000);
+    assert_eq!(c.metrics_address.as_deref(), Some("localhost:8888"));
+    assert_eq!(c.pipelines.len(), 1);
+}
+
+#[test]
+fn reference_configs_name_exactly_the_missing_components() {
+    let agent = load_one(
+        "agent-config.yaml",
+        include_str!("../../tests/fixtures/agent-config.yaml"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        messages(&agent),
+        vec![
+            "agent-config.yaml: receivers.otlp.protocols.http: the OTLP/HTTP receiver is not implemented in tailgate yet; use grpc",
+            "agent-config.yaml: exporters.loadbalancing: component type \"loadbalancing\" is known but not implemented yet",
+        ]
+    );
+    let gw = load_one(
+        "gateway-config.yaml",
+        include_str!("../../tests/fixtures/gateway-config.yaml"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        messages(&gw),
+        vec![
+            "gateway-config.yaml: processors.tail_sampling: component type \"tail_sampling\" is known but not implemented yet",
+            "gateway-config.yaml: exporters.otlp/backend.tls: dialing TLS is not implemented in tailgate yet (the collector dials TLS unless tls.insecure is true); set tls.insecure: true or use an http:// endpoint",
+        ]
+    );
+    let sm = load_one(
+        "gateway-spanmetrics-config.yaml",
+        include_str!("../../tests/fixtures/gateway-spanmetrics-config.yaml"),
+    )
+    .unwrap_err();
+    let m = messages(&sm);
+    for expected in [
+        "processors.tail_sampling: component type \"tail_sampling\" is known but not implemented yet",
+        "exporters.prometheus: component type \"prometheus\" is known but not implemented yet",
+        "connectors.spanmetrics: component type \"spanmetrics\" is known but not implemented yet",
+    ] {
+        assert!(m.iter().any(|x| x.ends_with(expected)), "missing {expected:?} in {m:#?}");
+    }
+    assert_eq!(m.len(), 4, "{m:#?}");
+}
+
+#[test]
+fn every_problem_is_reported_with_path_and_allowed_values() {
+    let text = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 0.0.0.0:4317
+        max_recv_msg_size: 4
+  kafka:
+processors:
+  batch:
+    send_batch_size: 100
+    send_batch_max_size: 10
+exporters:
+  otlp:
+    endpoint: nohost
+    compression: lz9
+    tls: {insecure: true}
+bogus: 1
+service:
+  pipelines:
+    traces:
+      receivers: [otlp, jaeger]
+      processors: [batch, batch]
+      exporters: []
+    spans:
+      receivers: [otlp]
+      exporters: [otlp]
+";
+    let m = messages(&load_one("bad.yaml", text).unwrap_err());
+    let expect = [
+        "bad.yaml: bogus: unknown top-level key; allowed: receivers, processors, exporters, connectors, extensions, service",
+        "bad.yaml: receivers.otlp.protocols.grpc.max_recv_msg_size: unknown field `max_recv_msg_size`, expected one of",
+        "bad.yaml: receivers.kafka: unknown receiver type \"kafka\"; allowed: otlp",
+        "bad.yaml: processors.batch.send_batch_max_size: must be greater or equal to send_batch_size (100) or 0",
+        "bad.yaml: exporters.otlp.endpoint: invalid endpoint \"nohost\"",
+        "bad.yaml: exporters.otlp.compression: \"lz9\" is not supported; allowed: gzip, zstd, snappy, none",
+        "bad.yaml: service.pipelines.traces.receivers[1]: references \"jaeger\" which is not configured; configured receivers: otlp, kafka",
+        "bad.yaml: service.pipelines.traces.processors[1]: references \"batch\" more than once",
+        "bad.yaml: service.pipelines.traces.exporters: must have at least one exporter",
+        "bad.yaml: service.pipelines.spans: unknown pipeline signal \"spans\"",
+    ];
+    for e in expect {
+        assert!(
+            m.iter().any(|x| x.starts_with(e)),
+            "missing {e:?} in {m:#?}"
+        );
+    }
+    assert_eq!(m.len(), expect.len(), "{m:#?}");
+}
+
+#[test]
+fn merged_files_attribute_problems_to_their_file() {
+    let base = SourceText {
+        name: "base.yaml".into(),
+        text: MINIMAL.into(),
+    };
+    let over = SourceText {
+        name: "over.yaml".into(),
+        text: "processors:\n  batch:\n    timeout: 5 seconds\n".into(),
+    };
+    let e = load(&[base, over], &[], &no_env).unwrap_err();
+    let m = messages(&e);
+    assert_eq!(m.len(), 1, "{m:#?}");
+    assert!(
+        m[0].starts_with("over.yaml: processors.batch.timeout: invalid duration \"5 seconds\""),
+        "{}",
+        m[0]
+    );
+}
+
+#[test]
+fn set_and_env_feed_validation() {
+    let base = SourceText {
+        name: "base.yaml".into(),
+        text: MINIMAL.replace("sink:4317", "${env:SINK}").replace(
+            "      grpc:\n",
+            "      grpc:\n        endpoint: ${HOST}:0\n",
+        ),
+    };
+    let env = |k: &str| match k {
+        "SINK" => Some("127.0.0.1:9999".to_owned()),
+        "HOST" => Some("127.0.0.1".to_owned()),
+        _ => None,
+    };
+    let sets = vec!["processors::batch::send_batch_size=10".to_owned()];
+    let c = load(&[base], &sets, &env).unwrap();
+    let ExporterConfig::Otlp(e) = &c.exporters[&ComponentId::parse("otlp").unwrap()] else {
+        panic!()
+    };
+    assert_eq!(e.endpoint, "127.0.0.1:9999");
+    let ReceiverConfig::Otlp(r) = &c.receivers[&ComponentId::parse("otlp").unwrap()];
+    assert_eq!(r.protocols.grpc.as_ref().unwrap().endpoint, "127.0.0.1:0");
+    let ProcessorConfig::Batch(b) = &c.processors[&ComponentId::parse("batch").unwrap()] else {
+        panic!()
+    };
+    assert_eq!(b.send_batch_size, 10);
+}
+
+#[test]
+fn one_receiver_feeds_named_pipelines_and_readers_form_is_accepted() {
+    let text = "
+receivers:
+  otlp:
+    protocols: {grpc: {endpoint: 127.0.0.1:0}}
+exporters:
+  debug: {verbosity: detailed}
+  nop:
+extensions:
+  health_check:
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      readers:
+        - pull: {exporter: {prometheus: {host: 127.0.0.1, port: 0}}}
+  pipelines:
+    traces/a: {receivers: [otlp], exporters: [debug]}
+    traces/b: {receivers: [otlp], exporters: [nop]}
+";
+    let c = load_one("p.yaml", text).unwrap();
+    assert_eq!(c.pipelines.len(), 2);
+    assert_eq!(c.pipelines[1].id.to_string(), "traces/b");
+    assert_eq!(c.metrics_address.as_deref(), Some("127.0.0.1:0"));
+    assert_eq!(c.service_extensions.len(), 1);
+}
+
+#[test]
+fn connectors_are_checked_for_placement_and_signals() {
+    let text = "
+receivers: {otlp: {protocols: {grpc: }}}
+processors: {memory_limiter: {check_interval: 0s, limit_mib: 10, spike_limit_mib: 20}}
+exporters: {nop: }
+connectors: {spanmetrics: }
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [spanmetrics, memory_limiter], exporters: [nop]}
+    metrics: {receivers: [otlp], exporters: [nop]}
+";
+    let m = messages(&load_one("c.yaml", text).unwrap_err());
+    let expect = [
+        "c.yaml: processors.memory_limiter.check_interval: must be greater than zero",
+        "c.yaml: processors.memory_limiter.spike_limit_mib: must be smaller than limit_mib (10)",
+        "c.yaml: connectors.spanmetrics: component type \"spanmetrics\" is known but not implemented yet",
+        "c.yaml: service.pipelines.traces.processors[0]: references \"spanmetrics\" which is not configured",
+        "c.yaml: service.pipelines.metrics.receivers: receiver \"otlp\" only carries traces in tailgate",
+        "c.yaml: service.pipelines.metrics.exporters: exporter \"nop\" only carries traces in tailgate",
+    ];
+    for e in expect {
+        assert!(
+            m.iter().any(|x| x.starts_with(e)),
+            "missing {e:?} in {m:#?}"
+        );
+    }
+    assert_eq!(m.len(), expect.len(), "{m:#?}");
+}

@@ -1,0 +1,4 @@
+//! The `debug` and `nop` exporters.
+
+pub mod config;
+pub mod exporter;

@@ -1,0 +1,4 @@
+//! Exporters: where spans leave tailgate.
+
+pub mod debug;
+pub mod otlp;

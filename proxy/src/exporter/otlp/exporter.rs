@@ -1,0 +1,168 @@
+//! The per-core `otlp` exporter: a bounded sending queue drained by `num_consumers` tasks that
+//! export with retry and exponential backoff.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+
+use super::client::Client;
+use crate::config::common::RetryOnFailure;
+use crate::pipeline::{Refusal, TraceConsumer, TraceData};
+use crate::telemetry::metrics::Local;
+
+/// Counters of one exporter on one core.
+#[derive(Clone)]
+pub struct ExporterMetrics {
+    /// `otelcol_exporter_sent_spans_total`.
+    pub sent: Local,
+    /// `otelcol_exporter_send_failed_spans_total`.
+    pub send_failed: Local,
+    /// `otelcol_exporter_enqueue_failed_spans_total`.
+    pub enqueue_failed: Local,
+    /// `otelcol_exporter_queue_size` (batches).
+    pub queue_size: Local,
+    /// `otelcol_exporter_queue_capacity`.
+    pub queue_capacity: Local,
+}
+
+/// The queue's sending half, which is what pipelines consume into.
+pub struct OtlpExporter {
+    queue: LocalSender<TraceData>,
+    /// Batches a consumer has taken and not finished (for the shutdown drain).
+    busy: Rc<Cell<usize>>,
+    metrics: ExporterMetrics,
+    name: String,
+}
+
+/// Starts the consumers of one exporter on the current core.
+pub fn start(
+    name: String,
+    client: Client,
+    retry: RetryOnFailure,
+    queue_size: usize,
+    consumers: usize,
+    metrics: ExporterMetrics,
+    seed: u64,
+) -> Rc<OtlpExporter> {
+    let (tx, rx) = local_channel::new_bounded(queue_size.max(1));
+    metrics.queue_capacity.set(queue_size as u64);
+    let rx = Rc::new(rx);
+    let client = Rc::new(client);
+    let busy = Rc::new(Cell::new(0));
+    for i in 0..consumers.max(1) {
+        let worker = Worker {
+            busy: busy.clone(),
+            rx: rx.clone(),
+            client: client.clone(),
+            retry: retry.clone(),
+            metrics: metrics.clone(),
+            name: name.clone(),
+            rng: seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        };
+        glommio::spawn_local(worker.run()).detach();
+    }
+    Rc::new(OtlpExporter {
+        queue: tx,
+        busy,
+        metrics,
+        name,
+    })
+}
+
+impl OtlpExporter {
+    /// Batches waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Batches queued or being sent.
+    pub fn pending(&self) -> usize {
+        self.queue.len() + self.busy.get()
+    }
+
+    /// Counts what is still queued as failed (shutdown deadline passed); returns the batches.
+    pub fn abandon(&self) -> usize {
+        self.pending()
+    }
+}
+
+impl TraceConsumer for OtlpExporter {
+    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
+        let spans = data.spans;
+        match self.queue.try_send(data) {
+            Ok(()) => {
+                self.metrics.queue_size.add(1);
+                Ok(())
+            }
+            Err(_) => {
+                self.metrics.enqueue_failed.add(spans);
+                self.metrics.send_failed.add(spans);
+                tracing::warn!(exporter = %self.name, spans, "sending queue is full: dropping");
+                Err(Refusal::QueueFull)
+            }
+        }
+    }
+}
+
+struct Worker {
+    busy: Rc<Cell<usize>>,
+    rx: Rc<LocalReceiver<TraceData>>,
+    client: Rc<Client>,
+    retry: RetryOnFailure,
+    metrics: ExporterMetrics,
+    name: String,
+    rng: u64,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        while let Some(data) = self.rx.recv().await {
+            self.metrics.queue_size.sub(1);
+            self.busy.set(self.busy.get() + 1);
+            self.send(data).await;
+            self.busy.set(self.busy.get() - 1);
+        }
+    }
+
+    async fn send(&mut self, data: TraceData) {
+        let started = Instant::now();
+        let mut interval = self.retry.initial_interval.0;
+        loop {
+            let err = match self.client.export(&data.body).await {
+                Ok(()) => {
+                    self.metrics.sent.add(data.spans);
+                    return;
+                }
+                Err(e) => e,
+            };
+            let max_elapsed = self.retry.max_elapsed_time.0;
+            let give_up = !err.retryable
+                || !self.retry.enabled
+                || (!max_elapsed.is_zero() && started.elapsed() >= max_elapsed);
+            if give_up {
+                self.metrics.send_failed.add(data.spans);
+                tracing::warn!(exporter = %self.name, spans = data.spans, retryable = err.retryable, "dropping spans: {}", err.message);
+                return;
+            }
+            let wait = err.throttle.unwrap_or_else(|| self.jitter(interval));
+            tracing::debug!(exporter = %self.name, ?wait, "export failed, retrying: {}", err.message);
+            glommio::timer::Timer::new(wait).await;
+            interval = Duration::from_secs_f64(
+                (interval.as_secs_f64() * self.retry.multiplier)
+                    .min(self.retry.max_interval.0.as_secs_f64()),
+            );
+        }
+    }
+
+    /// `interval` scaled by a random factor in [1 - r, 1 + r] (xorshift; quality is irrelevant).
+    fn jitter(&mut self, interval: Duration) -> Duration {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+        let r = self.retry.randomization_factor;
+        interval.mul_f64((1.0 - r + 2.0 * r * unit).max(0.0))
+    }
+}

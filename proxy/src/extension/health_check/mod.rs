@@ -1,0 +1,3 @@
+//! The `health_check` extension.
+
+pub mod config;

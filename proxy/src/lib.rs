@@ -1,0 +1,24 @@
+//! `tailgate`: a thread-per-core OTLP proxy that reads the OpenTelemetry Collector's YAML.
+//!
+//! It exists so that tail sampling can scale horizontally: agents route spans by trace ID, gateways
+//! buffer whole traces. This crate is the shell: it moves bytes between sockets and the sans-IO
+//! crates (`tailgate-proto`, `tailgate-sampler`), one glommio executor per core.
+//!
+//! # Layout
+//! - [`cli`]: the command line (clap), collector-compatible flags.
+//! - [`config`]: collector YAML → validated [`config::Config`] (files, `--set`, `${env:VAR}`).
+//! - [`runtime`]: pinned executors, SO_REUSEPORT listeners, ports file, shutdown.
+//! - [`pipeline`]: what flows between stages on a core ([`pipeline::TraceData`]) and the stage trait.
+//! - [`receiver`], [`processor`], [`exporter`], [`extension`]: components by the collector's names,
+//!   each folder with a `config.rs` of its keys beside its implementation.
+//! - [`telemetry`]: logs, per-core metrics summed on scrape, admin endpoints (metrics, health).
+
+pub mod cli;
+pub mod config;
+pub mod exporter;
+pub mod extension;
+pub mod pipeline;
+pub mod processor;
+pub mod receiver;
+pub mod runtime;
+pub mod telemetry;

@@ -1,0 +1,4 @@
+//! The `memory_limiter` processor.
+
+pub mod config;
+pub mod processor;

@@ -1,0 +1,4 @@
+//! Processors: per-core stages between receivers and exporters.
+
+pub mod batch;
+pub mod memory_limiter;

@@ -1,0 +1,3 @@
+//! Receivers: where spans enter tailgate.
+
+pub mod otlp;

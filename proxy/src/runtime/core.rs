@@ -1,0 +1,384 @@
+//! What runs on one core: its exporters, pipelines and receivers, built from the shared config.
+//!
+//! Everything here is `Rc` and single-threaded; the only cross-core state is the metrics slots
+//! (one writer each) and the memory_limiter flags (written by their checker threads).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use glommio::net::TcpListener;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::Shared;
+use crate::config::{ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Signal};
+use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
+use crate::exporter::otlp::client::Client;
+use crate::exporter::otlp::exporter::{self as otlp_exporter, ExporterMetrics, OtlpExporter};
+use crate::pipeline::{Fanout, TraceConsumer};
+use crate::processor::batch::processor::{BatchMetrics, Batcher, Trigger};
+use crate::processor::memory_limiter::processor::MemoryLimiter;
+use crate::receiver::otlp::grpc::{self, GrpcReceiver};
+use crate::telemetry::metrics::Kind;
+
+/// One listener a core binds: its ports-file key, address and what serves it.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    /// `receivers::otlp::grpc`.
+    pub key: String,
+    /// Receiver id.
+    pub receiver: ComponentId,
+    /// Address to bind (port 0 only on the first core).
+    pub addr: SocketAddr,
+}
+
+/// What a core reports to the main thread.
+#[derive(Debug)]
+pub enum Report {
+    /// Listeners bound (or why not).
+    Bound(usize, Result<Vec<(String, SocketAddr)>, String>),
+    /// The core stopped; spans it could not flush.
+    Stopped(usize, u64),
+}
+
+/// Everything a core owns that shutdown must flush.
+struct Built {
+    batchers: Vec<Rc<Batcher>>,
+    otlp: Vec<Rc<OtlpExporter>>,
+    receivers: BTreeMap<ComponentId, Rc<dyn TraceConsumer>>,
+}
+
+/// The body of one core's executor.
+pub async fn core_main(
+    core: usize,
+    shared: Arc<Shared>,
+    binds: Vec<Bind>,
+    report: std::sync::mpsc::Sender<Report>,
+) {
+    let built = build(core, &shared);
+    let mut listeners = Vec::new();
+    let mut bound = Vec::new();
+    for b in &binds {
+        match TcpListener::bind(b.addr) {
+            Ok(l) => {
+                let addr = l.local_addr().unwrap_or(b.addr);
+                bound.push((b.key.clone(), addr));
+                listeners.push((l, b.receiver.clone()));
+            }
+            Err(e) => {
+                let _ = report.send(Report::Bound(
+                    core,
+                    Err(format!("{}: cannot listen on {}: {e}", b.key, b.addr)),
+                ));
+                return;
+            }
+        }
+    }
+    let _ = report.send(Report::Bound(core, Ok(bound)));
+    for (listener, id) in listeners {
+        let Some(next) = built.receivers.get(&id).cloned() else {
+            continue;
+        };
+        let Some(ReceiverConfig::Otlp(cfg)) = shared.config.receivers.get(&id) else {
+            continue;
+        };
+        let Some(g) = cfg.protocols.grpc.as_ref() else {
+            continue;
+        };
+        let name = id.to_string();
+        let m = |metric: &str, help| {
+            shared
+                .registry
+                .register(
+                    metric,
+                    help,
+                    Kind::Counter,
+                    &[("receiver", &name), ("transport", "grpc")],
+                )
+                .local(core)
+        };
+        let rx = Rc::new(GrpcReceiver {
+            next,
+            max_message: usize::try_from(g.max_recv_msg_size_mib.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+            max_concurrent_streams: g.max_concurrent_streams,
+            accepted: m(
+                "otelcol_receiver_accepted_spans_total",
+                "Spans successfully pushed into the pipeline.",
+            ),
+            refused: m(
+                "otelcol_receiver_refused_spans_total",
+                "Spans that could not be pushed into the pipeline.",
+            ),
+            failed_requests: m(
+                "otelcol_receiver_failed_requests_total",
+                "Requests answered with an error before their spans were counted (tailgate).",
+            ),
+        });
+        glommio::spawn_local(accept_loop(listener, rx, shared.shutdown.clone())).detach();
+    }
+    for b in &built.batchers {
+        glommio::spawn_local(b.clone().run_timer()).detach();
+    }
+    wait_for(&shared.shutdown).await;
+    let unflushed = drain(&built, shared.drain_deadline).await;
+    let _ = report.send(Report::Stopped(core, unflushed));
+}
+
+async fn accept_loop(listener: TcpListener, rx: Rc<GrpcReceiver>, shutdown: Arc<AtomicBool>) {
+    loop {
+        let next = future::or(async { Some(listener.accept().await) }, async {
+            wait_for(&shutdown).await;
+            None
+        })
+        .await;
+        match next {
+            None => return,
+            Some(Ok(stream)) => {
+                glommio::spawn_local(grpc::serve_connection(stream, rx.clone())).detach();
+            }
+            Some(Err(e)) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                glommio::timer::Timer::new(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Resolves when `flag` is set; polled every 50 ms (signals arrive on another thread).
+pub async fn wait_for(flag: &AtomicBool) {
+    while !flag.load(Ordering::Relaxed) {
+        glommio::timer::Timer::new(Duration::from_millis(50)).await;
+    }
+}
+
+/// Flushes batches, then waits for exporter queues to empty until `deadline`; returns spans lost.
+async fn drain(built: &Built, deadline: Duration) -> u64 {
+    for b in &built.batchers {
+        b.flush(Trigger::Shutdown);
+    }
+    let until = Instant::now() + deadline;
+    while built.otlp.iter().any(|e| e.pending() > 0) && Instant::now() < until {
+        glommio::timer::Timer::new(Duration::from_millis(20)).await;
+    }
+    built.otlp.iter().map(|e| e.abandon() as u64).sum()
+}
+
+fn build(core: usize, shared: &Shared) -> Built {
+    let config = &shared.config;
+    let reg = &shared.registry;
+    let traces: Vec<_> = config
+        .pipelines
+        .iter()
+        .filter(|p| p.id.signal == Signal::Traces)
+        .collect();
+    let mut exporters: BTreeMap<ComponentId, Rc<dyn TraceConsumer>> = BTreeMap::new();
+    let mut otlp = Vec::new();
+    for id in traces.iter().flat_map(|p| p.exporters.iter()) {
+        if exporters.contains_key(id) {
+            continue;
+        }
+        let name = id.to_string();
+        let labels = [("exporter", name.as_str())];
+        let counter = |metric: &str, help| {
+            reg.register(metric, help, Kind::Counter, &labels)
+                .local(core)
+        };
+        let sent = counter(
+            "otelcol_exporter_sent_spans_total",
+            "Spans successfully sent to destination.",
+        );
+        let consumer: Rc<dyn TraceConsumer> = match config.exporters.get(id) {
+            Some(ExporterConfig::Otlp(c)) => {
+                let gauge = |metric: &str, help| {
+                    reg.register(
+                        metric,
+                        help,
+                        Kind::Gauge,
+                        &[("exporter", name.as_str()), ("data_type", "traces")],
+                    )
+                    .local(core)
+                };
+                let metrics = ExporterMetrics {
+                    sent,
+                    send_failed: counter(
+                        "otelcol_exporter_send_failed_spans_total",
+                        "Spans in failed attempts to send to destination.",
+                    ),
+                    enqueue_failed: counter(
+                        "otelcol_exporter_enqueue_failed_spans_total",
+                        "Spans failed to be added to the sending queue.",
+                    ),
+                    queue_size: gauge(
+                        "otelcol_exporter_queue_size",
+                        "Current size of the retry queue (in batches).",
+                    ),
+                    queue_capacity: gauge(
+                        "otelcol_exporter_queue_capacity",
+                        "Fixed capacity of the retry queue (in batches).",
+                    ),
+                };
+                let Ok(target) = c.dial_target() else {
+                    continue;
+                };
+                let client = Client::new(
+                    target,
+                    wire_compression(c.compression()),
+                    headers(&c.headers),
+                    c.timeout.0,
+                    c.authority.clone(),
+                );
+                let (queue, consumers) = if c.sending_queue.enabled {
+                    (c.sending_queue.queue_size, c.sending_queue.num_consumers)
+                } else {
+                    (1, 1)
+                };
+                let e = otlp_exporter::start(
+                    name.clone(),
+                    client,
+                    c.retry_on_failure.clone(),
+                    queue,
+                    consumers,
+                    metrics,
+                    core as u64 + 1,
+                );
+                otlp.push(e.clone());
+                e
+            }
+            Some(ExporterConfig::Debug(c)) => Rc::new(DebugExporter {
+                config: c.clone(),
+                name: name.clone(),
+                sent,
+            }),
+            Some(ExporterConfig::Nop(_)) => Rc::new(NopExporter { sent }),
+            None => continue,
+        };
+        exporters.insert(id.clone(), consumer);
+    }
+    let mut batchers = Vec::new();
+    let mut heads: BTreeMap<ComponentId, Vec<Rc<dyn TraceConsumer>>> = BTreeMap::new();
+    for p in traces {
+        let outs: Vec<Rc<dyn TraceConsumer>> = p
+            .exporters
+            .iter()
+            .filter_map(|e| exporters.get(e).cloned())
+            .collect();
+        let mut next: Rc<dyn TraceConsumer> = one_or_fanout(outs);
+        for pid in p.processors.iter().rev() {
+            let name = pid.to_string();
+            let labels = [("processor", name.as_str())];
+            let counter = |metric: &str, help| {
+                reg.register(metric, help, Kind::Counter, &labels)
+                    .local(core)
+            };
+            next = match config.processors.get(pid) {
+                Some(ProcessorConfig::Batch(c)) => {
+                    let b = Batcher::new(
+                        c.clone(),
+                        next,
+                        BatchMetrics {
+                            size_trigger: counter(
+                                "otelcol_processor_batch_batch_size_trigger_send_total",
+                                "Number of times the batch was sent due to a size trigger.",
+                            ),
+                            timeout_trigger: counter(
+                                "otelcol_processor_batch_timeout_trigger_send_total",
+                                "Number of times the batch was sent due to a timeout trigger.",
+                            ),
+                            send_size: reg.histogram(
+                                "otelcol_processor_batch_batch_send_size",
+                                "Number of units in the batch.",
+                                &labels,
+                                BATCH_BUCKETS,
+                            ),
+                            dropped: counter(
+                                "otelcol_processor_dropped_spans_total",
+                                "Spans dropped or refused by the processor.",
+                            ),
+                            core,
+                        },
+                    );
+                    batchers.push(b.clone());
+                    b
+                }
+                Some(ProcessorConfig::MemoryLimiter(_)) => match shared.memory.get(pid) {
+                    Some(state) => Rc::new(MemoryLimiter {
+                        state: state.clone(),
+                        next,
+                        refused: counter(
+                            "otelcol_processor_refused_spans_total",
+                            "Spans refused by the processor (memory_limiter).",
+                        ),
+                        dropped: counter(
+                            "otelcol_processor_dropped_spans_total",
+                            "Spans dropped or refused by the processor.",
+                        ),
+                    }),
+                    None => next,
+                },
+                None => next,
+            };
+        }
+        for r in &p.receivers {
+            heads.entry(r.clone()).or_default().push(next.clone());
+        }
+    }
+    let receivers = heads
+        .into_iter()
+        .map(|(id, v)| (id, one_or_fanout(v)))
+        .collect();
+    Built {
+        batchers,
+        otlp,
+        receivers,
+    }
+}
+
+/// The collector's batch size buckets.
+const BATCH_BUCKETS: &[f64] = &[
+    10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0,
+    6000.0, 7000.0, 8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
+];
+
+fn one_or_fanout(mut v: Vec<Rc<dyn TraceConsumer>>) -> Rc<dyn TraceConsumer> {
+    if v.len() == 1 {
+        if let Some(one) = v.pop() {
+            return one;
+        }
+    }
+    Rc::new(Fanout { consumers: v })
+}
+
+fn wire_compression(
+    c: crate::config::common::Compression,
+) -> tailgate_proto::compression::Compression {
+    use crate::config::common::Compression as C;
+    use tailgate_proto::compression::Compression as W;
+    match c {
+        C::None => W::Identity,
+        C::Gzip => W::Gzip,
+        C::Zstd => W::Zstd,
+        C::Snappy => W::Snappy,
+    }
+}
+
+fn headers(h: &crate::config::common::Headers) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (k, v) in h {
+        match (
+            HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            (Ok(k), Ok(v)) => {
+                out.insert(k, v);
+            }
+            _ => tracing::warn!("header {k:?} is not a valid HTTP header; not sent"),
+        }
+    }
+    out
+}

@@ -1,0 +1,295 @@
+//! The thread-per-core runtime: one pinned glommio executor per core, each running every receiver,
+//! pipeline and exporter on its own; listeners share one address through SO_REUSEPORT.
+//!
+//! Start-up order: check RLIMIT_MEMLOCK, start memory_limiter checkers and admin endpoints, start
+//! core 0 (which binds the configured addresses; port 0 picks a port), then the other cores on the
+//! ports core 0 got, then write `--ports-file`. SIGTERM/SIGINT set one flag; each core stops
+//! accepting, flushes its batches and drains its exporter queues within a deadline.
+
+pub mod core;
+pub mod listen;
+pub mod memlock;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+use self::core::{Bind, Report};
+use crate::config::{
+    ComponentId, Config, ExtensionConfig, ProcessorConfig, ReceiverConfig, Signal,
+};
+use crate::processor::memory_limiter::processor::{self as memlimit, Limits, MemoryState};
+use crate::telemetry::admin::{self, Endpoint};
+use crate::telemetry::metrics::Registry;
+
+/// Options from the command line that shape the runtime.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Executors to start; all usable cores when `None`.
+    pub cores: Option<usize>,
+    /// Where to write bound addresses.
+    pub ports_file: Option<PathBuf>,
+}
+
+/// State every core reads; written only at start-up (and the flags).
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// Self-metrics.
+    pub registry: Arc<Registry>,
+    /// memory_limiter measurements by processor id.
+    pub memory: BTreeMap<ComponentId, Arc<MemoryState>>,
+    /// Set by SIGTERM/SIGINT.
+    pub shutdown: Arc<AtomicBool>,
+    /// How long a core may spend flushing at shutdown.
+    pub drain_deadline: Duration,
+}
+
+/// Runs the configured pipelines until SIGTERM/SIGINT, then flushes and returns.
+pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
+    memlock::raise_memlock()?;
+    let cpus: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let cores = options.cores.unwrap_or(cpus.len()).max(1);
+    if cores > cpus.len().max(1) {
+        tracing::warn!(
+            cores,
+            usable = cpus.len(),
+            "more cores requested than usable: executors will share CPUs"
+        );
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, shutdown.clone())
+            .map_err(|e| format!("cannot install signal handler: {e}"))?;
+    }
+    let stop_threads = Arc::new(AtomicBool::new(false));
+    let registry = Registry::new(cores);
+    let memory = start_memory_limiters(&config, &stop_threads)?;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let mut ports = start_admin(&config, &registry, &healthy, &stop_threads)?;
+    let binds = listen_binds(&config)?;
+
+    let shared = Arc::new(Shared {
+        config,
+        registry,
+        memory,
+        shutdown: shutdown.clone(),
+        drain_deadline: Duration::from_secs(10),
+    });
+    let (tx, rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    // Core 0 first: it resolves port 0 to a real port the others then bind too.
+    threads.push(spawn_core(
+        0,
+        cpus.first().copied(),
+        shared.clone(),
+        binds.clone(),
+        tx.clone(),
+    )?);
+    let first = wait_bound(&rx, &shutdown)?;
+    let fixed: Vec<Bind> = binds
+        .iter()
+        .map(|b| {
+            let addr = first
+                .iter()
+                .find(|(k, _)| *k == b.key)
+                .map_or(b.addr, |(_, a)| *a);
+            Bind { addr, ..b.clone() }
+        })
+        .collect();
+    for core in 1..cores {
+        let cpu = if cpus.is_empty() {
+            None
+        } else {
+            Some(cpus[core % cpus.len()])
+        };
+        threads.push(spawn_core(
+            core,
+            cpu,
+            shared.clone(),
+            fixed.clone(),
+            tx.clone(),
+        )?);
+    }
+    for _ in 1..cores {
+        wait_bound(&rx, &shutdown)?;
+    }
+    for (key, addr) in first {
+        tracing::info!(%addr, "{key} listening");
+        ports.insert(key, addr);
+    }
+    if let Some(path) = &options.ports_file {
+        listen::write_ports_file(path, &ports)
+            .map_err(|e| format!("cannot write --ports-file {}: {e}", path.display()))?;
+    }
+    healthy.store(true, Ordering::Relaxed);
+    tracing::info!(cores, "tailgate is running");
+
+    let mut unflushed = 0;
+    let mut stopped = 0;
+    while stopped < cores {
+        match rx.recv() {
+            Ok(Report::Stopped(_, n)) => {
+                unflushed += n;
+                stopped += 1;
+            }
+            Ok(Report::Bound(..)) => {}
+            Err(_) => break,
+        }
+        healthy.store(false, Ordering::Relaxed);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    stop_threads.store(true, Ordering::Relaxed);
+    if unflushed > 0 {
+        tracing::warn!(
+            batches = unflushed,
+            "shutdown deadline passed with batches still queued; they were dropped"
+        );
+    }
+    tracing::info!("tailgate stopped");
+    Ok(())
+}
+
+fn spawn_core(
+    core: usize,
+    cpu: Option<usize>,
+    shared: Arc<Shared>,
+    binds: Vec<Bind>,
+    tx: mpsc::Sender<Report>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    std::thread::Builder::new()
+        .name(format!("tailgate-core-{core}"))
+        .spawn(move || {
+            let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
+            let executor = match LocalExecutorBuilder::new(placement)
+                .name(&format!("core-{core}"))
+                .make()
+            {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = tx.send(Report::Bound(
+                        core,
+                        Err(memlock::explain_executor_error(&e)),
+                    ));
+                    return;
+                }
+            };
+            executor.run(core::core_main(core, shared, binds, tx));
+        })
+        .map_err(|e| format!("cannot start core thread: {e}"))
+}
+
+/// Waits for one core's bind report; a failure anywhere stops every core.
+fn wait_bound(
+    rx: &mpsc::Receiver<Report>,
+    shutdown: &AtomicBool,
+) -> Result<Vec<(String, SocketAddr)>, String> {
+    let result = match rx.recv() {
+        Ok(Report::Bound(_, r)) => r,
+        Ok(Report::Stopped(core, _)) => Err(format!("core {core} stopped during start-up")),
+        Err(_) => Err("a core exited during start-up".to_owned()),
+    };
+    if result.is_err() {
+        shutdown.store(true, Ordering::Relaxed);
+    }
+    result
+}
+
+fn listen_binds(config: &Config) -> Result<Vec<Bind>, String> {
+    let mut binds = Vec::new();
+    for (id, r) in &config.receivers {
+        if !used_by_traces(config, id) {
+            continue;
+        }
+        let ReceiverConfig::Otlp(c) = r;
+        if let Some(g) = &c.protocols.grpc {
+            let addr = listen::resolve_listen(&g.endpoint)?;
+            binds.push(Bind {
+                key: format!("receivers::{id}::grpc"),
+                receiver: id.clone(),
+                addr,
+            });
+        }
+    }
+    Ok(binds)
+}
+
+fn used_by_traces(config: &Config, id: &ComponentId) -> bool {
+    config
+        .pipelines
+        .iter()
+        .any(|p| p.id.signal == Signal::Traces && p.receivers.contains(id))
+}
+
+fn start_memory_limiters(
+    config: &Config,
+    stop: &Arc<AtomicBool>,
+) -> Result<BTreeMap<ComponentId, Arc<MemoryState>>, String> {
+    let mut out = BTreeMap::new();
+    for (id, p) in &config.processors {
+        if let ProcessorConfig::MemoryLimiter(c) = p {
+            let limits = Limits::resolve(c, memlimit::total_memory())
+                .map_err(|e| format!("processors.{id}: {e}"))?;
+            tracing::info!(
+                hard_mib = limits.hard >> 20,
+                soft_mib = limits.soft >> 20,
+                "{id} limits"
+            );
+            let state = memlimit::start_checker(limits, c.check_interval.0, stop.clone())
+                .map_err(|e| format!("processors.{id}: cannot start checker: {e}"))?;
+            out.insert(id.clone(), state);
+        }
+    }
+    Ok(out)
+}
+
+fn start_admin(
+    config: &Config,
+    registry: &Arc<Registry>,
+    healthy: &Arc<AtomicBool>,
+    stop: &Arc<AtomicBool>,
+) -> Result<BTreeMap<String, SocketAddr>, String> {
+    let mut ports = BTreeMap::new();
+    let mut bind = |key: &str, endpoint: &str, what: Endpoint| -> Result<(), String> {
+        let addr = listen::resolve_listen(endpoint)?;
+        let l = std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))?;
+        let bound = l.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%bound, "{key} listening");
+        ports.insert(key.to_owned(), bound);
+        admin::serve(l, what, stop.clone()).map_err(|e| format!("{key}: {e}"))?;
+        Ok(())
+    };
+    if let Some(a) = &config.metrics_address {
+        bind(
+            "service::telemetry::metrics",
+            a,
+            Endpoint::Metrics(registry.clone()),
+        )?;
+    }
+    for id in &config.service_extensions {
+        if let Some(ExtensionConfig::HealthCheck(h)) = config.extensions.get(id) {
+            bind(
+                &format!("extensions::{id}"),
+                &h.endpoint,
+                Endpoint::Health {
+                    path: h.path.clone(),
+                    healthy: healthy.clone(),
+                    since: Instant::now(),
+                },
+            )?;
+        }
+    }
+    Ok(ports)
+}

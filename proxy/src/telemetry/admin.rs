@@ -1,0 +1,120 @@
+//! The admin endpoints: `/metrics` on `service.telemetry.metrics` and the `health_check` extension.
+//!
+//! They run on one ordinary thread each, off the data-plane cores: scrapes are rare and tiny, so a
+//! blocking HTTP/1.0-style responder is enough and keeps glommio executors free of admin work.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::metrics::Registry;
+
+/// What an admin listener answers.
+#[derive(Clone)]
+pub enum Endpoint {
+    /// Prometheus text at `/metrics`.
+    Metrics(Arc<Registry>),
+    /// Health at `path`: 200 while `healthy`, 503 otherwise.
+    Health {
+        /// Path answered.
+        path: String,
+        /// Cleared when shutdown starts.
+        healthy: Arc<AtomicBool>,
+        /// Process start.
+        since: Instant,
+    },
+}
+
+/// Serves `endpoint` on `listener` until `stop` is set (checked between connections and every
+/// 200 ms while idle).
+pub fn serve(
+    listener: TcpListener,
+    endpoint: Endpoint,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("tailgate-admin".to_owned())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        if let Err(e) = answer(stream, &endpoint) {
+                            tracing::debug!("admin request failed: {e}");
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    Err(e) => {
+                        tracing::warn!("admin accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        })
+}
+
+fn answer(mut stream: TcpStream, endpoint: &Endpoint) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    // Read the request head only; 8 KiB is plenty for a scrape and caps what a client can send.
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let mut parts = head.split_whitespace();
+    let method = parts.next().unwrap_or("");
+    let target = parts.next().unwrap_or("");
+    let path = target.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match endpoint {
+        _ if method != "GET" && method != "HEAD" => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "method not allowed\n".to_owned(),
+        ),
+        Endpoint::Metrics(reg) if path == "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            reg.render(),
+        ),
+        Endpoint::Health {
+            path: p,
+            healthy,
+            since,
+        } if path == p => {
+            let up = since.elapsed().as_secs();
+            if healthy.load(Ordering::Relaxed) {
+                (
+                    "200 OK",
+                    "application/json",
+                    format!("{{\"status\":\"Server available\",\"uptime\":\"{up}s\"}}"),
+                )
+            } else {
+                (
+                    "503 Service Unavailable",
+                    "application/json",
+                    format!("{{\"status\":\"Server not available\",\"uptime\":\"{up}s\"}}"),
+                )
+            }
+        }
+        _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    if method != "HEAD" {
+        stream.write_all(body.as_bytes())?;
+    }
+    stream.flush()
+}

@@ -1,0 +1,370 @@
+//! Per-core counters summed when scraped, rendered in Prometheus text with the collector's names.
+//!
+//! Each series owns one cache-line-padded slot per core. Only the owning core writes its slot
+//! (a relaxed load + store, no lock prefix); the scraper sums every slot. Series are registered at
+//! start-up, so the registry's mutex is never touched on the data path.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One slot per core, each on its own cache line so cores never share a line.
+#[derive(Debug)]
+struct PerCore {
+    slots: Box<[Padded]>,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+impl PerCore {
+    fn new(cores: usize) -> Self {
+        PerCore {
+            slots: (0..cores.max(1)).map(|_| Padded::default()).collect(),
+        }
+    }
+
+    fn sum(&self) -> u64 {
+        self.slots.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Whether a series only grows or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic.
+    Counter,
+    /// Up and down (summed across cores).
+    Gauge,
+}
+
+#[derive(Debug)]
+struct Series {
+    name: String,
+    help: &'static str,
+    kind: Kind,
+    labels: Vec<(String, String)>,
+    values: Arc<PerCore>,
+}
+
+/// A histogram family registered as bucket counters.
+#[derive(Debug)]
+struct HistogramSeries {
+    name: String,
+    help: &'static str,
+    labels: Vec<(String, String)>,
+    bounds: Vec<f64>,
+    buckets: Vec<Arc<PerCore>>,
+    sum: Arc<PerCore>,
+    count: Arc<PerCore>,
+}
+
+/// All series of the process.
+#[derive(Debug)]
+pub struct Registry {
+    cores: usize,
+    series: Mutex<Vec<Series>>,
+    histograms: Mutex<Vec<HistogramSeries>>,
+}
+
+/// A handle to one series' slots; [`Metric::local`] picks a core's slot.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    values: Arc<PerCore>,
+}
+
+/// A core's slot of one series: the only writer of that slot.
+#[derive(Debug, Clone)]
+pub struct Local {
+    values: Arc<PerCore>,
+    core: usize,
+}
+
+impl Local {
+    /// Adds `n` (counters and gauges).
+    pub fn add(&self, n: u64) {
+        let slot = &self.values.slots[self.core].0;
+        // Single writer per slot: load + store avoids a locked read-modify-write.
+        slot.store(
+            slot.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Subtracts `n` (gauges).
+    pub fn sub(&self, n: u64) {
+        let slot = &self.values.slots[self.core].0;
+        slot.store(
+            slot.load(Ordering::Relaxed).wrapping_sub(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Sets this core's value (gauges).
+    pub fn set(&self, v: u64) {
+        self.values.slots[self.core].0.store(v, Ordering::Relaxed);
+    }
+}
+
+impl Metric {
+    /// The slot of `core`.
+    pub fn local(&self, core: usize) -> Local {
+        Local {
+            values: self.values.clone(),
+            core: core.min(self.values.slots.len() - 1),
+        }
+    }
+
+    /// The sum over cores (tests and shutdown reports).
+    pub fn total(&self) -> u64 {
+        self.values.sum()
+    }
+}
+
+/// A histogram handle.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    bounds: Arc<[f64]>,
+    buckets: Vec<Arc<PerCore>>,
+    sum: Arc<PerCore>,
+    count: Arc<PerCore>,
+}
+
+impl Histogram {
+    /// Records `v` on `core`.
+    pub fn observe(&self, core: usize, v: u64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| (v as f64) <= *b)
+            .unwrap_or(self.bounds.len());
+        Metric {
+            values: self.buckets[i].clone(),
+        }
+        .local(core)
+        .add(1);
+        Metric {
+            values: self.sum.clone(),
+        }
+        .local(core)
+        .add(v);
+        Metric {
+            values: self.count.clone(),
+        }
+        .local(core)
+        .add(1);
+    }
+}
+
+impl Registry {
+    /// A registry for `cores` cores.
+    pub fn new(cores: usize) -> Arc<Registry> {
+        Arc::new(Registry {
+            cores: cores.max(1),
+            series: Mutex::new(Vec::new()),
+            histograms: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Registers (or finds) a series.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &'static str,
+        kind: Kind,
+        labels: &[(&str, &str)],
+    ) -> Metric {
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = all.iter().find(|s| s.name == name && s.labels == labels) {
+            return Metric {
+                values: s.values.clone(),
+            };
+        }
+        let values = Arc::new(PerCore::new(self.cores));
+        all.push(Series {
+            name: name.to_owned(),
+            help,
+            kind,
+            labels,
+            values: values.clone(),
+        });
+        Metric { values }
+    }
+
+    /// Registers a histogram with upper bounds `bounds`.
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        bounds: &[f64],
+    ) -> Histogram {
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut all = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = all.iter().find(|h| h.name == name && h.labels == labels) {
+            return Histogram {
+                bounds: h.bounds.clone().into(),
+                buckets: h.buckets.clone(),
+                sum: h.sum.clone(),
+                count: h.count.clone(),
+            };
+        }
+        let buckets: Vec<Arc<PerCore>> = (0..=bounds.len())
+            .map(|_| Arc::new(PerCore::new(self.cores)))
+            .collect();
+        let sum = Arc::new(PerCore::new(self.cores));
+        let count = Arc::new(PerCore::new(self.cores));
+        all.push(HistogramSeries {
+            name: name.to_owned(),
+            help,
+            labels,
+            bounds: bounds.to_vec(),
+            buckets: buckets.clone(),
+            sum: sum.clone(),
+            count: count.clone(),
+        });
+        Histogram {
+            bounds: bounds.into(),
+            buckets,
+            sum,
+            count,
+        }
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        // Families must be contiguous in the exposition format; registration order interleaves them.
+        let mut sorted: Vec<&Series> = series.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut last = "";
+        for s in sorted {
+            if s.name != last {
+                let kind = match s.kind {
+                    Kind::Counter => "counter",
+                    Kind::Gauge => "gauge",
+                };
+                let _ = writeln!(
+                    out,
+                    "# HELP {} {}\n# TYPE {} {}",
+                    s.name, s.help, s.name, kind
+                );
+                last = &s.name;
+            }
+            let _ = writeln!(
+                out,
+                "{}{} {}",
+                s.name,
+                labels(&s.labels, None),
+                s.values.sum() as i64
+            );
+        }
+        drop(series);
+        let hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        for h in hs.iter() {
+            let _ = writeln!(
+                out,
+                "# HELP {} {}\n# TYPE {} histogram",
+                h.name, h.help, h.name
+            );
+            let mut cumulative = 0;
+            for (i, b) in h.buckets.iter().enumerate() {
+                cumulative += b.sum();
+                let le = h.bounds.get(i).map_or("+Inf".to_owned(), |v| v.to_string());
+                let _ = writeln!(
+                    out,
+                    "{}_bucket{} {}",
+                    h.name,
+                    labels(&h.labels, Some(&le)),
+                    cumulative
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{}_sum{} {}",
+                h.name,
+                labels(&h.labels, None),
+                h.sum.sum()
+            );
+            let _ = writeln!(
+                out,
+                "{}_count{} {}",
+                h.name,
+                labels(&h.labels, None),
+                h.count.sum()
+            );
+        }
+        out
+    }
+}
+
+fn labels(l: &[(String, String)], le: Option<&str>) -> String {
+    let mut parts: Vec<String> = l
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}=\"{}\"",
+                v.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+            )
+        })
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_cores_and_renders_collector_names() {
+        let r = Registry::new(2);
+        let m = r.register(
+            "otelcol_receiver_accepted_spans_total",
+            "Spans accepted.",
+            Kind::Counter,
+            &[("receiver", "otlp"), ("transport", "grpc")],
+        );
+        m.local(0).add(3);
+        m.local(1).add(4);
+        let h = r.histogram(
+            "otelcol_processor_batch_batch_send_size",
+            "Batch sizes.",
+            &[("processor", "batch")],
+            &[10.0, 100.0],
+        );
+        h.observe(0, 5);
+        h.observe(1, 50);
+        h.observe(1, 500);
+        let text = r.render();
+        assert!(
+            text.contains(
+                "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 7\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("otelcol_processor_batch_batch_send_size_bucket{processor=\"batch\",le=\"100\"} 2\n"), "{text}");
+        assert!(text.contains("otelcol_processor_batch_batch_send_size_bucket{processor=\"batch\",le=\"+Inf\"} 3\n"), "{text}");
+        assert!(
+            text.contains("otelcol_processor_batch_batch_send_size_sum{processor=\"batch\"} 555\n"),
+            "{text}"
+        );
+    }
+}

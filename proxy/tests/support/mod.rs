@@ -1,0 +1,449 @@
+//! Test harness: start the real `tailgate` binary, a gRPC OTLP sink and a gRPC sender (tokio + h2).
+//!
+//! `tailgate-perf`'s reusable sink/sender had not landed when these tests were written, so this is
+//! the minimal version; switch to it once it exists.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use tailgate_proto::compression::Compression;
+use tailgate_proto::grpc::Deframer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+// === the binary ===
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A running `tailgate` process; killed on drop.
+pub struct Tailgate {
+    pub child: Child,
+    pub ports: BTreeMap<String, String>,
+    pub dir: PathBuf,
+}
+
+pub fn scratch_dir() -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tailgate-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Tailgate {
+    /// Starts the binary with `config` and waits for its ports file.
+    pub fn start(config: &str, extra: &[&str]) -> Tailgate {
+        let dir = scratch_dir();
+        let cfg = dir.join("config.yaml");
+        std::fs::write(&cfg, config).unwrap();
+        let ports = dir.join("ports.json");
+        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tailgate"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--ports-file")
+            .arg(&ports)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ports) {
+                let ports: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+                return Tailgate { child, ports, dir };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "tailgate exited with {status}: {}",
+                    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tailgate did not write its ports file"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self, key: &str) -> SocketAddr {
+        self.ports
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in {:?}", self.ports))
+            .parse()
+            .unwrap()
+    }
+
+    pub fn grpc(&self) -> SocketAddr {
+        self.addr("receivers::otlp::grpc")
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Fetches `/metrics` and returns the value of the series whose line starts with `prefix`.
+    pub fn metric(&self, prefix: &str) -> Option<f64> {
+        let text = http_get(self.addr("service::telemetry::metrics"), "/metrics").1;
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tailgate did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Tailgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP/1.1 GET: (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+// === spans ===
+
+/// A request of `resources` × `scopes` × `spans` spans with distinct ids; `seed` keeps them unique.
+pub fn make_request(
+    seed: u32,
+    resources: usize,
+    scopes: usize,
+    spans: usize,
+) -> ExportTraceServiceRequest {
+    let mut n = 0u32;
+    ExportTraceServiceRequest {
+        resource_spans: (0..resources)
+            .map(|r| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", &format!("svc-{seed}-{r}"))],
+                    ..Default::default()
+                }),
+                scope_spans: (0..scopes)
+                    .map(|s| ScopeSpans {
+                        scope: Some(InstrumentationScope {
+                            name: format!("scope-{s}"),
+                            version: "1.0".into(),
+                            ..Default::default()
+                        }),
+                        spans: (0..spans)
+                            .map(|_| {
+                                n += 1;
+                                let mut trace_id = [0u8; 16];
+                                trace_id[..4].copy_from_slice(&seed.to_be_bytes());
+                                trace_id[4..8].copy_from_slice(&n.to_be_bytes());
+                                Span {
+                                    trace_id: trace_id.to_vec(),
+                                    span_id: [&seed.to_be_bytes()[..], &n.to_be_bytes()[..]]
+                                        .concat(),
+                                    name: format!("op-{n}"),
+                                    kind: 2,
+                                    start_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(n),
+                                    end_time_unix_nano: 1_700_000_000_000_500_000 + u64::from(n),
+                                    attributes: vec![
+                                        kv("http.method", "GET"),
+                                        kv("pad", &"x".repeat(40)),
+                                    ],
+                                    ..Default::default()
+                                }
+                            })
+                            .collect(),
+                        schema_url: String::new(),
+                    })
+                    .collect(),
+                schema_url: "https://opentelemetry.io/schemas/1.21.0".into(),
+            })
+            .collect(),
+    }
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+    }
+}
+
+/// Every span as (resource bytes, scope bytes, schema urls, span bytes), sorted: comparing two of
+/// these checks that each span arrived byte-identical under its resource and scope.
+/// One span with its context, all as bytes.
+pub type SpanKey = (Vec<u8>, Vec<u8>, String, Vec<u8>);
+
+pub fn span_set(reqs: &[ExportTraceServiceRequest]) -> Vec<SpanKey> {
+    let mut out = Vec::new();
+    for req in reqs {
+        for rs in &req.resource_spans {
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    out.push((
+                        rs.resource
+                            .as_ref()
+                            .map(Message::encode_to_vec)
+                            .unwrap_or_default(),
+                        ss.scope
+                            .as_ref()
+                            .map(Message::encode_to_vec)
+                            .unwrap_or_default(),
+                        format!("{}|{}", rs.schema_url, ss.schema_url),
+                        s.encode_to_vec(),
+                    ));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+// === sink ===
+
+#[derive(Default)]
+struct SinkState {
+    requests: Vec<ExportTraceServiceRequest>,
+    /// Status codes to answer (in order) before answering OK.
+    script: VecDeque<u32>,
+    /// Requests answered with an error.
+    refused: u64,
+    /// `grpc-encoding` values seen.
+    encodings: Vec<String>,
+}
+
+/// An OTLP/gRPC sink on 127.0.0.1:0.
+#[derive(Clone)]
+pub struct Sink {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<SinkState>>,
+    notify: Arc<Notify>,
+}
+
+impl Sink {
+    pub async fn start() -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sink = Sink {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::default(),
+            notify: Arc::new(Notify::new()),
+        };
+        let s = sink.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(s.clone().serve(tcp));
+            }
+        });
+        sink
+    }
+
+    /// Answers the next requests with these gRPC codes before answering OK again.
+    pub fn script(&self, codes: &[u32]) {
+        self.state.lock().unwrap().script.extend(codes);
+    }
+
+    pub fn requests(&self) -> Vec<ExportTraceServiceRequest> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.state.lock().unwrap().refused
+    }
+
+    pub fn encodings(&self) -> Vec<String> {
+        self.state.lock().unwrap().encodings.clone()
+    }
+
+    pub fn span_count(&self) -> usize {
+        span_set(&self.requests()).len()
+    }
+
+    /// Waits (generous deadline) until at least `n` spans arrived.
+    pub async fn wait_spans(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.span_count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "sink got {} of {n} spans",
+                self.span_count()
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(200), self.notify.notified()).await;
+        }
+    }
+
+    async fn serve(self, tcp: TcpStream) {
+        let Ok(mut conn) = h2::server::handshake(tcp).await else {
+            return;
+        };
+        while let Some(Ok((req, mut respond))) = conn.accept().await {
+            let sink = self.clone();
+            tokio::spawn(async move {
+                let enc = req
+                    .headers()
+                    .get("grpc-encoding")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("identity")
+                    .to_owned();
+                let mut body = req.into_body();
+                let mut deframer = Deframer::new(64 << 20);
+                while let Some(Ok(chunk)) = body.data().await {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                    deframer.push(chunk);
+                }
+                let msg = deframer.next_message().unwrap().unwrap();
+                let payload = msg
+                    .decode(Compression::from_name(&enc).unwrap(), 64 << 20)
+                    .unwrap();
+                let request = ExportTraceServiceRequest::decode(payload).unwrap();
+                let code = {
+                    let mut st = sink.state.lock().unwrap();
+                    st.encodings.push(enc);
+                    match st.script.pop_front() {
+                        Some(code) => {
+                            st.refused += 1;
+                            code
+                        }
+                        None => {
+                            st.requests.push(request);
+                            0
+                        }
+                    }
+                };
+                sink.notify.notify_waiters();
+                let resp = http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("grpc-status", code.to_string())
+                    .body(())
+                    .unwrap();
+                let _ = respond.send_response(resp, true);
+            });
+        }
+    }
+}
+
+// === sender ===
+
+/// Sends one framed gRPC body to `path` with `headers`; returns (grpc-status, grpc-message).
+pub async fn send_raw(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> (u32, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let (resp, mut stream) = client.send_request(req.body(()).unwrap(), false).unwrap();
+    stream.send_data(body, true).unwrap();
+    let resp = resp.await.unwrap();
+    let (parts, mut body) = resp.into_parts();
+    let status = |h: &http::HeaderMap| {
+        h.get("grpc-status").map(|v| {
+            (
+                v.to_str().unwrap().parse::<u32>().unwrap(),
+                h.get("grpc-message")
+                    .map(|m| m.to_str().unwrap().to_owned())
+                    .unwrap_or_default(),
+            )
+        })
+    };
+    if let Some(s) = status(&parts.headers) {
+        return s;
+    }
+    while let Some(Ok(c)) = body.data().await {
+        let _ = body.flow_control().release_capacity(c.len());
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    status(&trailers).expect("grpc-status in trailers")
+}
+
+/// Frames a payload: compressed with `encoding` unless it is identity.
+pub fn frame(payload: &[u8], encoding: Compression) -> Bytes {
+    let (flag, data) = match encoding {
+        Compression::Identity => (0u8, payload.to_vec()),
+        other => (1u8, other.compress(payload).unwrap()),
+    };
+    let mut b = BytesMut::new();
+    b.put_u8(flag);
+    b.put_u32(data.len() as u32);
+    b.put_slice(&data);
+    b.freeze()
+}
+
+/// Exports a request with `encoding`; returns (grpc-status, message).
+pub async fn export(
+    addr: SocketAddr,
+    req: &ExportTraceServiceRequest,
+    encoding: Compression,
+) -> (u32, String) {
+    let body = frame(&req.encode_to_vec(), encoding);
+    let name = encoding.name();
+    let headers: Vec<(&str, &str)> = if encoding == Compression::Identity {
+        vec![]
+    } else {
+        vec![("grpc-encoding", name)]
+    };
+    send_raw(addr, EXPORT_PATH, &headers, body).await
+}

@@ -30,9 +30,41 @@ const SCOPE_ATTRIBUTES: u32 = 3;
 #[derive(Debug)]
 pub(crate) struct Headers {
     /// ResourceSpans headers (everything but `scope_spans`).
-    pub resources: Vec<Bytes>,
+    pub resources: Vec<ResourceHeader>,
     /// ScopeSpans headers (everything but `spans`) with the index of their resource.
     pub scopes: Vec<(u32, Bytes)>,
+}
+
+/// A resource header with its `service.name` located once, since the sampler and spanmetrics ask
+/// for it on every span.
+#[derive(Debug)]
+pub(crate) struct ResourceHeader {
+    /// The header bytes.
+    pub bytes: Bytes,
+    /// Position of the `service.name` string value within `bytes`.
+    pub service_name: Option<(u32, u32)>,
+}
+
+impl ResourceHeader {
+    fn new(bytes: Bytes) -> Self {
+        let service_name = match (ResourceRef {
+            header: &bytes,
+            service_name: None,
+        })
+        .attribute("service.name")
+        {
+            // The value borrows `bytes`, so its offset is the distance between the pointers.
+            Some(AnyValue::String(v)) => {
+                let start = v.as_ptr() as usize - bytes.as_ptr() as usize;
+                Some((start as u32, (start + v.len()) as u32))
+            }
+            _ => None,
+        };
+        Self {
+            bytes,
+            service_name,
+        }
+    }
 }
 
 /// A header as a `Bytes`: a slice of the request when contiguous, else a fresh concatenation.
@@ -76,7 +108,7 @@ fn views_from_index(buf: &Bytes, index: &Index) -> Result<Vec<SpanView>, ScanErr
         resources: index
             .resources
             .iter()
-            .map(|r| header_bytes(buf, &r.header))
+            .map(|r| ResourceHeader::new(header_bytes(buf, &r.header)))
             .collect(),
         scopes: index
             .scopes
@@ -201,9 +233,10 @@ impl SpanView {
 
     /// The span's resource.
     pub fn resource(&self) -> ResourceRef<'_> {
-        let res = self.headers.scopes[self.scope as usize].0;
+        let res = &self.headers.resources[self.headers.scopes[self.scope as usize].0 as usize];
         ResourceRef {
-            header: &self.headers.resources[res as usize],
+            header: &res.bytes,
+            service_name: res.service_name,
         }
     }
 
@@ -217,7 +250,7 @@ impl SpanView {
     /// The resource header (ResourceSpans without its scope_spans) as shared bytes.
     pub fn resource_header(&self) -> &Bytes {
         let res = self.headers.scopes[self.scope as usize].0;
-        &self.headers.resources[res as usize]
+        &self.headers.resources[res as usize].bytes
     }
 
     /// The scope header (ScopeSpans without its spans) as shared bytes.
@@ -275,7 +308,10 @@ pub fn compact(views: &[SpanView]) -> Vec<SpanView> {
     }
     let buf = Bytes::from(buf);
     let headers = Arc::new(Headers {
-        resources: resources.iter().map(|&(s, e)| buf.slice(s..e)).collect(),
+        resources: resources
+            .iter()
+            .map(|&(s, e)| ResourceHeader::new(buf.slice(s..e)))
+            .collect(),
         scopes: scopes
             .iter()
             .map(|&(r, s, e)| (r, buf.slice(s..e)))
@@ -299,6 +335,8 @@ pub fn compact(views: &[SpanView]) -> Vec<SpanView> {
 #[derive(Debug, Clone, Copy)]
 pub struct ResourceRef<'a> {
     header: &'a [u8],
+    /// `service.name` located at scan time (`None` also when absent).
+    service_name: Option<(u32, u32)>,
 }
 
 impl<'a> ResourceRef<'a> {
@@ -313,12 +351,10 @@ impl<'a> ResourceRef<'a> {
             .find_map(|(m, base)| find_attribute(m, base, RESOURCE_ATTRIBUTES, key.as_bytes()))
     }
 
-    /// The resource's `service.name`, if it is a string.
+    /// The resource's `service.name`, if it is a string (located at scan time: no walk).
     pub fn service_name(&self) -> Option<&'a [u8]> {
-        match self.attribute("service.name") {
-            Some(AnyValue::String(s)) => Some(s),
-            _ => None,
-        }
+        let (s, e) = self.service_name?;
+        self.header.get(s as usize..e as usize)
     }
 
     /// All resource attributes (of the first `resource` field; encoders write one).

@@ -29,7 +29,14 @@ pub fn varint(buf: &[u8], pos: usize, base: usize) -> Result<(u64, usize), ScanE
     // Fast path: one byte, which covers tags and short lengths.
     match buf.get(pos) {
         Some(&b) if b < 0x80 => return Ok((u64::from(b), pos + 1)),
-        Some(_) => {}
+        // Two bytes: span lengths (128..16383) on the split path.
+        Some(&b0) => {
+            if let Some(&b1) = buf.get(pos + 1) {
+                if b1 < 0x80 {
+                    return Ok((u64::from(b0 & 0x7f) | (u64::from(b1) << 7), pos + 2));
+                }
+            }
+        }
         None => return Err(ScanError::new(ScanErrorKind::Truncated, base + pos)),
     }
     let mut value = 0u64;

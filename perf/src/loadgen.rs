@@ -1,0 +1,362 @@
+//! The load generator's runtime: paces a [`Workload`] onto h2 connections and measures answers.
+//!
+//! One producer task generates and frames requests, asks the [`Pacer`] when each may go, and
+//! hands them round-robin to the connections (so one trace's spans, spread over requests by the
+//! workload's interleaving, also spread over connections). Each connection runs up to
+//! `in_flight` exports at once and records latency in an HDR histogram. The run ends after
+//! `duration` or `max_spans`; then open traces are drained so that the manifest holds exactly
+//! the spans sent.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::gen::{Workload, WorkloadConfig};
+use crate::grpc::{self, Compression};
+use crate::manifest::ManifestEntry;
+use crate::pace::{Clock, MonotonicClock, Pace, Pacer, Rate};
+use crate::sender::{SendError, Sender, SenderConfig};
+
+/// Everything a load run needs.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// OTLP/gRPC endpoint to send to.
+    pub target: SocketAddr,
+    /// TCP connections (h2), requests go round-robin over them.
+    pub connections: u32,
+    /// Concurrent requests per connection.
+    pub in_flight: u32,
+    /// Target rate.
+    pub rate: Rate,
+    /// Stop opening traces after this long.
+    pub duration: Option<Duration>,
+    /// Stop opening traces once this many spans were made.
+    pub max_spans: Option<u64>,
+    /// Request compression.
+    pub compression: Compression,
+    /// Per-request deadline.
+    pub timeout: Duration,
+    /// Trace shapes and interleaving.
+    pub workload: WorkloadConfig,
+    /// Show a live progress line (indicatif) on stderr.
+    pub progress: bool,
+}
+
+impl LoadConfig {
+    /// A small run against `target`: defaults with 10 000 spans, unlimited rate, no progress bar.
+    pub fn new(target: SocketAddr) -> Self {
+        LoadConfig {
+            target,
+            connections: 2,
+            in_flight: 4,
+            rate: Rate::Unlimited,
+            duration: None,
+            max_spans: Some(10_000),
+            compression: Compression::None,
+            timeout: Duration::from_secs(30),
+            workload: WorkloadConfig::default(),
+            progress: false,
+        }
+    }
+}
+
+/// Numbers from one load run.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LoadSummary {
+    /// Spans in requests answered OK.
+    pub spans_ok: u64,
+    /// Spans in requests answered with an error status or lost to a transport error.
+    pub spans_failed: u64,
+    /// Requests answered OK.
+    pub requests_ok: u64,
+    /// Requests answered with a non-OK gRPC status.
+    pub requests_refused: u64,
+    /// Requests without an answer (connection error, deadline).
+    pub requests_lost: u64,
+    /// Traces sent (manifest entries).
+    pub traces: u64,
+    /// Wall time from first send to last answer, seconds.
+    pub elapsed_secs: f64,
+    /// spans_ok / elapsed.
+    pub spans_per_sec: f64,
+    /// Request latency percentiles, microseconds: p50, p90, p99, p99.9, max.
+    pub latency_us: BTreeMap<String, u64>,
+    /// Answers by gRPC status (or `transport`).
+    pub statuses: BTreeMap<String, u64>,
+    /// Schedule time skipped because sending fell behind the target rate, seconds.
+    pub pacer_lag_secs: f64,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Could not connect to the target.
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        /// The target.
+        target: SocketAddr,
+        /// The cause.
+        source: SendError,
+    },
+}
+
+/// The result of [`run`]: the summary and the ground truth of every trace sent.
+#[derive(Debug, Clone)]
+pub struct LoadOutcome {
+    /// Numbers.
+    pub summary: LoadSummary,
+    /// One entry per trace sent.
+    pub manifest: Vec<ManifestEntry>,
+}
+
+/// Live counters shared by the connections and the progress line.
+#[derive(Debug, Default)]
+struct Counters {
+    spans_ok: AtomicU64,
+    spans_failed: AtomicU64,
+    requests_ok: AtomicU64,
+    requests_refused: AtomicU64,
+    requests_lost: AtomicU64,
+}
+
+/// What a connection task hands back at the end.
+struct ConnectionResult {
+    latency: Histogram<u64>,
+    statuses: BTreeMap<String, u64>,
+}
+
+/// One request on its way: framed body and span count.
+struct Job {
+    body: Bytes,
+    spans: u64,
+}
+
+/// Runs the load; returns once every request was answered.
+pub async fn run(config: LoadConfig) -> Result<LoadOutcome, LoadError> {
+    let sender_config = SenderConfig {
+        compression: config.compression,
+        timeout: Some(config.timeout),
+        ..SenderConfig::default()
+    };
+    let counters = Arc::new(Counters::default());
+    let mut queues = Vec::new();
+    let mut connections = JoinSet::new();
+    for _ in 0..config.connections.max(1) {
+        let sender = Sender::connect(config.target, sender_config.clone())
+            .await
+            .map_err(|source| LoadError::Connect {
+                target: config.target,
+                source,
+            })?;
+        let (tx, rx) = mpsc::channel::<Job>(config.in_flight.max(1) as usize);
+        queues.push(tx);
+        connections.spawn(drive_connection(
+            sender,
+            rx,
+            config.in_flight.max(1),
+            counters.clone(),
+        ));
+    }
+    let progress = config
+        .progress
+        .then(|| Progress::start(counters.clone(), &config));
+    let started = Instant::now();
+    let (manifest, lag) = produce(&config, queues).await;
+    let mut latency = new_histogram();
+    let mut statuses = BTreeMap::new();
+    while let Some(done) = connections.join_next().await {
+        if let Ok(done) = done {
+            let _ = latency.add(&done.latency);
+            for (k, v) in done.statuses {
+                *statuses.entry(k).or_insert(0) += v;
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(p) = progress {
+        p.finish();
+    }
+    let summary = summarize(
+        &counters,
+        manifest.len() as u64,
+        elapsed,
+        &latency,
+        statuses,
+        lag,
+    );
+    Ok(LoadOutcome { summary, manifest })
+}
+
+/// Generates, paces and distributes requests; returns the manifest and the pacer's lag.
+async fn produce(
+    config: &LoadConfig,
+    queues: Vec<mpsc::Sender<Job>>,
+) -> (Vec<ManifestEntry>, Duration) {
+    let clock = MonotonicClock::new();
+    let origin = Instant::now();
+    let mut pacer = Pacer::new(config.rate, clock.now(), Duration::from_millis(100));
+    let mut workload = Workload::new(config.workload.clone());
+    let mut manifest = Vec::new();
+    let mut next = 0usize;
+    loop {
+        let over_time = config.duration.is_some_and(|d| clock.now() >= d);
+        let over_spans = config.max_spans.is_some_and(|m| workload.spans_made() >= m);
+        if (over_time || over_spans) && !workload.is_stopping() {
+            workload.stop();
+        }
+        let Some(batch) = workload.next_batch(unix_nanos()) else {
+            break;
+        };
+        manifest.extend(workload.take_finished());
+        let spans = u64::from(batch.spans);
+        while let Pace::WaitUntil(t) = pacer.poll(clock.now(), spans) {
+            tokio::time::sleep_until((origin + t).into()).await;
+        }
+        let body = grpc::encode_frame(&batch.request, config.compression);
+        // Round-robin; a full queue blocks here, which is the open throttle's backpressure.
+        let queue = &queues[next % queues.len()];
+        next += 1;
+        if queue.send(Job { body, spans }).await.is_err() {
+            tracing::warn!("loadgen: a connection task ended early");
+        }
+    }
+    (manifest, pacer.lag())
+}
+
+async fn drive_connection(
+    sender: Sender,
+    mut rx: mpsc::Receiver<Job>,
+    in_flight: u32,
+    counters: Arc<Counters>,
+) -> ConnectionResult {
+    let mut latency = new_histogram();
+    let mut statuses = BTreeMap::new();
+    let mut calls = JoinSet::new();
+    let mut open = true;
+    while open || !calls.is_empty() {
+        tokio::select! {
+            job = rx.recv(), if open && calls.len() < in_flight as usize => match job {
+                Some(job) => {
+                    let sender = sender.clone();
+                    calls.spawn(async move {
+                        let t0 = Instant::now();
+                        let answer = sender.export_framed(job.body).await;
+                        (answer, job.spans, t0.elapsed())
+                    });
+                }
+                None => open = false,
+            },
+            Some(done) = calls.join_next(), if !calls.is_empty() => {
+                let Ok((answer, spans, took)) = done else { continue };
+                let _ = latency.record(took.as_micros().max(1) as u64);
+                let key = match &answer {
+                    Ok(a) => a.status.to_string(),
+                    Err(_) => "transport".to_string(),
+                };
+                *statuses.entry(key).or_insert(0) += 1;
+                let (requests, span_counter) = match answer {
+                    Ok(a) if a.is_ok() => (&counters.requests_ok, &counters.spans_ok),
+                    Ok(_) => (&counters.requests_refused, &counters.spans_failed),
+                    Err(_) => (&counters.requests_lost, &counters.spans_failed),
+                };
+                requests.fetch_add(1, Ordering::Relaxed);
+                span_counter.fetch_add(spans, Ordering::Relaxed);
+            }
+        }
+    }
+    ConnectionResult { latency, statuses }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs .. 1 hour at 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn summarize(
+    c: &Counters,
+    traces: u64,
+    elapsed: f64,
+    latency: &Histogram<u64>,
+    statuses: BTreeMap<String, u64>,
+    lag: Duration,
+) -> LoadSummary {
+    let spans_ok = c.spans_ok.load(Ordering::Relaxed);
+    let mut latency_us = BTreeMap::new();
+    if !latency.is_empty() {
+        for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)] {
+            latency_us.insert(name.to_string(), latency.value_at_quantile(q));
+        }
+        latency_us.insert("max".to_string(), latency.max());
+    }
+    LoadSummary {
+        spans_ok,
+        spans_failed: c.spans_failed.load(Ordering::Relaxed),
+        requests_ok: c.requests_ok.load(Ordering::Relaxed),
+        requests_refused: c.requests_refused.load(Ordering::Relaxed),
+        requests_lost: c.requests_lost.load(Ordering::Relaxed),
+        traces,
+        elapsed_secs: elapsed,
+        spans_per_sec: if elapsed > 0.0 {
+            spans_ok as f64 / elapsed
+        } else {
+            0.0
+        },
+        latency_us,
+        statuses,
+        pacer_lag_secs: lag.as_secs_f64(),
+    }
+}
+
+// === Progress line ===
+
+/// A spinner line on stderr refreshed from the counters.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(counters: Arc<Counters>, config: &LoadConfig) -> Self {
+        let bar = match config.max_spans {
+            Some(n) if config.duration.is_none() => indicatif::ProgressBar::new(n),
+            _ => indicatif::ProgressBar::new_spinner(),
+        };
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} {bar:30} {pos}/{len} spans {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        let b = bar.clone();
+        let ticker = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                let ok = counters.spans_ok.load(Ordering::Relaxed);
+                let failed = counters.spans_failed.load(Ordering::Relaxed);
+                let rate = ok as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                b.set_position(ok + failed);
+                b.set_message(format!("| {rate:.0} spans/s | failed {failed}"));
+            }
+        });
+        Progress { bar, ticker }
+    }
+
+    fn finish(self) {
+        self.ticker.abort();
+        self.bar.finish();
+    }
+}

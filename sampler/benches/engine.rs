@@ -10,20 +10,32 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tailgate_sampler::config::SamplerConfig;
 use tailgate_sampler::testing::FakeClock;
-use tailgate_sampler::{AttrValue, BufferRef, Engine, InsertOutcome, SpanData, SpanKind, StatusCode};
+use tailgate_sampler::{
+    AttrValue, BufferRef, Engine, InsertOutcome, SpanData, SpanKind, StatusCode,
+};
 
 // === resident memory, for the overhead figure (no allocator hooks: the crate denies unsafe) ===
+
+/// CPU time this thread has run (clock_gettime(CLOCK_THREAD_CPUTIME_ID) via `cpu-time`). The
+/// machine is shared, so throughput is reported per CPU-second of this thread, not per wall second.
+fn thread_cpu() -> Duration {
+    cpu_time::ThreadTime::now().as_duration()
+}
 
 /// Resident set size in bytes from /proc/self/statm (0 where unavailable).
 fn rss_bytes() -> i64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<i64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i64>().ok())
+        })
         .map(|pages| pages * 4096)
         .unwrap_or(0)
 }
@@ -39,21 +51,20 @@ const T0: u64 = 1_700_000_000 * SEC;
 /// The request buffer a span pins (its bytes are not materialised; only its identity and size).
 struct Request;
 
+/// 16 bytes like a compact view: the pinned buffer plus the fields a view would read at offsets.
 #[derive(Clone)]
 struct BenchSpan {
     request: Arc<Request>,
-    /// Position in the stream; every field is a function of it (like reading at an offset).
-    seq: u64,
-    live: u64,
+    trace: u32,
+    pass: u8,
 }
 
 impl BenchSpan {
     fn trace(&self) -> u64 {
-        let generation = self.seq / (SPANS_PER_TRACE * self.live);
-        generation * self.live + self.seq % self.live
+        u64::from(self.trace)
     }
     fn pass(&self) -> u64 {
-        (self.seq / self.live) % SPANS_PER_TRACE
+        u64::from(self.pass)
     }
 }
 
@@ -72,7 +83,7 @@ impl SpanData for BenchSpan {
         id
     }
     fn span_id(&self) -> [u8; 8] {
-        self.seq.to_le_bytes()
+        (self.trace() << 8 | self.pass()).to_le_bytes()
     }
     fn parent_span_id(&self) -> &[u8] {
         if self.pass() == 0 {
@@ -92,7 +103,12 @@ impl SpanData for BenchSpan {
     }
     fn end_unix_nanos(&self) -> u64 {
         // 1 trace in 50 is slow (> 1s).
-        T0 + self.pass() * 10_000_000 + if self.trace() % 50 == 0 { 2 * SEC } else { 5_000_000 }
+        T0 + self.pass() * 10_000_000
+            + if self.trace() % 50 == 0 {
+                2 * SEC
+            } else {
+                5_000_000
+            }
     }
     fn status_code(&self) -> StatusCode {
         if self.trace() % 100 == 7 && self.pass() == 3 {
@@ -128,8 +144,8 @@ impl SpanData for BenchSpan {
     fn detach(&self) -> Self {
         BenchSpan {
             request: Arc::new(Request),
-            seq: self.seq,
-            live: self.live,
+            trace: self.trace,
+            pass: self.pass,
         }
     }
 }
@@ -140,7 +156,10 @@ struct Stream {
     engine: Engine<BenchSpan, FakeClock>,
     clock: FakeClock,
     live: u64,
-    seq: u64,
+    /// Position inside the current generation: pass (0..20) and trace (0..live).
+    pass: u64,
+    index: u64,
+    generation: u64,
     ns_per_span: u64,
     exported: u64,
 }
@@ -156,7 +175,11 @@ policies:
 
 impl Stream {
     fn new(live: u64) -> Self {
-        let text = format!("num_traces: {}\nexpected_new_traces_per_sec: {}\n{CONFIG}", 2 * live, live / 30);
+        let text = format!(
+            "num_traces: {}\nexpected_new_traces_per_sec: {}\n{CONFIG}",
+            2 * live,
+            live / 30
+        );
         let (cfg, _) = SamplerConfig::from_yaml_str(&text).expect("bench config");
         let clock = FakeClock::at(T0);
         let engine = Engine::new(&cfg, clock.clone()).expect("engine");
@@ -166,9 +189,24 @@ impl Stream {
             engine,
             clock,
             live,
-            seq: 0,
+            pass: 0,
+            index: 0,
+            generation: 0,
             ns_per_span,
             exported: 0,
+        }
+    }
+
+    /// Next position: one span of every live trace per pass, 20 passes per generation.
+    fn step(&mut self) {
+        self.index += 1;
+        if self.index == self.live {
+            self.index = 0;
+            self.pass += 1;
+            if self.pass == SPANS_PER_TRACE {
+                self.pass = 0;
+                self.generation += 1;
+            }
         }
     }
 
@@ -178,10 +216,10 @@ impl Stream {
         for _ in 0..REQUEST_SPANS {
             let span = BenchSpan {
                 request: request.clone(),
-                seq: self.seq,
-                live: self.live,
+                trace: (self.generation * self.live + self.index) as u32,
+                pass: self.pass as u8,
             };
-            self.seq += 1;
+            self.step();
             if let InsertOutcome::Forward(s) = self.engine.insert(span) {
                 drop(s);
             }
@@ -206,20 +244,32 @@ fn bench(c: &mut Criterion) {
         let stream = RefCell::new(Stream::new(live));
         // Warm up to steady state: two generations.
         let warm = 2 * SPANS_PER_TRACE * live / REQUEST_SPANS;
-        let t = Instant::now();
+        let t = thread_cpu();
         for _ in 0..warm {
             stream.borrow_mut().request();
         }
-        let warm_secs = t.elapsed().as_secs_f64();
+        let warm_secs = (thread_cpu() - t).as_secs_f64();
         report_memory(live, &stream.borrow(), rss_before, warm, warm_secs);
+        // Steady state over one more generation (every trace inserted and decided once).
+        let per_generation = SPANS_PER_TRACE * live / REQUEST_SPANS;
+        let t = thread_cpu();
+        for _ in 0..per_generation {
+            stream.borrow_mut().request();
+        }
+        let secs = (thread_cpu() - t).as_secs_f64();
+        eprintln!(
+            "live={live}: steady state {:.2} M spans per CPU-second over {} spans",
+            (per_generation * REQUEST_SPANS) as f64 / secs / 1e6,
+            per_generation * REQUEST_SPANS
+        );
         group.bench_function(format!("live_traces_{live}"), |b| {
             b.iter_custom(|iters| {
                 let mut s = stream.borrow_mut();
-                let start = Instant::now();
+                let start = thread_cpu();
                 for _ in 0..iters {
                     s.request();
                 }
-                start.elapsed()
+                thread_cpu() - start
             })
         });
     }
@@ -232,16 +282,17 @@ fn report_memory(live: u64, s: &Stream, rss_before: i64, warm: u64, warm_secs: f
     let spans = m.spans_buffered as f64;
     let c = s.engine.counters();
     eprintln!(
-        "live={live}: warm-up {:.2} M spans/s; buffered spans {} in {} traces on memory; \
-         engine heap {:.1} B/span (table+slab+index+wheel+ledger, view storage included); \
-         RSS growth {:.1} B/span; span view {} B; retained buffers {} MiB for {} MiB of spans; \
+        "live={live}: warm-up {:.2} M spans per CPU-second; buffered spans {} in {} traces on memory; \
+         engine heap {:.1} B/span beyond the {}-byte view ({:.1} with it; table+slab+index+wheel+ledger); \
+         RSS growth {:.1} B/span; retained buffers {} MiB for {} MiB of spans; \
          exported {} dropped {} too-early {}",
         (warm * REQUEST_SPANS) as f64 / warm_secs / 1e6,
         m.spans_buffered,
         c.sampling_traces_on_memory,
+        m.engine_heap_bytes as f64 / spans - std::mem::size_of::<BenchSpan>() as f64,
+        std::mem::size_of::<BenchSpan>(),
         m.engine_heap_bytes as f64 / spans,
         rss / spans,
-        std::mem::size_of::<BenchSpan>(),
         m.retained_buffer_bytes >> 20,
         m.span_bytes >> 20,
         s.exported,

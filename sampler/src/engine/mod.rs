@@ -4,6 +4,7 @@
 mod cache;
 mod counters;
 mod ledger;
+mod slab;
 mod table;
 mod wheel;
 
@@ -451,6 +452,8 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
                 ledger.release(s.buffer(), s.wire_len());
                 spans.push(s);
             });
+            // The list runs newest first.
+            spans.reverse();
             self.counters.spans_exported += span_count;
             self.sampled_cache.put(&trace_id);
         } else {

@@ -3,7 +3,7 @@
 //!
 //! The ring is the collector's delete queue made structural: the `num_traces`-th newer trace
 //! reuses the slot of the oldest, which pushes that trace out (decided or not). Spans live in a
-//! singly linked list per trace inside the slab, so buffering a span never allocates once the
+//! singly linked list per trace inside the slab (newest first), so buffering a span never allocates once the
 //! slab has grown to the working set, and a trace costs no allocation of its own.
 
 use std::collections::HashMap;
@@ -12,8 +12,8 @@ use std::hash::BuildHasherDefault;
 use super::cache::IdentityHasher;
 use crate::policy::{FinalDecision, SpanList, TraceSummary};
 
-/// "No node".
-pub const NIL: u32 = u32::MAX;
+use super::slab::Slab;
+pub use super::slab::NIL;
 
 /// Where a trace is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,10 +45,9 @@ pub struct Slot {
     pub decided_ns: u64,
     /// Tick at which the decision is due.
     pub deadline_tick: u64,
-    /// First span node.
+    /// Most recent span node: the list runs newest first, so an append touches only the new
+    /// node (no cache miss on the previous tail); outputs reverse it back to arrival order.
     pub head: u32,
-    /// Last span node (appends are O(1)).
-    pub tail: u32,
 }
 
 impl Slot {
@@ -62,18 +61,8 @@ impl Slot {
             decided_ns: 0,
             deadline_tick: 0,
             head: NIL,
-            tail: NIL,
         }
     }
-}
-
-/// One buffered span.
-#[derive(Debug)]
-pub struct Node<S> {
-    /// The span (None while the node is free).
-    pub span: Option<S>,
-    /// Next node of the same trace, or of the free list.
-    pub next: u32,
 }
 
 /// The table.
@@ -85,9 +74,7 @@ pub struct TraceTable<S> {
     /// Sequence number the next new trace gets.
     pub next_seq: u64,
     index: HashMap<[u8; 16], u32, BuildHasherDefault<IdentityHasher>>,
-    /// Span nodes.
-    pub nodes: Vec<Node<S>>,
-    free: u32,
+    nodes: Slab<S>,
     /// Oldest sequence number that may still be pending (everything older is not).
     pending_cursor: u64,
 }
@@ -103,8 +90,7 @@ impl<S> TraceTable<S> {
                 expected.min(capacity),
                 BuildHasherDefault::default(),
             ),
-            nodes: Vec::new(),
-            free: NIL,
+            nodes: Slab::default(),
             pending_cursor: 0,
         }
     }
@@ -156,46 +142,21 @@ impl<S> TraceTable<S> {
         }
     }
 
-    /// Appends a span to a trace's list.
+    /// Adds a span to a trace's list.
     #[inline]
     pub fn push_span(&mut self, idx: u32, span: S) {
-        let node = if self.free != NIL {
-            let n = self.free;
-            let node = &mut self.nodes[n as usize];
-            self.free = node.next;
-            node.span = Some(span);
-            node.next = NIL;
-            n
-        } else {
-            self.nodes.push(Node {
-                span: Some(span),
-                next: NIL,
-            });
-            (self.nodes.len() - 1) as u32
-        };
         let slot = &mut self.slots[idx as usize];
-        if slot.tail == NIL {
-            slot.head = node;
-        } else {
-            self.nodes[slot.tail as usize].next = node;
-        }
-        slot.tail = node;
+        slot.head = self.nodes.alloc(span, slot.head);
     }
 
-    /// Removes a trace's spans, handing each to `f` in arrival order, and frees their nodes.
+    /// Removes a trace's spans, handing each to `f` newest first, and frees their nodes.
     pub fn take_spans(&mut self, idx: u32, mut f: impl FnMut(S)) {
-        let slot = &mut self.slots[idx as usize];
-        let mut n = slot.head;
-        slot.head = NIL;
-        slot.tail = NIL;
+        let mut n = std::mem::replace(&mut self.slots[idx as usize].head, NIL);
         while n != NIL {
-            let node = &mut self.nodes[n as usize];
-            let next = node.next;
-            if let Some(span) = node.span.take() {
+            let (span, next) = self.nodes.release(n);
+            if let Some(span) = span {
                 f(span);
             }
-            node.next = self.free;
-            self.free = n;
             n = next;
         }
     }
@@ -213,7 +174,7 @@ impl<S> TraceTable<S> {
         for slot in self.slots.iter().filter(|s| s.state == SlotState::Pending) {
             let mut n = slot.head;
             while n != NIL {
-                let node = &mut self.nodes[n as usize];
+                let node = self.nodes.get_mut(n);
                 if let Some(span) = node.span.as_mut() {
                     f(span);
                 }
@@ -245,13 +206,13 @@ impl<S> TraceTable<S> {
     pub fn heap_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.index.capacity() * (std::mem::size_of::<([u8; 16], u32)>() + 1)
-            + self.nodes.capacity() * std::mem::size_of::<Node<S>>()
+            + self.nodes.heap_bytes()
     }
 }
 
 /// A trace's span list inside the slab.
 pub struct NodeList<'a, S> {
-    nodes: &'a [Node<S>],
+    nodes: &'a Slab<S>,
     head: u32,
 }
 
@@ -259,7 +220,7 @@ impl<S> SpanList<S> for NodeList<'_, S> {
     fn any(&self, f: &mut dyn FnMut(&S) -> bool) -> bool {
         let mut n = self.head;
         while n != NIL {
-            let node = &self.nodes[n as usize];
+            let node = self.nodes.get(n);
             if node.span.as_ref().is_some_and(&mut *f) {
                 return true;
             }

@@ -337,3 +337,20 @@ fn sample_on_first_match_and_shards() {
         .collect();
     assert_eq!(shards.len(), 4);
 }
+
+#[test]
+fn rates_are_divided_among_shards() {
+    let yaml = "decision_wait: 1s\nnum_shards: 2\npolicies: [{name: r, type: rate_limiting, rate_limiting: {spans_per_second: 6}}]";
+    let (mut e, clock) = engine(yaml);
+    // Each shard admits fewer than 3 spans per second.
+    for t in 1..=3 {
+        e.insert(span(t, 1));
+    }
+    clock.advance_ms(1_000);
+    e.advance();
+    let kept = drain(&mut e)
+        .iter()
+        .filter(|d| d.decision == FinalDecision::Sampled)
+        .count();
+    assert_eq!(kept, 2);
+}

@@ -151,7 +151,12 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         let mut named: Vec<(String, Policy)> = config
             .policies
             .iter()
-            .map(|p| (p.name.clone(), Policy::build(p)))
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    Policy::build_for_shard(p, config.num_shards),
+                )
+            })
             .collect();
         named.sort_by_key(|(_, p)| !p.is_drop());
         let (policy_names, policies): (Vec<String>, Vec<Policy>) = named.into_iter().unzip();

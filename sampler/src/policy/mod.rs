@@ -198,6 +198,16 @@ pub enum Policy {
 impl Policy {
     /// Builds the runtime policy for a checked config.
     pub fn build(config: &PolicyConfig) -> Policy {
+        Policy::build_for_shard(config, 1)
+    }
+
+    /// Builds the policy for one of `shards` engines: every rate (`rate_limiting`,
+    /// `bytes_limiting`, `composite`) is divided by the shard count, rounded up, so that the
+    /// shards together admit what one collector would (assuming traces spread evenly).
+    pub fn build_for_shard(config: &PolicyConfig, shards: u32) -> Policy {
+        let n = i64::from(shards.max(1));
+        let share = |rate: i64| if rate <= 0 { rate } else { (rate + n - 1) / n };
+        let sub = |c: &PolicyConfig| Policy::build_for_shard(c, shards);
         match &config.spec {
             PolicySpec::AlwaysSample => Policy::AlwaysSample,
             PolicySpec::Latency {
@@ -237,12 +247,15 @@ impl Policy {
                 invert: *invert,
             },
             PolicySpec::RateLimiting { spans_per_second } => {
-                Policy::RateLimiting(RateLimiter::new(*spans_per_second))
+                Policy::RateLimiting(RateLimiter::new(share(*spans_per_second)))
             }
             PolicySpec::BytesLimiting {
                 bytes_per_second,
                 burst_capacity,
-            } => Policy::BytesLimiting(TokenBucket::new(*bytes_per_second, *burst_capacity)),
+            } => Policy::BytesLimiting(TokenBucket::new(
+                share(*bytes_per_second),
+                share(*burst_capacity),
+            )),
             PolicySpec::SpanCount {
                 min_spans,
                 max_spans,
@@ -260,17 +273,15 @@ impl Policy {
             },
             PolicySpec::TraceFlags => Policy::TraceFlags,
             PolicySpec::OttlCondition { span } => Policy::Ottl(span.clone()),
-            PolicySpec::And(subs) => Policy::And(subs.iter().map(Policy::build).collect()),
-            PolicySpec::Not(sub) => Policy::Not(Box::new(Policy::build(sub))),
-            PolicySpec::Drop(subs) => Policy::Drop(subs.iter().map(Policy::build).collect()),
+            PolicySpec::And(subs) => Policy::And(subs.iter().map(sub).collect()),
+            PolicySpec::Not(inner) => Policy::Not(Box::new(sub(inner))),
+            PolicySpec::Drop(subs) => Policy::Drop(subs.iter().map(sub).collect()),
             PolicySpec::Composite {
                 max_total_spans_per_second,
                 subs,
             } => Policy::Composite(Composite::new(
-                *max_total_spans_per_second,
-                subs.iter()
-                    .map(|(c, sps)| (Policy::build(c), *sps))
-                    .collect(),
+                share(*max_total_spans_per_second),
+                subs.iter().map(|(c, sps)| (sub(c), share(*sps))).collect(),
             )),
         }
     }

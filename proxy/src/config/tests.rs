@@ -77,7 +77,6 @@ fn reference_configs_name_exactly_the_missing_components() {
     assert_eq!(
         messages(&agent),
         vec![
-            "agent-config.yaml: receivers.otlp.protocols.http: the OTLP/HTTP receiver is not implemented in tailgate yet; use grpc",
             "agent-config.yaml: exporters.loadbalancing: component type \"loadbalancing\" is known but not implemented yet",
         ]
     );

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::http::{HeaderMap, HeaderName, HeaderValue};
 use futures_lite::future;
 use glommio::net::TcpListener;
-use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::Shared;
 use crate::config::{ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Signal};
@@ -23,6 +23,7 @@ use crate::pipeline::{Fanout, TraceConsumer};
 use crate::processor::batch::processor::{BatchMetrics, Batcher, Trigger};
 use crate::processor::memory_limiter::processor::MemoryLimiter;
 use crate::receiver::otlp::grpc::{self, GrpcReceiver};
+use crate::receiver::otlp::http::{self, HttpReceiver};
 use crate::telemetry::metrics::Kind;
 
 /// One listener a core binds: its ports-file key, address and what serves it.
@@ -34,6 +35,17 @@ pub struct Bind {
     pub receiver: ComponentId,
     /// Address to bind (port 0 only on the first core).
     pub addr: SocketAddr,
+    /// Which protocol serves it.
+    pub protocol: Protocol,
+}
+
+/// A receiver's transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP.
+    Http,
 }
 
 /// What a core reports to the main thread.
@@ -67,7 +79,7 @@ pub async fn core_main(
             Ok(l) => {
                 let addr = l.local_addr().unwrap_or(b.addr);
                 bound.push((b.key.clone(), addr));
-                listeners.push((l, b.receiver.clone()));
+                listeners.push((l, b.receiver.clone(), b.protocol));
             }
             Err(e) => {
                 let _ = report.send(Report::Bound(
@@ -79,17 +91,18 @@ pub async fn core_main(
         }
     }
     let _ = report.send(Report::Bound(core, Ok(bound)));
-    for (listener, id) in listeners {
+    for (listener, id, protocol) in listeners {
         let Some(next) = built.receivers.get(&id).cloned() else {
             continue;
         };
         let Some(ReceiverConfig::Otlp(cfg)) = shared.config.receivers.get(&id) else {
             continue;
         };
-        let Some(g) = cfg.protocols.grpc.as_ref() else {
-            continue;
-        };
         let name = id.to_string();
+        let transport = match protocol {
+            Protocol::Grpc => "grpc",
+            Protocol::Http => "http",
+        };
         let m = |metric: &str, help| {
             shared
                 .registry
@@ -97,29 +110,48 @@ pub async fn core_main(
                     metric,
                     help,
                     Kind::Counter,
-                    &[("receiver", &name), ("transport", "grpc")],
+                    &[("receiver", &name), ("transport", transport)],
                 )
                 .local(core)
         };
-        let rx = Rc::new(GrpcReceiver {
-            next,
-            max_message: usize::try_from(g.max_recv_msg_size_mib.saturating_mul(1 << 20))
-                .unwrap_or(usize::MAX),
-            max_concurrent_streams: g.max_concurrent_streams,
-            accepted: m(
-                "otelcol_receiver_accepted_spans_total",
-                "Spans successfully pushed into the pipeline.",
-            ),
-            refused: m(
-                "otelcol_receiver_refused_spans_total",
-                "Spans that could not be pushed into the pipeline.",
-            ),
-            failed_requests: m(
-                "otelcol_receiver_failed_requests_total",
-                "Requests answered with an error before their spans were counted (tailgate).",
-            ),
-        });
-        glommio::spawn_local(accept_loop(listener, rx, shared.shutdown.clone())).detach();
+        let accepted = m(
+            "otelcol_receiver_accepted_spans_total",
+            "Spans successfully pushed into the pipeline.",
+        );
+        let refused = m(
+            "otelcol_receiver_refused_spans_total",
+            "Spans that could not be pushed into the pipeline.",
+        );
+        let failed_requests = m(
+            "otelcol_receiver_failed_requests_total",
+            "Requests answered with an error before their spans were counted (tailgate).",
+        );
+        let handler = match (
+            protocol,
+            cfg.protocols.grpc.as_ref(),
+            cfg.protocols.http.as_ref(),
+        ) {
+            (Protocol::Grpc, Some(g), _) => Handler::Grpc(Rc::new(GrpcReceiver {
+                next,
+                max_message: usize::try_from(g.max_recv_msg_size_mib.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+                max_concurrent_streams: g.max_concurrent_streams,
+                accepted,
+                refused,
+                failed_requests,
+            })),
+            (Protocol::Http, _, Some(h)) => Handler::Http(Rc::new(HttpReceiver {
+                next,
+                traces_path: h.traces_url_path.clone(),
+                other_signal_paths: vec![h.metrics_url_path.clone(), h.logs_url_path.clone()],
+                max_body: usize::try_from(h.max_request_body_size).unwrap_or(usize::MAX),
+                accepted,
+                refused,
+                failed_requests,
+            })),
+            _ => continue,
+        };
+        glommio::spawn_local(accept_loop(listener, handler, shared.shutdown.clone())).detach();
     }
     for b in &built.batchers {
         glommio::spawn_local(b.clone().run_timer()).detach();
@@ -129,7 +161,13 @@ pub async fn core_main(
     let _ = report.send(Report::Stopped(core, unflushed));
 }
 
-async fn accept_loop(listener: TcpListener, rx: Rc<GrpcReceiver>, shutdown: Arc<AtomicBool>) {
+/// What serves an accepted connection.
+enum Handler {
+    Grpc(Rc<GrpcReceiver>),
+    Http(Rc<HttpReceiver>),
+}
+
+async fn accept_loop(listener: TcpListener, handler: Handler, shutdown: Arc<AtomicBool>) {
     loop {
         let next = future::or(async { Some(listener.accept().await) }, async {
             wait_for(&shutdown).await;
@@ -138,9 +176,14 @@ async fn accept_loop(listener: TcpListener, rx: Rc<GrpcReceiver>, shutdown: Arc<
         .await;
         match next {
             None => return,
-            Some(Ok(stream)) => {
-                glommio::spawn_local(grpc::serve_connection(stream, rx.clone())).detach();
-            }
+            Some(Ok(stream)) => match &handler {
+                Handler::Grpc(rx) => {
+                    glommio::spawn_local(grpc::serve_connection(stream, rx.clone())).detach();
+                }
+                Handler::Http(rx) => {
+                    glommio::spawn_local(http::serve_connection(stream, rx.clone())).detach();
+                }
+            },
             Some(Err(e)) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 tracing::warn!("accept failed: {e}");

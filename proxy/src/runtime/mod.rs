@@ -9,6 +9,7 @@
 pub mod core;
 pub mod listen;
 pub mod memlock;
+pub mod timer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
-use self::core::{Bind, Report};
+use self::core::{Bind, Protocol, Report};
 use crate::config::{
     ComponentId, Config, ExtensionConfig, ProcessorConfig, ReceiverConfig, Signal,
 };
@@ -219,6 +220,16 @@ fn listen_binds(config: &Config) -> Result<Vec<Bind>, String> {
                 key: format!("receivers::{id}::grpc"),
                 receiver: id.clone(),
                 addr,
+                protocol: Protocol::Grpc,
+            });
+        }
+        if let Some(h) = &c.protocols.http {
+            let addr = listen::resolve_listen(&h.endpoint)?;
+            binds.push(Bind {
+                key: format!("receivers::{id}::http"),
+                receiver: id.clone(),
+                addr,
+                protocol: Protocol::Http,
             });
         }
     }

@@ -169,10 +169,6 @@ impl OtlpReceiverConfig {
         }
         if let Some(h) = &self.protocols.http {
             let p = join(&protocols, "http");
-            errors.push(
-                &p,
-                "the OTLP/HTTP receiver is not implemented in tailgate yet; use grpc",
-            );
             check_listen_endpoint(&h.endpoint, &join(&p, "endpoint"), errors);
             for (key, value) in [
                 ("traces_url_path", &h.traces_url_path),

@@ -1,0 +1,162 @@
+//! OTLP/HTTP server: hyper 1 `http1` over a glommio `TcpStream`, `POST /v1/traces` with protobuf or
+//! JSON bodies, optionally gzip/zstd/snappy encoded (`tailgate_proto::json::decode_body`).
+//!
+//! Status codes follow the collector's otlpreceiver: 200 with an empty ExportTraceServiceResponse,
+//! 400 for bodies that do not decode, 413 over `max_request_body_size`, 415 for other content types,
+//! 404 for other paths, 405 for other methods, 503 when a memory_limiter refuses (clients retry).
+
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use glommio::net::TcpStream;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tailgate_proto::error::BodyError;
+use tailgate_proto::json::{decode_body, BodyFormat};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+use crate::pipeline::{wire, TraceConsumer, TraceData};
+use crate::runtime::timer::GlommioTimer;
+use crate::telemetry::metrics::Local;
+
+/// Settings and counters one core's HTTP receiver needs.
+pub struct HttpReceiver {
+    /// The pipelines fed.
+    pub next: Rc<dyn TraceConsumer>,
+    /// Path of the traces endpoint.
+    pub traces_path: String,
+    /// Paths answered with "not implemented" (metrics, logs).
+    pub other_signal_paths: Vec<String>,
+    /// Largest body, compressed or not.
+    pub max_body: usize,
+    /// `otelcol_receiver_accepted_spans_total{transport="http"}`.
+    pub accepted: Local,
+    /// `otelcol_receiver_refused_spans_total{transport="http"}`.
+    pub refused: Local,
+    /// Requests rejected before spans could be counted.
+    pub failed_requests: Local,
+}
+
+/// Serves one HTTP/1.1 connection.
+pub async fn serve_connection(stream: TcpStream, rx: Rc<HttpReceiver>) {
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(stream.compat());
+    let service = hyper::service::service_fn(move |req| {
+        let rx = rx.clone();
+        async move { Ok::<_, Infallible>(handle(req, &rx).await) }
+    });
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(GlommioTimer)
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(io, service)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!("http connection ended: {e}");
+    }
+}
+
+async fn handle(req: Request<Incoming>, rx: &HttpReceiver) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if path != rx.traces_path {
+        rx.failed_requests.add(1);
+        if rx.other_signal_paths.iter().any(|p| p == path) {
+            return plain(
+                StatusCode::NOT_IMPLEMENTED,
+                "tailgate forwards traces only; metrics and logs are not implemented",
+            );
+        }
+        return plain(StatusCode::NOT_FOUND, "404 page not found");
+    }
+    if req.method() != Method::POST {
+        rx.failed_requests.add(1);
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("{} method not allowed, supported: [POST]", req.method()),
+        );
+    }
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(format) = BodyFormat::from_content_type(content_type) else {
+        rx.failed_requests.add(1);
+        return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, &format!("{content_type:?} is unsupported, supported: [application/json, application/x-protobuf]"));
+    };
+    let encoding = req
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match Limited::new(req.into_body(), rx.max_body).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            rx.failed_requests.add(1);
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("body larger than {} bytes", rx.max_body),
+                );
+            }
+            return plain(
+                StatusCode::BAD_REQUEST,
+                &format!("failed to read body: {e}"),
+            );
+        }
+    };
+    let payload = match decode_body(body, encoding.as_deref(), format, rx.max_body) {
+        Ok(p) => p,
+        Err(e) => {
+            rx.failed_requests.add(1);
+            let status = match e {
+                BodyError::Oversize { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return plain(status, &e.to_string());
+        }
+    };
+    let spans = match wire::count_spans(&payload) {
+        Ok(n) => n,
+        Err(e) => {
+            rx.failed_requests.add(1);
+            return plain(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
+    match rx.next.consume(TraceData {
+        body: payload,
+        spans,
+    }) {
+        Ok(()) => {
+            rx.accepted.add(spans);
+            let (ct, body) = match format {
+                BodyFormat::Protobuf => ("application/x-protobuf", Bytes::new()),
+                BodyFormat::Json => ("application/json", Bytes::from_static(b"{}")),
+            };
+            let mut r = Response::new(Full::new(body));
+            r.headers_mut()
+                .insert("content-type", http::HeaderValue::from_static(ct));
+            r
+        }
+        Err(refusal) => {
+            rx.refused.add(spans);
+            plain(StatusCode::SERVICE_UNAVAILABLE, refusal.message())
+        }
+    }
+}
+
+fn plain(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}

@@ -138,6 +138,9 @@ struct SinkArgs {
     /// Exit after this long even if spans are missing.
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// Also exit when standard input closes (lets a script or test stop the sink cleanly).
+    #[arg(long)]
+    stop_on_stdin_eof: bool,
     /// Where to write the observations on exit.
     #[arg(long, default_value = "sink.tgo")]
     observations: PathBuf,
@@ -281,9 +284,19 @@ async fn sink_cmd(a: SinkArgs) -> CmdResult {
             }
         }
     };
+    let stdin_closed = async {
+        if a.stop_on_stdin_eof {
+            let mut sink_buf = Vec::new();
+            let _ =
+                tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink_buf).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         _ = wait => {}
-        _ = tokio::signal::ctrl_c() => eprintln!("sink: interrupted"),
+        _ = stdin_closed => {}
+        _ = terminated() => eprintln!("sink: interrupted"),
     }
     let seen = sink.take();
     observations::write_file(&a.observations, &seen.keys)?;
@@ -295,6 +308,22 @@ async fn sink_cmd(a: SinkArgs) -> CmdResult {
     );
     sink.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn check_cmd(a: CheckArgs) -> CmdResult {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tailgate_sampler::config::SamplerConfig;
 use tailgate_sampler::testing::FakeClock;
+use tailgate_sampler::BatchOutput;
 use tailgate_sampler::{
     AttrValue, BufferRef, Engine, InsertOutcome, SpanData, SpanKind, StatusCode,
 };
@@ -162,6 +163,10 @@ struct Stream {
     generation: u64,
     ns_per_span: u64,
     exported: u64,
+    /// Use `insert_batch` (one call per request) instead of one `insert` per span.
+    batched: bool,
+    batch: Vec<BenchSpan>,
+    out: BatchOutput<BenchSpan>,
 }
 
 const CONFIG: &str = "
@@ -174,7 +179,7 @@ policies:
 ";
 
 impl Stream {
-    fn new(live: u64) -> Self {
+    fn new(live: u64, batched: bool) -> Self {
         let text = format!(
             "num_traces: {}\nexpected_new_traces_per_sec: {}\n{CONFIG}",
             2 * live,
@@ -194,6 +199,9 @@ impl Stream {
             generation: 0,
             ns_per_span,
             exported: 0,
+            batched,
+            batch: Vec::with_capacity(REQUEST_SPANS as usize),
+            out: BatchOutput::default(),
         }
     }
 
@@ -220,9 +228,15 @@ impl Stream {
                 pass: self.pass as u8,
             };
             self.step();
-            if let InsertOutcome::Forward(s) = self.engine.insert(span) {
+            if self.batched {
+                self.batch.push(span);
+            } else if let InsertOutcome::Forward(s) = self.engine.insert(span) {
                 drop(s);
             }
+        }
+        if self.batched {
+            self.engine.insert_batch(&mut self.batch, &mut self.out);
+            self.out.forward.clear();
         }
         drop(request);
         self.clock.advance_ns(self.ns_per_span * REQUEST_SPANS);
@@ -239,9 +253,15 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(8));
-    for live in [50_000u64, 500_000] {
+    for (live, batched) in [
+        (50_000u64, false),
+        (50_000, true),
+        (500_000, false),
+        (500_000, true),
+    ] {
+        let mode = if batched { "batch" } else { "single" };
         let rss_before = rss_bytes();
-        let stream = RefCell::new(Stream::new(live));
+        let stream = RefCell::new(Stream::new(live, batched));
         // Warm up to steady state: two generations.
         let warm = 2 * SPANS_PER_TRACE * live / REQUEST_SPANS;
         let t = thread_cpu();
@@ -258,11 +278,11 @@ fn bench(c: &mut Criterion) {
         }
         let secs = (thread_cpu() - t).as_secs_f64();
         eprintln!(
-            "live={live}: steady state {:.2} M spans per CPU-second over {} spans",
+            "live={live} {mode}: steady state {:.2} M spans per CPU-second over {} spans",
             (per_generation * REQUEST_SPANS) as f64 / secs / 1e6,
             per_generation * REQUEST_SPANS
         );
-        group.bench_function(format!("live_traces_{live}"), |b| {
+        group.bench_function(format!("live_traces_{live}_{mode}"), |b| {
             b.iter_custom(|iters| {
                 let mut s = stream.borrow_mut();
                 let start = thread_cpu();

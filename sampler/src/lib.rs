@@ -55,8 +55,8 @@ pub mod testing;
 pub use clock::{Clock, SystemClock};
 pub use config::{ConfigError, ConfigWarning, PolicyConfig, PolicySpec, SamplerConfig};
 pub use engine::{
-    Counters, DecidedTrace, DecisionCause, DropReason, Engine, EngineError, InsertOutcome,
-    MemoryStats, PolicySet,
+    BatchOutput, Counters, DecidedTrace, DecisionCause, DropReason, Engine, EngineError,
+    InsertOutcome, MemoryStats, PolicySet,
 };
 pub use policy::{Decision, FinalDecision, TraceSummary};
 pub use span::{AttrValue, BufferRef, SpanData, SpanKind, StatusCode};

@@ -225,3 +225,58 @@ fn shuffle<T>(v: &mut [T], mut seed: u64) {
         v.swap(i, (z % (i as u64 + 1)) as usize);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// `insert_batch` behaves exactly like one `insert` per span, pushes-out within a batch
+    /// included.
+    #[test]
+    fn batches_match_single_inserts(
+        spans in prop::collection::vec((0u128..30, any::<bool>(), any::<bool>()), 1..300),
+        chunk in 1usize..40,
+        num_traces in 1u64..12,
+        cache in 0u64..4,
+    ) {
+        let extra = format!(
+            "decision_wait: 1s\nnum_traces: {num_traces}\ndecision_wait_after_root_received: 200ms\n\
+             decision_cache: {{sampled_cache_size: {cache}, non_sampled_cache_size: {cache}}}"
+        );
+        let (mut single, clock_a, _) = engine(&extra);
+        let (mut batched, clock_b, _) = engine(&extra);
+        let mut forwarded_single = 0;
+        let mut out = tailgate_sampler::BatchOutput::default();
+        let mut batch = Vec::new();
+        let mut decided_a = Vec::new();
+        let mut decided_b = Vec::new();
+        for (k, group) in spans.chunks(chunk).enumerate() {
+            for (i, (trace, root, error)) in group.iter().enumerate() {
+                let mut span = TestSpan::new(*trace, (k * 1000 + i) as u64, T0, T0 + MS)
+                    .status(if *error { StatusCode::Error } else { StatusCode::Unset });
+                if *root {
+                    span = span.root();
+                }
+                if matches!(single.insert(span.clone()), InsertOutcome::Forward(_)) {
+                    forwarded_single += 1;
+                }
+                batch.push(span);
+            }
+            batched.insert_batch(&mut batch, &mut out);
+            prop_assert!(batch.is_empty());
+            clock_a.advance_ms(150);
+            clock_b.advance_ms(150);
+            single.advance();
+            batched.advance();
+            decided_a.extend(single.drain_decided().map(|d| (d.trace_id, d.decision, d.spans.len())));
+            decided_b.extend(batched.drain_decided().map(|d| (d.trace_id, d.decision, d.spans.len())));
+        }
+        prop_assert_eq!(out.forward.len(), forwarded_single);
+        prop_assert_eq!(decided_a, decided_b);
+        let (a, b) = (single.counters(), batched.counters());
+        prop_assert_eq!(a.new_trace_id_received, b.new_trace_id_received);
+        prop_assert_eq!(a.sampling_trace_dropped_too_early, b.sampling_trace_dropped_too_early);
+        prop_assert_eq!(a.spans_exported, b.spans_exported);
+        prop_assert_eq!(a.spans_dropped, b.spans_dropped);
+        prop_assert_eq!(a.spans_buffered, b.spans_buffered);
+    }
+}

@@ -135,6 +135,25 @@ pub struct Engine<S, C> {
     counters: Counters,
     decided: Vec<DecidedTrace<S>>,
     due: Vec<TimerEntry>,
+    hints: Vec<Option<u32>>,
+}
+
+/// Spans handed back by [`Engine::insert_batch`].
+#[derive(Debug)]
+pub struct BatchOutput<S> {
+    /// Late spans of kept traces: export them now.
+    pub forward: Vec<S>,
+    /// Spans refused because the table is full of undecided traces (`block_on_overflow`).
+    pub rejected: Vec<S>,
+}
+
+impl<S> Default for BatchOutput<S> {
+    fn default() -> Self {
+        BatchOutput {
+            forward: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
 }
 
 impl<S: SpanData, C: Clock> Engine<S, C> {
@@ -195,6 +214,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             ledger: BufferLedger::default(),
             decided: Vec::new(),
             due: Vec::new(),
+            hints: Vec::new(),
         })
     }
 
@@ -236,10 +256,50 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
 
     /// Takes one span.
     pub fn insert(&mut self, span: S) -> InsertOutcome<S> {
-        self.counters.spans_received += 1;
-        let id = span.trace_id();
         let now = self.clock.now_unix_nanos();
-        if let Some(idx) = self.table.find(&id) {
+        let found = self.table.find(&span.trace_id());
+        self.insert_at(span, found, now)
+    }
+
+    /// Takes a batch of spans (e.g. one request's), leaving `spans` empty. Kept-trace late spans
+    /// go to `out.forward`, refused ones (`block_on_overflow`) to `out.rejected`; dropped ones
+    /// are counted. Faster than [`Engine::insert`] per span: all index probes of the batch are
+    /// issued first, so their cache misses overlap instead of queueing one behind another.
+    pub fn insert_batch(&mut self, spans: &mut Vec<S>, out: &mut BatchOutput<S>) {
+        let now = self.clock.now_unix_nanos();
+        let mut hints = std::mem::take(&mut self.hints);
+        hints.clear();
+        // Pass 1: independent index probes (and slot loads) the CPU can overlap.
+        let mut touch = 0u64;
+        for span in spans.iter() {
+            let found = self.table.find(&span.trace_id());
+            if let Some(idx) = found {
+                touch ^= self.table.slots[idx as usize].summary.span_count;
+            }
+            hints.push(found);
+        }
+        std::hint::black_box(touch);
+        // Pass 2: the real work. A hint is trusted only if its slot still holds this trace
+        // (earlier spans of the batch may have pushed traces out); otherwise probe again.
+        for (span, hint) in spans.drain(..).zip(hints.iter().copied()) {
+            let id = span.trace_id();
+            let found = match hint {
+                Some(idx) if self.table.holds(idx, &id) => Some(idx),
+                _ => self.table.find(&id),
+            };
+            match self.insert_at(span, found, now) {
+                InsertOutcome::Forward(s) => out.forward.push(s),
+                InsertOutcome::Rejected(s) => out.rejected.push(s),
+                InsertOutcome::Buffered | InsertOutcome::Dropped(_) => {}
+            }
+        }
+        self.hints = hints;
+    }
+
+    /// `insert` with the index probe already done (`found` = the trace's slot, if indexed).
+    fn insert_at(&mut self, span: S, found: Option<u32>, now: u64) -> InsertOutcome<S> {
+        self.counters.spans_received += 1;
+        if let Some(idx) = found {
             let slot = &self.table.slots[idx as usize];
             return match slot.state {
                 SlotState::Pending => self.buffer(idx, span, now),
@@ -251,6 +311,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
                 SlotState::Empty | SlotState::Evicted => self.new_trace(span, now),
             };
         }
+        let id = span.trace_id();
         if self.sampled_cache.contains(&id) {
             self.counters.early_releases_from_cache_sampled += 1;
             return self.late(span, true);

@@ -101,6 +101,14 @@ impl<S> TraceTable<S> {
         self.index.get(id).copied()
     }
 
+    /// Does slot `idx` hold trace `id` (pending or decided, hence indexed)?
+    #[inline]
+    pub fn holds(&self, idx: u32, id: &[u8; 16]) -> bool {
+        self.slots.get(idx as usize).is_some_and(|s| {
+            &s.id == id && matches!(s.state, SlotState::Pending | SlotState::Decided(_))
+        })
+    }
+
     /// The slot a new trace would take, and whether it holds a trace now.
     pub fn next_slot(&self) -> (u32, Option<&Slot>) {
         let idx = (self.next_seq % self.capacity as u64) as usize;

@@ -35,6 +35,16 @@ pub enum TableError {
         /// The member without an ordinal.
         endpoint: String,
     },
+    /// An explicit ordinal above [`MAX_ORDINAL`](crate::MAX_ORDINAL) in `jump` mode.
+    #[error("member {endpoint:?} has ordinal {ordinal}, above the maximum {max}")]
+    OrdinalTooLarge {
+        /// The member.
+        endpoint: String,
+        /// Its ordinal.
+        ordinal: u32,
+        /// The limit.
+        max: u32,
+    },
     /// Two members share an ordinal in `jump` mode.
     #[error("members {first:?} and {second:?} both have ordinal {ordinal}")]
     DuplicateOrdinal {

@@ -7,7 +7,7 @@
 
 use crate::error::TableError;
 use crate::hash::{jump_hash, rejump_key};
-use crate::member::Member;
+use crate::member::{Member, MAX_ORDINAL};
 
 /// Marks an ordinal without a usable member.
 const NONE: u16 = u16::MAX;
@@ -38,6 +38,13 @@ impl JumpTable {
             let ordinal = m.ordinal().ok_or_else(|| TableError::MissingOrdinal {
                 endpoint: m.endpoint().to_owned(),
             })?;
+            if ordinal > MAX_ORDINAL {
+                return Err(TableError::OrdinalTooLarge {
+                    endpoint: m.endpoint().to_owned(),
+                    ordinal,
+                    max: MAX_ORDINAL,
+                });
+            }
             max = max.max(ordinal);
         }
         let buckets = max + 1;
@@ -148,6 +155,11 @@ mod tests {
         assert!(matches!(
             JumpTable::build(&set, &[true]),
             Err(TableError::MissingOrdinal { .. })
+        ));
+        let set = vec![Member::with_ordinal("a:4317", u32::MAX)];
+        assert!(matches!(
+            JumpTable::build(&set, &[true]),
+            Err(TableError::OrdinalTooLarge { .. })
         ));
         let set = vec![Member::new("a-1:4317"), Member::new("b-1:4317")];
         assert!(matches!(

@@ -26,8 +26,10 @@ const fn len_tag(n: u32) -> u8 {
 #[derive(Debug, Default)]
 pub struct Splitter {
     index: Index,
-    /// Destination chosen for each span of the index.
-    dest: Vec<u32>,
+    /// Indices (into the index's spans) of the spans bound for each destination, in request order.
+    /// Lists rather than a per-span destination array so the write pass has no unpredictable
+    /// branch per span.
+    by_dest: Vec<Vec<u32>>,
     /// `sizes[d * scopes + s]`: encoded bytes of the span fields of scope `s` bound for `d`.
     sizes: Vec<usize>,
     /// Encoded header length of each scope and resource.
@@ -83,16 +85,21 @@ impl Splitter {
         let nscopes = idx.scopes.len();
         self.sizes.clear();
         self.sizes.resize(n * nscopes, 0);
-        self.dest.clear();
-        self.dest.reserve(idx.spans.len());
+        self.by_dest
+            .resize_with(n.max(self.by_dest.len()), Vec::new);
+        self.by_dest.iter_mut().for_each(Vec::clear);
         for (s, scope) in idx.scopes.iter().enumerate() {
-            for loc in &idx.spans[scope.spans.start as usize..scope.spans.end as usize] {
+            let first = scope.spans.start as usize;
+            for (i, loc) in idx.spans[first..scope.spans.end as usize]
+                .iter()
+                .enumerate()
+            {
                 let (start, end) = (loc.start as usize, loc.end as usize);
                 let mut d = route(SpanRef::new(&buf[start..end], start));
                 if d >= n {
                     d %= n;
                 }
-                self.dest.push(d as u32);
+                self.by_dest[d].push((first + i) as u32);
                 let len = end - start;
                 self.sizes[d * nscopes + s] += 1 + varint_len(len as u64) + len;
             }
@@ -138,6 +145,8 @@ impl Splitter {
                 .sum::<usize>();
         out.reserve(total);
         idx.extra.write(buf, out);
+        let mine = &self.by_dest[d];
+        let mut cursor = 0;
         for (r, res) in idx.resources.iter().enumerate() {
             if bodies[r] == 0 {
                 continue;
@@ -153,11 +162,12 @@ impl Splitter {
                 out.push(len_tag(RESOURCE_SPANS_SCOPE_SPANS));
                 put_varint(out, scope_body(s) as u64);
                 scope.header.write(buf, out);
-                let range = scope.spans.start as usize..scope.spans.end as usize;
-                for (loc, &dest) in idx.spans[range.clone()].iter().zip(&self.dest[range]) {
-                    if dest as usize != d {
-                        continue;
+                while let Some(&i) = mine.get(cursor) {
+                    if i >= scope.spans.end {
+                        break;
                     }
+                    cursor += 1;
+                    let loc = idx.spans[i as usize];
                     let span = &buf[loc.start as usize..loc.end as usize];
                     out.push(len_tag(SCOPE_SPANS_SPANS));
                     put_varint(out, span.len() as u64);

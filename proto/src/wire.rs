@@ -20,8 +20,9 @@ pub const END_GROUP: u8 = 4;
 /// Wire type of 4-byte fields.
 pub const FIXED32: u8 = 5;
 
-/// Nesting limit for groups inside unknown fields (prost's recursion limit is 100).
-const MAX_GROUP_DEPTH: u32 = 64;
+/// Nesting limit for groups inside unknown fields: prost's recursion limit (100), so anything prost
+/// skips we skip too, while the recursion stays bounded.
+const MAX_GROUP_DEPTH: u32 = 100;
 
 /// Decodes a varint at `buf[pos..]`, returning the value and the position after it.
 #[inline(always)]
@@ -315,7 +316,7 @@ mod tests {
         assert_eq!((g.number, g.end), (1, 6));
         assert_eq!(f.next_field().unwrap().unwrap().varint, 1);
         assert!(f.next_field().unwrap().is_none());
-        let deep: Vec<u8> = std::iter::repeat_n(0x0b, 100).collect();
+        let deep: Vec<u8> = std::iter::repeat_n(0x0b, 200).collect();
         assert_eq!(
             Fields::new(&deep, 0).next_field().unwrap_err().kind,
             ScanErrorKind::BadGroup

@@ -303,7 +303,7 @@ fn report_memory(live: u64, s: &Stream, rss_before: i64, warm: u64, warm_secs: f
     let c = s.engine.counters();
     eprintln!(
         "live={live}: warm-up {:.2} M spans per CPU-second; buffered spans {} in {} traces on memory; \
-         engine heap {:.1} B/span beyond the {}-byte view ({:.1} with it; table+slab+index+wheel+ledger); \
+         engine heap {:.1} B/span beyond the {}-byte view ({:.1} with it; slots, span lists, index, wheel, ledger); \
          RSS growth {:.1} B/span; retained buffers {} MiB for {} MiB of spans; \
          exported {} dropped {} too-early {}",
         (warm * REQUEST_SPANS) as f64 / warm_secs / 1e6,

@@ -4,7 +4,6 @@
 mod cache;
 mod counters;
 mod ledger;
-mod slab;
 mod table;
 mod wheel;
 
@@ -513,13 +512,11 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         let mut spans = Vec::new();
         let ledger = &mut self.ledger;
         if decision.is_sampled() {
-            spans.reserve_exact(span_count as usize);
-            self.table.take_spans(idx, |s| {
-                ledger.release(s.buffer(), s.wire_len());
-                spans.push(s);
-            });
-            // The list runs newest first.
-            spans.reverse();
+            // The trace's own list becomes the output: no copy.
+            spans = self.table.take_span_vec(idx);
+            spans
+                .iter()
+                .for_each(|s| ledger.release(s.buffer(), s.wire_len()));
             self.counters.spans_exported += span_count;
             self.sampled_cache.put(&trace_id);
         } else {

@@ -2,18 +2,16 @@
 //! to slot, and one slab of span nodes shared by all traces.
 //!
 //! The ring is the collector's delete queue made structural: the `num_traces`-th newer trace
-//! reuses the slot of the oldest, which pushes that trace out (decided or not). Spans live in a
-//! singly linked list per trace inside the slab (newest first), so buffering a span never allocates once the
-//! slab has grown to the working set, and a trace costs no allocation of its own.
+//! reuses the slot of the oldest, which pushes that trace out (decided or not). Each slot owns its
+//! span list, a `Vec` (contiguous, so deciding a trace reads a few cache lines sequentially rather
+//! than chasing one pointer per span; a kept trace's list is handed over as the output without a
+//! copy).
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 use super::cache::IdentityHasher;
-use crate::policy::{FinalDecision, SpanList, TraceSummary};
-
-use super::slab::Slab;
-pub use super::slab::NIL;
+use crate::policy::{FinalDecision, SliceSpans, TraceSummary};
 
 /// Where a trace is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +27,8 @@ pub enum SlotState {
 }
 
 /// One trace.
-#[derive(Debug, Clone)]
-pub struct Slot {
+#[derive(Debug)]
+pub struct Slot<S> {
     /// Trace ID.
     pub id: [u8; 16],
     /// Arrival sequence number (identifies this use of the slot).
@@ -45,12 +43,11 @@ pub struct Slot {
     pub decided_ns: u64,
     /// Tick at which the decision is due.
     pub deadline_tick: u64,
-    /// Most recent span node: the list runs newest first, so an append touches only the new
-    /// node (no cache miss on the previous tail); outputs reverse it back to arrival order.
-    pub head: u32,
+    /// The buffered spans, in arrival order.
+    pub spans: Vec<S>,
 }
 
-impl Slot {
+impl<S> Slot<S> {
     fn empty() -> Self {
         Slot {
             id: [0; 16],
@@ -60,7 +57,7 @@ impl Slot {
             first_seen_ns: 0,
             decided_ns: 0,
             deadline_tick: 0,
-            head: NIL,
+            spans: Vec::new(),
         }
     }
 }
@@ -69,12 +66,11 @@ impl Slot {
 #[derive(Debug)]
 pub struct TraceTable<S> {
     /// Trace slots, indexed by `seq % capacity`.
-    pub slots: Vec<Slot>,
+    pub slots: Vec<Slot<S>>,
     capacity: usize,
     /// Sequence number the next new trace gets.
     pub next_seq: u64,
     index: HashMap<[u8; 16], u32, BuildHasherDefault<IdentityHasher>>,
-    nodes: Slab<S>,
     /// Oldest sequence number that may still be pending (everything older is not).
     pending_cursor: u64,
 }
@@ -90,7 +86,6 @@ impl<S> TraceTable<S> {
                 expected.min(capacity),
                 BuildHasherDefault::default(),
             ),
-            nodes: Slab::default(),
             pending_cursor: 0,
         }
     }
@@ -110,7 +105,7 @@ impl<S> TraceTable<S> {
     }
 
     /// The slot a new trace would take, and whether it holds a trace now.
-    pub fn next_slot(&self) -> (u32, Option<&Slot>) {
+    pub fn next_slot(&self) -> (u32, Option<&Slot<S>>) {
         let idx = (self.next_seq % self.capacity as u64) as usize;
         (
             idx as u32,
@@ -153,41 +148,34 @@ impl<S> TraceTable<S> {
     /// Adds a span to a trace's list.
     #[inline]
     pub fn push_span(&mut self, idx: u32, span: S) {
-        let slot = &mut self.slots[idx as usize];
-        slot.head = self.nodes.alloc(span, slot.head);
+        self.slots[idx as usize].spans.push(span);
     }
 
-    /// Removes a trace's spans, handing each to `f` newest first, and frees their nodes.
-    pub fn take_spans(&mut self, idx: u32, mut f: impl FnMut(S)) {
-        let mut n = std::mem::replace(&mut self.slots[idx as usize].head, NIL);
-        while n != NIL {
-            let (span, next) = self.nodes.release(n);
-            if let Some(span) = span {
-                f(span);
-            }
-            n = next;
-        }
+    /// Removes a trace's spans, handing each to `f` in arrival order.
+    pub fn take_spans(&mut self, idx: u32, f: impl FnMut(S)) {
+        std::mem::take(&mut self.slots[idx as usize].spans)
+            .into_iter()
+            .for_each(f);
+    }
+
+    /// Removes a trace's span list as is.
+    pub fn take_span_vec(&mut self, idx: u32) -> Vec<S> {
+        std::mem::take(&mut self.slots[idx as usize].spans)
     }
 
     /// The spans of a trace as a list the policies can scan.
-    pub fn spans(&self, idx: u32) -> NodeList<'_, S> {
-        NodeList {
-            nodes: &self.nodes,
-            head: self.slots[idx as usize].head,
-        }
+    pub fn spans(&self, idx: u32) -> SliceSpans<'_, S> {
+        SliceSpans(&self.slots[idx as usize].spans)
     }
 
     /// Visits every buffered span of every pending trace mutably (compaction).
     pub fn for_each_pending_span(&mut self, mut f: impl FnMut(&mut S)) {
-        for slot in self.slots.iter().filter(|s| s.state == SlotState::Pending) {
-            let mut n = slot.head;
-            while n != NIL {
-                let node = self.nodes.get_mut(n);
-                if let Some(span) = node.span.as_mut() {
-                    f(span);
-                }
-                n = node.next;
-            }
+        for slot in self
+            .slots
+            .iter_mut()
+            .filter(|s| s.state == SlotState::Pending)
+        {
+            slot.spans.iter_mut().for_each(&mut f);
         }
     }
 
@@ -212,28 +200,12 @@ impl<S> TraceTable<S> {
 
     /// Heap bytes of the table's own structures (slots, index, nodes), spans' heap excluded.
     pub fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        self.slots.capacity() * std::mem::size_of::<Slot<S>>()
             + self.index.capacity() * (std::mem::size_of::<([u8; 16], u32)>() + 1)
-            + self.nodes.heap_bytes()
-    }
-}
-
-/// A trace's span list inside the slab.
-pub struct NodeList<'a, S> {
-    nodes: &'a Slab<S>,
-    head: u32,
-}
-
-impl<S> SpanList<S> for NodeList<'_, S> {
-    fn any(&self, f: &mut dyn FnMut(&S) -> bool) -> bool {
-        let mut n = self.head;
-        while n != NIL {
-            let node = self.nodes.get(n);
-            if node.span.as_ref().is_some_and(&mut *f) {
-                return true;
-            }
-            n = node.next;
-        }
-        false
+            + self
+                .slots
+                .iter()
+                .map(|s| s.spans.capacity() * std::mem::size_of::<S>())
+                .sum::<usize>()
     }
 }

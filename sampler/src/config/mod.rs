@@ -1,7 +1,7 @@
 //! Configuration: the collector's `tail_sampling` keys in, checked runtime settings out.
 //!
 //! Stages, as in the style guide: YAML → [`raw`] serde structs (unknown keys rejected with their
-//! key path) → [`validate`] (every problem collected with its key path) → [`SamplerConfig`].
+//! key path) → [`RawConfig::validate`] (every problem collected with its key path) → [`SamplerConfig`].
 
 pub mod duration;
 pub mod raw;

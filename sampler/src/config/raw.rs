@@ -1,6 +1,6 @@
 //! The `tail_sampling:` YAML block as serde structs: the collector's keys, unknown keys rejected.
 //!
-//! These mirror the user's text; [`super::validate`] turns them into checked runtime settings.
+//! These mirror the user's text; [`RawConfig::validate`] turns them into checked runtime settings.
 
 use serde::Deserialize;
 

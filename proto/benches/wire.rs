@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::common::v1::{
     any_value::Value, AnyValue, InstrumentationScope, KeyValue,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tailgate_proto::{reframe, scan, Splitter};
 
@@ -120,13 +120,13 @@ fn http_span(ids: &mut Ids, i: u64, big_attr: usize) -> Span {
         .collect();
     let mut attributes = vec![
         kv("http.method", s("GET")),
-        kv("http.route", s("/users/{id}")),
         kv("http.status_code", Value::IntValue(200)),
-        kv("net.peer.name", s("users")),
         kv("net.peer.port", Value::IntValue(8080)),
         kv("thread.id", Value::IntValue(42)),
         kv("component", s("http")),
-        kv("user.tier", s("gold")),
+        kv("peer.service", s("db")),
+        kv("error", Value::BoolValue(false)),
+        kv("user.id", s("u42")),
     ];
     if big_attr > 0 {
         attributes.push(kv(
@@ -138,15 +138,11 @@ fn http_span(ids: &mut Ids, i: u64, big_attr: usize) -> Span {
         trace_id: trace,
         span_id: ids.next().to_le_bytes().to_vec(),
         parent_span_id: ids.next().to_le_bytes().to_vec(),
-        name: "GET /users/{id}".into(),
+        name: "GET /users".into(),
         kind: 2,
         start_time_unix_nano: 1_700_000_000_000_000_000 + i * 1000,
         end_time_unix_nano: 1_700_000_000_000_000_000 + i * 1000 + 12_345_678,
         attributes,
-        status: Some(Status {
-            code: 0,
-            message: String::new(),
-        }),
         flags: 0x101,
         ..Default::default()
     }

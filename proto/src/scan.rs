@@ -76,9 +76,12 @@ pub(crate) struct ScopeLoc {
     pub spans: Range<u32>,
 }
 
-/// One span of the request: its payload (the Span message, without tag and length).
+/// One span of the request: its payload (the Span message, without tag and length), and where its
+/// `spans` field (tag and length included) starts, so split can copy the field as it was.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct SpanLoc {
+    /// Offset of the field's tag in the buffer.
+    pub field: u32,
     /// Offset of the Span message in the buffer.
     pub start: u32,
     /// Offset just past it.
@@ -159,6 +162,7 @@ impl Index {
                 f.expect(LEN, start)?;
                 let (s, e) = (start + f.value_start, start + f.end);
                 self.spans.push(SpanLoc {
+                    field: (start + f.start) as u32,
                     start: s as u32,
                     end: e as u32,
                 });

@@ -3,7 +3,8 @@
 //! Two passes over an [`Index`](crate::scan::Index) of the request: the first asks the callback for
 //! each span's destination and sums, per (destination, scope), the bytes that destination will
 //! receive; the second writes each destination's request with exact length prefixes, copying every
-//! span once and every needed resource/scope header verbatim. No intermediate structs, no
+//! span field (tag, length and Span, as they were) once — spans adjacent in the request and bound
+//! for the same destination in one copy — and every needed resource/scope header verbatim. No intermediate structs, no
 //! per-span allocation; with a reused [`Splitter`] the only allocations are the output buffers.
 //!
 //! Outputs are plain `ExportTraceServiceRequest` encodings. Because protobuf appends repeated fields
@@ -13,7 +14,7 @@
 use bytes::Bytes;
 
 use crate::error::ScanError;
-use crate::scan::{Index, REQUEST_RESOURCE_SPANS, RESOURCE_SPANS_SCOPE_SPANS, SCOPE_SPANS_SPANS};
+use crate::scan::{Index, REQUEST_RESOURCE_SPANS, RESOURCE_SPANS_SCOPE_SPANS};
 use crate::span::SpanRef;
 use crate::wire::{put_varint, varint_len};
 
@@ -100,8 +101,8 @@ impl Splitter {
                     d %= n;
                 }
                 self.by_dest[d].push((first + i) as u32);
-                let len = end - start;
-                self.sizes[d * nscopes + s] += 1 + varint_len(len as u64) + len;
+                // The field is copied as it was (tag and length included).
+                self.sizes[d * nscopes + s] += end - loc.field as usize;
             }
         }
         self.scope_hdr.clear();
@@ -162,16 +163,27 @@ impl Splitter {
                 out.push(len_tag(RESOURCE_SPANS_SCOPE_SPANS));
                 put_varint(out, scope_body(s) as u64);
                 scope.header.write(buf, out);
+                // Copy each span's field (tag + length + Span) verbatim, merging spans that are
+                // adjacent in the request into one copy.
+                let mut run: Option<(usize, usize)> = None;
                 while let Some(&i) = mine.get(cursor) {
                     if i >= scope.spans.end {
                         break;
                     }
                     cursor += 1;
                     let loc = idx.spans[i as usize];
-                    let span = &buf[loc.start as usize..loc.end as usize];
-                    out.push(len_tag(SCOPE_SPANS_SPANS));
-                    put_varint(out, span.len() as u64);
-                    out.extend_from_slice(span);
+                    let (field, end) = (loc.field as usize, loc.end as usize);
+                    run = match run {
+                        Some((s, e)) if e == field => Some((s, end)),
+                        Some((s, e)) => {
+                            out.extend_from_slice(&buf[s..e]);
+                            Some((field, end))
+                        }
+                        None => Some((field, end)),
+                    };
+                }
+                if let Some((s, e)) = run {
+                    out.extend_from_slice(&buf[s..e]);
                 }
             }
         }

@@ -34,9 +34,8 @@
 //!
 //! # Cost (2026-11-25, shared 2-core machine, load ≈ 10; see `docs/sampler.md`)
 //! Insert + decide with [`Engine::insert_batch`], 20 spans/trace, spans of a trace spread over
-//! its life: criterion median 3.3 M spans per CPU-second at 50 k live traces, 2.7 M at 500 k
-//! (one-generation runs: 2.5 M and 2.1 M); 27–29 bytes of engine memory per buffered span beyond
-//! a 16-byte span view.
+//! its life: 2.6–4.3 M spans per CPU-second at 50 k live traces, 2.1–2.7 M at 500 k (noisy: load
+//! 12–15 on 2 cores); 27–29 bytes of engine memory per buffered span beyond a 16-byte span view.
 //!
 //! # Layout
 //! - [`span`]: the [`SpanData`] trait and attribute values.

@@ -32,10 +32,30 @@
 //! - **Output**: [`Engine::drain_decided`] yields [`DecidedTrace`]s (decision, matched policies,
 //!   spans if kept); [`Engine::counters`] mirrors `otelcol_processor_tail_sampling_*`.
 //!
-//! # Cost (2026-11-25, shared 2-core machine, load ≈ 10; see `docs/sampler.md`)
+//! # Cost (2026-11-25, shared 2-core machine; see `docs/sampler.md`)
 //! Insert + decide with [`Engine::insert_batch`], 20 spans/trace, spans of a trace spread over
 //! its life: 2.6–4.3 M spans per CPU-second at 50 k live traces, 2.1–2.7 M at 500 k (noisy: load
 //! 12–15 on 2 cores); 27–29 bytes of engine memory per buffered span beyond a 16-byte span view.
+//!
+//! # Example
+//! ```
+//! use tailgate_sampler::testing::{FakeClock, TestSpan};
+//! use tailgate_sampler::{BatchOutput, Engine, SamplerConfig, StatusCode};
+//!
+//! let yaml = "decision_wait: 10s\npolicies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]";
+//! let (config, warnings) = SamplerConfig::from_yaml_str(yaml).expect("valid config");
+//! assert!(warnings.is_empty());
+//! let clock = FakeClock::at(0);
+//! let mut engine = Engine::new(&config, clock.clone()).expect("engine");
+//! let mut request = vec![TestSpan::new(7, 1, 0, 5).status(StatusCode::Error), TestSpan::new(7, 2, 0, 9)];
+//! let mut out = BatchOutput::default();
+//! engine.insert_batch(&mut request, &mut out);
+//! clock.advance_ms(10_000);
+//! engine.advance();
+//! let decided: Vec<_> = engine.drain_decided().collect();
+//! assert!(decided[0].decision.is_sampled());
+//! assert_eq!(decided[0].spans.len(), 2);
+//! ```
 //!
 //! # Layout
 //! - [`span`]: the [`SpanData`] trait and attribute values.

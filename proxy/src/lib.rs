@@ -11,6 +11,7 @@
 //! - [`pipeline`]: what flows between stages on a core ([`pipeline::TraceData`]) and the stage trait.
 //! - [`receiver`], [`processor`], [`exporter`], [`extension`]: components by the collector's names,
 //!   each folder with a `config.rs` of its keys beside its implementation.
+//! - [`tls`]: the collector's `tls` blocks as rustls configurations.
 //! - [`telemetry`]: logs, per-core metrics summed on scrape, admin endpoints (metrics, health).
 
 pub mod cli;
@@ -22,3 +23,4 @@ pub mod processor;
 pub mod receiver;
 pub mod runtime;
 pub mod telemetry;
+pub mod tls;

@@ -14,6 +14,7 @@ use ::http::{HeaderMap, HeaderName, HeaderValue};
 use futures_lite::future;
 use glommio::net::TcpListener;
 
+use super::io::BoxIo;
 use super::Shared;
 use crate::config::{ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Signal};
 use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
@@ -79,7 +80,12 @@ pub async fn core_main(
             Ok(l) => {
                 let addr = l.local_addr().unwrap_or(b.addr);
                 bound.push((b.key.clone(), addr));
-                listeners.push((l, b.receiver.clone(), b.protocol));
+                listeners.push((
+                    l,
+                    b.receiver.clone(),
+                    b.protocol,
+                    shared.tls_servers.get(&b.key).cloned(),
+                ));
             }
             Err(e) => {
                 let _ = report.send(Report::Bound(
@@ -91,7 +97,7 @@ pub async fn core_main(
         }
     }
     let _ = report.send(Report::Bound(core, Ok(bound)));
-    for (listener, id, protocol) in listeners {
+    for (listener, id, protocol, tls) in listeners {
         let Some(next) = built.receivers.get(&id).cloned() else {
             continue;
         };
@@ -151,7 +157,8 @@ pub async fn core_main(
             })),
             _ => continue,
         };
-        glommio::spawn_local(accept_loop(listener, handler, shared.shutdown.clone())).detach();
+        let tls = tls.map(futures_rustls::TlsAcceptor::from);
+        glommio::spawn_local(accept_loop(listener, handler, tls, shared.shutdown.clone())).detach();
     }
     for b in &built.batchers {
         glommio::spawn_local(b.clone().run_timer()).detach();
@@ -161,13 +168,42 @@ pub async fn core_main(
     let _ = report.send(Report::Stopped(core, unflushed));
 }
 
+/// Wraps an accepted connection in TLS when configured; `None` when the handshake fails or takes
+/// longer than 10 s (a client that connects and stalls must not hold a task forever).
+async fn secure(
+    stream: glommio::net::TcpStream,
+    tls: Option<futures_rustls::TlsAcceptor>,
+) -> Option<BoxIo> {
+    let Some(acceptor) = tls else {
+        return Some(Box::new(stream));
+    };
+    let handshake = async { acceptor.accept(stream).await.map_err(|e| e.to_string()) };
+    let limit = async {
+        glommio::timer::Timer::new(Duration::from_secs(10)).await;
+        Err("handshake timed out".to_owned())
+    };
+    match future::or(handshake, limit).await {
+        Ok(s) => Some(Box::new(s)),
+        Err(e) => {
+            tracing::debug!("TLS handshake failed: {e}");
+            None
+        }
+    }
+}
+
 /// What serves an accepted connection.
+#[derive(Clone)]
 enum Handler {
     Grpc(Rc<GrpcReceiver>),
     Http(Rc<HttpReceiver>),
 }
 
-async fn accept_loop(listener: TcpListener, handler: Handler, shutdown: Arc<AtomicBool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    handler: Handler,
+    tls: Option<futures_rustls::TlsAcceptor>,
+    shutdown: Arc<AtomicBool>,
+) {
     loop {
         let next = future::or(async { Some(listener.accept().await) }, async {
             wait_for(&shutdown).await;
@@ -176,14 +212,21 @@ async fn accept_loop(listener: TcpListener, handler: Handler, shutdown: Arc<Atom
         .await;
         match next {
             None => return,
-            Some(Ok(stream)) => match &handler {
-                Handler::Grpc(rx) => {
-                    glommio::spawn_local(grpc::serve_connection(stream, rx.clone())).detach();
-                }
-                Handler::Http(rx) => {
-                    glommio::spawn_local(http::serve_connection(stream, rx.clone())).detach();
-                }
-            },
+            Some(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let tls = tls.clone();
+                glommio::spawn_local(async move {
+                    let Some(io) = secure(stream, tls).await else {
+                        return;
+                    };
+                    match handler {
+                        Handler::Grpc(rx) => grpc::serve_connection(io, rx).await,
+                        Handler::Http(rx) => http::serve_connection(io, rx).await,
+                    }
+                })
+                .detach();
+            }
             Some(Err(e)) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 tracing::warn!("accept failed: {e}");
@@ -275,6 +318,7 @@ fn build(core: usize, shared: &Shared) -> Built {
                     headers(&c.headers),
                     c.timeout.0,
                     c.authority.clone(),
+                    shared.tls_clients.get(id).cloned(),
                 );
                 let (queue, consumers) = if c.sending_queue.enabled {
                     (c.sending_queue.queue_size, c.sending_queue.num_consumers)

@@ -7,6 +7,7 @@
 //! accepting, flushes its batches and drains its exporter queues within a deadline.
 
 pub mod core;
+pub mod io;
 pub mod listen;
 pub mod memlock;
 pub mod timer;
@@ -49,6 +50,16 @@ pub struct Shared {
     pub shutdown: Arc<AtomicBool>,
     /// How long a core may spend flushing at shutdown.
     pub drain_deadline: Duration,
+    /// Receiver TLS by bind key (`receivers::otlp::grpc`).
+    pub tls_servers: BTreeMap<String, Arc<rustls::ServerConfig>>,
+    /// Exporter TLS by exporter id (absent: plaintext).
+    pub tls_clients: BTreeMap<
+        ComponentId,
+        (
+            Arc<rustls::ClientConfig>,
+            rustls::pki_types::ServerName<'static>,
+        ),
+    >,
 }
 
 /// Runs the configured pipelines until SIGTERM/SIGINT, then flushes and returns.
@@ -78,6 +89,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     let healthy = Arc::new(AtomicBool::new(false));
     let mut ports = start_admin(&config, &registry, &healthy, &stop_threads)?;
     let binds = listen_binds(&config)?;
+    let (tls_servers, tls_clients) = build_tls(&config)?;
 
     let shared = Arc::new(Shared {
         config,
@@ -85,6 +97,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
         memory,
         shutdown: shutdown.clone(),
         drain_deadline: Duration::from_secs(10),
+        tls_servers,
+        tls_clients,
     });
     let (tx, rx) = mpsc::channel();
     let mut threads = Vec::new();
@@ -234,6 +248,52 @@ fn listen_binds(config: &Config) -> Result<Vec<Bind>, String> {
         }
     }
     Ok(binds)
+}
+
+type ClientTlsMap = BTreeMap<
+    ComponentId,
+    (
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    ),
+>;
+
+/// Loads every certificate and key named in the config once, so a bad file stops start-up with
+/// the key path in the message instead of failing per connection.
+fn build_tls(
+    config: &Config,
+) -> Result<(BTreeMap<String, Arc<rustls::ServerConfig>>, ClientTlsMap), String> {
+    let mut servers = BTreeMap::new();
+    for (id, r) in &config.receivers {
+        let ReceiverConfig::Otlp(c) = r;
+        if let Some(t) = c.protocols.grpc.as_ref().and_then(|g| g.tls.as_ref()) {
+            let cfg = crate::tls::server_config(t, b"h2")
+                .map_err(|e| format!("receivers.{id}.protocols.grpc.tls: {e}"))?;
+            servers.insert(format!("receivers::{id}::grpc"), cfg);
+        }
+        if let Some(t) = c.protocols.http.as_ref().and_then(|h| h.tls.as_ref()) {
+            let cfg = crate::tls::server_config(t, b"http/1.1")
+                .map_err(|e| format!("receivers.{id}.protocols.http.tls: {e}"))?;
+            servers.insert(format!("receivers::{id}::http"), cfg);
+        }
+    }
+    let mut clients = BTreeMap::new();
+    for (id, e) in &config.exporters {
+        if let crate::config::ExporterConfig::Otlp(c) = e {
+            let Ok(target) = c.dial_target() else {
+                continue;
+            };
+            if target.tls {
+                let path = format!("exporters.{id}.tls");
+                let cfg =
+                    crate::tls::client_config(&c.tls, b"h2").map_err(|e| format!("{path}: {e}"))?;
+                let name = crate::tls::server_name(&c.tls, &target.host)
+                    .map_err(|e| format!("{path}: {e}"))?;
+                clients.insert(id.clone(), (cfg, name));
+            }
+        }
+    }
+    Ok((servers, clients))
 }
 
 fn used_by_traces(config: &Config, id: &ComponentId) -> bool {

@@ -273,6 +273,11 @@ pub struct Sink {
 
 impl Sink {
     pub async fn start() -> Sink {
+        Self::start_with(None).await
+    }
+
+    /// A sink that speaks TLS with `config` (its ALPN should offer h2).
+    pub async fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sink = Sink {
             addr: listener.local_addr().unwrap(),
@@ -282,7 +287,20 @@ impl Sink {
         let s = sink.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(s.clone().serve(tcp));
+                let s = s.clone();
+                match &tls {
+                    None => {
+                        tokio::spawn(s.serve(tcp));
+                    }
+                    Some(cfg) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
+                        tokio::spawn(async move {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                s.serve(stream).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         sink
@@ -322,7 +340,7 @@ impl Sink {
         }
     }
 
-    async fn serve(self, tcp: TcpStream) {
+    async fn serve<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(self, tcp: T) {
         let Ok(mut conn) = h2::server::handshake(tcp).await else {
             return;
         };
@@ -382,11 +400,43 @@ pub async fn send_raw(
     body: Bytes,
 ) -> (u32, String) {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    send_on(tcp, addr, path, headers, body).await.unwrap()
+}
+
+/// Exports `req` over TLS with `config`; `Err` when the handshake or the h2 exchange fails.
+pub async fn export_tls(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    req: &ExportTraceServiceRequest,
+) -> Result<(u32, String), String> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    send_on(
+        tls,
+        addr,
+        EXPORT_PATH,
+        &[],
+        frame(&req.encode_to_vec(), Compression::Identity),
+    )
+    .await
+}
+
+async fn send_on<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>(
+    io: T,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<(u32, String), String> {
+    let (client, conn) = h2::client::handshake(io).await.map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let mut client = client.ready().await.unwrap();
+    let mut client = client.ready().await.map_err(|e| e.to_string())?;
     let mut req = http::Request::builder()
         .method("POST")
         .uri(format!("http://{addr}{path}"))
@@ -395,9 +445,11 @@ pub async fn send_raw(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let (resp, mut stream) = client.send_request(req.body(()).unwrap(), false).unwrap();
-    stream.send_data(body, true).unwrap();
-    let resp = resp.await.unwrap();
+    let (resp, mut stream) = client
+        .send_request(req.body(()).unwrap(), false)
+        .map_err(|e| e.to_string())?;
+    stream.send_data(body, true).map_err(|e| e.to_string())?;
+    let resp = resp.await.map_err(|e| e.to_string())?;
     let (parts, mut body) = resp.into_parts();
     let status = |h: &http::HeaderMap| {
         h.get("grpc-status").map(|v| {
@@ -410,13 +462,17 @@ pub async fn send_raw(
         })
     };
     if let Some(s) = status(&parts.headers) {
-        return s;
+        return Ok(s);
     }
     while let Some(Ok(c)) = body.data().await {
         let _ = body.flow_control().release_capacity(c.len());
     }
-    let trailers = body.trailers().await.unwrap().unwrap_or_default();
-    status(&trailers).expect("grpc-status in trailers")
+    let trailers = body
+        .trailers()
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    status(&trailers).ok_or_else(|| "no grpc-status in trailers".to_owned())
 }
 
 /// Frames a payload: compressed with `encoding` unless it is identity.

@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,12 +10,14 @@ use futures_lite::future;
 use glommio::net::TcpStream;
 use h2::client::SendRequest;
 use http::{HeaderMap, HeaderValue, Method, Request};
+use rustls::pki_types::ServerName;
 use tailgate_proto::compression::Compression as WireCompression;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::config::DialTarget;
 use super::status::{classify, code_for_http_status, ExportError};
 use crate::receiver::otlp::grpc::TRACE_EXPORT_PATH;
+use crate::runtime::io::BoxIo;
 
 /// Same windows as the receiver: the sending side limits throughput just as much.
 const STREAM_WINDOW: u32 = 8 << 20;
@@ -28,6 +31,8 @@ pub struct Client {
     headers: HeaderMap,
     timeout: Duration,
     conn: RefCell<Option<SendRequest<Bytes>>>,
+    /// TLS settings; `None` dials plaintext.
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     /// Serialises dialling so concurrent consumers share one connection.
     dialing: glommio::sync::Semaphore,
 }
@@ -40,6 +45,7 @@ impl Client {
         headers: HeaderMap,
         timeout: Duration,
         authority: Option<String>,
+        tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     ) -> Client {
         let authority = authority.unwrap_or_else(|| format!("{}:{}", target.host, target.port));
         Client {
@@ -49,6 +55,7 @@ impl Client {
             headers,
             timeout,
             conn: RefCell::new(None),
+            tls,
             dialing: glommio::sync::Semaphore::new(1),
         }
     }
@@ -151,11 +158,22 @@ impl Client {
             .await
             .map_err(|e| ExportError::transport(format!("connect {addr}: {e}")))?;
         let _ = tcp.set_nodelay(true);
+        let io: BoxIo = match &self.tls {
+            None => Box::new(tcp),
+            Some((config, name)) => Box::new(
+                futures_rustls::TlsConnector::from(config.clone())
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| {
+                        ExportError::transport(format!("TLS handshake with {addr} ({name:?}): {e}"))
+                    })?,
+            ),
+        };
         let (send, conn) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONN_WINDOW)
             .max_frame_size(1 << 20)
-            .handshake::<_, Bytes>(tcp.compat())
+            .handshake::<_, Bytes>(io.compat())
             .await
             .map_err(|e| ExportError::transport(format!("h2 handshake with {addr}: {e}")))?;
         glommio::spawn_local(async move {

@@ -114,13 +114,14 @@ impl OtlpExporterConfig {
 
     /// The collector's rules plus what tailgate implements.
     pub fn validate(&self, path: &str, errors: &mut ConfigErrors) {
-        match self.dial_target() {
-            Err(e) => errors.push(join(path, "endpoint"), e),
-            Ok(t) if t.tls => errors.push(
+        if let Err(e) = self.dial_target() {
+            errors.push(join(path, "endpoint"), e);
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            errors.push(
                 join(path, "tls"),
-                "dialing TLS is not implemented in tailgate yet (the collector dials TLS unless tls.insecure is true); set tls.insecure: true or use an http:// endpoint",
-            ),
-            Ok(_) => {}
+                "cert_file and key_file must be set together",
+            );
         }
         if Compression::parse(&self.compression).is_none() {
             errors.push(

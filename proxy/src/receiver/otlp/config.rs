@@ -155,12 +155,6 @@ impl OtlpReceiverConfig {
                 warnings.push(format!("{p}.keepalive: accepted but not applied yet"));
             }
             not_yet(
-                &g.tls.as_ref().map(|_| ()),
-                &join(&p, "tls"),
-                "TLS on receivers",
-                errors,
-            );
-            not_yet(
                 &g.auth.as_ref().map(|_| ()),
                 &join(&p, "auth"),
                 "receiver authentication",
@@ -184,12 +178,6 @@ impl OtlpReceiverConfig {
                     "{p}.include_metadata: ignored (nothing in tailgate reads request metadata)"
                 ));
             }
-            not_yet(
-                &h.tls.as_ref().map(|_| ()),
-                &join(&p, "tls"),
-                "TLS on receivers",
-                errors,
-            );
             not_yet(
                 &h.auth.as_ref().map(|_| ()),
                 &join(&p, "auth"),

@@ -7,7 +7,6 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use glommio::net::TcpStream;
 use h2::server::SendResponse;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use tailgate_proto::compression::Compression;
@@ -16,6 +15,7 @@ use tailgate_proto::grpc::{self, Deframer};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::pipeline::{wire, Refusal, TraceConsumer, TraceData};
+use crate::runtime::io::BoxIo;
 use crate::telemetry::metrics::Local;
 
 /// The one method served.
@@ -62,8 +62,7 @@ const CONN_WINDOW: u32 = 32 << 20;
 const MAX_FRAME: u32 = 1 << 20;
 
 /// Serves one connection until the peer closes it or breaks the protocol.
-pub async fn serve_connection(stream: TcpStream, rx: Rc<GrpcReceiver>) {
-    let _ = stream.set_nodelay(true);
+pub async fn serve_connection(stream: BoxIo, rx: Rc<GrpcReceiver>) {
     let mut builder = h2::server::Builder::new();
     builder
         .initial_window_size(STREAM_WINDOW)

@@ -10,7 +10,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use glommio::net::TcpStream;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -20,6 +19,7 @@ use tailgate_proto::json::{decode_body, BodyFormat};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::pipeline::{wire, TraceConsumer, TraceData};
+use crate::runtime::io::BoxIo;
 use crate::runtime::timer::GlommioTimer;
 use crate::telemetry::metrics::Local;
 
@@ -42,8 +42,7 @@ pub struct HttpReceiver {
 }
 
 /// Serves one HTTP/1.1 connection.
-pub async fn serve_connection(stream: TcpStream, rx: Rc<HttpReceiver>) {
-    let _ = stream.set_nodelay(true);
+pub async fn serve_connection(stream: BoxIo, rx: Rc<HttpReceiver>) {
     let io = TokioIo::new(stream.compat());
     let service = hyper::service::service_fn(move |req| {
         let rx = rx.clone();

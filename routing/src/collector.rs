@@ -84,6 +84,58 @@ pub(crate) fn ring_hash(key: &[u8]) -> u32 {
     crc32fast::hash(key)
 }
 
+/// CRC-32 IEEE of exactly 16 bytes (a trace ID), slice-by-16: one table lookup per byte, all
+/// independent, instead of crc32fast's general path (measured ~13 ns for 16 bytes, most of it
+/// dispatch and setup). Equal to [`ring_hash`] on every input (tested).
+#[inline]
+pub(crate) fn ring_hash_16(id: &[u8; 16]) -> u32 {
+    let word = |i: usize| u32::from_le_bytes([id[i], id[i + 1], id[i + 2], id[i + 3]]);
+    let words = [word(0) ^ u32::MAX, word(4), word(8), word(12)];
+    let mut crc = 0u32;
+    for (w, word) in words.iter().enumerate() {
+        for byte in 0..4 {
+            // Byte `4w + byte` of the block is `15 - (4w + byte)` bytes from the end.
+            let table = &CRC_TABLES[15 - (4 * w + byte)];
+            crc ^= table[((word >> (8 * byte)) & 0xff) as usize];
+        }
+    }
+    !crc
+}
+
+/// Slice-by-16 tables for CRC-32 IEEE (reflected polynomial 0xedb88320): `CRC_TABLES[0]` is the
+/// classic byte table, `CRC_TABLES[k][b]` is the CRC of byte `b` followed by `k` zero bytes.
+static CRC_TABLES: [[u32; 256]; 16] = crc_tables();
+
+const fn crc_tables() -> [[u32; 256]; 16] {
+    let mut t = [[0u32; 256]; 16];
+    let mut n = 0;
+    while n < 256 {
+        let mut c = n as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            bit += 1;
+        }
+        t[0][n] = c;
+        n += 1;
+    }
+    let mut k = 1;
+    while k < 16 {
+        let mut n = 0;
+        while n < 256 {
+            let prev = t[k - 1][n];
+            t[k][n] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+            n += 1;
+        }
+        k += 1;
+    }
+    t
+}
+
 /// Replaces every position by the owner of the first point at or after it, wrapping around.
 fn resolve_successors(points: &[u16]) -> Box<[u16]> {
     let wrap = points.iter().copied().find(|&i| i != NONE).unwrap_or(0);
@@ -106,6 +158,22 @@ mod tests {
     fn crc32_is_go_ieee() {
         // crc32.ChecksumIEEE([]byte("123456789")) == 0xcbf43926, the standard check value.
         assert_eq!(ring_hash(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn sixteen_byte_crc_equals_the_general_one() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for _ in 0..10_000 {
+            let mut id = [0u8; 16];
+            for b in id.iter_mut() {
+                state = crate::hash::fmix64(state.wrapping_add(1));
+                *b = state as u8;
+            }
+            assert_eq!(ring_hash_16(&id), ring_hash(&id), "{id:02x?}");
+        }
+        for id in [[0u8; 16], [0xff; 16]] {
+            assert_eq!(ring_hash_16(&id), ring_hash(&id));
+        }
     }
 
     #[test]

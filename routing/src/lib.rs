@@ -60,31 +60,33 @@
 //! coarse (100 points per member) and its moved fractions follow its uneven shares.
 //!
 //! # Cost
-//! CPU time per trace-ID lookup, not disturbed by other load (`cargo run --release -p tailgate-routing
-//! --example cost`, thread run time from `/proc/thread-self/schedstat`, 20 M lookups, loop overhead
-//! subtracted; 2026-11-25):
+//! CPU time per trace-ID lookup, which other load on the machine does not inflate
+//! (`cargo run --release -p tailgate-routing --example cost`: thread run time from
+//! `/proc/thread-self/schedstat`, 20 M lookups over 4096 IDs, loop overhead subtracted; 2026-11-25,
+//! ranges over three runs because cache and SMT sharing with other jobs vary):
 //!
 //! | mode | 3 members | 16 members | 64 members |
 //! |---|---|---|---|
-//! | jump | 13.5 ns | 26.8 ns | 38.4 ns |
-//! | slots | 2.0 ns | 2.3 ns | 2.1 ns |
-//! | collector | 15.7 ns | 13.1 ns | 13.2 ns |
+//! | jump | 12–14 ns | 19–29 ns | 37–43 ns |
+//! | slots | 1.5–4 ns | 1.5–4 ns | 1.5–4 ns |
+//! | collector | 6–10 ns | 6–10 ns | 6–10 ns |
 //!
 //! `slots` is one mix and one load. `jump` pays ~ln n steps of the paper's loop (a float division
-//! each); `collector` pays crc32 of 16 bytes. Both are per trace, not per span, if the exporter routes
-//! each run of spans with the same trace ID once (spans of a trace are adjacent in a batch).
+//! each). `collector` pays a slice-by-16 crc32 of the 16 bytes (crc32fast's general path took ~13 ns)
+//! and one load from its 72 KiB table. For `jump` and `collector` the exporter should look up once per
+//! run of same-trace spans (they are adjacent in a batch), not once per span.
 //!
-//! Wall clock, criterion: `cargo bench -p tailgate-routing --bench routing` (2026-11-25, 2 shared
-//! cores under a load average of ~11 from other builds, so wall-clock figures are inflated several times; compare them
-//! with the `baseline` loop measured in the same run). Lookup per trace ID, by members:
+//! Criterion, wall clock: `cargo bench -p tailgate-routing --bench routing` (2026-11-25, 2 cores shared
+//! with builds at a load average of ~15: the `baseline` loop alone measured 3.9 ns, so lookups are
+//! inflated several times; re-measure on a quiet machine). Lookup per trace ID and table build:
 //!
-//! | mode | 3 | 16 | 64 | build 3 | build 16 | build 64 |
-//! |---|---|---|---|---|---|---|
-//! | jump | 32 ns | 60 ns | 90 ns | 0.6 µs | 3.3 µs | 6.8 µs |
-//! | slots | 23 ns | 25 ns | 23 ns | 3.4 ms | 10.4 ms | 31 ms |
-//! | collector | 34 ns | 37 ns | 44 ns | 157 µs | 265 µs | 558 µs |
+//! | mode | lookup 3 | lookup 16 | lookup 64 | build 3 | build 16 | build 64 | failover 16 |
+//! |---|---|---|---|---|---|---|---|
+//! | jump | 47 ns | 97 ns | 162 ns | 0.75 µs | 3.2 µs | 12.9 µs | 1.8 µs |
+//! | slots | 35 ns | 35 ns | 36 ns | 2.6 ms | 9.2 ms | 22.9 ms | 9.8 ms |
+//! | collector | 43 ns | 47 ns | 41 ns | 196 µs | 253 µs | 765 µs | 316 µs |
 //!
-//! Builds happen once per membership change, off the data path.
+//! Builds and failovers happen once per membership or health change, off the data path.
 //!
 //! # Layout
 //! - [`member`]: [`Member`] (endpoint + optional ordinal), ordinal parsing, static lists.

@@ -1,7 +1,7 @@
 //! The routing table: a member set plus the placement of keys on it, built once per membership
 //! change (off the hot path) and read per span (on it).
 
-use crate::collector::{ring_hash, CollectorRing};
+use crate::collector::{ring_hash, ring_hash_16, CollectorRing};
 use crate::error::TableError;
 use crate::hash::{bytes_key, trace_key};
 use crate::jump::JumpTable;
@@ -130,7 +130,7 @@ impl RoutingTable {
         match &self.placement {
             Placement::Jump(t) => Some(t.route(trace_key(trace_id))),
             Placement::Slots(t) => Some(t.route(trace_key(trace_id))),
-            Placement::Collector(r) => Some(r.route_hash(ring_hash(trace_id))),
+            Placement::Collector(r) => Some(r.route_hash(ring_hash_16(trace_id))),
             Placement::Empty => None,
         }
     }

@@ -125,6 +125,7 @@ exporters:
   otlp:
     endpoint: nohost
     compression: lz9
+    headers: {'bad header': x}
     tls: {insecure: true}
 bogus: 1
 service:
@@ -145,6 +146,7 @@ service:
         "bad.yaml: processors.batch.send_batch_max_size: must be greater or equal to send_batch_size (100) or 0",
         "bad.yaml: exporters.otlp.endpoint: invalid endpoint \"nohost\"",
         "bad.yaml: exporters.otlp.compression: \"lz9\" is not supported; allowed: gzip, zstd, snappy, none",
+        "bad.yaml: exporters.otlp.headers.bad header: is not a valid HTTP header name and value",
         "bad.yaml: service.pipelines.traces.receivers[1]: references \"jaeger\" which is not configured; configured receivers: otlp, kafka",
         "bad.yaml: service.pipelines.traces.processors[1]: references \"batch\" more than once",
         "bad.yaml: service.pipelines.traces.exporters: must have at least one exporter",

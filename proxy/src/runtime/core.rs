@@ -252,7 +252,7 @@ async fn drain(built: &Built, deadline: Duration) -> u64 {
     while built.otlp.iter().any(|e| e.pending() > 0) && Instant::now() < until {
         glommio::timer::Timer::new(Duration::from_millis(20)).await;
     }
-    built.otlp.iter().map(|e| e.abandon() as u64).sum()
+    built.otlp.iter().map(|e| e.abandon()).sum()
 }
 
 fn build(core: usize, shared: &Shared) -> Built {

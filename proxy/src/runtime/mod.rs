@@ -168,8 +168,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     stop_threads.store(true, Ordering::Relaxed);
     if unflushed > 0 {
         tracing::warn!(
-            batches = unflushed,
-            "shutdown deadline passed with batches still queued; they were dropped"
+            spans = unflushed,
+            "shutdown deadline passed with spans still queued; counted in otelcol_exporter_send_failed_spans_total"
         );
     }
     tracing::info!("tailgate stopped");

@@ -117,6 +117,18 @@ impl OtlpExporterConfig {
         if let Err(e) = self.dial_target() {
             errors.push(join(path, "endpoint"), e);
         }
+        for (name, value) in &self.headers {
+            let name_ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b));
+            if !name_ok || value.bytes().any(|b| b < 0x20 && b != b'\t') {
+                errors.push(
+                    join(&join(path, "headers"), name),
+                    "is not a valid HTTP header name and value",
+                );
+            }
+        }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             errors.push(
                 join(path, "tls"),

@@ -32,6 +32,8 @@ pub struct OtlpExporter {
     queue: LocalSender<TraceData>,
     /// Batches a consumer has taken and not finished (for the shutdown drain).
     busy: Rc<Cell<usize>>,
+    /// Spans queued or being sent (what shutdown reports as lost if the deadline passes).
+    pending_spans: Rc<Cell<u64>>,
     metrics: ExporterMetrics,
     name: String,
 }
@@ -51,9 +53,11 @@ pub fn start(
     let rx = Rc::new(rx);
     let client = Rc::new(client);
     let busy = Rc::new(Cell::new(0));
+    let pending_spans = Rc::new(Cell::new(0));
     for i in 0..consumers.max(1) {
         let worker = Worker {
             busy: busy.clone(),
+            pending_spans: pending_spans.clone(),
             rx: rx.clone(),
             client: client.clone(),
             retry: retry.clone(),
@@ -66,6 +70,7 @@ pub fn start(
     Rc::new(OtlpExporter {
         queue: tx,
         busy,
+        pending_spans,
         metrics,
         name,
     })
@@ -82,9 +87,11 @@ impl OtlpExporter {
         self.queue.len() + self.busy.get()
     }
 
-    /// Counts what is still queued as failed (shutdown deadline passed); returns the batches.
-    pub fn abandon(&self) -> usize {
-        self.pending()
+    /// Counts the spans still queued or in flight as failed (shutdown deadline passed); returns them.
+    pub fn abandon(&self) -> u64 {
+        let spans = self.pending_spans.replace(0);
+        self.metrics.send_failed.add(spans);
+        spans
     }
 }
 
@@ -94,6 +101,7 @@ impl TraceConsumer for OtlpExporter {
         match self.queue.try_send(data) {
             Ok(()) => {
                 self.metrics.queue_size.add(1);
+                self.pending_spans.set(self.pending_spans.get() + spans);
                 Ok(())
             }
             Err(_) => {
@@ -108,6 +116,7 @@ impl TraceConsumer for OtlpExporter {
 
 struct Worker {
     busy: Rc<Cell<usize>>,
+    pending_spans: Rc<Cell<u64>>,
     rx: Rc<LocalReceiver<TraceData>>,
     client: Rc<Client>,
     retry: RetryOnFailure,
@@ -121,8 +130,11 @@ impl Worker {
         while let Some(data) = self.rx.recv().await {
             self.metrics.queue_size.sub(1);
             self.busy.set(self.busy.get() + 1);
+            let spans = data.spans;
             self.send(data).await;
             self.busy.set(self.busy.get() - 1);
+            self.pending_spans
+                .set(self.pending_spans.get().saturating_sub(spans));
         }
     }
 

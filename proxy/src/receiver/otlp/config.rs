@@ -154,6 +154,11 @@ impl OtlpReceiverConfig {
             if g.keepalive.is_some() {
                 warnings.push(format!("{p}.keepalive: accepted but not applied yet"));
             }
+            if g.tls.as_ref().is_some_and(|t| t.reload_interval.is_some()) {
+                warnings.push(format!(
+                    "{p}.tls.reload_interval: certificates are read once at start-up"
+                ));
+            }
             not_yet(
                 &g.auth.as_ref().map(|_| ()),
                 &join(&p, "auth"),

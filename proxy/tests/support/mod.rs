@@ -51,7 +51,10 @@ impl Tailgate {
         std::fs::write(&cfg, config).unwrap();
         let ports = dir.join("ports.json");
         let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tailgate"))
+        // TAILGATE_BIN lets the (ignored) perf smoke test run a release build.
+        let bin = std::env::var("TAILGATE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tailgate").to_owned());
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(&cfg)
             .arg("--ports-file")
@@ -195,7 +198,7 @@ pub fn make_request(
                                     end_time_unix_nano: 1_700_000_000_000_500_000 + u64::from(n),
                                     attributes: vec![
                                         kv("http.method", "GET"),
-                                        kv("pad", &"x".repeat(40)),
+                                        kv("pad", &"x".repeat(134)),
                                     ],
                                     ..Default::default()
                                 }
@@ -261,6 +264,8 @@ struct SinkState {
     refused: u64,
     /// `grpc-encoding` values seen.
     encodings: Vec<String>,
+    /// Spans accepted so far (cheap to read, unlike comparing span sets).
+    total: usize,
 }
 
 /// An OTLP/gRPC sink on 127.0.0.1:0.
@@ -323,6 +328,24 @@ impl Sink {
         self.state.lock().unwrap().encodings.clone()
     }
 
+    /// Spans accepted (requests past 100k spans are counted, not kept).
+    pub fn total(&self) -> usize {
+        self.state.lock().unwrap().total
+    }
+
+    /// Waits (generous deadline) until `n` spans were accepted, by count only.
+    pub async fn wait_total(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.total() < n {
+            assert!(
+                Instant::now() < deadline,
+                "sink got {} of {n} spans",
+                self.total()
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(200), self.notify.notified()).await;
+        }
+    }
+
     pub fn span_count(&self) -> usize {
         span_set(&self.requests()).len()
     }
@@ -373,7 +396,15 @@ impl Sink {
                             code
                         }
                         None => {
-                            st.requests.push(request);
+                            st.total += request
+                                .resource_spans
+                                .iter()
+                                .flat_map(|r| r.scope_spans.iter())
+                                .map(|s| s.spans.len())
+                                .sum::<usize>();
+                            if st.total <= 100_000 {
+                                st.requests.push(request);
+                            }
                             0
                         }
                     }

@@ -254,6 +254,16 @@ fn bench_request(c: &mut Criterion<CpuTime>, label: &str, buf: &Bytes) {
                     .map(|p| p.len())
             })
         });
+        // The same with output buffers reused (cleared, capacity kept): shows the allocator's share.
+        let mut outs: Vec<Vec<u8>> = vec![Vec::new(); 4];
+        g.bench_function("split4_reused_outputs", |b| {
+            b.iter(|| {
+                outs.iter_mut().for_each(Vec::clear);
+                splitter
+                    .split_into(black_box(buf), &mut outs, |s| route(s.trace_id()))
+                    .map(|()| outs[0].len())
+            })
+        });
         g.bench_function("reframe", |b| b.iter(|| reframe(black_box(&views)).len()));
         g.bench_function("prost_split4", |b| {
             b.iter(|| prost_split(black_box(buf)).len())

@@ -27,6 +27,7 @@ pub(super) async fn serve(
 ) {
     let mut conns = JoinSet::new();
     loop {
+        let mut backoff = false;
         tokio::select! {
             _ = stop.wait_for(|&s| s) => break,
             accepted = listener.accept() => match accepted {
@@ -44,9 +45,16 @@ pub(super) async fn serve(
                         }
                     });
                 }
-                Err(e) => tracing::warn!("sink: accept failed: {e}"),
+                Err(e) => {
+                    tracing::warn!("sink: accept failed: {e}");
+                    backoff = true;
+                }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+        if backoff {
+            // Out of file descriptors and the like: wait instead of spinning on accept.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 }

@@ -10,6 +10,10 @@
 //! Outputs are plain `ExportTraceServiceRequest` encodings. Because protobuf appends repeated fields
 //! when messages are concatenated, two outputs for the same destination can be batched by simply
 //! concatenating their bytes; [`Splitter::split_into`] appends to existing buffers for that reason.
+//!
+//! Measured 2026-11-25 (`cargo bench -p tailgate-proto --bench wire`, thread CPU time on a loaded
+//! 2-core VM): 1000 spans of 239 B into 4 destinations by trace id, 22.9 M spans per CPU-second
+//! (44 ns per span); the prost decode/regroup/encode path, 0.27 M spans per CPU-second.
 
 use bytes::Bytes;
 

@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::gen::{Workload, WorkloadConfig};
+use crate::gen::{ReplayPool, Workload, WorkloadConfig};
 use crate::grpc::{self, Compression};
 use crate::manifest::ManifestEntry;
 use crate::pace::{Clock, MonotonicClock, Pace, Pacer, Rate};
@@ -45,6 +45,9 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Trace shapes and interleaving.
     pub workload: WorkloadConfig,
+    /// Build this many requests once and replay them with fresh trace IDs (fast; see
+    /// [`crate::gen::replay`]) instead of generating every request live.
+    pub replay_pool: Option<usize>,
     /// Show a live progress line (indicatif) on stderr.
     pub progress: bool,
 }
@@ -62,6 +65,7 @@ impl LoadConfig {
             compression: Compression::None,
             timeout: Duration::from_secs(30),
             workload: WorkloadConfig::default(),
+            replay_pool: None,
             progress: false,
         }
     }
@@ -97,6 +101,9 @@ pub struct LoadSummary {
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The replay pool could not be built.
+    #[error(transparent)]
+    Replay(#[from] crate::gen::replay::ReplayError),
     /// Could not connect to the target.
     #[error("cannot connect to {target}: {source}")]
     Connect {
@@ -145,6 +152,10 @@ pub async fn run(config: LoadConfig) -> Result<LoadOutcome, LoadError> {
         timeout: Some(config.timeout),
         ..SenderConfig::default()
     };
+    let source = match config.replay_pool {
+        Some(n) => Source::Replay(ReplayPool::build(config.workload.clone(), n)?),
+        None => Source::Live(Box::new(Workload::new(config.workload.clone()))),
+    };
     let counters = Arc::new(Counters::default());
     let mut queues = Vec::new();
     let mut connections = JoinSet::new();
@@ -168,7 +179,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadOutcome, LoadError> {
         .progress
         .then(|| Progress::start(counters.clone(), &config));
     let started = Instant::now();
-    let (manifest, lag) = produce(&config, queues).await;
+    let (manifest, lag) = produce(&config, source, queues).await;
     let mut latency = new_histogram();
     let mut statuses = BTreeMap::new();
     while let Some(done) = connections.join_next().await {
@@ -197,12 +208,12 @@ pub async fn run(config: LoadConfig) -> Result<LoadOutcome, LoadError> {
 /// Generates, paces and distributes requests; returns the manifest and the pacer's lag.
 async fn produce(
     config: &LoadConfig,
+    mut workload: Source,
     queues: Vec<mpsc::Sender<Job>>,
 ) -> (Vec<ManifestEntry>, Duration) {
     let clock = MonotonicClock::new();
     let origin = Instant::now();
     let mut pacer = Pacer::new(config.rate, clock.now(), Duration::from_millis(100));
-    let mut workload = Workload::new(config.workload.clone());
     let mut manifest = Vec::new();
     let mut next = 0usize;
     loop {
@@ -211,15 +222,15 @@ async fn produce(
         if (over_time || over_spans) && !workload.is_stopping() {
             workload.stop();
         }
-        let Some(batch) = workload.next_batch(unix_nanos()) else {
+        let Some((request, spans)) = workload.next_batch() else {
             break;
         };
         manifest.extend(workload.take_finished());
-        let spans = u64::from(batch.spans);
+        let spans = u64::from(spans);
         while let Pace::WaitUntil(t) = pacer.poll(clock.now(), spans) {
             tokio::time::sleep_until((origin + t).into()).await;
         }
-        let body = grpc::encode_frame(&batch.request, config.compression);
+        let body = grpc::encode_frame(&request, config.compression);
         // Round-robin; a full queue blocks here, which is the open throttle's backpressure.
         let queue = &queues[next % queues.len()];
         next += 1;
@@ -228,6 +239,49 @@ async fn produce(
         }
     }
     (manifest, pacer.lag())
+}
+
+/// Where requests come from: generated live, or replayed from a pool.
+enum Source {
+    Live(Box<Workload>),
+    Replay(ReplayPool),
+}
+
+impl Source {
+    fn next_batch(&mut self) -> Option<(Vec<u8>, u32)> {
+        match self {
+            Source::Live(w) => w.next_batch(unix_nanos()).map(|b| (b.request, b.spans)),
+            Source::Replay(p) => p.next_batch(),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            Source::Live(w) => w.stop(),
+            Source::Replay(p) => p.stop(),
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        match self {
+            Source::Live(w) => w.is_stopping(),
+            Source::Replay(p) => p.is_stopping(),
+        }
+    }
+
+    fn spans_made(&self) -> u64 {
+        match self {
+            Source::Live(w) => w.spans_made(),
+            Source::Replay(p) => p.spans_made(),
+        }
+    }
+
+    fn take_finished(&mut self) -> Vec<ManifestEntry> {
+        match self {
+            Source::Live(w) => w.take_finished(),
+            Source::Replay(p) => p.take_finished(),
+        }
+    }
 }
 
 async fn drive_connection(

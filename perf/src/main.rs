@@ -98,6 +98,10 @@ struct LoadgenArgs {
     /// Traces open at once whose spans are interleaved (1 = each trace sent contiguously).
     #[arg(long, default_value_t = 200)]
     interleave: u32,
+    /// Build this many requests once and replay them with fresh trace IDs each round (fast;
+    /// stops at a round boundary).
+    #[arg(long)]
+    replay_pool: Option<usize>,
     /// Seed of the traffic.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -235,6 +239,7 @@ async fn loadgen_cmd(a: LoadgenArgs) -> CmdResult {
             interleave: a.interleave,
             seed: a.seed,
         },
+        replay_pool: a.replay_pool,
         progress: !a.quiet,
     };
     let outcome = loadgen::run(config.clone()).await?;

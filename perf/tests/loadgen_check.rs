@@ -144,6 +144,39 @@ async fn paced_run_reports_its_rate_target() {
     assert_eq!(sink.stats().accepted_spans, out.summary.spans_ok);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_rounds_are_whole_new_traces() {
+    let sink = Sink::start(SinkConfig {
+        record: RecordMode::Ids,
+        ..SinkConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut cfg = config(sink.grpc_addr());
+    cfg.replay_pool = Some(10);
+    let out = loadgen::run(cfg).await.unwrap();
+    let s = &out.summary;
+    assert!(s.spans_ok >= 5_000 && s.spans_failed == 0);
+    let seen = sink
+        .wait_for_spans(s.spans_ok, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let report = check(
+        &out.manifest,
+        &[SinkObservations {
+            name: "sink".into(),
+            keys: seen.keys,
+        }],
+    );
+    let all = report.class("all").unwrap();
+    assert_eq!(
+        (all.complete, all.partial, all.missing, all.duplicated),
+        (all.traces, 0, 0, 0)
+    );
+    assert_eq!(all.traces, s.traces);
+    assert_eq!(report.unknown_spans, 0);
+}
+
 #[tokio::test]
 async fn unreachable_target_is_a_connect_error() {
     // Bind then drop a listener to get a port that refuses connections.

@@ -1,8 +1,11 @@
 //! What the engine needs to know about a span: the [`SpanData`] trait.
 //!
-//! The engine is generic over the span type so that it does not depend on the wire layer. The
-//! `proto` crate's zero-copy `SpanView` is meant to implement this trait (hot fields by offset,
-//! attributes scanned lazily); tests and benches use [`crate::testing::TestSpan`].
+//! The engine is generic over the span type so that its logic does not depend on the wire layer.
+//! The gateway buffers `tailgate_proto`'s zero-copy `SpanView`, which implements this trait in
+//! [`proto_view`] (hot fields read at scan time, attributes scanned lazily); tests and benches
+//! also use [`crate::testing::TestSpan`].
+
+pub mod proto_view;
 
 /// A borrowed, typed attribute value, as returned by the lazy attribute lookups.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,0 +1,166 @@
+//! [`SpanData`] for the wire layer's zero-copy [`tailgate_proto::SpanView`].
+//!
+//! This is the span type the gateway really buffers: a refcounted slice of the request, a shared
+//! handle to the request's resource/scope headers and the hot fields read once by
+//! [`tailgate_proto::scan`]. The mapping:
+//!
+//! - **Hot fields** (ids, name, kind, times, status, flags, tracestate) come from the fields the
+//!   scanner stored; nothing is walked again.
+//! - **Attributes** (span, resource, scope) are looked up lazily in the encoded bytes on each call;
+//!   only attribute/OTTL policies ask, at decision time. The first `KeyValue` with the key wins,
+//!   like the collector's `Map.Get`.
+//! - **Strings**: OTLP strings should be UTF-8 but the scanner does not check. A name, tracestate
+//!   or string attribute that is not valid UTF-8 reads as `""` (the trait allows it for names);
+//!   the collector would compare the raw bytes.
+//! - **Open enums**: kind and status numbers outside the OTLP enums map to `Unspecified` / `Unset`,
+//!   as [`SpanKind::from_code`] and [`StatusCode::from_code`] do.
+//! - **Flags**: the low byte of `Span.flags` (the W3C trace flags); the OTLP
+//!   `SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE` bits above it are not trace flags.
+//! - **Wire length**: the span's length in an exported request, i.e. the Span message plus the
+//!   tag and length prefix the re-framer writes before it. This is what `bytes_limiting` and
+//!   `maximum_trace_size_bytes` add up, and the share of the request buffer the span occupies.
+//! - **Buffer**: the address and length of the request buffer the view pins
+//!   ([`SpanView::buffer_id`], [`SpanView::buffer_len`]); all views of one request share it.
+//! - **Detach**: [`SpanView::detach`] copies the span and its resource/scope headers into a fresh
+//!   buffer, so the request buffer is freed once no other view holds it.
+
+use tailgate_proto::attributes::AnyValue;
+use tailgate_proto::span::{SpanKind as WireKind, StatusCode as WireStatus};
+use tailgate_proto::SpanView;
+
+use crate::span::{AttrValue, BufferRef, SpanData, SpanKind, StatusCode};
+
+/// Tag byte + length varint the re-framer writes before a span of `len` bytes
+/// (`ScopeSpans.spans` is field 2, so its tag is one byte).
+fn framed_len(len: usize) -> usize {
+    let mut prefix = 1;
+    let mut n = len as u64;
+    loop {
+        prefix += 1;
+        n >>= 7;
+        if n == 0 {
+            break;
+        }
+    }
+    prefix + len
+}
+
+/// The wire layer's value as the sampler's borrowed value.
+fn attr_value(v: AnyValue<'_>) -> AttrValue<'_> {
+    match v {
+        AnyValue::String(s) => AttrValue::Str(std::str::from_utf8(s).unwrap_or("")),
+        AnyValue::Bool(b) => AttrValue::Bool(b),
+        AnyValue::Int(i) => AttrValue::Int(i),
+        AnyValue::Double(d) => AttrValue::Double(d),
+        AnyValue::Bytes(b) => AttrValue::Bytes(b),
+        AnyValue::Empty | AnyValue::Array(_) | AnyValue::KvList(_) => AttrValue::Other,
+    }
+}
+
+fn kind(k: WireKind) -> SpanKind {
+    match k {
+        WireKind::Unspecified | WireKind::Other(_) => SpanKind::Unspecified,
+        WireKind::Internal => SpanKind::Internal,
+        WireKind::Server => SpanKind::Server,
+        WireKind::Client => SpanKind::Client,
+        WireKind::Producer => SpanKind::Producer,
+        WireKind::Consumer => SpanKind::Consumer,
+    }
+}
+
+fn status(s: WireStatus) -> StatusCode {
+    match s {
+        WireStatus::Unset | WireStatus::Other(_) => StatusCode::Unset,
+        WireStatus::Ok => StatusCode::Ok,
+        WireStatus::Error => StatusCode::Error,
+    }
+}
+
+impl SpanData for SpanView {
+    fn trace_id(&self) -> [u8; 16] {
+        SpanView::trace_id(self)
+    }
+
+    fn span_id(&self) -> [u8; 8] {
+        SpanView::span_id(self)
+    }
+
+    /// All zero (not empty) for a root span: the scanner stores an absent id as zeros, and
+    /// [`SpanData::is_root`] treats both alike.
+    fn parent_span_id(&self) -> &[u8] {
+        &self.fields().parent_span_id
+    }
+
+    fn name(&self) -> &str {
+        std::str::from_utf8(SpanView::name(self)).unwrap_or("")
+    }
+
+    fn kind(&self) -> SpanKind {
+        kind(SpanView::kind(self))
+    }
+
+    fn start_unix_nanos(&self) -> u64 {
+        self.start_time_unix_nano()
+    }
+
+    fn end_unix_nanos(&self) -> u64 {
+        self.end_time_unix_nano()
+    }
+
+    fn status_code(&self) -> StatusCode {
+        status(SpanView::status_code(self))
+    }
+
+    fn trace_flags(&self) -> u32 {
+        self.flags() & 0xff
+    }
+
+    fn trace_state(&self) -> &str {
+        std::str::from_utf8(SpanView::trace_state(self)).unwrap_or("")
+    }
+
+    fn span_attribute(&self, key: &str) -> Option<AttrValue<'_>> {
+        self.attribute(key).map(attr_value)
+    }
+
+    fn resource_attribute(&self, key: &str) -> Option<AttrValue<'_>> {
+        self.resource().attribute(key).map(attr_value)
+    }
+
+    fn scope_attribute(&self, key: &str) -> Option<AttrValue<'_>> {
+        self.scope().attribute(key).map(attr_value)
+    }
+
+    fn wire_len(&self) -> usize {
+        framed_len(SpanView::wire_len(self))
+    }
+
+    fn buffer(&self) -> BufferRef {
+        BufferRef {
+            id: self.buffer_id() as u64,
+            len: self.buffer_len(),
+        }
+    }
+
+    fn detach(&self) -> Self {
+        SpanView::detach(self)
+    }
+
+    fn is_root(&self) -> bool {
+        self.fields().is_root()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::framed_len;
+
+    #[test]
+    fn framing_adds_tag_and_varint_length() {
+        assert_eq!(framed_len(0), 2);
+        assert_eq!(framed_len(127), 129);
+        assert_eq!(framed_len(128), 131);
+        assert_eq!(framed_len(16_383), 16_386);
+        assert_eq!(framed_len(16_384), 16_388);
+    }
+}

@@ -1,4 +1,5 @@
 //! Go `time.ParseDuration` syntax (`30s`, `1m30s`, `500ms`, `1.5h`), as the collector's config uses.
+//! The `tailgate` binary's config reads its durations with this same type.
 
 use std::time::Duration;
 
@@ -7,10 +8,10 @@ use serde::Deserialize;
 
 /// A duration written in Go syntax, or as an integer number of nanoseconds (as mapstructure
 /// accepts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct GoDuration(pub Duration);
 
-/// Parses Go duration syntax. Negative durations are rejected (no sampler setting takes one).
+/// Parses Go duration syntax. Negative durations are rejected (no sampler or proxy setting takes one).
 pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     let s = s.strip_prefix('+').unwrap_or(s);
@@ -59,7 +60,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     if !total.is_finite() || total > u64::MAX as f64 {
         return Err(format!("invalid duration {text:?}: out of range"));
     }
-    Ok(Duration::from_nanos(total as u64))
+    Ok(Duration::from_nanos(total.round() as u64))
 }
 
 impl<'de> Deserialize<'de> for GoDuration {
@@ -103,11 +104,13 @@ mod tests {
         ok("10us", 10_000);
         ok("10µs", 10_000);
         ok("1h2m3s4ms5us6ns", 3_723_004_005_006);
+        ok("200ms", 200_000_000);
+        ok("3ns", 3);
     }
 
     #[test]
     fn rejects_bad_forms() {
-        for bad in ["", "30", "s", "1x", "-1s", "1..5s", "ms5"] {
+        for bad in ["", "30", "s", "1x", "-1s", "1..5s", "ms5", "1s5", ".s"] {
             assert!(parse_go_duration(bad).is_err(), "{bad}");
         }
     }

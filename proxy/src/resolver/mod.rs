@@ -9,7 +9,9 @@
 //! - [`routes`]: the published state ([`routes::RouteCell`]) and [`routes::Publisher`] (set →
 //!   table, the collector's resolver metrics).
 //! - [`fixed`]: the fixed list of `resolver.static`.
+//! - [`dns`]: A/AAAA records re-resolved every `interval` (hickory-resolver, cache capped).
 
+pub mod dns;
 pub mod fixed;
 pub mod routes;
 
@@ -78,7 +80,7 @@ pub fn start(
 
 /// Publishes a static set now, or returns the task maker of a dynamic resolver.
 fn start_one(
-    _config: &LoadBalancingConfig,
+    config: &LoadBalancingConfig,
     choice: ResolverChoice<'_>,
     mut publisher: Publisher,
     path: &str,
@@ -90,7 +92,19 @@ fn start_one(
                 .map_err(|e| format!("{path}.resolver.static.hostnames: {e}"))?;
             Ok(None)
         }
-        ResolverChoice::Dns(_) => Err(format!("{path}.resolver.dns: not implemented yet")),
+        ResolverChoice::Dns(d) => {
+            let server = match &config.tailgate.dns_server {
+                Some(s) => Some(
+                    s.parse()
+                        .map_err(|e| format!("{path}.tailgate.dns_server: {e}"))?,
+                ),
+                None => None,
+            };
+            let task = dns::DnsTask::new(d, server, publisher)
+                .map_err(|e| format!("{path}.resolver.dns: {e}"))?;
+            let maker: TaskMaker = Box::new(move |ready| Box::pin(task.run(ready)));
+            Ok(Some((maker, d.timeout.0)))
+        }
         ResolverChoice::K8s(_) => Err(format!("{path}.resolver.k8s: not implemented yet")),
     }
 }

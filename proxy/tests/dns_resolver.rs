@@ -1,0 +1,355 @@
+//! The dns resolver against a DNS server started by the test (a small UDP responder built on
+//! hickory-proto), with gRPC sinks on 127.0.0.2..4 behind one name.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod lb_workload;
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+use lb_workload::{request, workload};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use support::{export, Tailgate};
+use tailgate_perf::sink::{RecordMode, Sink, SinkConfig};
+use tailgate_proto::compression::Compression;
+
+// === a DNS server for one name ===
+
+#[derive(Default)]
+struct Zone {
+    /// The name served (lower case, no trailing dot).
+    name: String,
+    /// A records of that name (TTL 300 s: longer than any test, so a cache would show).
+    ips: Vec<Ipv4Addr>,
+    /// Answer nothing at all (an outage: queries time out).
+    down: bool,
+}
+
+struct DnsServer {
+    addr: SocketAddr,
+    zone: Arc<Mutex<Zone>>,
+}
+
+impl DnsServer {
+    async fn start(name: &str, ips: &[Ipv4Addr]) -> DnsServer {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let zone = Arc::new(Mutex::new(Zone {
+            name: name.trim_end_matches('.').to_ascii_lowercase(),
+            ips: ips.to_vec(),
+            down: false,
+        }));
+        let z = zone.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                let Some(reply) = answer(&z.lock().unwrap(), &buf[..n]) else {
+                    continue;
+                };
+                let _ = socket.send_to(&reply, peer).await;
+            }
+        });
+        DnsServer { addr, zone }
+    }
+
+    fn set(&self, ips: &[Ipv4Addr]) {
+        self.zone.lock().unwrap().ips = ips.to_vec();
+    }
+
+    fn set_down(&self, down: bool) {
+        self.zone.lock().unwrap().down = down;
+    }
+}
+
+/// The reply to one query: A records for the zone's name, an empty NOERROR answer otherwise.
+fn answer(zone: &Zone, query: &[u8]) -> Option<Vec<u8>> {
+    if zone.down {
+        return None;
+    }
+    let req = Message::from_vec(query).ok()?;
+    let mut resp = Message::new();
+    resp.set_id(req.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(req.op_code())
+        .set_recursion_desired(req.recursion_desired())
+        .set_recursion_available(true)
+        .set_authoritative(true);
+    resp.add_queries(req.queries().to_vec());
+    for q in req.queries() {
+        let name = q
+            .name()
+            .to_ascii()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if q.query_type() == RecordType::A && name == zone.name {
+            for ip in &zone.ips {
+                resp.add_answer(Record::from_rdata(q.name().clone(), 300, RData::A(A(*ip))));
+            }
+        }
+    }
+    resp.to_vec().ok()
+}
+
+// === sinks on 127.0.0.2.. sharing one port ===
+
+/// `count` sinks on 127.0.0.2, 127.0.0.3, ... all on the same (free) port.
+async fn sinks_on_one_port(count: u8) -> (Vec<Sink>, u16) {
+    'retry: for _ in 0..10 {
+        let first = start_sink(SocketAddr::from(([127, 0, 0, 2], 0)))
+            .await
+            .unwrap();
+        let port = first.grpc_addr().port();
+        let mut sinks = vec![first];
+        for i in 1..count {
+            match start_sink(SocketAddr::from(([127, 0, 0, 2 + i], port))).await {
+                Ok(s) => sinks.push(s),
+                Err(_) => continue 'retry,
+            }
+        }
+        return (sinks, port);
+    }
+    panic!("no port free on 127.0.0.2..{}", 1 + count);
+}
+
+async fn start_sink(addr: SocketAddr) -> std::io::Result<Sink> {
+    Sink::start(SinkConfig {
+        grpc_addr: addr,
+        record: RecordMode::Ids,
+        ..SinkConfig::default()
+    })
+    .await
+}
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, last)
+}
+
+fn accepted(sinks: &[Sink]) -> Vec<u64> {
+    sinks.iter().map(|s| s.stats().accepted_spans).collect()
+}
+
+// === traffic ===
+
+/// Sends requests of 20 whole traces while polling `done`; panics after a generous deadline.
+struct Traffic {
+    rng: StdRng,
+    sent: u64,
+    agent: SocketAddr,
+}
+
+impl Traffic {
+    async fn send_one(&mut self) {
+        let (_, spans) = workload(&mut self.rng, 20);
+        let req = request(&mut self.rng, &spans);
+        let (code, msg) = export(self.agent, &req, Compression::Identity).await;
+        assert_eq!(code, 0, "{msg}");
+        self.sent += spans.len() as u64;
+    }
+
+    /// Keeps traffic running until `done()` holds.
+    async fn until(&mut self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            self.send_one().await;
+        }
+    }
+
+    /// Waits (no new traffic) until the sinks hold every span sent.
+    async fn settle(&self, sinks: &[Sink]) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while accepted(sinks).iter().sum::<u64>() < self.sent {
+            assert!(
+                Instant::now() < deadline,
+                "sinks hold {:?}, sent {}",
+                accepted(sinks),
+                self.sent
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await; // polling
+        }
+        assert_eq!(
+            accepted(sinks).iter().sum::<u64>(),
+            self.sent,
+            "no duplicates"
+        );
+    }
+}
+
+fn config(dns: SocketAddr, port: u16) -> String {
+    format!(
+        "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  batch:
+    timeout: 20ms
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls: {{insecure: true}}
+        compression: none
+        retry_on_failure: {{initial_interval: 50ms, max_interval: 100ms}}
+    resolver:
+      dns:
+        hostname: gateways.test
+        port: {port}
+        interval: 100ms
+        timeout: 300ms
+    tailgate:
+      dns_server: {dns}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [loadbalancing]
+"
+    )
+}
+
+fn metric(tg: &Tailgate, series: &str) -> f64 {
+    tg.metric(series).unwrap_or(0.0)
+}
+
+const BACKENDS: &str = "otelcol_loadbalancer_num_backends{resolver=\"dns\"}";
+const FAILED: &str = "otelcol_loadbalancer_num_resolutions{resolver=\"dns\",success=\"false\"}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_follows_dns_records_and_an_outage_keeps_the_last_list() {
+    let (sinks, port) = sinks_on_one_port(3).await;
+    let dns = DnsServer::start("gateways.test", &[ip(2)]).await;
+    let tg = Tailgate::start(&config(dns.addr, port), &["--cores", "2"]);
+    let mut traffic = Traffic {
+        rng: StdRng::seed_from_u64(11),
+        sent: 0,
+        agent: tg.grpc(),
+    };
+    traffic
+        .until("one backend", || metric(&tg, BACKENDS) == 1.0)
+        .await;
+    traffic.settle(&sinks).await;
+    assert_eq!(accepted(&sinks)[1..], [0, 0], "only 127.0.0.2 is known");
+
+    // Two records added while traffic runs: every backend gets a share.
+    dns.set(&[ip(2), ip(3), ip(4)]);
+    traffic
+        .until("three backends receiving", || {
+            metric(&tg, BACKENDS) == 3.0 && accepted(&sinks).iter().all(|&n| n > 0)
+        })
+        .await;
+
+    // One removed: once the table has it, nothing more reaches it.
+    dns.set(&[ip(2), ip(4)]);
+    traffic
+        .until("two backends", || metric(&tg, BACKENDS) == 2.0)
+        .await;
+    traffic.settle(&sinks).await;
+    let before = accepted(&sinks);
+    for _ in 0..30 {
+        traffic.send_one().await;
+    }
+    traffic.settle(&sinks).await;
+    let after = accepted(&sinks);
+    assert_eq!(after[1], before[1], "removed backend got traffic");
+    assert!(
+        after[0] > before[0] && after[2] > before[2],
+        "{before:?} → {after:?}"
+    );
+
+    // Outage: lookups time out; the last list stays and traffic keeps flowing to it.
+    let failed = metric(&tg, FAILED);
+    dns.set_down(true);
+    traffic
+        .until("failed resolutions", || metric(&tg, FAILED) >= failed + 2.0)
+        .await;
+    traffic.settle(&sinks).await;
+    let during = accepted(&sinks);
+    assert_eq!(metric(&tg, BACKENDS), 2.0);
+    assert_eq!(during[1], before[1]);
+    assert!(
+        during[0] > after[0] && during[2] > after[2],
+        "{after:?} → {during:?}"
+    );
+
+    // Back up but with no records: also keeps the last list.
+    dns.set(&[]);
+    dns.set_down(false);
+    let failed = metric(&tg, FAILED);
+    traffic
+        .until("empty answers", || metric(&tg, FAILED) >= failed + 2.0)
+        .await;
+    assert_eq!(metric(&tg, BACKENDS), 2.0);
+
+    // And records again: the table follows.
+    dns.set(&[ip(3)]);
+    traffic
+        .until("back to one backend", || metric(&tg, BACKENDS) == 1.0)
+        .await;
+    traffic.settle(&sinks).await;
+    let last = accepted(&sinks);
+    for _ in 0..10 {
+        traffic.send_one().await;
+    }
+    traffic.settle(&sinks).await;
+    let end = accepted(&sinks);
+    assert!(
+        end[1] > last[1] && end[0] == last[0] && end[2] == last[2],
+        "{last:?} → {end:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_agent_config_runs_against_a_local_dns_server() {
+    let (sinks, port) = sinks_on_one_port(2).await;
+    let dns = DnsServer::start(
+        "gateway-collector-headless.observability.svc.cluster.local",
+        &[ip(2), ip(3)],
+    )
+    .await;
+    let reference = include_str!("fixtures/agent-config.yaml");
+    // The file as written; flags only move listeners to free ports and point DNS at the test's server.
+    let sets = [
+        "--set=receivers::otlp::protocols::grpc::endpoint=127.0.0.1:0".to_owned(),
+        "--set=receivers::otlp::protocols::http::endpoint=127.0.0.1:0".to_owned(),
+        "--set=service::telemetry::metrics::address=127.0.0.1:0".to_owned(),
+        format!(
+            "--set=exporters::loadbalancing::tailgate::dns_server={}",
+            dns.addr
+        ),
+        format!("--set=exporters::loadbalancing::resolver::dns::port={port}"),
+    ];
+    let mut args: Vec<&str> = sets.iter().map(String::as_str).collect();
+    args.extend(["--cores", "2"]);
+    let tg = Tailgate::start(reference, &args);
+    let mut traffic = Traffic {
+        rng: StdRng::seed_from_u64(3),
+        sent: 0,
+        agent: tg.grpc(),
+    };
+    for _ in 0..50 {
+        traffic.send_one().await;
+    }
+    // The reference batch timeout is 5 s.
+    traffic.settle(&sinks).await;
+    assert_eq!(metric(&tg, BACKENDS), 2.0);
+    let snaps: Vec<_> = sinks.iter().map(Sink::snapshot).collect();
+    let a = snaps[0].trace_ids();
+    let b = snaps[1].trace_ids();
+    assert!(!a.is_empty() && !b.is_empty(), "both gateways get a share");
+    assert!(a.is_disjoint(&b), "a trace reached both gateways");
+    let status = tg.terminate();
+    assert!(status.success(), "{status}");
+}

@@ -7,17 +7,13 @@ mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
-use lb_workload::{request, workload};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-use support::{export, Tailgate};
-use tailgate_perf::sink::{RecordMode, Sink, SinkConfig};
-use tailgate_proto::compression::Compression;
+use lb_workload::{accepted, ip, metric, sinks_on_one_port, Traffic};
+use support::Tailgate;
+use tailgate_perf::sink::Sink;
 
 // === a DNS server for one name ===
 
@@ -96,91 +92,6 @@ fn answer(zone: &Zone, query: &[u8]) -> Option<Vec<u8>> {
     resp.to_vec().ok()
 }
 
-// === sinks on 127.0.0.2.. sharing one port ===
-
-/// `count` sinks on 127.0.0.2, 127.0.0.3, ... all on the same (free) port.
-async fn sinks_on_one_port(count: u8) -> (Vec<Sink>, u16) {
-    'retry: for _ in 0..10 {
-        let first = start_sink(SocketAddr::from(([127, 0, 0, 2], 0)))
-            .await
-            .unwrap();
-        let port = first.grpc_addr().port();
-        let mut sinks = vec![first];
-        for i in 1..count {
-            match start_sink(SocketAddr::from(([127, 0, 0, 2 + i], port))).await {
-                Ok(s) => sinks.push(s),
-                Err(_) => continue 'retry,
-            }
-        }
-        return (sinks, port);
-    }
-    panic!("no port free on 127.0.0.2..{}", 1 + count);
-}
-
-async fn start_sink(addr: SocketAddr) -> std::io::Result<Sink> {
-    Sink::start(SinkConfig {
-        grpc_addr: addr,
-        record: RecordMode::Ids,
-        ..SinkConfig::default()
-    })
-    .await
-}
-
-fn ip(last: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, last)
-}
-
-fn accepted(sinks: &[Sink]) -> Vec<u64> {
-    sinks.iter().map(|s| s.stats().accepted_spans).collect()
-}
-
-// === traffic ===
-
-/// Sends requests of 20 whole traces while polling `done`; panics after a generous deadline.
-struct Traffic {
-    rng: StdRng,
-    sent: u64,
-    agent: SocketAddr,
-}
-
-impl Traffic {
-    async fn send_one(&mut self) {
-        let (_, spans) = workload(&mut self.rng, 20);
-        let req = request(&mut self.rng, &spans);
-        let (code, msg) = export(self.agent, &req, Compression::Identity).await;
-        assert_eq!(code, 0, "{msg}");
-        self.sent += spans.len() as u64;
-    }
-
-    /// Keeps traffic running until `done()` holds.
-    async fn until(&mut self, what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-            self.send_one().await;
-        }
-    }
-
-    /// Waits (no new traffic) until the sinks hold every span sent.
-    async fn settle(&self, sinks: &[Sink]) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while accepted(sinks).iter().sum::<u64>() < self.sent {
-            assert!(
-                Instant::now() < deadline,
-                "sinks hold {:?}, sent {}",
-                accepted(sinks),
-                self.sent
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await; // polling
-        }
-        assert_eq!(
-            accepted(sinks).iter().sum::<u64>(),
-            self.sent,
-            "no duplicates"
-        );
-    }
-}
-
 fn config(dns: SocketAddr, port: u16) -> String {
     format!(
         "
@@ -220,10 +131,6 @@ service:
     )
 }
 
-fn metric(tg: &Tailgate, series: &str) -> f64 {
-    tg.metric(series).unwrap_or(0.0)
-}
-
 const BACKENDS: &str = "otelcol_loadbalancer_num_backends{resolver=\"dns\"}";
 const FAILED: &str = "otelcol_loadbalancer_num_resolutions{resolver=\"dns\",success=\"false\"}";
 
@@ -232,11 +139,7 @@ async fn the_table_follows_dns_records_and_an_outage_keeps_the_last_list() {
     let (sinks, port) = sinks_on_one_port(3).await;
     let dns = DnsServer::start("gateways.test", &[ip(2)]).await;
     let tg = Tailgate::start(&config(dns.addr, port), &["--cores", "2"]);
-    let mut traffic = Traffic {
-        rng: StdRng::seed_from_u64(11),
-        sent: 0,
-        agent: tg.grpc(),
-    };
+    let mut traffic = Traffic::new(11, tg.grpc());
     traffic
         .until("one backend", || metric(&tg, BACKENDS) == 1.0)
         .await;
@@ -334,11 +237,7 @@ async fn the_reference_agent_config_runs_against_a_local_dns_server() {
     let mut args: Vec<&str> = sets.iter().map(String::as_str).collect();
     args.extend(["--cores", "2"]);
     let tg = Tailgate::start(reference, &args);
-    let mut traffic = Traffic {
-        rng: StdRng::seed_from_u64(3),
-        sent: 0,
-        agent: tg.grpc(),
-    };
+    let mut traffic = Traffic::new(3, tg.grpc());
     for _ in 0..50 {
         traffic.send_one().await;
     }

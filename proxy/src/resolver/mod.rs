@@ -10,9 +10,13 @@
 //!   table, the collector's resolver metrics).
 //! - [`fixed`]: the fixed list of `resolver.static`.
 //! - [`dns`]: A/AAAA records re-resolved every `interval` (hickory-resolver, cache capped).
+//! - [`k8s`]: ready endpoints of a Service's EndpointSlices (list + watch).
+//! - [`kube_api`]: the small Kubernetes API client `k8s` uses (hyper, service-account auth).
 
 pub mod dns;
 pub mod fixed;
+pub mod k8s;
+pub mod kube_api;
 pub mod routes;
 
 use std::collections::BTreeMap;
@@ -105,7 +109,12 @@ fn start_one(
             let maker: TaskMaker = Box::new(move |ready| Box::pin(task.run(ready)));
             Ok(Some((maker, d.timeout.0)))
         }
-        ResolverChoice::K8s(_) => Err(format!("{path}.resolver.k8s: not implemented yet")),
+        ResolverChoice::K8s(k) => {
+            let task = k8s::K8sTask::new(k, config.tailgate.k8s_api_server.as_deref(), publisher)
+                .map_err(|e| format!("{path}.resolver.k8s: {e}"))?;
+            let maker: TaskMaker = Box::new(move |ready| Box::pin(task.run(ready)));
+            Ok(Some((maker, k.timeout.0)))
+        }
     }
 }
 

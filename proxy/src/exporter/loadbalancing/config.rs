@@ -97,7 +97,7 @@ impl Default for DnsResolver {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct K8sResolver {
-    /// `name.namespace` (namespace defaults to the pod's own, as in the collector).
+    /// `name.namespace` (without a namespace: the pod's own, else `default`, as the collector).
     pub service: String,
     /// Ports to send to on every endpoint (default `[4317]`).
     pub ports: Vec<u16>,

@@ -25,6 +25,8 @@ struct Zone {
     ips: Vec<Ipv4Addr>,
     /// Answer nothing at all (an outage: queries time out).
     down: bool,
+    /// Answers given; each answer lists the records rotated by this much (resolvers see no order).
+    answers: usize,
 }
 
 struct DnsServer {
@@ -40,12 +42,13 @@ impl DnsServer {
             name: name.trim_end_matches('.').to_ascii_lowercase(),
             ips: ips.to_vec(),
             down: false,
+            answers: 0,
         }));
         let z = zone.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-                let Some(reply) = answer(&z.lock().unwrap(), &buf[..n]) else {
+                let Some(reply) = answer(&mut z.lock().unwrap(), &buf[..n]) else {
                     continue;
                 };
                 let _ = socket.send_to(&reply, peer).await;
@@ -64,9 +67,15 @@ impl DnsServer {
 }
 
 /// The reply to one query: A records for the zone's name, an empty NOERROR answer otherwise.
-fn answer(zone: &Zone, query: &[u8]) -> Option<Vec<u8>> {
+fn answer(zone: &mut Zone, query: &[u8]) -> Option<Vec<u8>> {
     if zone.down {
         return None;
+    }
+    zone.answers += 1;
+    let mut ips = zone.ips.clone();
+    if !ips.is_empty() {
+        let by = zone.answers % ips.len();
+        ips.rotate_left(by);
     }
     let req = Message::from_vec(query).ok()?;
     let mut resp = Message::new();
@@ -84,7 +93,7 @@ fn answer(zone: &Zone, query: &[u8]) -> Option<Vec<u8>> {
             .trim_end_matches('.')
             .to_ascii_lowercase();
         if q.query_type() == RecordType::A && name == zone.name {
-            for ip in &zone.ips {
+            for ip in &ips {
                 resp.add_answer(Record::from_rdata(q.name().clone(), 300, RData::A(A(*ip))));
             }
         }
@@ -132,6 +141,7 @@ service:
 }
 
 const BACKENDS: &str = "otelcol_loadbalancer_num_backends{resolver=\"dns\"}";
+const UPDATES: &str = "otelcol_loadbalancer_num_backend_updates{resolver=\"dns\"}";
 const FAILED: &str = "otelcol_loadbalancer_num_resolutions{resolver=\"dns\",success=\"false\"}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,4 +261,78 @@ async fn the_reference_agent_config_runs_against_a_local_dns_server() {
     assert!(a.is_disjoint(&b), "a trace reached both gateways");
     let status = tg.terminate();
     assert!(status.success(), "{status}");
+}
+
+/// A trace-ID-only workload: `n` single-span traces with random IDs, in requests of 1000.
+fn single_span_requests(
+    seed: u64,
+    n: usize,
+) -> (
+    Vec<[u8; 16]>,
+    Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let ids: Vec<[u8; 16]> = (0..n).map(|_| rng.gen()).collect();
+    let spans: Vec<lb_workload::SpanId> = ids
+        .iter()
+        .map(|&trace| lb_workload::SpanId { trace, index: 0 })
+        .collect();
+    let requests = spans
+        .chunks(1000)
+        .map(|c| lb_workload::request(&mut rng, c))
+        .collect();
+    (ids, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_with_different_histories_route_100k_trace_ids_identically() {
+    let (sinks, port) = sinks_on_one_port(3).await;
+    let dns = DnsServer::start("gateways.test", &[ip(2)]).await;
+    // Agent A starts first and sees the set grow one member at a time.
+    let a = Tailgate::start(&config(dns.addr, port), &["--cores", "2"]);
+    lb_workload::wait_metric(&a, BACKENDS, 1.0).await;
+    dns.set(&[ip(2), ip(3)]);
+    lb_workload::wait_metric(&a, BACKENDS, 2.0).await;
+    dns.set(&[ip(4), ip(2), ip(3)]);
+    lb_workload::wait_metric(&a, BACKENDS, 3.0).await;
+    // Agent B starts later, on one core, and only ever sees the full set (rotated answers).
+    let b = Tailgate::start(&config(dns.addr, port), &["--cores", "1"]);
+    lb_workload::wait_metric(&b, BACKENDS, 3.0).await;
+    assert!(metric(&a, UPDATES) >= 3.0 && metric(&b, UPDATES) == 1.0);
+
+    let (ids, requests) = single_span_requests(99, 100_000);
+    for r in &requests {
+        for agent in [&a, &b] {
+            let (code, msg) = support::export(
+                agent.grpc(),
+                r,
+                tailgate_proto::compression::Compression::Identity,
+            )
+            .await;
+            assert_eq!(code, 0, "{msg}");
+        }
+    }
+    let total = 2 * ids.len() as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while accepted(&sinks).iter().sum::<u64>() < total {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?} of {total}",
+            accepted(&sinks)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // polling
+    }
+    // Each trace ID arrived twice (once per agent), both times at the same sink.
+    let mut owner: std::collections::HashMap<[u8; 16], (usize, u32)> =
+        std::collections::HashMap::new();
+    for (i, sink) in sinks.iter().enumerate() {
+        for key in sink.snapshot().keys {
+            let e = owner.entry(key.trace_id).or_insert((i, 0));
+            assert_eq!(e.0, i, "trace {:02x?} reached two sinks", key.trace_id);
+            e.1 += 1;
+        }
+    }
+    assert_eq!(owner.len(), ids.len());
+    assert!(owner.values().all(|&(_, n)| n == 2));
 }

@@ -233,3 +233,23 @@ async fn an_unreachable_backend_drops_beyond_its_queue_and_the_others_are_not_re
         "nothing was resent to the live backend"
     );
 }
+
+#[test]
+fn the_deploy_agent_configs_validate() {
+    for file in [
+        "../deploy/k8s/base/config/agent.yaml",
+        "../deploy/k8s/overlays/statefulset/agent.yaml",
+        "tests/fixtures/agent-config.yaml",
+    ] {
+        let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tailgate"))
+            .args(["validate", "--config", &path])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

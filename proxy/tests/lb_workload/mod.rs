@@ -189,3 +189,16 @@ impl Traffic {
 pub fn metric(tg: &Tailgate, series: &str) -> f64 {
     tg.metric(series).unwrap_or(0.0)
 }
+
+/// Polls a metric of `tg` until it equals `value` (generous deadline).
+pub async fn wait_metric(tg: &Tailgate, series: &str, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(tg, series) != value {
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {}, want {value}",
+            metric(tg, series)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling
+    }
+}

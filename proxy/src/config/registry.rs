@@ -7,8 +7,10 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
 use super::error::{join, ConfigErrors};
+use crate::connector::spanmetrics::config::{Settings as SpanMetricsSettings, SpanMetricsConfig};
 use crate::exporter::debug::config::{DebugExporterConfig, NopExporterConfig};
 use crate::exporter::otlp::config::OtlpExporterConfig;
+use crate::exporter::prometheus::config::PrometheusExporterConfig;
 use crate::extension::health_check::config::HealthCheckConfig;
 use crate::processor::batch::config::BatchConfig;
 use crate::processor::memory_limiter::config::MemoryLimiterConfig;
@@ -56,8 +58,8 @@ impl Section {
         match self {
             Section::Receivers => &["otlp"],
             Section::Processors => &["memory_limiter", "batch"],
-            Section::Exporters => &["otlp", "debug", "nop"],
-            Section::Connectors => &[],
+            Section::Exporters => &["otlp", "debug", "nop", "prometheus"],
+            Section::Connectors => &["spanmetrics"],
             Section::Extensions => &["health_check"],
         }
     }
@@ -67,8 +69,8 @@ impl Section {
         match self {
             Section::Receivers => &[],
             Section::Processors => &["tail_sampling"],
-            Section::Exporters => &["otlphttp", "loadbalancing", "prometheus"],
-            Section::Connectors => &["spanmetrics"],
+            Section::Exporters => &["otlphttp", "loadbalancing"],
+            Section::Connectors => &[],
             Section::Extensions => &[],
         }
     }
@@ -99,11 +101,16 @@ pub enum ExporterConfig {
     Debug(DebugExporterConfig),
     /// `nop`.
     Nop(NopExporterConfig),
+    /// `prometheus` (metrics pipelines only).
+    Prometheus(Box<PrometheusExporterConfig>),
 }
 
-/// A parsed connector (none implemented yet).
+/// A parsed connector.
 #[derive(Debug, Clone)]
-pub enum ConnectorConfig {}
+pub enum ConnectorConfig {
+    /// `spanmetrics`: traces → metrics; its keys and the settings resolved from them.
+    SpanMetrics(Box<(SpanMetricsConfig, SpanMetricsSettings)>),
+}
 
 /// A parsed extension.
 #[derive(Debug, Clone)]
@@ -252,6 +259,43 @@ pub fn parse_exporter(
             Some(ExporterConfig::Debug(c))
         }
         "nop" => parse_keys(value, path, errors).map(ExporterConfig::Nop),
+        _ => None,
+    }
+}
+
+/// Parses an exporter of an implemented type that may warn (`prometheus`); other types go to
+/// [`parse_exporter`].
+pub fn parse_exporter_warn(
+    kind: &str,
+    value: Value,
+    path: &str,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<ExporterConfig> {
+    match kind {
+        "prometheus" => {
+            let c: PrometheusExporterConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors, warnings);
+            Some(ExporterConfig::Prometheus(Box::new(c)))
+        }
+        _ => parse_exporter(kind, value, path, errors),
+    }
+}
+
+/// Parses a connector of an implemented type.
+pub fn parse_connector(
+    kind: &str,
+    value: Value,
+    path: &str,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<ConnectorConfig> {
+    match kind {
+        "spanmetrics" => {
+            let c: SpanMetricsConfig = parse_keys(value, path, errors)?;
+            let s = c.resolve(path, errors, warnings);
+            Some(ConnectorConfig::SpanMetrics(Box::new((c, s))))
+        }
         _ => None,
     }
 }

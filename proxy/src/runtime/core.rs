@@ -17,6 +17,7 @@ use glommio::net::TcpListener;
 use super::io::BoxIo;
 use super::Shared;
 use crate::config::{ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Signal};
+use crate::connector::spanmetrics::stage::SpanMetricsStage;
 use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
 use crate::exporter::otlp::client::Client;
 use crate::exporter::otlp::exporter::{self as otlp_exporter, ExporterMetrics, OtlpExporter};
@@ -61,6 +62,7 @@ pub enum Report {
 /// Everything a core owns that shutdown must flush.
 struct Built {
     batchers: Vec<Rc<Batcher>>,
+    spanmetrics: Vec<Rc<SpanMetricsStage>>,
     otlp: Vec<Rc<OtlpExporter>>,
     receivers: BTreeMap<ComponentId, Rc<dyn TraceConsumer>>,
 }
@@ -163,6 +165,16 @@ pub async fn core_main(
     for b in &built.batchers {
         glommio::spawn_local(b.clone().run_timer()).detach();
     }
+    for s in &built.spanmetrics {
+        let s = s.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::Timer::new(s.interval()).await;
+                s.flush();
+            }
+        })
+        .detach();
+    }
     wait_for(&shared.shutdown).await;
     let unflushed = drain(&built, shared.drain_deadline).await;
     let _ = report.send(Report::Stopped(core, unflushed));
@@ -248,6 +260,9 @@ async fn drain(built: &Built, deadline: Duration) -> u64 {
     for b in &built.batchers {
         b.flush(Trigger::Shutdown);
     }
+    for s in &built.spanmetrics {
+        s.flush();
+    }
     let until = Instant::now() + deadline;
     while built.otlp.iter().any(|e| e.pending() > 0) && Instant::now() < until {
         glommio::timer::Timer::new(Duration::from_millis(20)).await;
@@ -265,8 +280,15 @@ fn build(core: usize, shared: &Shared) -> Built {
         .collect();
     let mut exporters: BTreeMap<ComponentId, Rc<dyn TraceConsumer>> = BTreeMap::new();
     let mut otlp = Vec::new();
+    let mut spanmetrics = Vec::new();
     for id in traces.iter().flat_map(|p| p.exporters.iter()) {
         if exporters.contains_key(id) {
+            continue;
+        }
+        if let Some(merger) = shared.spanmetrics.get(id) {
+            let s = spanmetrics_stage(core, shared, id, merger.clone());
+            spanmetrics.push(s.clone());
+            exporters.insert(id.clone(), s);
             continue;
         }
         let name = id.to_string();
@@ -343,7 +365,8 @@ fn build(core: usize, shared: &Shared) -> Built {
                 sent,
             }),
             Some(ExporterConfig::Nop(_)) => Rc::new(NopExporter { sent }),
-            None => continue,
+            // Metrics only: started by `connector::start`, never in a traces pipeline.
+            Some(ExporterConfig::Prometheus(_)) | None => continue,
         };
         exporters.insert(id.clone(), consumer);
     }
@@ -421,9 +444,38 @@ fn build(core: usize, shared: &Shared) -> Built {
         .collect();
     Built {
         batchers,
+        spanmetrics,
         otlp,
         receivers,
     }
+}
+
+/// One core's `spanmetrics` stage with its self-metrics.
+fn spanmetrics_stage(
+    core: usize,
+    shared: &Shared,
+    id: &ComponentId,
+    merger: crate::connector::spanmetrics::merger::MergerHandle,
+) -> Rc<SpanMetricsStage> {
+    let name = id.to_string();
+    let labels = [("connector", name.as_str())];
+    let counter = |metric: &str, help| {
+        shared
+            .registry
+            .register(metric, help, Kind::Counter, &labels)
+            .local(core)
+    };
+    Rc::new(SpanMetricsStage::new(
+        merger,
+        counter(
+            "tailgate_connector_spanmetrics_spans_total",
+            "Spans aggregated by the spanmetrics connector (tailgate).",
+        ),
+        counter(
+            "tailgate_connector_spanmetrics_failed_requests_total",
+            "Requests the spanmetrics connector could not scan (tailgate).",
+        ),
+    ))
 }
 
 /// The collector's batch size buckets.

@@ -52,6 +52,8 @@ pub struct Shared {
     pub drain_deadline: Duration,
     /// Receiver TLS by bind key (`receivers::otlp::grpc`).
     pub tls_servers: BTreeMap<String, Arc<rustls::ServerConfig>>,
+    /// `spanmetrics` mergers by connector id (cores feed them).
+    pub spanmetrics: BTreeMap<ComponentId, crate::connector::spanmetrics::merger::MergerHandle>,
     /// Exporter TLS by exporter id (absent: plaintext).
     pub tls_clients: BTreeMap<
         ComponentId,
@@ -88,6 +90,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     let memory = start_memory_limiters(&config, &stop_threads)?;
     let healthy = Arc::new(AtomicBool::new(false));
     let mut ports = start_admin(&config, &registry, &healthy, &stop_threads)?;
+    let spanmetrics = crate::connector::start::start(&config, &stop_threads, &mut ports)?;
     let binds = listen_binds(&config)?;
     let (tls_servers, tls_clients) = build_tls(&config)?;
 
@@ -99,6 +102,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
         drain_deadline: Duration::from_secs(10),
         tls_servers,
         tls_clients,
+        spanmetrics,
     });
     let (tx, rx) = mpsc::channel();
     let mut threads = Vec::new();

@@ -7,12 +7,15 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
 use super::error::{join, ConfigErrors};
+use crate::connector::spanmetrics::config::{Settings as SpanMetricsSettings, SpanMetricsConfig};
 use crate::exporter::debug::config::{DebugExporterConfig, NopExporterConfig};
 use crate::exporter::loadbalancing::config::LoadBalancingConfig;
 use crate::exporter::otlp::config::OtlpExporterConfig;
+use crate::exporter::prometheus::config::PrometheusExporterConfig;
 use crate::extension::health_check::config::HealthCheckConfig;
 use crate::processor::batch::config::BatchConfig;
 use crate::processor::memory_limiter::config::MemoryLimiterConfig;
+use crate::processor::tail_sampling::config::{self as tail_sampling, TailSamplingConfig};
 use crate::receiver::otlp::config::OtlpReceiverConfig;
 
 /// The kinds of component sections.
@@ -56,9 +59,9 @@ impl Section {
     pub fn implemented(self) -> &'static [&'static str] {
         match self {
             Section::Receivers => &["otlp"],
-            Section::Processors => &["memory_limiter", "batch"],
-            Section::Exporters => &["otlp", "debug", "nop", "loadbalancing"],
-            Section::Connectors => &[],
+            Section::Processors => &["memory_limiter", "batch", "tail_sampling"],
+            Section::Exporters => &["otlp", "debug", "nop", "loadbalancing", "prometheus"],
+            Section::Connectors => &["spanmetrics"],
             Section::Extensions => &["health_check"],
         }
     }
@@ -67,9 +70,9 @@ impl Section {
     pub fn planned(self) -> &'static [&'static str] {
         match self {
             Section::Receivers => &[],
-            Section::Processors => &["tail_sampling"],
-            Section::Exporters => &["otlphttp", "prometheus"],
-            Section::Connectors => &["spanmetrics"],
+            Section::Processors => &[],
+            Section::Exporters => &["otlphttp"],
+            Section::Connectors => &[],
             Section::Extensions => &[],
         }
     }
@@ -89,6 +92,8 @@ pub enum ProcessorConfig {
     MemoryLimiter(MemoryLimiterConfig),
     /// `batch`.
     Batch(BatchConfig),
+    /// `tail_sampling`.
+    TailSampling(Box<TailSamplingConfig>),
 }
 
 /// A parsed exporter.
@@ -102,11 +107,16 @@ pub enum ExporterConfig {
     Nop(NopExporterConfig),
     /// `loadbalancing` (agent mode).
     LoadBalancing(Box<LoadBalancingConfig>),
+    /// `prometheus` (metrics pipelines only).
+    Prometheus(Box<PrometheusExporterConfig>),
 }
 
-/// A parsed connector (none implemented yet).
+/// A parsed connector.
 #[derive(Debug, Clone)]
-pub enum ConnectorConfig {}
+pub enum ConnectorConfig {
+    /// `spanmetrics`: traces → metrics; its keys and the settings resolved from them.
+    SpanMetrics(Box<(SpanMetricsConfig, SpanMetricsSettings)>),
+}
 
 /// A parsed extension.
 #[derive(Debug, Clone)]
@@ -232,6 +242,8 @@ pub fn parse_processor(
             c.validate(path, errors);
             Some(ProcessorConfig::Batch(c))
         }
+        "tail_sampling" => tail_sampling::parse(value, path, errors, warnings)
+            .map(|c| ProcessorConfig::TailSampling(Box::new(c))),
         _ => None,
     }
 }
@@ -259,6 +271,43 @@ pub fn parse_exporter(
             let c: LoadBalancingConfig = parse_keys(value, path, errors)?;
             c.validate(path, errors);
             Some(ExporterConfig::LoadBalancing(Box::new(c)))
+        }
+        _ => None,
+    }
+}
+
+/// Parses an exporter of an implemented type that may warn (`prometheus`); other types go to
+/// [`parse_exporter`].
+pub fn parse_exporter_warn(
+    kind: &str,
+    value: Value,
+    path: &str,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<ExporterConfig> {
+    match kind {
+        "prometheus" => {
+            let c: PrometheusExporterConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors, warnings);
+            Some(ExporterConfig::Prometheus(Box::new(c)))
+        }
+        _ => parse_exporter(kind, value, path, errors),
+    }
+}
+
+/// Parses a connector of an implemented type.
+pub fn parse_connector(
+    kind: &str,
+    value: Value,
+    path: &str,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<ConnectorConfig> {
+    match kind {
+        "spanmetrics" => {
+            let c: SpanMetricsConfig = parse_keys(value, path, errors)?;
+            let s = c.resolve(path, errors, warnings);
+            Some(ConnectorConfig::SpanMetrics(Box::new((c, s))))
         }
         _ => None,
     }

@@ -13,7 +13,6 @@
 //!
 //! # Layout
 //! - [`grpc`]: gRPC status codes, message framing and compression shared by sink and sender.
-//! - [`scan`]: a small protobuf walker that finds spans in a request without decoding it.
 //! - [`sink`]: OTLP/gRPC + OTLP/HTTP server that records spans; fault injection.
 //! - [`sender`]: OTLP/gRPC client over h2 with optional gzip/zstd.
 //! - [`gen`]: trace-shaped traffic with known truth (sans-IO, seeded).
@@ -33,7 +32,6 @@ pub mod manifest;
 pub mod observations;
 pub mod pace;
 pub mod report;
-pub mod scan;
 pub mod scenario;
 pub mod sender;
 pub mod sink;

@@ -22,7 +22,9 @@
 //! - [`observations`]: what a sink received, as a file.
 //! - [`check`]: joins manifest and observations into complete / partial / missing by class.
 //! - [`report`]: markdown + JSON results under `perf/results/`.
-//! - [`scenario`]: end-to-end scenarios that start tailgate (the shape; none runs yet).
+//! - [`scenario`]: end-to-end scenarios that start tailgate processes (accuracy, throughput,
+//!   latency, soak) and the demo's accuracy run.
+//! - [`plot`]: SVG line charts of runs over time.
 
 pub mod check;
 pub mod gen;
@@ -31,6 +33,7 @@ pub mod loadgen;
 pub mod manifest;
 pub mod observations;
 pub mod pace;
+pub mod plot;
 pub mod report;
 pub mod scenario;
 pub mod sender;

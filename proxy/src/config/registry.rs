@@ -8,6 +8,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::error::{join, ConfigErrors};
 use crate::exporter::debug::config::{DebugExporterConfig, NopExporterConfig};
+use crate::exporter::loadbalancing::config::LoadBalancingConfig;
 use crate::exporter::otlp::config::OtlpExporterConfig;
 use crate::extension::health_check::config::HealthCheckConfig;
 use crate::processor::batch::config::BatchConfig;
@@ -56,7 +57,7 @@ impl Section {
         match self {
             Section::Receivers => &["otlp"],
             Section::Processors => &["memory_limiter", "batch"],
-            Section::Exporters => &["otlp", "debug", "nop"],
+            Section::Exporters => &["otlp", "debug", "nop", "loadbalancing"],
             Section::Connectors => &[],
             Section::Extensions => &["health_check"],
         }
@@ -67,7 +68,7 @@ impl Section {
         match self {
             Section::Receivers => &[],
             Section::Processors => &["tail_sampling"],
-            Section::Exporters => &["otlphttp", "loadbalancing", "prometheus"],
+            Section::Exporters => &["otlphttp", "prometheus"],
             Section::Connectors => &["spanmetrics"],
             Section::Extensions => &[],
         }
@@ -99,6 +100,8 @@ pub enum ExporterConfig {
     Debug(DebugExporterConfig),
     /// `nop`.
     Nop(NopExporterConfig),
+    /// `loadbalancing` (agent mode).
+    LoadBalancing(Box<LoadBalancingConfig>),
 }
 
 /// A parsed connector (none implemented yet).
@@ -252,6 +255,11 @@ pub fn parse_exporter(
             Some(ExporterConfig::Debug(c))
         }
         "nop" => parse_keys(value, path, errors).map(ExporterConfig::Nop),
+        "loadbalancing" => {
+            let c: LoadBalancingConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors);
+            Some(ExporterConfig::LoadBalancing(Box::new(c)))
+        }
         _ => None,
     }
 }

@@ -72,14 +72,8 @@ fn reference_configs_name_exactly_the_missing_components() {
     let agent = load_one(
         "agent-config.yaml",
         include_str!("../../tests/fixtures/agent-config.yaml"),
-    )
-    .unwrap_err();
-    assert_eq!(
-        messages(&agent),
-        vec![
-            "agent-config.yaml: exporters.loadbalancing: component type \"loadbalancing\" is known but not implemented yet",
-        ]
     );
+    assert!(agent.is_ok(), "agent-config.yaml: {agent:?}");
     let gw = load_one(
         "gateway-config.yaml",
         include_str!("../../tests/fixtures/gateway-config.yaml"),

@@ -1,4 +1,5 @@
 //! Exporters: where spans leave tailgate.
 
 pub mod debug;
+pub mod loadbalancing;
 pub mod otlp;

@@ -18,6 +18,8 @@ use super::io::BoxIo;
 use super::Shared;
 use crate::config::{ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Signal};
 use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
+use crate::exporter::loadbalancing::backends::BackendFactory;
+use crate::exporter::loadbalancing::exporter::LoadBalancer;
 use crate::exporter::otlp::client::Client;
 use crate::exporter::otlp::exporter::{self as otlp_exporter, ExporterMetrics, OtlpExporter};
 use crate::pipeline::{Fanout, TraceConsumer};
@@ -62,6 +64,7 @@ pub enum Report {
 struct Built {
     batchers: Vec<Rc<Batcher>>,
     otlp: Vec<Rc<OtlpExporter>>,
+    balancers: Vec<Rc<LoadBalancer>>,
     receivers: BTreeMap<ComponentId, Rc<dyn TraceConsumer>>,
 }
 
@@ -249,10 +252,15 @@ async fn drain(built: &Built, deadline: Duration) -> u64 {
         b.flush(Trigger::Shutdown);
     }
     let until = Instant::now() + deadline;
-    while built.otlp.iter().any(|e| e.pending() > 0) && Instant::now() < until {
+    let pending = || {
+        built.otlp.iter().any(|e| e.pending() > 0)
+            || built.balancers.iter().any(|b| b.pending() > 0)
+    };
+    while pending() && Instant::now() < until {
         glommio::timer::Timer::new(Duration::from_millis(20)).await;
     }
-    built.otlp.iter().map(|e| e.abandon()).sum()
+    built.otlp.iter().map(|e| e.abandon()).sum::<u64>()
+        + built.balancers.iter().map(|b| b.abandon()).sum::<u64>()
 }
 
 fn build(core: usize, shared: &Shared) -> Built {
@@ -265,6 +273,7 @@ fn build(core: usize, shared: &Shared) -> Built {
         .collect();
     let mut exporters: BTreeMap<ComponentId, Rc<dyn TraceConsumer>> = BTreeMap::new();
     let mut otlp = Vec::new();
+    let mut balancers = Vec::new();
     for id in traces.iter().flat_map(|p| p.exporters.iter()) {
         if exporters.contains_key(id) {
             continue;
@@ -343,6 +352,21 @@ fn build(core: usize, shared: &Shared) -> Built {
                 sent,
             }),
             Some(ExporterConfig::Nop(_)) => Rc::new(NopExporter { sent }),
+            Some(ExporterConfig::LoadBalancing(c)) => {
+                let Some(b) = shared.balancers.get(id) else {
+                    continue;
+                };
+                let factory = BackendFactory {
+                    core,
+                    registry: shared.registry.clone(),
+                    name: name.clone(),
+                    config: Arc::new((**c).clone()),
+                    tls: b.tls.clone(),
+                };
+                let lb = LoadBalancer::new(b.routes.clone(), c.routing_key(), factory);
+                balancers.push(lb.clone());
+                lb
+            }
             None => continue,
         };
         exporters.insert(id.clone(), consumer);
@@ -422,6 +446,7 @@ fn build(core: usize, shared: &Shared) -> Built {
     Built {
         batchers,
         otlp,
+        balancers,
         receivers,
     }
 }
@@ -441,7 +466,7 @@ fn one_or_fanout(mut v: Vec<Rc<dyn TraceConsumer>>) -> Rc<dyn TraceConsumer> {
     Rc::new(Fanout { consumers: v })
 }
 
-fn wire_compression(
+pub(crate) fn wire_compression(
     c: crate::config::common::Compression,
 ) -> tailgate_proto::compression::Compression {
     use crate::config::common::Compression as C;
@@ -454,7 +479,7 @@ fn wire_compression(
     }
 }
 
-fn headers(h: &crate::config::common::Headers) -> HeaderMap {
+pub(crate) fn headers(h: &crate::config::common::Headers) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (k, v) in h {
         match (

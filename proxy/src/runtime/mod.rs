@@ -52,6 +52,8 @@ pub struct Shared {
     pub drain_deadline: Duration,
     /// Receiver TLS by bind key (`receivers::otlp::grpc`).
     pub tls_servers: BTreeMap<String, Arc<rustls::ServerConfig>>,
+    /// `loadbalancing` exporters' routes and TLS by exporter id.
+    pub balancers: BTreeMap<ComponentId, Arc<crate::exporter::loadbalancing::Balancer>>,
     /// Exporter TLS by exporter id (absent: plaintext).
     pub tls_clients: BTreeMap<
         ComponentId,
@@ -90,6 +92,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     let mut ports = start_admin(&config, &registry, &healthy, &stop_threads)?;
     let binds = listen_binds(&config)?;
     let (tls_servers, tls_clients) = build_tls(&config)?;
+    let balancers = crate::resolver::start(&config, &registry, &stop_threads)?;
 
     let shared = Arc::new(Shared {
         config,
@@ -99,6 +102,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
         drain_deadline: Duration::from_secs(10),
         tls_servers,
         tls_clients,
+        balancers,
     });
     let (tx, rx) = mpsc::channel();
     let mut threads = Vec::new();

@@ -429,7 +429,7 @@ fn finish_scenario(
         md_path.display(),
         took.as_secs_f64()
     ));
-    let _ = std::fs::remove_dir_all(&ctx.work_dir);
+    ctx.remove_work_dir();
     Ok(())
 }
 

@@ -80,6 +80,8 @@ async fn accuracy_smoke_routing_keeps_error_and_slow_traces_whole() {
     .await
     .expect("accuracy smoke run took over 2 minutes")
     .unwrap();
+    println!("{}", out.markdown);
+    ctx.remove_work_dir();
     let runs = out.json["runs"].as_array().unwrap();
     let (agent, rr) = (&runs[0], &runs[1]);
     assert_eq!(agent["routing"], "agent");
@@ -118,6 +120,52 @@ async fn accuracy_smoke_routing_keeps_error_and_slow_traces_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accuracy_smoke_with_forwarding_gateways_checks_the_routing_alone() {
+    let Some(ctx) = context() else { return };
+    if !supported(&ctx, "agent", &configs::agent(&[addr()])) {
+        ctx.remove_work_dir();
+        return;
+    }
+    let config = AccuracyConfig {
+        tail_sampling: false,
+        ..AccuracyConfig::for_size(Size::Smoke)
+    };
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        accuracy::run(&ctx, &config, Ui::new(false)),
+    )
+    .await
+    .expect("accuracy smoke run took over 2 minutes")
+    .unwrap();
+    println!("{}", out.markdown);
+    ctx.remove_work_dir();
+    let runs = out.json["runs"].as_array().unwrap();
+    for run in runs {
+        // Forwarding gateways keep everything, whatever the routing.
+        let all = &run["check"]["classes"][3];
+        assert_eq!(all["class"], "all");
+        assert_eq!(all["complete"], all["traces"], "{}: {all}", run["routing"]);
+        assert_eq!(all["duplicated"], 0);
+        let balance = run["check"]["balance_max_over_mean"].as_f64().unwrap();
+        assert!(
+            (1.0..1.5).contains(&balance),
+            "{}: balance {balance}",
+            run["routing"]
+        );
+    }
+    assert_eq!(
+        runs[0]["check"]["split_traces"], 0,
+        "routing never splits a trace"
+    );
+    let traces = runs[1]["check"]["classes"][3]["traces"].as_u64().unwrap();
+    let split = runs[1]["check"]["split_traces"].as_u64().unwrap();
+    assert!(
+        split * 2 > traces,
+        "round-robin splits most multi-request traces: {split} of {traces}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_smoke_counts_spans_per_cpu_second() {
     let Some(ctx) = context() else { return };
     let mut config = ThroughputConfig::for_size(Size::Smoke);
@@ -152,6 +200,8 @@ async fn latency_smoke_reports_percentiles_per_level() {
     }
     config.levels = vec![0.25, 0.5];
     let out = latency::run(&ctx, &config, Ui::new(false)).await.unwrap();
+    println!("{}", out.markdown);
+    ctx.remove_work_dir();
     let levels = out.json["levels"].as_array().unwrap();
     assert_eq!(levels.len(), 2);
     for l in levels {
@@ -170,6 +220,8 @@ async fn soak_smoke_samples_rss() {
     }
     config.duration = Duration::from_secs(2);
     let out = soak::run(&ctx, &config, Ui::new(false)).await.unwrap();
+    println!("{}", out.markdown);
+    ctx.remove_work_dir();
     assert!(out.json["memory"]["max"].as_u64().unwrap() > 0);
     assert!(out.json["result"]["samples"].as_array().unwrap().len() >= 4);
 }

@@ -40,6 +40,9 @@ pub struct AccuracyConfig {
     pub connections: u32,
     /// The gateways' sampling settings.
     pub sampling: Sampling,
+    /// Gateways run `tail_sampling`; when false they only forward (every span is kept), which
+    /// checks the routing alone.
+    pub tail_sampling: bool,
     /// The traffic.
     pub workload: WorkloadConfig,
 }
@@ -62,6 +65,7 @@ impl AccuracyConfig {
                 decision_wait,
                 ..Sampling::default()
             },
+            tail_sampling: true,
             workload: WorkloadConfig {
                 shape: TraceShape {
                     spans_per_trace: SpanCount::Uniform { min: 5, max: 15 },
@@ -156,7 +160,8 @@ pub async fn run_one(
     let sinks = start_sinks(config.gateways, RecordMode::Ids).await?;
     let backends: Vec<_> = sinks.iter().map(|s| s.grpc_addr()).collect();
     let prefix = format!("{tag}-");
-    let gateways = start_gateways(ctx, &prefix, &backends, &config.sampling, 1).await?;
+    let sampling = config.tail_sampling.then_some(&config.sampling);
+    let gateways = start_gateways(ctx, &prefix, &backends, sampling, 1).await?;
     let gateway_addrs: Vec<_> = gateways.iter().map(|g| g.grpc_addr()).collect();
     let agent = match routing {
         Routing::Agent => Some(start_agent(ctx, "agent", &gateway_addrs, 0).await?),
@@ -193,7 +198,12 @@ pub async fn run_one(
         exits.push(agent.stop(topology::STOP_DEADLINE).await);
         step.done("");
     }
-    let wait = config.sampling.decision_wait + 2 * configs::batch_timeout();
+    let decisions = if config.tail_sampling {
+        config.sampling.decision_wait
+    } else {
+        Duration::ZERO
+    };
+    let wait = decisions + 2 * configs::batch_timeout();
     let step = ui.step(format!(
         "{tag}: waiting for the gateways' decisions (decision_wait {:?})",
         config.sampling.decision_wait

@@ -121,6 +121,12 @@ impl ScenarioContext {
         })
     }
 
+    /// Removes the work directory (configs, ports files, logs); kept when a run fails so the
+    /// logs can be read.
+    pub fn remove_work_dir(&self) {
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+
     /// The progress printer of this context.
     pub fn ui(&self) -> Ui {
         Ui::new(self.progress)

@@ -36,17 +36,21 @@ pub fn cpu_for(i: usize) -> usize {
 }
 
 /// Starts one gateway per backend; gateway `i` exports to `backends[i]` and is pinned to CPU
-/// `cpu_for(first_cpu + i)`.
+/// `cpu_for(first_cpu + i)`. Without `sampling` the gateways only forward (a stand-in that keeps
+/// every span, for checking the routing alone).
 pub async fn start_gateways(
     ctx: &ScenarioContext,
     prefix: &str,
     backends: &[SocketAddr],
-    sampling: &Sampling,
+    sampling: Option<&Sampling>,
     first_cpu: usize,
 ) -> Result<Vec<Tailgate>, ScenarioError> {
     let mut gateways = Vec::with_capacity(backends.len());
     for (i, backend) in backends.iter().enumerate() {
-        let config = configs::gateway(*backend, sampling);
+        let config = match sampling {
+            Some(s) => configs::gateway(*backend, s),
+            None => configs::passthrough(*backend),
+        };
         let g = Tailgate::start(
             &ctx.tailgate,
             &ctx.work_dir,

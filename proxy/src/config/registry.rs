@@ -13,6 +13,7 @@ use crate::exporter::otlp::config::OtlpExporterConfig;
 use crate::extension::health_check::config::HealthCheckConfig;
 use crate::processor::batch::config::BatchConfig;
 use crate::processor::memory_limiter::config::MemoryLimiterConfig;
+use crate::processor::tail_sampling::config::{self as tail_sampling, TailSamplingConfig};
 use crate::receiver::otlp::config::OtlpReceiverConfig;
 
 /// The kinds of component sections.
@@ -56,7 +57,7 @@ impl Section {
     pub fn implemented(self) -> &'static [&'static str] {
         match self {
             Section::Receivers => &["otlp"],
-            Section::Processors => &["memory_limiter", "batch"],
+            Section::Processors => &["memory_limiter", "batch", "tail_sampling"],
             Section::Exporters => &["otlp", "debug", "nop", "loadbalancing"],
             Section::Connectors => &[],
             Section::Extensions => &["health_check"],
@@ -67,7 +68,7 @@ impl Section {
     pub fn planned(self) -> &'static [&'static str] {
         match self {
             Section::Receivers => &[],
-            Section::Processors => &["tail_sampling"],
+            Section::Processors => &[],
             Section::Exporters => &["otlphttp", "prometheus"],
             Section::Connectors => &["spanmetrics"],
             Section::Extensions => &[],
@@ -89,6 +90,8 @@ pub enum ProcessorConfig {
     MemoryLimiter(MemoryLimiterConfig),
     /// `batch`.
     Batch(BatchConfig),
+    /// `tail_sampling`.
+    TailSampling(Box<TailSamplingConfig>),
 }
 
 /// A parsed exporter.
@@ -232,6 +235,8 @@ pub fn parse_processor(
             c.validate(path, errors);
             Some(ProcessorConfig::Batch(c))
         }
+        "tail_sampling" => tail_sampling::parse(value, path, errors, warnings)
+            .map(|c| ProcessorConfig::TailSampling(Box::new(c))),
         _ => None,
     }
 }

@@ -10,6 +10,7 @@ pub mod core;
 pub mod io;
 pub mod listen;
 pub mod memlock;
+pub mod mesh;
 pub mod timer;
 
 use std::collections::BTreeMap;
@@ -62,6 +63,39 @@ pub struct Shared {
             rustls::pki_types::ServerName<'static>,
         ),
     >,
+    /// Core meshes of `tail_sampling` instances, by `pipeline/processor` key ([`mesh_key`]).
+    pub meshes:
+        BTreeMap<String, Arc<mesh::MeshSetup<crate::processor::tail_sampling::processor::Part>>>,
+}
+
+/// The key of one `tail_sampling` instance's mesh: processors are instantiated per pipeline.
+pub fn mesh_key(pipeline: &crate::config::PipelineId, processor: &ComponentId) -> String {
+    format!("{pipeline}/{processor}")
+}
+
+/// Messages in flight per ordered pair of cores for `tail_sampling` (each a request part).
+const MESH_CAPACITY: usize = 256;
+
+fn build_meshes(
+    config: &Config,
+    cores: usize,
+) -> BTreeMap<String, Arc<mesh::MeshSetup<crate::processor::tail_sampling::processor::Part>>> {
+    let mut out = BTreeMap::new();
+    for p in config
+        .pipelines
+        .iter()
+        .filter(|p| p.id.signal == Signal::Traces)
+    {
+        for id in &p.processors {
+            if let Some(ProcessorConfig::TailSampling(_)) = config.processors.get(id) {
+                out.insert(
+                    mesh_key(&p.id, id),
+                    Arc::new(mesh::MeshSetup::new(cores, MESH_CAPACITY)),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// Runs the configured pipelines until SIGTERM/SIGINT, then flushes and returns.
@@ -94,7 +128,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     let (tls_servers, tls_clients) = build_tls(&config)?;
     let balancers = crate::resolver::start(&config, &registry, &stop_threads)?;
 
+    let meshes = build_meshes(&config, cores);
     let shared = Arc::new(Shared {
+        meshes,
         config,
         registry,
         memory,

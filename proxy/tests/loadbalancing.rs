@@ -253,3 +253,47 @@ fn the_deploy_agent_configs_validate() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_key_service_keeps_each_service_on_one_backend() {
+    let sinks = vec![
+        Sink::start().await,
+        Sink::start().await,
+        Sink::start().await,
+    ];
+    let hostnames: Vec<String> = sinks.iter().map(|s| s.addr.to_string()).collect();
+    let cfg = agent_config(&hostnames, "", "batch")
+        .replace("routing_key: traceID", "routing_key: service");
+    let tg = Tailgate::start(&cfg, &["--cores", "2"]);
+    let mut rng = StdRng::seed_from_u64(21);
+    let (_, spans) = workload(&mut rng, 500);
+    // Services svc-0..svc-2 (lb_workload::request names resources by position).
+    for r in requests(&mut rng, &spans, 300) {
+        let (code, msg) = export(tg.grpc(), &r, Compression::Identity).await;
+        assert_eq!(code, 0, "{msg}");
+    }
+    wait_all(&sinks, spans.len()).await;
+    let table = RoutingTable::build(Mode::Jump, Member::static_list(&hostnames)).unwrap();
+    let mut services = BTreeSet::new();
+    for (i, sink) in sinks.iter().enumerate() {
+        for req in sink.requests() {
+            for rs in &req.resource_spans {
+                let attr = &rs.resource.as_ref().unwrap().attributes[0];
+                let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                    name,
+                )) = attr.value.as_ref().and_then(|v| v.value.as_ref())
+                else {
+                    panic!("no service.name")
+                };
+                let owner = table.route_service(name.as_bytes()).unwrap();
+                assert_eq!(
+                    owner,
+                    table.index_of(&hostnames[i]).unwrap(),
+                    "{name} at sink {i}"
+                );
+                services.insert(name.clone());
+            }
+        }
+    }
+    assert_eq!(services.len(), 3, "{services:?}");
+}

@@ -9,11 +9,13 @@ use serde_yaml::{Mapping, Value};
 use super::error::{join, ConfigErrors};
 use crate::connector::spanmetrics::config::{Settings as SpanMetricsSettings, SpanMetricsConfig};
 use crate::exporter::debug::config::{DebugExporterConfig, NopExporterConfig};
+use crate::exporter::loadbalancing::config::LoadBalancingConfig;
 use crate::exporter::otlp::config::OtlpExporterConfig;
 use crate::exporter::prometheus::config::PrometheusExporterConfig;
 use crate::extension::health_check::config::HealthCheckConfig;
 use crate::processor::batch::config::BatchConfig;
 use crate::processor::memory_limiter::config::MemoryLimiterConfig;
+use crate::processor::tail_sampling::config::{self as tail_sampling, TailSamplingConfig};
 use crate::receiver::otlp::config::OtlpReceiverConfig;
 
 /// The kinds of component sections.
@@ -57,8 +59,8 @@ impl Section {
     pub fn implemented(self) -> &'static [&'static str] {
         match self {
             Section::Receivers => &["otlp"],
-            Section::Processors => &["memory_limiter", "batch"],
-            Section::Exporters => &["otlp", "debug", "nop", "prometheus"],
+            Section::Processors => &["memory_limiter", "batch", "tail_sampling"],
+            Section::Exporters => &["otlp", "debug", "nop", "loadbalancing", "prometheus"],
             Section::Connectors => &["spanmetrics"],
             Section::Extensions => &["health_check"],
         }
@@ -68,8 +70,8 @@ impl Section {
     pub fn planned(self) -> &'static [&'static str] {
         match self {
             Section::Receivers => &[],
-            Section::Processors => &["tail_sampling"],
-            Section::Exporters => &["otlphttp", "loadbalancing"],
+            Section::Processors => &[],
+            Section::Exporters => &["otlphttp"],
             Section::Connectors => &[],
             Section::Extensions => &[],
         }
@@ -90,6 +92,8 @@ pub enum ProcessorConfig {
     MemoryLimiter(MemoryLimiterConfig),
     /// `batch`.
     Batch(BatchConfig),
+    /// `tail_sampling`.
+    TailSampling(Box<TailSamplingConfig>),
 }
 
 /// A parsed exporter.
@@ -101,6 +105,8 @@ pub enum ExporterConfig {
     Debug(DebugExporterConfig),
     /// `nop`.
     Nop(NopExporterConfig),
+    /// `loadbalancing` (agent mode).
+    LoadBalancing(Box<LoadBalancingConfig>),
     /// `prometheus` (metrics pipelines only).
     Prometheus(Box<PrometheusExporterConfig>),
 }
@@ -236,6 +242,8 @@ pub fn parse_processor(
             c.validate(path, errors);
             Some(ProcessorConfig::Batch(c))
         }
+        "tail_sampling" => tail_sampling::parse(value, path, errors, warnings)
+            .map(|c| ProcessorConfig::TailSampling(Box::new(c))),
         _ => None,
     }
 }
@@ -259,6 +267,11 @@ pub fn parse_exporter(
             Some(ExporterConfig::Debug(c))
         }
         "nop" => parse_keys(value, path, errors).map(ExporterConfig::Nop),
+        "loadbalancing" => {
+            let c: LoadBalancingConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors);
+            Some(ExporterConfig::LoadBalancing(Box::new(c)))
+        }
         _ => None,
     }
 }

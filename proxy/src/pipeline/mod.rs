@@ -30,6 +30,9 @@ pub enum Refusal {
     QueueFull,
     /// tailgate is shutting down.
     ShuttingDown,
+    /// A stage cannot take more right now (tail_sampling: an owner core's channel is full, or
+    /// the trace table is full with `block_on_overflow`); clients retry.
+    Overloaded,
 }
 
 impl Refusal {
@@ -39,6 +42,7 @@ impl Refusal {
             Refusal::MemoryLimited => "data refused due to high memory usage",
             Refusal::QueueFull => "sending queue is full",
             Refusal::ShuttingDown => "tailgate is shutting down",
+            Refusal::Overloaded => "tail_sampling is overloaded; retry later",
         }
     }
 }

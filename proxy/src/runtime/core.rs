@@ -15,15 +15,21 @@ use futures_lite::future;
 use glommio::net::TcpListener;
 
 use super::io::BoxIo;
+use super::mesh::Mesh;
 use super::Shared;
 use crate::config::{ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Signal};
 use crate::connector::spanmetrics::stage::SpanMetricsStage;
 use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
+use crate::exporter::loadbalancing::backends::BackendFactory;
+use crate::exporter::loadbalancing::exporter::LoadBalancer;
 use crate::exporter::otlp::client::Client;
 use crate::exporter::otlp::exporter::{self as otlp_exporter, ExporterMetrics, OtlpExporter};
 use crate::pipeline::{Fanout, TraceConsumer};
 use crate::processor::batch::processor::{BatchMetrics, Batcher, Trigger};
 use crate::processor::memory_limiter::processor::MemoryLimiter;
+use crate::processor::tail_sampling::processor::{
+    self as tail_sampling, Part, StageMetrics, TailSampling,
+};
 use crate::receiver::otlp::grpc::{self, GrpcReceiver};
 use crate::receiver::otlp::http::{self, HttpReceiver};
 use crate::telemetry::metrics::Kind;
@@ -62,8 +68,10 @@ pub enum Report {
 /// Everything a core owns that shutdown must flush.
 struct Built {
     batchers: Vec<Rc<Batcher>>,
+    tail: Vec<Rc<TailSampling>>,
     spanmetrics: Vec<Rc<SpanMetricsStage>>,
     otlp: Vec<Rc<OtlpExporter>>,
+    balancers: Vec<Rc<LoadBalancer>>,
     receivers: BTreeMap<ComponentId, Rc<dyn TraceConsumer>>,
 }
 
@@ -74,7 +82,6 @@ pub async fn core_main(
     binds: Vec<Bind>,
     report: std::sync::mpsc::Sender<Report>,
 ) {
-    let built = build(core, &shared);
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
     for b in &binds {
@@ -99,6 +106,15 @@ pub async fn core_main(
         }
     }
     let _ = report.send(Report::Bound(core, Ok(bound)));
+    // Every core has been started once core 0 reported: the meshes can connect now. Pipelines
+    // are built after, since tail_sampling stages hold connected channels.
+    let Some(mut meshes) =
+        super::mesh::unless(connect_meshes(core, &shared), wait_for(&shared.shutdown)).await
+    else {
+        let _ = report.send(Report::Stopped(core, 0));
+        return;
+    };
+    let built = build(core, &shared, &mut meshes);
     for (listener, id, protocol, tls) in listeners {
         let Some(next) = built.receivers.get(&id).cloned() else {
             continue;
@@ -257,20 +273,40 @@ pub async fn wait_for(flag: &AtomicBool) {
 
 /// Flushes batches, then waits for exporter queues to empty until `deadline`; returns spans lost.
 async fn drain(built: &Built, deadline: Duration) -> u64 {
+    let until = Instant::now() + deadline;
+    // Pending traces are decided (or dropped) and handed to the batches before those flush.
+    for t in &built.tail {
+        t.shutdown(until).await;
+    }
     for b in &built.batchers {
         b.flush(Trigger::Shutdown);
     }
     for s in &built.spanmetrics {
         s.flush();
     }
-    let until = Instant::now() + deadline;
-    while built.otlp.iter().any(|e| e.pending() > 0) && Instant::now() < until {
+    let pending = || {
+        built.otlp.iter().any(|e| e.pending() > 0)
+            || built.balancers.iter().any(|b| b.pending() > 0)
+    };
+    while pending() && Instant::now() < until {
         glommio::timer::Timer::new(Duration::from_millis(20)).await;
     }
-    built.otlp.iter().map(|e| e.abandon()).sum()
+    built.otlp.iter().map(|e| e.abandon()).sum::<u64>()
+        + built.balancers.iter().map(|b| b.abandon()).sum::<u64>()
 }
 
-fn build(core: usize, shared: &Shared) -> Built {
+/// Connects this core's ends of every tail_sampling mesh.
+async fn connect_meshes(core: usize, shared: &Shared) -> BTreeMap<String, Mesh<Part>> {
+    let mut out = BTreeMap::new();
+    for (key, setup) in &shared.meshes {
+        if let Some(ends) = setup.take(core) {
+            out.insert(key.clone(), ends.connect(setup).await);
+        }
+    }
+    out
+}
+
+fn build(core: usize, shared: &Shared, meshes: &mut BTreeMap<String, Mesh<Part>>) -> Built {
     let config = &shared.config;
     let reg = &shared.registry;
     let traces: Vec<_> = config
@@ -280,6 +316,7 @@ fn build(core: usize, shared: &Shared) -> Built {
         .collect();
     let mut exporters: BTreeMap<ComponentId, Rc<dyn TraceConsumer>> = BTreeMap::new();
     let mut otlp = Vec::new();
+    let mut balancers = Vec::new();
     let mut spanmetrics = Vec::new();
     for id in traces.iter().flat_map(|p| p.exporters.iter()) {
         if exporters.contains_key(id) {
@@ -365,12 +402,28 @@ fn build(core: usize, shared: &Shared) -> Built {
                 sent,
             }),
             Some(ExporterConfig::Nop(_)) => Rc::new(NopExporter { sent }),
+            Some(ExporterConfig::LoadBalancing(c)) => {
+                let Some(b) = shared.balancers.get(id) else {
+                    continue;
+                };
+                let factory = BackendFactory {
+                    core,
+                    registry: shared.registry.clone(),
+                    name: name.clone(),
+                    config: Arc::new((**c).clone()),
+                    tls: b.tls.clone(),
+                };
+                let lb = LoadBalancer::new(b.routes.clone(), c.routing_key(), factory);
+                balancers.push(lb.clone());
+                lb
+            }
             // Metrics only: started by `connector::start`, never in a traces pipeline.
             Some(ExporterConfig::Prometheus(_)) | None => continue,
         };
         exporters.insert(id.clone(), consumer);
     }
     let mut batchers = Vec::new();
+    let mut tail = Vec::new();
     let mut heads: BTreeMap<ComponentId, Vec<Rc<dyn TraceConsumer>>> = BTreeMap::new();
     for p in traces {
         let outs: Vec<Rc<dyn TraceConsumer>> = p
@@ -431,6 +484,33 @@ fn build(core: usize, shared: &Shared) -> Built {
                     }),
                     None => next,
                 },
+                Some(ProcessorConfig::TailSampling(c)) => {
+                    let key = super::mesh_key(&p.id, pid);
+                    let Some(mesh) = meshes.remove(&key) else {
+                        tracing::error!("{key}: no core mesh; tail_sampling not started");
+                        continue;
+                    };
+                    let stage = StageMetrics {
+                        refused: counter(
+                            "otelcol_processor_refused_spans_total",
+                            "Spans refused by the processor (memory_limiter).",
+                        ),
+                        dropped: counter(
+                            "otelcol_processor_dropped_spans_total",
+                            "Spans dropped or refused by the processor.",
+                        ),
+                    };
+                    match tail_sampling::build(&c.sampler, mesh, next.clone(), &name, reg, stage) {
+                        Ok(t) => {
+                            tail.push(t.clone());
+                            t
+                        }
+                        Err(e) => {
+                            tracing::error!("{pid}: {e}; tail_sampling not started");
+                            next
+                        }
+                    }
+                }
                 None => next,
             };
         }
@@ -444,8 +524,10 @@ fn build(core: usize, shared: &Shared) -> Built {
         .collect();
     Built {
         batchers,
+        tail,
         spanmetrics,
         otlp,
+        balancers,
         receivers,
     }
 }
@@ -493,7 +575,7 @@ fn one_or_fanout(mut v: Vec<Rc<dyn TraceConsumer>>) -> Rc<dyn TraceConsumer> {
     Rc::new(Fanout { consumers: v })
 }
 
-fn wire_compression(
+pub(crate) fn wire_compression(
     c: crate::config::common::Compression,
 ) -> tailgate_proto::compression::Compression {
     use crate::config::common::Compression as C;
@@ -506,7 +588,7 @@ fn wire_compression(
     }
 }
 
-fn headers(h: &crate::config::common::Headers) -> HeaderMap {
+pub(crate) fn headers(h: &crate::config::common::Headers) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (k, v) in h {
         match (

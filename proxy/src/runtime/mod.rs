@@ -10,6 +10,7 @@ pub mod core;
 pub mod io;
 pub mod listen;
 pub mod memlock;
+pub mod mesh;
 pub mod timer;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,8 @@ pub struct Shared {
     pub drain_deadline: Duration,
     /// Receiver TLS by bind key (`receivers::otlp::grpc`).
     pub tls_servers: BTreeMap<String, Arc<rustls::ServerConfig>>,
+    /// `loadbalancing` exporters' routes and TLS by exporter id.
+    pub balancers: BTreeMap<ComponentId, Arc<crate::exporter::loadbalancing::Balancer>>,
     /// `spanmetrics` mergers by connector id (cores feed them).
     pub spanmetrics: BTreeMap<ComponentId, crate::connector::spanmetrics::merger::MergerHandle>,
     /// Exporter TLS by exporter id (absent: plaintext).
@@ -62,6 +65,39 @@ pub struct Shared {
             rustls::pki_types::ServerName<'static>,
         ),
     >,
+    /// Core meshes of `tail_sampling` instances, by `pipeline/processor` key ([`mesh_key`]).
+    pub meshes:
+        BTreeMap<String, Arc<mesh::MeshSetup<crate::processor::tail_sampling::processor::Part>>>,
+}
+
+/// The key of one `tail_sampling` instance's mesh: processors are instantiated per pipeline.
+pub fn mesh_key(pipeline: &crate::config::PipelineId, processor: &ComponentId) -> String {
+    format!("{pipeline}/{processor}")
+}
+
+/// Messages in flight per ordered pair of cores for `tail_sampling` (each a request part).
+const MESH_CAPACITY: usize = 256;
+
+fn build_meshes(
+    config: &Config,
+    cores: usize,
+) -> BTreeMap<String, Arc<mesh::MeshSetup<crate::processor::tail_sampling::processor::Part>>> {
+    let mut out = BTreeMap::new();
+    for p in config
+        .pipelines
+        .iter()
+        .filter(|p| p.id.signal == Signal::Traces)
+    {
+        for id in &p.processors {
+            if let Some(ProcessorConfig::TailSampling(_)) = config.processors.get(id) {
+                out.insert(
+                    mesh_key(&p.id, id),
+                    Arc::new(mesh::MeshSetup::new(cores, MESH_CAPACITY)),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// Runs the configured pipelines until SIGTERM/SIGINT, then flushes and returns.
@@ -93,8 +129,11 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     let spanmetrics = crate::connector::start::start(&config, &stop_threads, &mut ports)?;
     let binds = listen_binds(&config)?;
     let (tls_servers, tls_clients) = build_tls(&config)?;
+    let balancers = crate::resolver::start(&config, &registry, &stop_threads)?;
 
+    let meshes = build_meshes(&config, cores);
     let shared = Arc::new(Shared {
+        meshes,
         config,
         registry,
         memory,
@@ -102,6 +141,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
         drain_deadline: Duration::from_secs(10),
         tls_servers,
         tls_clients,
+        balancers,
         spanmetrics,
     });
     let (tx, rx) = mpsc::channel();

@@ -157,6 +157,29 @@ impl Histogram {
     }
 }
 
+impl Histogram {
+    /// Adds pre-bucketed observations on `core`: `buckets[i]` for bound `i` (the last is +Inf),
+    /// plus their sum and count (for engines that keep their own histograms).
+    pub fn add_counts(&self, core: usize, buckets: &[u64], sum: u64, count: u64) {
+        for (slot, n) in self.buckets.iter().zip(buckets) {
+            if *n > 0 {
+                Metric {
+                    values: slot.clone(),
+                }
+                .local(core)
+                .add(*n);
+            }
+        }
+        for (values, n) in [(&self.sum, sum), (&self.count, count)] {
+            Metric {
+                values: values.clone(),
+            }
+            .local(core)
+            .add(n);
+        }
+    }
+}
+
 impl Registry {
     /// A registry for `cores` cores.
     pub fn new(cores: usize) -> Arc<Registry> {

@@ -111,9 +111,10 @@ async fn handle_stream(
                 Err(r) => {
                     rx.refused.add(spans);
                     let code = match r {
-                        Refusal::MemoryLimited | Refusal::QueueFull | Refusal::ShuttingDown => {
-                            Code::Unavailable
-                        }
+                        Refusal::MemoryLimited
+                        | Refusal::QueueFull
+                        | Refusal::ShuttingDown
+                        | Refusal::Overloaded => Code::Unavailable,
                     };
                     send_status(&mut respond, code, r.message());
                 }

@@ -1,0 +1,26 @@
+//! The `tail_sampling` processor: `tailgate-sampler`'s engine on every core, each trace owned by
+//! exactly one core.
+//!
+//! # Data path
+//! - **Receiving core** ([`processor::TailSampling::consume`]): splits the request by owner core
+//!   (`tailgate_sampler::shard_for`, a hash of the trace ID with other bits than the agents'
+//!   routing) with `tailgate_proto::Splitter`; its own part is scanned and inserted into its
+//!   engine at once, every other part goes as one `Bytes` over the core mesh
+//!   ([`crate::runtime::mesh`]). All destination channels are checked for room first, so a request
+//!   is either taken whole or refused whole with a retryable status (never half-delivered).
+//! - **Owner core**: scans the part into views and inserts them with `Engine::insert_batch`; a
+//!   timer task ticks the engine every `tailgate.timer_tick`. Kept traces are re-framed into one
+//!   request per tick and handed to the next stage (batch → exporters) on the owner core; dropped
+//!   traces are released at once.
+//! - **Shutdown**: every core stops taking data, waits until all cores have stopped sending,
+//!   drains its inbound channels, then decides pending traces early (or drops them with
+//!   `drop_pending_traces_on_shutdown`) and flushes kept ones before the batches are flushed.
+//!
+//! # Layout
+//! - [`config`]: YAML → the sampler's `SamplerConfig` (key paths re-rooted at the component).
+//! - [`processor`]: the per-core stage, the owner's engine and its timer task.
+//! - [`metrics`]: `otelcol_processor_tail_sampling_*` from the engine's counters, per core.
+
+pub mod config;
+pub mod metrics;
+pub mod processor;

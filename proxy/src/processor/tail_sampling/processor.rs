@@ -1,0 +1,276 @@
+//! The per-core `tail_sampling` stage: routing to owner cores, the owner's engine, its timer.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use glommio::channels::shared_channel::ConnectedReceiver;
+use tailgate_proto::{scan, RequestBuilder, SpanView, Splitter};
+use tailgate_sampler::{shard_for, BatchOutput, DecidedTrace, Engine, SamplerConfig, SystemClock};
+
+use super::metrics::TailMetrics;
+use crate::pipeline::{Refusal, TraceConsumer, TraceData};
+use crate::runtime::mesh::Mesh;
+use crate::telemetry::metrics::Local;
+
+/// Messages between cores: one request part holding only spans the receiving core owns.
+pub type Part = Bytes;
+
+/// Counters of the stage itself (the engine's own counters go through [`TailMetrics`]).
+pub struct StageMetrics {
+    /// `otelcol_processor_refused_spans_total{processor}`: refused with a retryable status
+    /// (owner core's channel full, shutting down, `block_on_overflow`).
+    pub refused: Local,
+    /// `otelcol_processor_dropped_spans_total{processor}`: malformed parts, or kept spans the next
+    /// stage refused.
+    pub dropped: Local,
+}
+
+/// The owner side: this core's engine and where kept traces go.
+pub struct Owner {
+    engine: RefCell<Engine<SpanView, SystemClock>>,
+    next: Rc<dyn TraceConsumer>,
+    /// Spans the engine refused (`block_on_overflow`); re-inserted after each tick. While any
+    /// wait, new data is refused and inbound channels are not read (backpressure).
+    blocked: RefCell<Vec<SpanView>>,
+    out: RefCell<BatchOutput<SpanView>>,
+    metrics: TailMetrics,
+    stage: StageMetrics,
+    tick: Duration,
+}
+
+/// The stage a pipeline calls on each core.
+pub struct TailSampling {
+    core: usize,
+    mesh: Mesh<Part>,
+    splitter: RefCell<Splitter>,
+    owner: Rc<Owner>,
+    closing: Cell<bool>,
+}
+
+/// Builds one core's stage. `config.num_shards` is overridden with the core count: one engine
+/// per core, each with its share of `num_traces`, caches and rates.
+pub fn build(
+    config: &SamplerConfig,
+    mut mesh: Mesh<Part>,
+    next: Rc<dyn TraceConsumer>,
+    component: &str,
+    registry: &crate::telemetry::metrics::Registry,
+    stage: StageMetrics,
+) -> Result<Rc<TailSampling>, String> {
+    let mut config = config.clone();
+    config.num_shards = u32::try_from(mesh.cores()).unwrap_or(u32::MAX);
+    let engine = Engine::new(&config, SystemClock).map_err(|e| e.to_string())?;
+    let core = mesh.core();
+    let metrics = TailMetrics::register(registry, core, component, engine.counters());
+    let owner = Rc::new(Owner {
+        engine: RefCell::new(engine),
+        next,
+        blocked: RefCell::new(Vec::new()),
+        out: RefCell::new(BatchOutput::default()),
+        metrics,
+        stage,
+        tick: config.timer_tick,
+    });
+    for (_, rx, in_flight) in mesh.take_receivers() {
+        glommio::spawn_local(serve_inbound(owner.clone(), rx, in_flight)).detach();
+    }
+    let stage = Rc::new(TailSampling {
+        core,
+        mesh,
+        splitter: RefCell::new(Splitter::new()),
+        owner: owner.clone(),
+        closing: Cell::new(false),
+    });
+    glommio::spawn_local(run_timer(Rc::downgrade(&stage))).detach();
+    Ok(stage)
+}
+
+/// The trace ID of a span on the split path, as the scanner will read it (absent → zeros).
+fn trace_id_of(id: &[u8]) -> [u8; 16] {
+    <[u8; 16]>::try_from(id).unwrap_or([0; 16])
+}
+
+impl TraceConsumer for TailSampling {
+    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
+        if self.closing.get() {
+            self.owner.stage.refused.add(data.spans);
+            return Err(Refusal::ShuttingDown);
+        }
+        if !self.owner.blocked.borrow().is_empty() {
+            self.owner.stage.refused.add(data.spans);
+            return Err(Refusal::Overloaded);
+        }
+        let cores = self.mesh.cores();
+        if cores == 1 {
+            self.owner.insert(data.body);
+            return Ok(());
+        }
+        let shards = u32::try_from(cores).unwrap_or(u32::MAX);
+        let parts = self.splitter.borrow_mut().split(&data.body, cores, |span| {
+            shard_for(&trace_id_of(span.trace_id()), shards) as usize
+        });
+        let parts = match parts {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("tail_sampling: cannot split a request: {e}");
+                self.owner.stage.dropped.add(data.spans);
+                return Ok(());
+            }
+        };
+        // Room first, everywhere: a request is taken whole or refused whole.
+        let busy = parts
+            .iter()
+            .enumerate()
+            .any(|(to, p)| !p.is_empty() && to != self.core && !self.mesh.has_room(to));
+        if busy {
+            self.owner.stage.refused.add(data.spans);
+            return Err(Refusal::Overloaded);
+        }
+        for (to, part) in parts.into_iter().enumerate() {
+            if part.is_empty() {
+                continue;
+            }
+            if to == self.core {
+                self.owner.insert(part);
+            } else if self.mesh.try_send(to, part).is_err() {
+                // Only when the peer core is gone (shutdown): room was checked above.
+                tracing::warn!("tail_sampling: core {to} is gone; a request part was lost");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TailSampling {
+    /// Shutdown: stop taking data, wait until no core sends any more and every part sent here is
+    /// processed, then decide (or drop, per `drop_pending_traces_on_shutdown`) the pending traces
+    /// and hand the kept ones on. Gives up waiting at `deadline`.
+    pub async fn shutdown(&self, deadline: Instant) {
+        self.closing.set(true);
+        let closed = self.mesh.close_sending();
+        let cores = self.mesh.cores();
+        while (closed.load(Ordering::Acquire) < cores || self.mesh.inbound_pending() > 0)
+            && Instant::now() < deadline
+        {
+            glommio::timer::Timer::new(Duration::from_millis(5)).await;
+        }
+        let owner = &self.owner;
+        owner.retry_blocked();
+        let mut engine = owner.engine.borrow_mut();
+        engine.shutdown();
+        owner.emit(&mut engine);
+    }
+}
+
+impl Owner {
+    /// Scans a part this core owns and inserts its spans.
+    fn insert(&self, part: Part) {
+        let mut views = match scan(&part) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!("tail_sampling: cannot scan a request part: {e}");
+                self.stage
+                    .dropped
+                    .add(tailgate_proto::count_spans(&part).unwrap_or(0) as u64);
+                return;
+            }
+        };
+        let mut out = self.out.borrow_mut();
+        self.engine.borrow_mut().insert_batch(&mut views, &mut out);
+        self.after_insert(&mut out);
+    }
+
+    fn after_insert(&self, out: &mut BatchOutput<SpanView>) {
+        if !out.forward.is_empty() {
+            let spans = std::mem::take(&mut out.forward);
+            self.send_on(spans.iter());
+        }
+        if !out.rejected.is_empty() {
+            self.blocked.borrow_mut().append(&mut out.rejected);
+        }
+    }
+
+    /// Re-inserts spans refused with `block_on_overflow`.
+    fn retry_blocked(&self) {
+        let mut blocked = std::mem::take(&mut *self.blocked.borrow_mut());
+        if blocked.is_empty() {
+            return;
+        }
+        let mut out = self.out.borrow_mut();
+        self.engine
+            .borrow_mut()
+            .insert_batch(&mut blocked, &mut out);
+        self.after_insert(&mut out);
+    }
+
+    /// One timer tick: fire due decisions, hand kept traces on, publish counters.
+    fn tick(&self) {
+        let mut engine = self.engine.borrow_mut();
+        engine.advance();
+        self.emit(&mut engine);
+        drop(engine);
+        self.retry_blocked();
+    }
+
+    /// Re-frames every kept trace decided since the last call into one request for the next stage.
+    fn emit(&self, engine: &mut Engine<SpanView, SystemClock>) {
+        let decided: Vec<DecidedTrace<SpanView>> = engine.drain_decided().collect();
+        let kept = decided.iter().filter(|d| !d.spans.is_empty());
+        self.send_on(kept.flat_map(|d| d.spans.iter()));
+        self.metrics.publish(engine.counters());
+    }
+
+    fn send_on<'a>(&self, spans: impl Iterator<Item = &'a SpanView>) {
+        let mut builder = RequestBuilder::new();
+        for s in spans {
+            builder.push(s);
+        }
+        let n = builder.span_count() as u64;
+        if n == 0 {
+            return;
+        }
+        let data = TraceData {
+            body: builder.finish(),
+            spans: n,
+        };
+        if let Err(r) = self.next.consume(data) {
+            // Decided spans have nowhere to wait; the collector logs and loses them too.
+            self.stage.dropped.add(n);
+            tracing::warn!(
+                spans = n,
+                "tail_sampling: next stage refused kept spans: {}",
+                r.message()
+            );
+        }
+    }
+}
+
+/// Reads one inbound channel: parts other cores routed here.
+async fn serve_inbound(owner: Rc<Owner>, rx: ConnectedReceiver<Part>, in_flight: Arc<AtomicUsize>) {
+    while let Some(part) = rx.recv().await {
+        while !owner.blocked.borrow().is_empty() {
+            glommio::timer::Timer::new(owner.tick).await;
+        }
+        owner.insert(part);
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Ticks the engine until the stage is dropped or shut down.
+async fn run_timer(stage: std::rc::Weak<TailSampling>) {
+    loop {
+        let tick = match stage.upgrade() {
+            Some(s) if !s.closing.get() => s.owner.tick,
+            _ => return,
+        };
+        glommio::timer::Timer::new(tick).await;
+        match stage.upgrade() {
+            Some(s) if !s.closing.get() => s.owner.tick(),
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The gateway: `tail_sampling` with the seed's three policies across 2 cores, on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+mod traffic;
+
+use std::net::SocketAddr;
+
+use support::{Sink, Tailgate};
+use tailgate_sampler::policy::probabilistic::Probabilistic;
+use traffic::{
+    make_trace, request_of, requests, send_all, tally, workload, Arrivals, Arrived, Class, Rng,
+};
+
+/// The seed's gateway config with `decision_wait` shortened and loopback addresses.
+fn gateway_config(sink: SocketAddr, decision_wait: &str, extra: &str) -> String {
+    format!(
+        "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_mib: 6144
+    spike_limit_mib: 1024
+  tail_sampling:
+    decision_wait: {decision_wait}
+    num_traces: 50000
+    expected_new_traces_per_sec: 1000
+    sampled_cache_size: 100000
+    non_sampled_cache_size: 100000
+{extra}
+    policies:
+      - name: errors-policy
+        type: status_code
+        status_code: {{status_codes: [ERROR]}}
+      - name: slow-traces-policy
+        type: latency
+        latency: {{threshold_ms: 1000}}
+      - name: probabilistic-policy
+        type: probabilistic
+        probabilistic: {{sampling_percentage: 10}}
+  batch:
+    timeout: 50ms
+    send_batch_size: 1000
+exporters:
+  otlp/backend:
+    endpoint: {sink}
+    tls: {{insecure: true}}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, tail_sampling, batch]
+      exporters: [otlp/backend]
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_slow_and_probabilistic_traces_arrive_whole_once() {
+    let sink = Sink::start().await;
+    let tg = Tailgate::start(&gateway_config(sink.addr, "2s", ""), &["--cores", "2"]);
+    let traces = workload(7, 2000);
+    let reqs = requests(&traces, 7, 400, 250);
+    send_all(&[tg.grpc()], reqs, 8).await;
+
+    let prob = Probabilistic::new("", 10.0);
+    let kept = |t: &traffic::Trace| t.class != Class::Plain || prob.samples(&t.id);
+    let expected: usize = traces
+        .iter()
+        .filter(|t| kept(t))
+        .map(|t| t.spans.len())
+        .sum();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        sink.wait_spans(expected),
+    )
+    .await
+    .expect("kept spans arrive");
+    // Nothing more is on its way once every trace is decided.
+    let decided = |tg: &Tailgate| {
+        ["true", "false"]
+            .iter()
+            .map(|v| {
+                tg.metric(&format!(
+                    "otelcol_processor_tail_sampling_global_count_traces_sampled_total{{sampled=\"{v}\"}}"
+                ))
+                .unwrap_or(0.0)
+            })
+            .sum::<f64>()
+    };
+    while decided(&tg) < traces.len() as f64 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let arrivals = Arrivals::from_requests(&sink.requests());
+    assert_eq!(arrivals.duplicates(), 0, "no span arrives twice");
+    for t in &traces {
+        let want = if kept(t) {
+            Arrived::Complete
+        } else {
+            Arrived::None
+        };
+        assert_eq!(arrivals.state(t), want, "{:?} trace {:02x?}", t.class, t.id);
+    }
+    let counts = tally(&traces, &arrivals);
+    let plain = traces.iter().filter(|t| t.class == Class::Plain).count();
+    let plain_kept = counts
+        .get(&(Class::Plain, Arrived::Complete))
+        .copied()
+        .unwrap_or(0);
+    let fraction = plain_kept as f64 / plain as f64;
+    assert!(
+        (0.07..=0.13).contains(&fraction),
+        "probabilistic kept {fraction}"
+    );
+
+    let errors = traces.iter().filter(|t| t.class == Class::Error).count() as f64;
+    let m = |s: &str| tg.metric(s).unwrap_or(-1.0);
+    assert_eq!(
+        m("otelcol_processor_tail_sampling_count_traces_sampled_total{policy=\"errors-policy\",sampled=\"true\"}"),
+        errors
+    );
+    assert_eq!(
+        m("otelcol_processor_tail_sampling_new_trace_id_received_total"),
+        traces.len() as f64
+    );
+    let kept_traces = traces.iter().filter(|t| kept(t)).count() as f64;
+    assert_eq!(
+        m("otelcol_processor_tail_sampling_global_count_traces_sampled_total{sampled=\"true\"}"),
+        kept_traces
+    );
+    assert_eq!(
+        m("otelcol_processor_refused_spans_total{processor=\"tail_sampling\"}"),
+        0.0
+    );
+    assert!(tg.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probabilistic_decisions_equal_the_collectors_go_vectors() {
+    let text = include_str!("../../sampler/testdata/probabilistic_vectors.json");
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    let threshold_10: u64 = v["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["percentage"].as_f64() == Some(10.0))
+        .and_then(|t| t["threshold"].as_str())
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Default salt only (the seed's policy has none); the Go hash decides against Go's threshold.
+    let mut cases: Vec<([u8; 16], bool)> = v["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["salt"].as_str() == Some(""))
+        .map(|h| {
+            let hex = h["trace_id"].as_str().unwrap();
+            let id: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            let hash: u64 = h["hash"].as_str().unwrap().parse().unwrap();
+            (id.try_into().unwrap(), hash <= threshold_10)
+        })
+        .collect();
+    cases.sort();
+    cases.dedup();
+    assert!(
+        cases.len() >= 10,
+        "only {} default-salt vectors",
+        cases.len()
+    );
+    assert!(cases.iter().any(|c| c.1) && cases.iter().any(|c| !c.1));
+
+    let sink = Sink::start().await;
+    let tg = Tailgate::start(&gateway_config(sink.addr, "500ms", ""), &["--cores", "2"]);
+    let mut rng = Rng::new(1);
+    let traces: Vec<_> = cases
+        .iter()
+        .map(|(id, _)| make_trace(&mut rng, *id, Class::Plain, 3))
+        .collect();
+    let req = request_of(traces.iter().flat_map(|t| t.spans.iter()));
+    send_all(&[tg.grpc()], vec![req], 1).await;
+    let expected: usize = cases.iter().filter(|c| c.1).count() * 3;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        sink.wait_spans(expected),
+    )
+    .await
+    .expect("sampled vectors arrive");
+    // Let the rest be decided too, then compare trace by trace.
+    while tg
+        .metric(
+            "otelcol_processor_tail_sampling_global_count_traces_sampled_total{sampled=\"false\"}",
+        )
+        .unwrap_or(0.0)
+        < (cases.len() - expected / 3) as f64
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let arrivals = Arrivals::from_requests(&sink.requests());
+    for (t, (_, sampled)) in traces.iter().zip(&cases) {
+        let want = if *sampled {
+            Arrived::Complete
+        } else {
+            Arrived::None
+        };
+        assert_eq!(arrivals.state(t), want, "trace {:02x?}", t.id);
+    }
+    drop(tg);
+}
+
+/// SIGTERM with traces still waiting: decided early and flushed (default), or dropped with
+/// `drop_pending_traces_on_shutdown: true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_decides_pending_traces_early_unless_told_to_drop_them() {
+    for drop_pending in [false, true] {
+        let sink = Sink::start().await;
+        let extra = format!("    drop_pending_traces_on_shutdown: {drop_pending}");
+        let tg = Tailgate::start(&gateway_config(sink.addr, "1h", &extra), &["--cores", "2"]);
+        let mut rng = Rng::new(3);
+        let traces: Vec<_> = (0..50u8)
+            .map(|i| make_trace(&mut rng, [i + 1; 16], Class::Error, 4))
+            .collect();
+        let reqs = requests(&traces, 3, 50, 20);
+        send_all(&[tg.grpc()], reqs, 4).await;
+        // Every span is buffered before the signal (the gauge is updated on each tick).
+        while tg
+            .metric("tailgate_tail_sampling_buffered_spans")
+            .unwrap_or(0.0)
+            < 200.0
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(sink.span_count(), 0);
+        assert!(tg.terminate().success());
+        let arrivals = Arrivals::from_requests(&sink.requests());
+        for t in &traces {
+            let want = if drop_pending {
+                Arrived::None
+            } else {
+                Arrived::Complete
+            };
+            assert_eq!(arrivals.state(t), want, "drop_pending={drop_pending}");
+        }
+    }
+}

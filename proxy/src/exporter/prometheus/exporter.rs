@@ -20,6 +20,9 @@ use crate::metrics_data::{Attributes, MetricData, MetricsBatch, MetricsConsumer,
 /// rendered.
 type SeriesId = (String, Vec<(String, String)>, Attributes);
 
+/// A label set being summed while rendering: family, labels, value so far, newest time.
+type Pending<'a> = (&'a str, &'a [(String, String)], Value, u64);
+
 /// The latest value of one series.
 #[derive(Debug, Clone)]
 enum Value {
@@ -90,7 +93,7 @@ impl PrometheusExporter {
         let mut out = String::new();
         let mut family = "";
         // Entries of one label set are adjacent (the map is ordered by family, then labels).
-        let mut pending: Option<(&str, &[(String, String)], Value, u64)> = None;
+        let mut pending: Option<Pending<'_>> = None;
         for ((name, labels, _), e) in all.iter() {
             if let Some((n, l, v, t)) = pending.take() {
                 if n == name && l == &labels[..] {

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
-use support::{export, http_get, Tailgate};
+use support::{export, http_get, Sink, Tailgate};
 use tailgate_proto::compression::Compression;
 
 const SERVICES: [&str; 2] = ["checkout", "db"];
@@ -71,6 +71,15 @@ struct Expected {
 
 /// `n` requests; request `i` holds spans of every series, with durations cycling.
 fn traffic(n: usize, expected: &mut Expected) -> Vec<ExportTraceServiceRequest> {
+    traffic_with(n, expected, |_| true)
+}
+
+/// As [`traffic`], with error spans only in the requests (traces) where `errors(i)` holds.
+fn traffic_with(
+    n: usize,
+    expected: &mut Expected,
+    errors: impl Fn(usize) -> bool,
+) -> Vec<ExportTraceServiceRequest> {
     let mut out = Vec::new();
     let mut d = 0usize;
     for i in 0..n {
@@ -80,6 +89,9 @@ fn traffic(n: usize, expected: &mut Expected) -> Vec<ExportTraceServiceRequest> 
             for ni in 0..NAMES.len() {
                 for ki in 0..KINDS.len() {
                     for st in 0..STATUSES.len() {
+                        if st == 1 && !errors(i) {
+                            continue;
+                        }
                         // Vary the multiplicity per series so a mix-up between series shows.
                         for _ in 0..=((i + si + ni + ki + st) % 3) {
                             let ms = DURATIONS_MS[d % DURATIONS_MS.len()];
@@ -261,6 +273,64 @@ async fn cumulative_counts_every_span_over_two_cores() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delta_counts_every_span_over_two_cores() {
     counts_every_span("AGGREGATION_TEMPORALITY_DELTA").await;
+}
+
+/// The reference gateway shape: one receiver feeds `spanmetrics` and `tail_sampling`; the metrics
+/// count every span while only the error traces reach the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spanmetrics_counts_every_span_before_sampling() {
+    let sink = Sink::start().await;
+    let cfg = format!(
+        "
+receivers: {{otlp: {{protocols: {{grpc: {{endpoint: 127.0.0.1:0}}}}}}}}
+processors:
+  tail_sampling:
+    decision_wait: 300ms
+    policies: [{{name: errors-policy, type: status_code, status_code: {{status_codes: [ERROR]}}}}]
+  batch: {{timeout: 50ms}}
+connectors:
+  spanmetrics:
+    histogram: {{explicit: {{buckets: [10ms, 100ms, 1s]}}}}
+    dimensions: [{{name: http.method}}]
+    metrics_flush_interval: 100ms
+exporters:
+  otlp/backend: {{endpoint: {}, tls: {{insecure: true}}}}
+  prometheus: {{endpoint: 127.0.0.1:0, const_labels: {{tier: gw}}}}
+service:
+  telemetry: {{metrics: {{address: 127.0.0.1:0}}}}
+  pipelines:
+    traces/metrics: {{receivers: [otlp], exporters: [spanmetrics]}}
+    traces/sampling: {{receivers: [otlp], processors: [tail_sampling, batch], exporters: [otlp/backend]}}
+    metrics: {{receivers: [spanmetrics], exporters: [prometheus]}}
+",
+        sink.addr
+    );
+    let tg = Tailgate::start(&cfg, &["--cores", "2"]);
+    let mut expected = Expected::default();
+    let reqs = traffic_with(40, &mut expected, |i| i % 4 == 0);
+    let spans_in = |r: &ExportTraceServiceRequest| -> usize {
+        r.resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum()
+    };
+    let kept: usize = reqs.iter().step_by(4).map(spans_in).sum();
+    let sent: usize = reqs.iter().map(spans_in).sum();
+    send_all(tg.grpc(), reqs).await;
+    check(
+        &scrape_until(tg.addr("exporters::prometheus"), &expected),
+        &expected,
+    );
+    assert_eq!(expected.calls.values().sum::<u64>(), sent as u64);
+    sink.wait_spans(kept).await;
+    assert!(tg.terminate().success());
+    assert_eq!(
+        sink.span_count(),
+        kept,
+        "only the error traces are exported"
+    );
+    assert!(kept < sent / 2);
 }
 
 #[test]

@@ -14,8 +14,14 @@ use std::time::{Duration, Instant};
 use super::config::PrometheusExporterConfig;
 use crate::metrics_data::{Attributes, MetricData, MetricsBatch, MetricsConsumer, Temporality};
 
-/// A series' identity: family name and sorted labels.
-type SeriesId = (String, Vec<(String, String)>);
+/// A series' identity: family name, sorted labels and the resource it came from. Two resources
+/// can map to the same labels (pods of one service without `service.instance.id`); their values
+/// are kept apart here, so cumulative points of one never overwrite the other's, and summed when
+/// rendered.
+type SeriesId = (String, Vec<(String, String)>, Attributes);
+
+/// A label set being summed while rendering: family, labels, value so far, newest time.
+type Pending<'a> = (&'a str, &'a [(String, String)], Value, u64);
 
 /// The latest value of one series.
 #[derive(Debug, Clone)]
@@ -86,44 +92,101 @@ impl PrometheusExporter {
         all.retain(|_, e| e.updated.elapsed() <= expiration);
         let mut out = String::new();
         let mut family = "";
-        for ((name, labels), e) in all.iter() {
-            let ts = if self.config.send_timestamps {
-                format!(" {}", e.time_ms)
-            } else {
-                String::new()
-            };
-            if name != family {
-                let kind = match e.value {
-                    Value::Counter(_) => "counter",
-                    Value::Histogram { .. } => "histogram",
-                };
-                let _ = writeln!(out, "# TYPE {name} {kind}");
-                family = name;
-            }
-            match &e.value {
-                Value::Counter(v) => {
-                    let _ = writeln!(out, "{name}{} {v}{ts}", label_text(labels, None));
+        // Entries of one label set are adjacent (the map is ordered by family, then labels).
+        let mut pending: Option<Pending<'_>> = None;
+        for ((name, labels, _), e) in all.iter() {
+            if let Some((n, l, v, t)) = pending.take() {
+                if n == name && l == &labels[..] {
+                    pending = Some((n, l, add(v, &e.value), t.max(e.time_ms)));
+                    continue;
                 }
-                Value::Histogram {
-                    bounds,
-                    counts,
-                    sum,
-                    count,
-                } => {
-                    let mut cumulative = 0;
-                    for (i, c) in counts.iter().enumerate() {
-                        cumulative += c;
-                        let le = bounds.get(i).map_or("+Inf".to_owned(), |b| b.to_string());
-                        let l = label_text(labels, Some(&le));
-                        let _ = writeln!(out, "{name}_bucket{l} {cumulative}{ts}");
-                    }
-                    let l = label_text(labels, None);
-                    let _ = writeln!(out, "{name}_sum{l} {sum}{ts}");
-                    let _ = writeln!(out, "{name}_count{l} {count}{ts}");
-                }
+                self.write_series(&mut out, &mut family, n, l, &v, t);
             }
+            pending = Some((name, labels, e.value.clone(), e.time_ms));
+        }
+        if let Some((n, l, v, t)) = pending {
+            self.write_series(&mut out, &mut family, n, l, &v, t);
         }
         out
+    }
+
+    fn write_series<'a>(
+        &self,
+        out: &mut String,
+        family: &mut &'a str,
+        name: &'a str,
+        labels: &[(String, String)],
+        value: &Value,
+        time_ms: u64,
+    ) {
+        let ts = if self.config.send_timestamps {
+            format!(" {time_ms}")
+        } else {
+            String::new()
+        };
+        if name != *family {
+            let kind = match value {
+                Value::Counter(_) => "counter",
+                Value::Histogram { .. } => "histogram",
+            };
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            *family = name;
+        }
+        match value {
+            Value::Counter(v) => {
+                let _ = writeln!(out, "{name}{} {v}{ts}", label_text(labels, None));
+            }
+            Value::Histogram {
+                bounds,
+                counts,
+                sum,
+                count,
+            } => {
+                let mut cumulative = 0;
+                for (i, c) in counts.iter().enumerate() {
+                    cumulative += c;
+                    let le = bounds.get(i).map_or("+Inf".to_owned(), |b| b.to_string());
+                    let l = label_text(labels, Some(&le));
+                    let _ = writeln!(out, "{name}_bucket{l} {cumulative}{ts}");
+                }
+                let l = label_text(labels, None);
+                let _ = writeln!(out, "{name}_sum{l} {sum}{ts}");
+                let _ = writeln!(out, "{name}_count{l} {count}{ts}");
+            }
+        }
+    }
+}
+
+/// Sums two values of one label set (same family, so the same kind; bounds differ only if the
+/// configuration did, and then the first shape wins).
+fn add(a: Value, b: &Value) -> Value {
+    match (a, b) {
+        (Value::Counter(x), Value::Counter(y)) => Value::Counter(x + y),
+        (
+            Value::Histogram {
+                bounds,
+                mut counts,
+                sum,
+                count,
+            },
+            Value::Histogram {
+                bounds: b2,
+                counts: c2,
+                sum: s2,
+                count: n2,
+            },
+        ) if bounds[..] == b2[..] && counts.len() == c2.len() => {
+            for (x, y) in counts.iter_mut().zip(c2) {
+                *x += y;
+            }
+            Value::Histogram {
+                bounds,
+                counts,
+                sum: sum + s2,
+                count: count + n2,
+            }
+        }
+        (a, _) => a,
     }
 }
 
@@ -140,7 +203,11 @@ impl MetricsConsumer for PrometheusExporter {
                     } => {
                         let name = metric_name(&self.config, &m.name, m.unit, true);
                         for p in points {
-                            let id = (name.clone(), self.labels(&rm.resource, &p.attributes));
+                            let id = (
+                                name.clone(),
+                                self.labels(&rm.resource, &p.attributes),
+                                rm.resource.clone(),
+                            );
                             let e = all.entry(id).or_insert(Entry {
                                 value: Value::Counter(0),
                                 updated: now,
@@ -163,7 +230,11 @@ impl MetricsConsumer for PrometheusExporter {
                     } => {
                         let name = metric_name(&self.config, &m.name, m.unit, false);
                         for p in points {
-                            let id = (name.clone(), self.labels(&rm.resource, &p.attributes));
+                            let id = (
+                                name.clone(),
+                                self.labels(&rm.resource, &p.attributes),
+                                rm.resource.clone(),
+                            );
                             let fresh = || Value::Histogram {
                                 bounds: bounds.clone(),
                                 counts: vec![0; p.bucket_counts.len()],
@@ -380,6 +451,30 @@ mod tests {
         let text = e.render();
         assert!(text.contains("gw_traces_span_metrics_calls_total{host_name=\"h1\",job=\"api\",service_name=\"api\",span_kind=\"SPAN_KIND_SERVER\"} 7\n"), "{text}");
         assert!(text.contains("_sum{host_name=\"h1\",job=\"api\",service_name=\"api\",span_kind=\"SPAN_KIND_SERVER\"} 85\n"), "{text}");
+    }
+
+    #[test]
+    fn resources_with_the_same_labels_are_summed_not_overwritten() {
+        let e = PrometheusExporter::new(PrometheusExporterConfig::default());
+        let mut b2 = batch(Temporality::Cumulative, 10, vec![5, 5, 0]);
+        b2.resources[0].resource = attrs(&[("service.name", "api"), ("host.name", "h2")]);
+        for _ in 0..2 {
+            e.consume(&batch(Temporality::Cumulative, 3, vec![1, 1, 1]));
+            e.consume(&b2);
+        }
+        let text = e.render();
+        let l = "job=\"api\",service_name=\"api\",span_kind=\"SPAN_KIND_SERVER\"";
+        assert!(
+            text.contains(&format!("traces_span_metrics_calls_total{{{l}}} 13\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "traces_span_metrics_duration_milliseconds_bucket{{{l},le=\"10\"}} 6\n"
+            )),
+            "{text}"
+        );
+        assert_eq!(text.matches("# TYPE").count(), 2, "{text}");
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! Cost of the spanmetrics connector, not a correctness test: `#[ignore]`d, run by hand with
+//! `TAILGATE_BIN=target/release/tailgate cargo test --release -p tailgate --test spanmetrics_perf -- --ignored --nocapture --test-threads 1`.
+//!
+//! - `aggregator_cpu_ns_per_span`: the per-core aggregation alone (scan + key + count), CPU time of
+//!   the test thread.
+//! - `spanmetrics_pipeline_spans_per_cpu_second`: the binary on one core, receiver → spanmetrics
+//!   (→ prometheus), beside receiver → nop as the baseline; spans per tailgate CPU-second.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use prost::Message;
+use support::{frame, make_request, Tailgate, EXPORT_PATH};
+use tailgate::config::error::ConfigErrors;
+use tailgate::connector::spanmetrics::aggregate::Aggregator;
+use tailgate::connector::spanmetrics::config::SpanMetricsConfig;
+use tailgate_proto::compression::Compression;
+
+/// CPU nanoseconds this thread has run (first field of schedstat).
+fn thread_cpu_ns() -> u64 {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    s.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+#[ignore]
+fn aggregator_cpu_ns_per_span() {
+    let c: SpanMetricsConfig =
+        serde_yaml::from_str("dimensions: [{name: http.method}, {name: http.status_code}]")
+            .unwrap();
+    let settings = Arc::new(c.resolve("x", &mut ConfigErrors::default(), &mut Vec::new()));
+    let mut agg = Aggregator::new(settings);
+    // 1000 spans of 1000 distinct names (1000 series), ~225 B each.
+    let body = Bytes::from(make_request(1, 1, 1, 1000).encode_to_vec());
+    let mut spill = Vec::new();
+    agg.consume(&body, &mut spill).unwrap();
+    let rounds = 2000;
+    let t0 = thread_cpu_ns();
+    for _ in 0..rounds {
+        agg.consume(&body, &mut spill).unwrap();
+    }
+    let ns = (thread_cpu_ns() - t0) as f64 / (rounds * 1000) as f64;
+    let scan_t0 = thread_cpu_ns();
+    for _ in 0..rounds {
+        std::hint::black_box(tailgate_proto::scan(&body).unwrap());
+    }
+    let scan_ns = (thread_cpu_ns() - scan_t0) as f64 / (rounds * 1000) as f64;
+    println!(
+        "aggregator: {ns:.0} ns per span ({:.2} M spans per CPU-second), of which proto::scan {scan_ns:.0} ns; {} series",
+        1e3 / ns,
+        agg.len()
+    );
+}
+
+async fn blast(addr: std::net::SocketAddr, body: Bytes, requests: usize) {
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (client, conn) = h2::client::Builder::new()
+                .initial_window_size(8 << 20)
+                .initial_connection_window_size(32 << 20)
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            for _ in 0..requests / 8 {
+                let mut c = client.clone().ready().await.unwrap();
+                let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers")
+                    .body(())
+                    .unwrap();
+                let (resp, mut stream) = c.send_request(req, false).unwrap();
+                stream.send_data(body.clone(), true).unwrap();
+                let mut resp = resp.await.unwrap().into_body();
+                while let Some(chunk) = resp.data().await {
+                    let _ = resp.flow_control().release_capacity(chunk.unwrap().len());
+                }
+                let trailers = resp.trailers().await.unwrap().unwrap();
+                assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+async fn measure(pipeline: &str, extra: &str) -> f64 {
+    let cfg = format!(
+        "
+receivers: {{otlp: {{protocols: {{grpc: {{endpoint: 127.0.0.1:0}}}}}}}}
+connectors:
+  spanmetrics: {{dimensions: [{{name: http.method}}], metrics_flush_interval: 1s}}
+exporters: {{nop: , prometheus: {{endpoint: 127.0.0.1:0}}}}
+service:
+  telemetry: {{metrics: {{address: 127.0.0.1:0}}}}
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [{pipeline}]}}
+{extra}
+"
+    );
+    let tg = Tailgate::start(&cfg, &["--cores", "1"]);
+    let body = frame(
+        &make_request(1, 1, 1, 1000).encode_to_vec(),
+        Compression::Identity,
+    );
+    let requests = 2000usize;
+    let pid = tg.child.id();
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    blast(tg.grpc(), body, requests).await;
+    let wall = t0.elapsed();
+    let cpu = cpu_seconds(pid) - cpu0;
+    let spans = (requests * 1000) as f64;
+    let rate = spans / cpu / 1e6;
+    println!("{pipeline}: {spans} spans in {wall:?} wall, {cpu:.2} tailgate CPU-s: {rate:.2} M spans per CPU-second");
+    rate
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn spanmetrics_pipeline_spans_per_cpu_second() {
+    let base = measure("nop", "").await;
+    let sm = measure(
+        "spanmetrics",
+        "    metrics: {receivers: [spanmetrics], exporters: [prometheus]}",
+    )
+    .await;
+    println!(
+        "spanmetrics adds {:.0} ns per span over receive → nop",
+        1e3 / sm - 1e3 / base
+    );
+}

@@ -23,7 +23,8 @@ pub struct Cli {
     /// Collector feature gates: accepted for compatibility and ignored with a warning.
     #[arg(long = "feature-gates", value_name = "GATES", global = true)]
     pub feature_gates: Vec<String>,
-    /// Number of cores (one pinned executor each); default: every core this process may use.
+    /// Number of cores (one pinned executor each); default: the CPUs this process may use, capped by
+    /// its cgroup CPU quota (a pod limited to 2 CPUs starts 2 reactors).
     #[arg(long, value_name = "N", global = true)]
     pub cores: Option<usize>,
     /// Write the bound listen addresses as JSON to this file once every listener is up.

@@ -100,6 +100,19 @@ fn build_meshes(
     out
 }
 
+/// Executors to start without `--cores`: the CPUs this process may run on (its affinity mask), capped
+/// by its CPU quota. In a pod with `cpu: "1"` on a 64-core node the affinity mask still lists 64 CPUs,
+/// but the cgroup's `cpu.max` quota allows one; std's `available_parallelism` reads that quota (cgroup
+/// v1 and v2), so one reactor starts instead of 64 that would be throttled.
+fn default_cores(affinity: usize) -> usize {
+    let quota = std::thread::available_parallelism().map_or(affinity, |n| n.get());
+    if affinity == 0 {
+        quota
+    } else {
+        affinity.min(quota)
+    }
+}
+
 /// Runs the configured pipelines until SIGTERM/SIGINT, then flushes and returns.
 pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     memlock::raise_memlock()?;
@@ -108,7 +121,10 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
         .into_iter()
         .map(|c| c.id)
         .collect();
-    let cores = options.cores.unwrap_or(cpus.len()).max(1);
+    let cores = options
+        .cores
+        .unwrap_or_else(|| default_cores(cpus.len()))
+        .max(1);
     if cores > cpus.len().max(1) {
         tracing::warn!(
             cores,

@@ -305,6 +305,19 @@ pub(crate) async fn measure(
         ..load
     })
     .await;
+    if *kind == TargetKind::Gateway {
+        // The gateway's work on the last traces (decisions, export) happens up to decision_wait
+        // after the load: count it.
+        let end = Instant::now();
+        let earliest = end + sampling.decision_wait + 2 * configs::batch_timeout();
+        topology::settle(
+            &sinks,
+            earliest,
+            Duration::from_millis(600),
+            earliest + Duration::from_secs(30),
+        )
+        .await;
+    }
     let cpu = under_test
         .process()
         .cpu_time()

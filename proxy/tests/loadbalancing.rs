@@ -2,81 +2,19 @@
 //! on 127.0.0.1 port 0).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod lb_workload;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 
+use lb_workload::{request, requests, workload};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use support::{export, Sink, Tailgate};
 use tailgate_proto::compression::Compression;
 use tailgate_routing::{Member, Mode, RoutingTable};
-
-/// One span of the workload: which trace, which span of it.
-#[derive(Clone, Copy)]
-struct SpanId {
-    trace: [u8; 16],
-    index: u32,
-}
-
-/// `traces` traces of 1..=50 spans with random IDs; returns the span count of each trace.
-fn workload(rng: &mut StdRng, traces: usize) -> (BTreeMap<[u8; 16], u32>, Vec<SpanId>) {
-    let mut sizes = BTreeMap::new();
-    let mut spans = Vec::new();
-    while sizes.len() < traces {
-        let id: [u8; 16] = rng.gen();
-        let n = rng.gen_range(1..=50u32);
-        if sizes.insert(id, n).is_none() {
-            spans.extend((0..n).map(|index| SpanId { trace: id, index }));
-        }
-    }
-    spans.shuffle(rng);
-    (sizes, spans)
-}
-
-/// A request of `spans` spread over 1..=3 resources (services) as the random generator picks.
-fn request(rng: &mut StdRng, spans: &[SpanId]) -> ExportTraceServiceRequest {
-    let resources = rng.gen_range(1..=3usize).min(spans.len());
-    let per = spans.len().div_ceil(resources);
-    ExportTraceServiceRequest {
-        resource_spans: spans
-            .chunks(per)
-            .enumerate()
-            .map(|(r, chunk)| ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![KeyValue {
-                        key: "service.name".into(),
-                        value: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue(format!("svc-{r}"))),
-                        }),
-                    }],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans: chunk
-                        .iter()
-                        .map(|s| Span {
-                            trace_id: s.trace.to_vec(),
-                            span_id: [&s.trace[..4], &s.index.to_be_bytes()[..]].concat(),
-                            name: format!("op-{}", s.index),
-                            start_time_unix_nano: 1_700_000_000_000_000_000,
-                            end_time_unix_nano: 1_700_000_000_000_100_000,
-                            ..Default::default()
-                        })
-                        .collect(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-            .collect(),
-    }
-}
 
 fn agent_config(hostnames: &[String], exporter_extra: &str, processors: &str) -> String {
     let list = hostnames
@@ -153,13 +91,7 @@ async fn every_trace_arrives_whole_at_exactly_one_backend() {
     let (sizes, spans) = workload(&mut rng, 10_000);
     let total = spans.len();
     // Many requests of random size, spread over 4 concurrent clients.
-    let mut requests = Vec::new();
-    let mut rest = &spans[..];
-    while !rest.is_empty() {
-        let n = rng.gen_range(1..=400usize).min(rest.len());
-        requests.push(request(&mut rng, &rest[..n]));
-        rest = &rest[n..];
-    }
+    let requests = requests(&mut rng, &spans, 400);
     let clients = 4;
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -300,4 +232,24 @@ async fn an_unreachable_backend_drops_beyond_its_queue_and_the_others_are_not_re
         expected_live,
         "nothing was resent to the live backend"
     );
+}
+
+#[test]
+fn the_deploy_agent_configs_validate() {
+    for file in [
+        "../deploy/k8s/base/config/agent.yaml",
+        "../deploy/k8s/overlays/statefulset/agent.yaml",
+        "tests/fixtures/agent-config.yaml",
+    ] {
+        let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tailgate"))
+            .args(["validate", "--config", &path])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

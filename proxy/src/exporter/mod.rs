@@ -3,3 +3,4 @@
 pub mod debug;
 pub mod loadbalancing;
 pub mod otlp;
+pub mod prometheus;

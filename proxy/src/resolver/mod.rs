@@ -9,8 +9,14 @@
 //! - [`routes`]: the published state ([`routes::RouteCell`]) and [`routes::Publisher`] (set →
 //!   table, the collector's resolver metrics).
 //! - [`fixed`]: the fixed list of `resolver.static`.
+//! - [`dns`]: A/AAAA records re-resolved every `interval` (hickory-resolver, cache capped).
+//! - [`k8s`]: ready endpoints of a Service's EndpointSlices (list + watch).
+//! - [`kube_api`]: the small Kubernetes API client `k8s` uses (hyper, service-account auth).
 
+pub mod dns;
 pub mod fixed;
+pub mod k8s;
+pub mod kube_api;
 pub mod routes;
 
 use std::collections::BTreeMap;
@@ -78,7 +84,7 @@ pub fn start(
 
 /// Publishes a static set now, or returns the task maker of a dynamic resolver.
 fn start_one(
-    _config: &LoadBalancingConfig,
+    config: &LoadBalancingConfig,
     choice: ResolverChoice<'_>,
     mut publisher: Publisher,
     path: &str,
@@ -90,8 +96,25 @@ fn start_one(
                 .map_err(|e| format!("{path}.resolver.static.hostnames: {e}"))?;
             Ok(None)
         }
-        ResolverChoice::Dns(_) => Err(format!("{path}.resolver.dns: not implemented yet")),
-        ResolverChoice::K8s(_) => Err(format!("{path}.resolver.k8s: not implemented yet")),
+        ResolverChoice::Dns(d) => {
+            let server = match &config.tailgate.dns_server {
+                Some(s) => Some(
+                    s.parse()
+                        .map_err(|e| format!("{path}.tailgate.dns_server: {e}"))?,
+                ),
+                None => None,
+            };
+            let task = dns::DnsTask::new(d, server, publisher)
+                .map_err(|e| format!("{path}.resolver.dns: {e}"))?;
+            let maker: TaskMaker = Box::new(move |ready| Box::pin(task.run(ready)));
+            Ok(Some((maker, d.timeout.0)))
+        }
+        ResolverChoice::K8s(k) => {
+            let task = k8s::K8sTask::new(k, config.tailgate.k8s_api_server.as_deref(), publisher)
+                .map_err(|e| format!("{path}.resolver.k8s: {e}"))?;
+            let maker: TaskMaker = Box::new(move |ready| Box::pin(task.run(ready)));
+            Ok(Some((maker, k.timeout.0)))
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use super::io::BoxIo;
 use super::mesh::Mesh;
 use super::Shared;
 use crate::config::{ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Signal};
+use crate::connector::spanmetrics::stage::SpanMetricsStage;
 use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
 use crate::exporter::loadbalancing::backends::BackendFactory;
 use crate::exporter::loadbalancing::exporter::LoadBalancer;
@@ -68,6 +69,7 @@ pub enum Report {
 struct Built {
     batchers: Vec<Rc<Batcher>>,
     tail: Vec<Rc<TailSampling>>,
+    spanmetrics: Vec<Rc<SpanMetricsStage>>,
     otlp: Vec<Rc<OtlpExporter>>,
     balancers: Vec<Rc<LoadBalancer>>,
     receivers: BTreeMap<ComponentId, Rc<dyn TraceConsumer>>,
@@ -179,6 +181,16 @@ pub async fn core_main(
     for b in &built.batchers {
         glommio::spawn_local(b.clone().run_timer()).detach();
     }
+    for s in &built.spanmetrics {
+        let s = s.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::Timer::new(s.interval()).await;
+                s.flush();
+            }
+        })
+        .detach();
+    }
     wait_for(&shared.shutdown).await;
     let unflushed = drain(&built, shared.drain_deadline).await;
     let _ = report.send(Report::Stopped(core, unflushed));
@@ -269,6 +281,9 @@ async fn drain(built: &Built, deadline: Duration) -> u64 {
     for b in &built.batchers {
         b.flush(Trigger::Shutdown);
     }
+    for s in &built.spanmetrics {
+        s.flush();
+    }
     let pending = || {
         built.otlp.iter().any(|e| e.pending() > 0)
             || built.balancers.iter().any(|b| b.pending() > 0)
@@ -302,8 +317,15 @@ fn build(core: usize, shared: &Shared, meshes: &mut BTreeMap<String, Mesh<Part>>
     let mut exporters: BTreeMap<ComponentId, Rc<dyn TraceConsumer>> = BTreeMap::new();
     let mut otlp = Vec::new();
     let mut balancers = Vec::new();
+    let mut spanmetrics = Vec::new();
     for id in traces.iter().flat_map(|p| p.exporters.iter()) {
         if exporters.contains_key(id) {
+            continue;
+        }
+        if let Some(merger) = shared.spanmetrics.get(id) {
+            let s = spanmetrics_stage(core, shared, id, merger.clone());
+            spanmetrics.push(s.clone());
+            exporters.insert(id.clone(), s);
             continue;
         }
         let name = id.to_string();
@@ -395,7 +417,8 @@ fn build(core: usize, shared: &Shared, meshes: &mut BTreeMap<String, Mesh<Part>>
                 balancers.push(lb.clone());
                 lb
             }
-            None => continue,
+            // Metrics only: started by `connector::start`, never in a traces pipeline.
+            Some(ExporterConfig::Prometheus(_)) | None => continue,
         };
         exporters.insert(id.clone(), consumer);
     }
@@ -502,10 +525,39 @@ fn build(core: usize, shared: &Shared, meshes: &mut BTreeMap<String, Mesh<Part>>
     Built {
         batchers,
         tail,
+        spanmetrics,
         otlp,
         balancers,
         receivers,
     }
+}
+
+/// One core's `spanmetrics` stage with its self-metrics.
+fn spanmetrics_stage(
+    core: usize,
+    shared: &Shared,
+    id: &ComponentId,
+    merger: crate::connector::spanmetrics::merger::MergerHandle,
+) -> Rc<SpanMetricsStage> {
+    let name = id.to_string();
+    let labels = [("connector", name.as_str())];
+    let counter = |metric: &str, help| {
+        shared
+            .registry
+            .register(metric, help, Kind::Counter, &labels)
+            .local(core)
+    };
+    Rc::new(SpanMetricsStage::new(
+        merger,
+        counter(
+            "tailgate_connector_spanmetrics_spans_total",
+            "Spans aggregated by the spanmetrics connector (tailgate).",
+        ),
+        counter(
+            "tailgate_connector_spanmetrics_failed_requests_total",
+            "Requests the spanmetrics connector could not scan (tailgate).",
+        ),
+    ))
 }
 
 /// The collector's batch size buckets.

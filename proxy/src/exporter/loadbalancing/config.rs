@@ -97,7 +97,7 @@ impl Default for DnsResolver {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct K8sResolver {
-    /// `name.namespace` (namespace defaults to the pod's own, as in the collector).
+    /// `name.namespace` (without a namespace: the pod's own, else `default`, as the collector).
     pub service: String,
     /// Ports to send to on every endpoint (default `[4317]`).
     pub ports: Vec<u16>,
@@ -124,7 +124,7 @@ impl Default for K8sResolver {
 pub struct TailgateKeys {
     /// `jump`, `slots` or `collector`; by resolver kind when absent (see `docs/routing.md`).
     pub hashing: Option<String>,
-    /// Health-aware failover: a backend unreachable this long gives its keys to a fallback owner.
+    /// Health-aware failover (reserved: rejected until implemented; see `docs/routing.md`).
     pub failover_after: Option<GoDuration>,
     /// DNS server (`ip:port`) for the dns resolver instead of the system's (`/etc/resolv.conf`).
     pub dns_server: Option<String>,
@@ -263,13 +263,13 @@ impl LoadBalancingConfig {
                 errors.push(join(path, "hashing"), e.to_string());
             }
         }
-        if let Some(f) = &t.failover_after {
-            if f.0.is_zero() {
-                errors.push(
-                    join(path, "failover_after"),
-                    "must be greater than zero (omit it to disable failover)",
-                );
-            }
+        if t.failover_after.is_some() {
+            // The routing crate computes failover tables; the health signal that would drive them
+            // is not wired yet, and a key that silently did nothing would mislead.
+            errors.push(
+                join(path, "failover_after"),
+                "health-aware failover is not implemented in tailgate yet; remove failover_after",
+            );
         }
         if let Some(s) = &t.dns_server {
             if s.parse::<std::net::SocketAddr>().is_err() {
@@ -467,7 +467,7 @@ mod tests {
             "exporters.loadbalancing.resolver.dns.hostname: is required",
             "exporters.loadbalancing.resolver.dns.port: 70000 is not a port",
             "exporters.loadbalancing.tailgate.hashing:",
-            "exporters.loadbalancing.tailgate.failover_after:",
+            "exporters.loadbalancing.tailgate.failover_after: health-aware failover is not implemented",
         ] {
             assert!(
                 errs.iter().any(|e| e.starts_with(expected)),

@@ -287,7 +287,7 @@ pub fn comparison_markdown(config: &AccuracyConfig, a: &RunResult, b: &RunResult
             )
         },
     );
-    row("traces split over gateways", &|r| {
+    row("kept traces that arrived split over gateways", &|r| {
         r.check.split_traces.to_string()
     });
     row("traces with duplicated spans", &|r| {

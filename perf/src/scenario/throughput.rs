@@ -73,9 +73,10 @@ impl TargetKind {
 pub struct PeerCommand(pub String);
 
 impl PeerCommand {
-    /// The first word (for labels).
+    /// The program's file name (for labels).
     pub fn program(&self) -> &str {
-        self.0.split_whitespace().next().unwrap_or("peer")
+        let first = self.0.split_whitespace().next().unwrap_or("peer");
+        first.rsplit('/').next().unwrap_or(first)
     }
 
     /// The command with the placeholders filled in.
@@ -305,6 +306,19 @@ pub(crate) async fn measure(
         ..load
     })
     .await;
+    if *kind == TargetKind::Gateway {
+        // The gateway's work on the last traces (decisions, export) happens up to decision_wait
+        // after the load: count it.
+        let end = Instant::now();
+        let earliest = end + sampling.decision_wait + 2 * configs::batch_timeout();
+        topology::settle(
+            &sinks,
+            earliest,
+            Duration::from_millis(600),
+            earliest + Duration::from_secs(30),
+        )
+        .await;
+    }
     let cpu = under_test
         .process()
         .cpu_time()
@@ -480,6 +494,10 @@ mod tests {
         );
         assert_eq!(line, "rotel-agent start --otlp-grpc-endpoint 127.0.0.1:5000 --otlp-exporter-endpoint http://127.0.0.1:6000 --port 5000");
         assert_eq!(p.program(), "rotel-agent");
+        assert_eq!(
+            PeerCommand("/opt/bin/otelcol --config x".into()).program(),
+            "otelcol"
+        );
     }
 
     #[test]

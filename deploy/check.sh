@@ -25,7 +25,8 @@
 #   5. local    deploy/local/run-local.sh against tests/fake-tailgate.sh: starts 1 agent + 2 gateways,
 #               checks processes.tsv and readiness, stops them with SIGINT/SIGTERM, and checks a dying
 #               process stops the rest. With TAILGATE_BIN, also `run-local.sh --validate-only` (same
-#               pending/strict rule as step 4).
+#               strict/pending rule as step 4) and a real 1 agent + 2 gateways cluster of that binary
+#               (ready, then SIGTERM stops all three).
 #   6. image    `docker build` when `docker info` works; otherwise skipped with a message.
 set -uo pipefail
 
@@ -195,6 +196,25 @@ set +m
 if [ -n "${TAILGATE_BIN:-}" ] && [ -x "${TAILGATE_BIN:-}" ]; then
   out=$("$deploy/local/run-local.sh" --validate-only --dir "$work/local-real" "$TAILGATE_BIN" 2>&1); status=$?
   validate_result "run-local.sh --validate-only with $TAILGATE_BIN" "$status" "$out"
+  # The real binary: 1 agent + 2 gateways on loopback become ready and stop cleanly on SIGTERM.
+  local_dir="$work/local-real-run"
+  set -m
+  PORT_OFFSET=${LOCAL_PORT_OFFSET:-30000} GRACE_SECONDS=10 \
+    "$deploy/local/run-local.sh" -n 2 --dir "$local_dir" "$TAILGATE_BIN" > "$work/run-local-real.log" 2>&1 &
+  runner=$!
+  if wait_ready "$runner"; then
+    mapfile -t kids < <(children)
+    kill -TERM "$runner"; wait "$runner"; status=$?
+    if [ ${#kids[@]} = 3 ] && all_gone "${kids[@]}"; then
+      pass "run-local with $TAILGATE_BIN: 1 agent + 2 gateways ready, SIGTERM stops all 3 (status $status)"
+    else
+      fail "run-local with $TAILGATE_BIN: processes left after SIGTERM"; sed 's/^/      /' "$work/run-local-real.log"
+    fi
+  else
+    kill -TERM "$runner" 2>/dev/null; wait "$runner" 2>/dev/null
+    fail "run-local with $TAILGATE_BIN: cluster not ready"; sed 's/^/      /' "$work/run-local-real.log"
+  fi
+  set +m
 fi
 
 # === 6. image ===

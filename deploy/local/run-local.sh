@@ -13,8 +13,7 @@
 # Ports (before PORT_OFFSET): agent OTLP gRPC 4317, OTLP HTTP 4318, health 13133, metrics 8888;
 # gateway i (0-based): OTLP gRPC 14317+i, health 14133+i, metrics 18800+i, spanmetrics 18900+i.
 #
-# It validates every config first and stops with tailgate's own message if one is rejected (until the
-# loadbalancing exporter, tail_sampling, spanmetrics and prometheus land, that is where it stops). Then it
+# It validates every config first and stops with tailgate's own message if one is rejected. Then it
 # starts the gateways, waits for their health endpoints, starts the agent, writes DIR/processes.tsv
 # (name, pid, ports, config, log) and DIR/ready, and waits. Ctrl-C, SIGTERM or any process exiting stops
 # everything it started: agent first (so it flushes to the gateways), then the gateways, each with

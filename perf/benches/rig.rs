@@ -6,7 +6,6 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tailgate_perf::gen::{Workload, WorkloadConfig};
 use tailgate_perf::grpc::{self, Compression};
-use tailgate_perf::scan;
 
 fn workload(c: &mut Criterion) {
     let config = WorkloadConfig {
@@ -36,9 +35,11 @@ fn sink_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("sink");
     group.throughput(Throughput::Elements(1000));
     group.bench_function("scan_ids_1000_spans", |b| {
-        b.iter(|| scan::spans(&bytes).map(|v| v.len()))
+        b.iter(|| tailgate_proto::scan(&bytes).map(|v| v.len()))
     });
-    group.bench_function("count_1000_spans", |b| b.iter(|| scan::count_spans(&bytes)));
+    group.bench_function("count_1000_spans", |b| {
+        b.iter(|| tailgate_proto::count_spans(&bytes))
+    });
     let gz = grpc::encode_frame(&request, Compression::Gzip);
     group.bench_function("gunzip_deframe_1000_spans", |b| {
         b.iter(|| {

@@ -13,7 +13,6 @@
 //!
 //! # Layout
 //! - [`grpc`]: gRPC status codes, message framing and compression shared by sink and sender.
-//! - [`scan`]: a small protobuf walker that finds spans in a request without decoding it.
 //! - [`sink`]: OTLP/gRPC + OTLP/HTTP server that records spans; fault injection.
 //! - [`sender`]: OTLP/gRPC client over h2 with optional gzip/zstd.
 //! - [`gen`]: trace-shaped traffic with known truth (sans-IO, seeded).
@@ -23,7 +22,9 @@
 //! - [`observations`]: what a sink received, as a file.
 //! - [`check`]: joins manifest and observations into complete / partial / missing by class.
 //! - [`report`]: markdown + JSON results under `perf/results/`.
-//! - [`scenario`]: end-to-end scenarios that start tailgate (the shape; none runs yet).
+//! - [`scenario`]: end-to-end scenarios that start tailgate processes (accuracy, throughput,
+//!   latency, soak) and the demo's accuracy run.
+//! - [`plot`]: SVG line charts of runs over time.
 
 pub mod check;
 pub mod gen;
@@ -32,8 +33,8 @@ pub mod loadgen;
 pub mod manifest;
 pub mod observations;
 pub mod pace;
+pub mod plot;
 pub mod report;
-pub mod scan;
 pub mod scenario;
 pub mod sender;
 pub mod sink;

@@ -27,9 +27,11 @@ use crate::sender::{SendError, Sender, SenderConfig};
 /// Everything a load run needs.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
-    /// OTLP/gRPC endpoint to send to.
-    pub target: SocketAddr,
-    /// TCP connections (h2), requests go round-robin over them.
+    /// OTLP/gRPC endpoints to send to. Connection `i` goes to `targets[i % targets.len()]`, and
+    /// requests go round-robin over connections: with several targets this is naive round-robin
+    /// load balancing (what a plain L4/L7 balancer in front of gateways does).
+    pub targets: Vec<SocketAddr>,
+    /// TCP connections (h2), requests go round-robin over them. At least one per target.
     pub connections: u32,
     /// Concurrent requests per connection.
     pub in_flight: u32,
@@ -50,13 +52,16 @@ pub struct LoadConfig {
     pub replay_pool: Option<usize>,
     /// Show a live progress line (indicatif) on stderr.
     pub progress: bool,
+    /// Counters to update while running (for a caller that samples them, e.g. to plot the rate
+    /// over time); a fresh set when `None`.
+    pub counters: Option<Arc<LoadCounters>>,
 }
 
 impl LoadConfig {
     /// A small run against `target`: defaults with 10 000 spans, unlimited rate, no progress bar.
     pub fn new(target: SocketAddr) -> Self {
         LoadConfig {
-            target,
+            targets: vec![target],
             connections: 2,
             in_flight: 4,
             rate: Rate::Unlimited,
@@ -67,6 +72,7 @@ impl LoadConfig {
             workload: WorkloadConfig::default(),
             replay_pool: None,
             progress: false,
+            counters: None,
         }
     }
 }
@@ -104,7 +110,10 @@ pub enum LoadError {
     /// The replay pool could not be built.
     #[error(transparent)]
     Replay(#[from] crate::gen::replay::ReplayError),
-    /// Could not connect to the target.
+    /// No target was given.
+    #[error("no target to send to")]
+    NoTarget,
+    /// Could not connect to a target.
     #[error("cannot connect to {target}: {source}")]
     Connect {
         /// The target.
@@ -123,14 +132,26 @@ pub struct LoadOutcome {
     pub manifest: Vec<ManifestEntry>,
 }
 
-/// Live counters shared by the connections and the progress line.
+/// Live counters shared by the connections, the progress line and whoever else watches a run.
 #[derive(Debug, Default)]
-struct Counters {
+pub struct LoadCounters {
     spans_ok: AtomicU64,
     spans_failed: AtomicU64,
     requests_ok: AtomicU64,
     requests_refused: AtomicU64,
     requests_lost: AtomicU64,
+}
+
+impl LoadCounters {
+    /// Spans in requests answered OK so far.
+    pub fn spans_ok(&self) -> u64 {
+        self.spans_ok.load(Ordering::Relaxed)
+    }
+
+    /// Spans in requests refused or lost so far.
+    pub fn spans_failed(&self) -> u64 {
+        self.spans_failed.load(Ordering::Relaxed)
+    }
 }
 
 /// What a connection task hands back at the end.
@@ -156,16 +177,18 @@ pub async fn run(config: LoadConfig) -> Result<LoadOutcome, LoadError> {
         Some(n) => Source::Replay(ReplayPool::build(config.workload.clone(), n)?),
         None => Source::Live(Box::new(Workload::new(config.workload.clone()))),
     };
-    let counters = Arc::new(Counters::default());
+    let counters = config.counters.clone().unwrap_or_default();
     let mut queues = Vec::new();
     let mut connections = JoinSet::new();
-    for _ in 0..config.connections.max(1) {
-        let sender = Sender::connect(config.target, sender_config.clone())
+    if config.targets.is_empty() {
+        return Err(LoadError::NoTarget);
+    }
+    let n_connections = config.connections.max(config.targets.len() as u32);
+    for i in 0..n_connections {
+        let target = config.targets[i as usize % config.targets.len()];
+        let sender = Sender::connect(target, sender_config.clone())
             .await
-            .map_err(|source| LoadError::Connect {
-                target: config.target,
-                source,
-            })?;
+            .map_err(|source| LoadError::Connect { target, source })?;
         let (tx, rx) = mpsc::channel::<Job>(config.in_flight.max(1) as usize);
         queues.push(tx);
         connections.spawn(drive_connection(
@@ -288,7 +311,7 @@ async fn drive_connection(
     sender: Sender,
     mut rx: mpsc::Receiver<Job>,
     in_flight: u32,
-    counters: Arc<Counters>,
+    counters: Arc<LoadCounters>,
 ) -> ConnectionResult {
     let mut latency = new_histogram();
     let mut statuses = BTreeMap::new();
@@ -340,7 +363,7 @@ fn unix_nanos() -> u64 {
 }
 
 fn summarize(
-    c: &Counters,
+    c: &LoadCounters,
     traces: u64,
     elapsed: f64,
     latency: &Histogram<u64>,
@@ -383,7 +406,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn start(counters: Arc<Counters>, config: &LoadConfig) -> Self {
+    fn start(counters: Arc<LoadCounters>, config: &LoadConfig) -> Self {
         let bar = match config.max_spans {
             Some(n) if config.duration.is_none() => indicatif::ProgressBar::new(n),
             _ => indicatif::ProgressBar::new_spinner(),

@@ -12,7 +12,8 @@ use tailgate_perf::grpc::{Compression, GrpcStatus};
 use tailgate_perf::loadgen::{self, LoadConfig};
 use tailgate_perf::manifest::{self, ManifestWriter};
 use tailgate_perf::pace::Rate;
-use tailgate_perf::scenario::{self, ScenarioContext, ScenarioName};
+use tailgate_perf::scenario::throughput::TargetKind;
+use tailgate_perf::scenario::{self, ScenarioContext, ScenarioName, Size};
 use tailgate_perf::sink::{Faults, RecordMode, Sink, SinkConfig};
 use tailgate_perf::{observations, report};
 
@@ -35,21 +36,53 @@ enum Command {
     Sink(SinkArgs),
     /// Join a manifest with sink observations: complete / partial / missing traces by class.
     Check(CheckArgs),
-    /// The README's first command (a placeholder until tailgate runs end to end).
-    Demo,
-    /// Run an end-to-end scenario (needs the tailgate binary; not available yet).
-    Scenario {
-        /// Which scenario.
-        #[arg(value_enum)]
-        name: ScenarioName,
-    },
+    /// The README's first command: the accuracy scenario at demo size (agent + 3 gateways vs
+    /// round-robin to the same 3 gateways), with live progress, ending with the comparison table.
+    Demo(DemoArgs),
+    /// Run an end-to-end scenario with real tailgate processes on loopback.
+    Scenario(ScenarioArgs),
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// No live progress.
+    #[arg(long)]
+    quiet: bool,
+    /// Results directory (markdown + JSON).
+    #[arg(long)]
+    results: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ScenarioArgs {
+    /// Which scenario.
+    #[arg(value_enum)]
+    name: ScenarioName,
+    /// How big: smoke (seconds), demo (about a minute), full.
+    #[arg(long, value_enum, default_value = "demo")]
+    size: Size,
+    /// throughput: also measure this command, with {listen} (host:port it must receive OTLP/gRPC
+    /// on), {listen_port} and {backend} (host:port to forward to) filled in; run with `sh -c`.
+    #[arg(long)]
+    peer_cmd: Option<String>,
+    /// throughput/latency/soak: tailgate configuration to measure: passthrough, agent or gateway
+    /// (repeatable; default: all three for throughput, agent for latency, gateway for soak).
+    #[arg(long = "target", value_parser = parse_target)]
+    targets: Vec<TargetKind>,
+    /// No live progress.
+    #[arg(long)]
+    quiet: bool,
+    /// Results directory (markdown, JSON, SVG).
+    #[arg(long)]
+    results: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 struct LoadgenArgs {
-    /// OTLP/gRPC endpoint, host:port.
-    #[arg(long, default_value = "127.0.0.1:4317")]
-    target: SocketAddr,
+    /// OTLP/gRPC endpoint, host:port. Repeat for naive round-robin over several endpoints
+    /// (connection i goes to the i-th target modulo their number).
+    #[arg(long = "target", default_value = "127.0.0.1:4317", num_args = 1)]
+    targets: Vec<SocketAddr>,
     /// TCP connections.
     #[arg(long, default_value_t = 2)]
     connections: u32,
@@ -175,7 +208,9 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("tailgate-perf: cannot start the tokio runtime: {e}");
+            say_err(&format!(
+                "tailgate-perf: cannot start the tokio runtime: {e}"
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -184,19 +219,14 @@ fn main() -> ExitCode {
             Command::Loadgen(a) => loadgen_cmd(a).await,
             Command::Sink(a) => sink_cmd(a).await,
             Command::Check(a) => check_cmd(a),
-            Command::Demo => {
-                println!("tailgate-perf demo: PLACEHOLDER. The demo runs the `accuracy` scenario (agent + 3 gateways");
-                println!("vs round-robin) once the tailgate binary runs end to end; it does not yet. Nothing was run.");
-                println!("Meanwhile: `tailgate-perf sink` + `tailgate-perf loadgen` + `tailgate-perf check` (docs/perf.md).");
-                Ok(())
-            }
-            Command::Scenario { name } => scenario_cmd(name).await,
+            Command::Demo(a) => demo_cmd(a).await,
+            Command::Scenario(a) => scenario_cmd(a).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tailgate-perf: {e}");
+            say_err(&format!("tailgate-perf: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -216,7 +246,7 @@ async fn loadgen_cmd(a: LoadgenArgs) -> CmdResult {
         return Err("give --duration or --spans (or both)".into());
     }
     let config = LoadConfig {
-        target: a.target,
+        targets: a.targets.clone(),
         connections: a.connections,
         in_flight: a.in_flight,
         rate,
@@ -241,6 +271,7 @@ async fn loadgen_cmd(a: LoadgenArgs) -> CmdResult {
         },
         replay_pool: a.replay_pool,
         progress: !a.quiet,
+        counters: None,
     };
     let outcome = loadgen::run(config.clone()).await?;
     let mut writer = ManifestWriter::create(&a.manifest)?;
@@ -249,15 +280,15 @@ async fn loadgen_cmd(a: LoadgenArgs) -> CmdResult {
     }
     writer.finish()?;
     let md = report::load_markdown(&outcome.summary);
-    println!(
+    say(&format!(
         "{md}\nmanifest: {} ({} traces)",
         a.manifest.display(),
         outcome.manifest.len()
-    );
-    let json = serde_json::json!({ "summary": outcome.summary, "workload": config.workload, "target": config.target.to_string() });
+    ));
+    let json = serde_json::json!({ "summary": outcome.summary, "workload": config.workload, "targets": config.targets.iter().map(ToString::to_string).collect::<Vec<_>>() });
     let dir = a.results.unwrap_or_else(report::default_results_dir);
     let (md_path, _) = report::write_results(&dir, "loadgen", &md, &json)?;
-    println!("results: {}", md_path.display());
+    say(&format!("results: {}", md_path.display()));
     Ok(())
 }
 
@@ -274,9 +305,9 @@ async fn sink_cmd(a: SinkArgs) -> CmdResult {
         ..SinkConfig::default()
     })
     .await?;
-    eprintln!("sink: OTLP/gRPC on {}", sink.grpc_addr());
+    say_err(&format!("sink: OTLP/gRPC on {}", sink.grpc_addr()));
     if let Some(http) = sink.http_addr() {
-        eprintln!("sink: OTLP/HTTP on http://{http}/v1/traces");
+        say_err(&format!("sink: OTLP/HTTP on http://{http}/v1/traces"));
     }
     let timeout = a.timeout.unwrap_or(Duration::MAX);
     let wait = async {
@@ -301,16 +332,16 @@ async fn sink_cmd(a: SinkArgs) -> CmdResult {
     tokio::select! {
         _ = wait => {}
         _ = stdin_closed => {}
-        _ = terminated() => eprintln!("sink: interrupted"),
+        _ = terminated() => say_err("sink: interrupted"),
     }
     let seen = sink.take();
     observations::write_file(&a.observations, &seen.keys)?;
-    println!("{}", serde_json::to_string_pretty(&seen.stats)?);
-    eprintln!(
+    say(&serde_json::to_string_pretty(&seen.stats)?);
+    say_err(&format!(
         "sink: {} span keys written to {}",
         seen.keys.len(),
         a.observations.display()
-    );
+    ));
     sink.shutdown().await;
     Ok(())
 }
@@ -344,22 +375,75 @@ fn check_cmd(a: CheckArgs) -> CmdResult {
     }
     let r = check::check(&manifest, &sinks);
     let md = report::check_markdown(&r);
-    println!("{md}");
+    say(&md);
     let dir = a.results.unwrap_or_else(report::default_results_dir);
     let (md_path, _) = report::write_results(&dir, "check", &md, &serde_json::to_value(&r)?)?;
-    println!("results: {}", md_path.display());
+    say(&format!("results: {}", md_path.display()));
     Ok(())
 }
 
-async fn scenario_cmd(name: ScenarioName) -> CmdResult {
-    let ctx = ScenarioContext {
-        tailgate: PathBuf::from("tailgate"),
-        results_dir: report::default_results_dir(),
-        smoke: false,
-    };
-    let out = scenario::run(name, &ctx).await?;
-    println!("{}", out.markdown);
+async fn scenario_cmd(a: ScenarioArgs) -> CmdResult {
+    let tailgate = locate()?;
+    let results = a.results.unwrap_or_else(report::default_results_dir);
+    let mut ctx = ScenarioContext::new(tailgate, results, a.size)?;
+    ctx.progress = !a.quiet;
+    ctx.peer_cmd = a.peer_cmd;
+    ctx.targets = a.targets;
+    let started = std::time::Instant::now();
+    let out = scenario::run(a.name, &ctx).await?;
+    finish_scenario(&ctx, &out, started.elapsed())
+}
+
+async fn demo_cmd(a: DemoArgs) -> CmdResult {
+    let started = std::time::Instant::now();
+    let tailgate = locate()?;
+    let results = a.results.unwrap_or_else(report::default_results_dir);
+    let mut ctx = ScenarioContext::new(tailgate, results, Size::Demo)?;
+    ctx.progress = !a.quiet;
+    ctx.ui().note(format!(
+        "tailgate-perf demo: the same traffic twice into 3 tail-sampling gateways (keep errors, slow > 1 s, 10% of the rest):\n  1. through a tailgate agent that routes every span by trace ID\n  2. round-robin, as a plain load balancer would\n(tailgate: {}; work files: {})",
+        ctx.tailgate.display(),
+        ctx.work_dir.display()
+    ));
+    let out = scenario::run(ScenarioName::Accuracy, &ctx).await?;
+    finish_scenario(&ctx, &out, started.elapsed())?;
+    say("With round-robin, a trace's spans land on several gateways; each decides on the part it holds,\nso error and slow traces arrive in pieces. Routing by trace ID keeps every trace on one gateway.");
     Ok(())
+}
+
+fn locate() -> Result<PathBuf, Box<dyn std::error::Error>> {
+    scenario::binary::locate_tailgate(scenario::binary::Fallback::Build)?
+        .ok_or_else(|| "no tailgate binary".into())
+}
+
+fn finish_scenario(
+    ctx: &ScenarioContext,
+    out: &scenario::ScenarioOutput,
+    took: Duration,
+) -> CmdResult {
+    say(&format!("\n{}", out.markdown));
+    let (md_path, _) =
+        report::write_results(&ctx.results_dir, &out.name, &out.markdown, &out.json)?;
+    say(&format!(
+        "results: {} (+ .json); wall time {:.0} s",
+        md_path.display(),
+        took.as_secs_f64()
+    ));
+    ctx.remove_work_dir();
+    Ok(())
+}
+
+/// Prints to stdout, ignoring a closed pipe (`tailgate-perf check ... | head`): the command's
+/// work (files, exit status) must not depend on whether someone still reads its output.
+fn say(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+/// Prints to stderr, ignoring a closed pipe (see [`say`]).
+fn say_err(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 // === Argument parsers ===
@@ -392,6 +476,10 @@ fn parse_span_count(s: &str) -> Result<SpanCount, String> {
 fn parse_status(s: &str) -> Result<GrpcStatus, String> {
     GrpcStatus::parse(s)
         .ok_or_else(|| format!("{s:?}: want a gRPC status name (unavailable) or number"))
+}
+
+fn parse_target(s: &str) -> Result<TargetKind, String> {
+    TargetKind::parse(s).ok_or_else(|| format!("{s:?}: want passthrough, agent or gateway"))
 }
 
 fn parse_record(s: &str) -> Result<RecordMode, String> {

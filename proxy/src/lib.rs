@@ -11,16 +11,22 @@
 //! - [`pipeline`]: what flows between stages on a core ([`pipeline::TraceData`]) and the stage trait.
 //! - [`receiver`], [`processor`], [`exporter`], [`extension`]: components by the collector's names,
 //!   each folder with a `config.rs` of its keys beside its implementation.
+//! - [`resolver`]: backend sets of the `loadbalancing` exporter (static, dns, k8s), published as
+//!   routing tables off the data-plane cores.
+//! - [`connector`]: connectors (`spanmetrics`); [`metrics_data`]: what metrics pipelines carry.
 //! - [`tls`]: the collector's `tls` blocks as rustls configurations.
 //! - [`telemetry`]: logs, per-core metrics summed on scrape, admin endpoints (metrics, health).
 
 pub mod cli;
 pub mod config;
+pub mod connector;
 pub mod exporter;
 pub mod extension;
+pub mod metrics_data;
 pub mod pipeline;
 pub mod processor;
 pub mod receiver;
+pub mod resolver;
 pub mod runtime;
 pub mod telemetry;
 pub mod tls;

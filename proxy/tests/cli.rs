@@ -20,19 +20,15 @@ fn fixture(name: &str) -> String {
 }
 
 #[test]
-fn validate_reports_every_missing_component_and_fails() {
-    let (code, _, err) = tailgate(&[
-        "validate",
-        "--config",
-        &fixture("gateway-spanmetrics-config.yaml"),
-    ]);
-    assert_ne!(code, 0);
-    for needle in [
-        "2 configuration problems",
-        "connectors.spanmetrics: component type \"spanmetrics\" is known but not implemented yet",
-        "exporters.prometheus: component type \"prometheus\" is known but not implemented yet",
+fn validate_accepts_the_reference_configs() {
+    for name in [
+        "agent-config.yaml",
+        "gateway-config.yaml",
+        "gateway-spanmetrics-config.yaml",
     ] {
-        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        let (code, out, err) = tailgate(&["validate", "--config", &fixture(name)]);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(out.contains("configuration is valid"), "{name}: {out}");
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::workload::{Workload, WorkloadConfig};
 use crate::manifest::ManifestEntry;
-use crate::scan::{self, ScanError};
+use tailgate_proto::ScanError;
 
 /// One pooled request and where its trace IDs sit.
 #[derive(Debug, Clone)]
@@ -52,10 +52,11 @@ impl ReplayPool {
         while let Some(b) = w.next_batch(1_700_000_000_000_000_000) {
             let request = Bytes::from(b.request);
             let mut trace_id_at = Vec::with_capacity(b.spans as usize);
-            for view in scan::spans(&request)? {
-                let at = view.span.as_ptr() as usize - request.as_ptr() as usize;
+            for view in tailgate_proto::scan(&request)? {
+                let span = view.span_slice();
+                let at = span.as_ptr() as usize - request.as_ptr() as usize;
                 // prost writes fields in number order: tag 0x0a, length 16, then the ID.
-                if view.span.get(..2) != Some(&[0x0a, 0x10][..]) {
+                if span.get(..2) != Some(&[0x0a, 0x10][..]) {
                     return Err(ReplayError::Layout(at));
                 }
                 trace_id_at.push(at + 2);
@@ -152,11 +153,11 @@ mod tests {
         let mut keys = Vec::new();
         let mut sent = 0;
         while let Some((req, spans)) = pool.next_batch() {
-            let views = scan::spans(&Bytes::from(req)).unwrap();
+            let views = tailgate_proto::scan(&Bytes::from(req)).unwrap();
             assert_eq!(views.len() as u32, spans);
             keys.extend(views.iter().map(|v| SpanKey {
-                trace_id: v.trace_id,
-                span_id: v.span_id,
+                trace_id: v.trace_id(),
+                span_id: v.span_id(),
             }));
             sent += 1;
             if sent == 2 * pool.pool.len() + 1 {

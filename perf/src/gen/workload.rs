@@ -210,7 +210,6 @@ fn string_kv(key: &str, value: &str) -> KeyValue {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::scan;
     use bytes::Bytes;
     use std::collections::{HashMap, HashSet};
 
@@ -238,11 +237,11 @@ mod tests {
         let (batches, truth) = drain(&mut w, 30);
         let mut seen: HashMap<[u8; 16], HashSet<[u8; 8]>> = HashMap::new();
         for b in &batches {
-            let views = scan::spans(&Bytes::from(b.request.clone())).unwrap();
+            let views = tailgate_proto::scan(&Bytes::from(b.request.clone())).unwrap();
             assert_eq!(views.len() as u32, b.spans);
             for v in views {
                 assert!(
-                    seen.entry(v.trace_id).or_default().insert(v.span_id),
+                    seen.entry(v.trace_id()).or_default().insert(v.span_id()),
                     "duplicate span"
                 );
             }
@@ -267,8 +266,8 @@ mod tests {
             let (batches, truth) = drain(&mut w, 20);
             let mut in_requests: HashMap<[u8; 16], HashSet<usize>> = HashMap::new();
             for (i, b) in batches.iter().enumerate() {
-                for v in scan::spans(&Bytes::from(b.request.clone())).unwrap() {
-                    in_requests.entry(v.trace_id).or_default().insert(i);
+                for v in tailgate_proto::scan(&Bytes::from(b.request.clone())).unwrap() {
+                    in_requests.entry(v.trace_id()).or_default().insert(i);
                 }
             }
             let sum: usize = in_requests.values().map(HashSet::len).sum();

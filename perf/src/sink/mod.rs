@@ -35,7 +35,6 @@ pub use faults::Faults;
 pub use store::{ObservedSpan, RecordMode, SinkStats, Snapshot, SpanKey};
 
 use crate::grpc::GrpcStatus;
-use crate::scan;
 use store::Store;
 
 /// Where and how the sink listens and what it keeps.
@@ -271,9 +270,12 @@ impl Shared {
         let mode = lock(&self.store).mode;
         let mut views = Vec::new();
         let scanned = if mode == RecordMode::Count {
-            scan::count_spans(&message)
+            tailgate_proto::count_spans(&message)
         } else {
-            scan::for_each_span(&message, |v| views.push(v))
+            tailgate_proto::scan(&message).map(|v| {
+                views = v;
+                views.len()
+            })
         };
         let count = match scanned {
             Ok(n) => n,

@@ -5,10 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{any_value, InstrumentationScope};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-
-use crate::scan::SpanView;
+use tailgate_proto::SpanView;
 
 /// How much the sink keeps per received span.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,10 +38,11 @@ pub struct ObservedSpan {
     pub trace_id: [u8; 16],
     /// Span ID.
     pub span_id: [u8; 8],
-    /// Encoded `Resource` the span came under (empty when the request had none).
-    pub resource: Bytes,
-    /// Encoded `InstrumentationScope` the span came under (empty when none).
-    pub scope: Bytes,
+    /// The `ResourceSpans` the span came under without its `scope_spans`: a valid encoded
+    /// `ResourceSpans` holding the resource, `schema_url` and unknown fields (tailgate-proto's header).
+    pub resource_spans: Bytes,
+    /// The `ScopeSpans` the span came under without its `spans` (scope, `schema_url`, unknown fields).
+    pub scope_spans: Bytes,
     /// Encoded `Span`.
     pub span: Bytes,
     /// Index of the accepted request that carried it (0-based, in acceptance order).
@@ -55,14 +55,18 @@ impl ObservedSpan {
         Span::decode(self.span.clone())
     }
 
-    /// Decodes the resource.
+    /// Decodes the resource (the default resource when the request had none).
     pub fn decode_resource(&self) -> Result<Resource, prost::DecodeError> {
-        Resource::decode(self.resource.clone())
+        Ok(ResourceSpans::decode(self.resource_spans.clone())?
+            .resource
+            .unwrap_or_default())
     }
 
-    /// Decodes the instrumentation scope.
+    /// Decodes the instrumentation scope (the default scope when the request had none).
     pub fn decode_scope(&self) -> Result<InstrumentationScope, prost::DecodeError> {
-        InstrumentationScope::decode(self.scope.clone())
+        Ok(ScopeSpans::decode(self.scope_spans.clone())?
+            .scope
+            .unwrap_or_default())
     }
 
     /// The resource's `service.name` string attribute, if present.
@@ -169,16 +173,16 @@ impl Store {
             return;
         }
         self.keys.extend(views.iter().map(|v| SpanKey {
-            trace_id: v.trace_id,
-            span_id: v.span_id,
+            trace_id: v.trace_id(),
+            span_id: v.span_id(),
         }));
         if self.mode == RecordMode::Full {
             self.spans.extend(views.into_iter().map(|v| ObservedSpan {
-                trace_id: v.trace_id,
-                span_id: v.span_id,
-                resource: v.resource,
-                scope: v.scope,
-                span: v.span,
+                trace_id: v.trace_id(),
+                span_id: v.span_id(),
+                resource_spans: v.resource_header().clone(),
+                scope_spans: v.scope_header().clone(),
+                span: v.span_bytes(),
                 request,
             }));
         }

@@ -182,14 +182,21 @@ fn build(root: Value, errors: &mut ConfigErrors) -> Config {
     for (id, v, path) in raw_exporters {
         known.exporters.push(id.clone());
         if check_kind(Section::Exporters, &id.kind, &path, errors) {
-            if let Some(c) = registry::parse_exporter(&id.kind, v, &path, errors) {
+            if let Some(c) =
+                registry::parse_exporter_warn(&id.kind, v, &path, errors, &mut warnings)
+            {
                 exporters.insert(id, c);
             }
         }
     }
-    for (id, _, path) in raw_connectors {
+    let mut connectors = BTreeMap::new();
+    for (id, v, path) in raw_connectors {
         known.connectors.push(id.clone());
-        check_kind(Section::Connectors, &id.kind, &path, errors);
+        if check_kind(Section::Connectors, &id.kind, &path, errors) {
+            if let Some(c) = registry::parse_connector(&id.kind, v, &path, errors, &mut warnings) {
+                connectors.insert(id, c);
+            }
+        }
     }
     let mut extensions = BTreeMap::new();
     for (id, v, path) in raw_extensions {
@@ -210,6 +217,7 @@ fn build(root: Value, errors: &mut ConfigErrors) -> Config {
     };
     let service_extensions = resolve_extensions(&service, &known, errors);
     let pipelines = resolve_pipelines(&service, &known, &receivers, &exporters, errors);
+    service::check_signal_flow(&pipelines, &exporters, &connectors, errors);
     let metrics_address = service
         .telemetry
         .metrics_address("service.telemetry", errors);
@@ -219,7 +227,7 @@ fn build(root: Value, errors: &mut ConfigErrors) -> Config {
         receivers,
         processors,
         exporters,
-        connectors: BTreeMap::new(),
+        connectors,
         extensions,
         service_extensions,
         pipelines,
@@ -308,7 +316,8 @@ fn resolve_pipelines(
             &raw.processors,
             &path,
             "processors",
-            &[&known.processors],
+            // Connectors pass here so the check below can say what they are.
+            &[&known.processors, &known.connectors],
             errors,
         );
         let exps = resolve_refs(
@@ -344,7 +353,13 @@ fn resolve_pipelines(
             for r in recv.iter().filter(|r| receivers.contains_key(*r)) {
                 errors.push(join(&path, "receivers"), format!("receiver \"{r}\" only carries traces in tailgate; {} pipelines are not implemented", id.signal));
             }
-            for e in exps.iter().filter(|e| exporters.contains_key(*e)) {
+            // Metrics exporters (prometheus) are checked by service::check_signal_flow.
+            let traces_only = |e: &&ComponentId| {
+                exporters
+                    .get(*e)
+                    .is_some_and(|x| !matches!(x, ExporterConfig::Prometheus(_)))
+            };
+            for e in exps.iter().filter(traces_only) {
                 errors.push(join(&path, "exporters"), format!("exporter \"{e}\" only carries traces in tailgate; {} pipelines are not implemented", id.signal));
             }
         }

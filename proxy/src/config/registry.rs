@@ -7,8 +7,11 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
 use super::error::{join, ConfigErrors};
+use crate::connector::spanmetrics::config::{Settings as SpanMetricsSettings, SpanMetricsConfig};
 use crate::exporter::debug::config::{DebugExporterConfig, NopExporterConfig};
+use crate::exporter::loadbalancing::config::LoadBalancingConfig;
 use crate::exporter::otlp::config::OtlpExporterConfig;
+use crate::exporter::prometheus::config::PrometheusExporterConfig;
 use crate::extension::health_check::config::HealthCheckConfig;
 use crate::processor::batch::config::BatchConfig;
 use crate::processor::memory_limiter::config::MemoryLimiterConfig;
@@ -57,8 +60,8 @@ impl Section {
         match self {
             Section::Receivers => &["otlp"],
             Section::Processors => &["memory_limiter", "batch", "tail_sampling"],
-            Section::Exporters => &["otlp", "debug", "nop"],
-            Section::Connectors => &[],
+            Section::Exporters => &["otlp", "debug", "nop", "loadbalancing", "prometheus"],
+            Section::Connectors => &["spanmetrics"],
             Section::Extensions => &["health_check"],
         }
     }
@@ -68,8 +71,8 @@ impl Section {
         match self {
             Section::Receivers => &[],
             Section::Processors => &[],
-            Section::Exporters => &["otlphttp", "loadbalancing", "prometheus"],
-            Section::Connectors => &["spanmetrics"],
+            Section::Exporters => &["otlphttp"],
+            Section::Connectors => &[],
             Section::Extensions => &[],
         }
     }
@@ -102,11 +105,18 @@ pub enum ExporterConfig {
     Debug(DebugExporterConfig),
     /// `nop`.
     Nop(NopExporterConfig),
+    /// `loadbalancing` (agent mode).
+    LoadBalancing(Box<LoadBalancingConfig>),
+    /// `prometheus` (metrics pipelines only).
+    Prometheus(Box<PrometheusExporterConfig>),
 }
 
-/// A parsed connector (none implemented yet).
+/// A parsed connector.
 #[derive(Debug, Clone)]
-pub enum ConnectorConfig {}
+pub enum ConnectorConfig {
+    /// `spanmetrics`: traces → metrics; its keys and the settings resolved from them.
+    SpanMetrics(Box<(SpanMetricsConfig, SpanMetricsSettings)>),
+}
 
 /// A parsed extension.
 #[derive(Debug, Clone)]
@@ -257,6 +267,48 @@ pub fn parse_exporter(
             Some(ExporterConfig::Debug(c))
         }
         "nop" => parse_keys(value, path, errors).map(ExporterConfig::Nop),
+        "loadbalancing" => {
+            let c: LoadBalancingConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors);
+            Some(ExporterConfig::LoadBalancing(Box::new(c)))
+        }
+        _ => None,
+    }
+}
+
+/// Parses an exporter of an implemented type that may warn (`prometheus`); other types go to
+/// [`parse_exporter`].
+pub fn parse_exporter_warn(
+    kind: &str,
+    value: Value,
+    path: &str,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<ExporterConfig> {
+    match kind {
+        "prometheus" => {
+            let c: PrometheusExporterConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors, warnings);
+            Some(ExporterConfig::Prometheus(Box::new(c)))
+        }
+        _ => parse_exporter(kind, value, path, errors),
+    }
+}
+
+/// Parses a connector of an implemented type.
+pub fn parse_connector(
+    kind: &str,
+    value: Value,
+    path: &str,
+    errors: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+) -> Option<ConnectorConfig> {
+    match kind {
+        "spanmetrics" => {
+            let c: SpanMetricsConfig = parse_keys(value, path, errors)?;
+            let s = c.resolve(path, errors, warnings);
+            Some(ConnectorConfig::SpanMetrics(Box::new((c, s))))
+        }
         _ => None,
     }
 }

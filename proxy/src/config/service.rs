@@ -2,7 +2,11 @@
 
 use serde::Deserialize;
 
+use std::collections::BTreeMap;
+
 use super::error::{join, ConfigErrors};
+use super::registry::{ConnectorConfig, ExporterConfig};
+use super::{ComponentId, Pipeline, Signal};
 
 /// Default self-metrics address of collector v0.115.
 pub const DEFAULT_METRICS_ADDRESS: &str = "localhost:8888";
@@ -233,5 +237,36 @@ impl TelemetryConfig {
             );
         }
         level
+    }
+}
+
+/// Checks that each component sits in a pipeline of the signal it handles: `prometheus` only
+/// exports metrics; `spanmetrics` is an exporter of traces pipelines and a receiver of metrics
+/// pipelines; metrics pipelines take no processors (none is implemented for metrics).
+pub fn check_signal_flow(
+    pipelines: &[Pipeline],
+    exporters: &BTreeMap<ComponentId, ExporterConfig>,
+    connectors: &BTreeMap<ComponentId, ConnectorConfig>,
+    errors: &mut ConfigErrors,
+) {
+    for p in pipelines {
+        let path = format!("service.pipelines.{}", p.id);
+        let metrics = p.id.signal == Signal::Metrics;
+        for (i, e) in p.exporters.iter().enumerate() {
+            let at = format!("{path}.exporters[{i}]");
+            match (exporters.get(e), connectors.get(e)) {
+                (Some(ExporterConfig::Prometheus(_)), _) if !metrics => errors.push(at, format!("exporter \"{e}\" exports metrics; use it in a metrics pipeline, e.g. metrics: {{receivers: [spanmetrics], exporters: [{e}]}}")),
+                (_, Some(ConnectorConfig::SpanMetrics(_))) if p.id.signal != Signal::Traces => errors.push(at, format!("connector \"{e}\" consumes traces: it is an exporter of traces pipelines only")),
+                _ => {}
+            }
+        }
+        for (i, r) in p.receivers.iter().enumerate() {
+            if matches!(connectors.get(r), Some(ConnectorConfig::SpanMetrics(_))) && !metrics {
+                errors.push(format!("{path}.receivers[{i}]"), format!("connector \"{r}\" produces metrics: it is a receiver of metrics pipelines only"));
+            }
+        }
+        if metrics && !p.processors.is_empty() {
+            errors.push(join(&path, "processors"), "processors in metrics pipelines are not implemented in tailgate; connect the receiver straight to the exporters");
+        }
     }
 }

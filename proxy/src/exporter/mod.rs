@@ -1,4 +1,6 @@
 //! Exporters: where spans leave tailgate.
 
 pub mod debug;
+pub mod loadbalancing;
 pub mod otlp;
+pub mod prometheus;

@@ -18,7 +18,10 @@ use super::io::BoxIo;
 use super::mesh::Mesh;
 use super::Shared;
 use crate::config::{ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Signal};
+use crate::connector::spanmetrics::stage::SpanMetricsStage;
 use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
+use crate::exporter::loadbalancing::backends::BackendFactory;
+use crate::exporter::loadbalancing::exporter::LoadBalancer;
 use crate::exporter::otlp::client::Client;
 use crate::exporter::otlp::exporter::{self as otlp_exporter, ExporterMetrics, OtlpExporter};
 use crate::pipeline::{Fanout, TraceConsumer};
@@ -66,7 +69,9 @@ pub enum Report {
 struct Built {
     batchers: Vec<Rc<Batcher>>,
     tail: Vec<Rc<TailSampling>>,
+    spanmetrics: Vec<Rc<SpanMetricsStage>>,
     otlp: Vec<Rc<OtlpExporter>>,
+    balancers: Vec<Rc<LoadBalancer>>,
     receivers: BTreeMap<ComponentId, Rc<dyn TraceConsumer>>,
 }
 
@@ -176,6 +181,16 @@ pub async fn core_main(
     for b in &built.batchers {
         glommio::spawn_local(b.clone().run_timer()).detach();
     }
+    for s in &built.spanmetrics {
+        let s = s.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::Timer::new(s.interval()).await;
+                s.flush();
+            }
+        })
+        .detach();
+    }
     wait_for(&shared.shutdown).await;
     let unflushed = drain(&built, shared.drain_deadline).await;
     let _ = report.send(Report::Stopped(core, unflushed));
@@ -266,10 +281,18 @@ async fn drain(built: &Built, deadline: Duration) -> u64 {
     for b in &built.batchers {
         b.flush(Trigger::Shutdown);
     }
-    while built.otlp.iter().any(|e| e.pending() > 0) && Instant::now() < until {
+    for s in &built.spanmetrics {
+        s.flush();
+    }
+    let pending = || {
+        built.otlp.iter().any(|e| e.pending() > 0)
+            || built.balancers.iter().any(|b| b.pending() > 0)
+    };
+    while pending() && Instant::now() < until {
         glommio::timer::Timer::new(Duration::from_millis(20)).await;
     }
-    built.otlp.iter().map(|e| e.abandon()).sum()
+    built.otlp.iter().map(|e| e.abandon()).sum::<u64>()
+        + built.balancers.iter().map(|b| b.abandon()).sum::<u64>()
 }
 
 /// Connects this core's ends of every tail_sampling mesh.
@@ -293,8 +316,16 @@ fn build(core: usize, shared: &Shared, meshes: &mut BTreeMap<String, Mesh<Part>>
         .collect();
     let mut exporters: BTreeMap<ComponentId, Rc<dyn TraceConsumer>> = BTreeMap::new();
     let mut otlp = Vec::new();
+    let mut balancers = Vec::new();
+    let mut spanmetrics = Vec::new();
     for id in traces.iter().flat_map(|p| p.exporters.iter()) {
         if exporters.contains_key(id) {
+            continue;
+        }
+        if let Some(merger) = shared.spanmetrics.get(id) {
+            let s = spanmetrics_stage(core, shared, id, merger.clone());
+            spanmetrics.push(s.clone());
+            exporters.insert(id.clone(), s);
             continue;
         }
         let name = id.to_string();
@@ -371,7 +402,23 @@ fn build(core: usize, shared: &Shared, meshes: &mut BTreeMap<String, Mesh<Part>>
                 sent,
             }),
             Some(ExporterConfig::Nop(_)) => Rc::new(NopExporter { sent }),
-            None => continue,
+            Some(ExporterConfig::LoadBalancing(c)) => {
+                let Some(b) = shared.balancers.get(id) else {
+                    continue;
+                };
+                let factory = BackendFactory {
+                    core,
+                    registry: shared.registry.clone(),
+                    name: name.clone(),
+                    config: Arc::new((**c).clone()),
+                    tls: b.tls.clone(),
+                };
+                let lb = LoadBalancer::new(b.routes.clone(), c.routing_key(), factory);
+                balancers.push(lb.clone());
+                lb
+            }
+            // Metrics only: started by `connector::start`, never in a traces pipeline.
+            Some(ExporterConfig::Prometheus(_)) | None => continue,
         };
         exporters.insert(id.clone(), consumer);
     }
@@ -478,9 +525,39 @@ fn build(core: usize, shared: &Shared, meshes: &mut BTreeMap<String, Mesh<Part>>
     Built {
         batchers,
         tail,
+        spanmetrics,
         otlp,
+        balancers,
         receivers,
     }
+}
+
+/// One core's `spanmetrics` stage with its self-metrics.
+fn spanmetrics_stage(
+    core: usize,
+    shared: &Shared,
+    id: &ComponentId,
+    merger: crate::connector::spanmetrics::merger::MergerHandle,
+) -> Rc<SpanMetricsStage> {
+    let name = id.to_string();
+    let labels = [("connector", name.as_str())];
+    let counter = |metric: &str, help| {
+        shared
+            .registry
+            .register(metric, help, Kind::Counter, &labels)
+            .local(core)
+    };
+    Rc::new(SpanMetricsStage::new(
+        merger,
+        counter(
+            "tailgate_connector_spanmetrics_spans_total",
+            "Spans aggregated by the spanmetrics connector (tailgate).",
+        ),
+        counter(
+            "tailgate_connector_spanmetrics_failed_requests_total",
+            "Requests the spanmetrics connector could not scan (tailgate).",
+        ),
+    ))
 }
 
 /// The collector's batch size buckets.
@@ -498,7 +575,7 @@ fn one_or_fanout(mut v: Vec<Rc<dyn TraceConsumer>>) -> Rc<dyn TraceConsumer> {
     Rc::new(Fanout { consumers: v })
 }
 
-fn wire_compression(
+pub(crate) fn wire_compression(
     c: crate::config::common::Compression,
 ) -> tailgate_proto::compression::Compression {
     use crate::config::common::Compression as C;
@@ -511,7 +588,7 @@ fn wire_compression(
     }
 }
 
-fn headers(h: &crate::config::common::Headers) -> HeaderMap {
+pub(crate) fn headers(h: &crate::config::common::Headers) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (k, v) in h {
         match (

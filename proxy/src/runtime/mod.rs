@@ -53,6 +53,10 @@ pub struct Shared {
     pub drain_deadline: Duration,
     /// Receiver TLS by bind key (`receivers::otlp::grpc`).
     pub tls_servers: BTreeMap<String, Arc<rustls::ServerConfig>>,
+    /// `loadbalancing` exporters' routes and TLS by exporter id.
+    pub balancers: BTreeMap<ComponentId, Arc<crate::exporter::loadbalancing::Balancer>>,
+    /// `spanmetrics` mergers by connector id (cores feed them).
+    pub spanmetrics: BTreeMap<ComponentId, crate::connector::spanmetrics::merger::MergerHandle>,
     /// Exporter TLS by exporter id (absent: plaintext).
     pub tls_clients: BTreeMap<
         ComponentId,
@@ -122,8 +126,10 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     let memory = start_memory_limiters(&config, &stop_threads)?;
     let healthy = Arc::new(AtomicBool::new(false));
     let mut ports = start_admin(&config, &registry, &healthy, &stop_threads)?;
+    let spanmetrics = crate::connector::start::start(&config, &stop_threads, &mut ports)?;
     let binds = listen_binds(&config)?;
     let (tls_servers, tls_clients) = build_tls(&config)?;
+    let balancers = crate::resolver::start(&config, &registry, &stop_threads)?;
 
     let meshes = build_meshes(&config, cores);
     let shared = Arc::new(Shared {
@@ -135,6 +141,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
         drain_deadline: Duration::from_secs(10),
         tls_servers,
         tls_clients,
+        balancers,
+        spanmetrics,
     });
     let (tx, rx) = mpsc::channel();
     let mut threads = Vec::new();

@@ -16,6 +16,8 @@ use super::metrics::Registry;
 pub enum Endpoint {
     /// Prometheus text at `/metrics`.
     Metrics(Arc<Registry>),
+    /// Prometheus text at `/metrics`, rendered by a component (the `prometheus` exporter).
+    Text(Arc<dyn Fn() -> String + Send + Sync>),
     /// Health at `path`: 200 while `healthy`, 503 otherwise.
     Health {
         /// Path answered.
@@ -85,6 +87,11 @@ fn answer(mut stream: TcpStream, endpoint: &Endpoint) -> std::io::Result<()> {
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
             reg.render(),
+        ),
+        Endpoint::Text(render) if path == "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(),
         ),
         Endpoint::Health {
             path: p,

@@ -1,0 +1,66 @@
+//! The per-core half of `spanmetrics`: a [`TraceConsumer`] at the end of a traces pipeline that
+//! aggregates every span it sees and hands its deltas to the connector's merger thread every
+//! `metrics_flush_interval` (and when its key cache overflows, and at shutdown).
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use super::aggregate::Aggregator;
+use super::merger::MergerHandle;
+use crate::pipeline::{Refusal, TraceConsumer, TraceData};
+use crate::telemetry::metrics::Local;
+
+/// One core's `spanmetrics` connector.
+pub struct SpanMetricsStage {
+    aggregator: RefCell<Aggregator>,
+    merger: MergerHandle,
+    /// Spans counted (`otelcol_connector_*`-style accounting is not in the collector; tailgate
+    /// counts them as the exporter end of the traces pipeline).
+    sent: Local,
+    /// Requests that could not be scanned (the receiver accepted them, so they are not refused).
+    failed: Local,
+}
+
+impl SpanMetricsStage {
+    /// A stage feeding `merger`.
+    pub fn new(merger: MergerHandle, sent: Local, failed: Local) -> Self {
+        SpanMetricsStage {
+            aggregator: RefCell::new(Aggregator::new(merger.settings.clone())),
+            merger,
+            sent,
+            failed,
+        }
+    }
+
+    /// Hands everything counted since the last call to the merger.
+    pub fn flush(&self) {
+        let deltas = self.aggregator.borrow_mut().take();
+        if !deltas.is_empty() {
+            // The merger only goes away at process exit; nothing to do if it already has.
+            let _ = self.merger.tx.send(deltas);
+        }
+    }
+
+    /// The flush period.
+    pub fn interval(&self) -> Duration {
+        self.merger.settings.flush_interval
+    }
+}
+
+impl TraceConsumer for SpanMetricsStage {
+    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
+        let mut spill = Vec::new();
+        let result = self.aggregator.borrow_mut().consume(&data.body, &mut spill);
+        match result {
+            Ok(n) => self.sent.add(n),
+            Err(e) => {
+                self.failed.add(1);
+                tracing::debug!("spanmetrics: request not scanned: {e}");
+            }
+        }
+        if !spill.is_empty() {
+            let _ = self.merger.tx.send(spill);
+        }
+        Ok(())
+    }
+}

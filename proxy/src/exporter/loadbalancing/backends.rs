@@ -1,0 +1,306 @@
+//! One core's backends: an `otlp` exporter per backend endpoint, made when the endpoint appears
+//! in a published table and dropped when it leaves (its queue then drains on its own: the sending
+//! half goes away, the consumers finish what is queued and stop).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::exporter::otlp::client::Client;
+use crate::exporter::otlp::exporter::{self as otlp_exporter, ExporterMetrics, OtlpExporter};
+use crate::pipeline::{Refusal, TraceConsumer, TraceData};
+use crate::resolver::routes::Routes;
+use crate::runtime::core::{headers, wire_compression};
+use crate::telemetry::metrics::{Histogram, Kind, Local, Registry};
+
+use super::config::LoadBalancingConfig;
+
+/// The collector's `otelcol_loadbalancer_backend_latency` buckets (milliseconds).
+const LATENCY_BUCKETS: &[f64] = &[
+    5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+];
+
+/// tailgate's own counter of spans the exporter dropped, by `reason`.
+pub const DROPPED: &str = "otelcol_loadbalancer_dropped_spans_total";
+/// Its help text.
+pub const DROPPED_HELP: &str =
+    "Spans dropped before reaching a backend's queue, by reason (tailgate).";
+
+/// Why spans were dropped (the `reason` label of `otelcol_loadbalancer_dropped_spans_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The backend's sending queue was full (it is unreachable or slow).
+    QueueFull,
+    /// The backend's exporter could not be made (e.g. an invalid TLS server name).
+    NoExporter,
+    /// The batch could not be split (malformed protobuf).
+    Malformed,
+}
+
+impl DropReason {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::NoExporter => "no_exporter",
+            DropReason::Malformed => "malformed",
+        }
+    }
+}
+
+/// One backend on one core: its exporter and the collector's per-endpoint metrics.
+pub struct Backend {
+    /// What it dials.
+    pub endpoint: String,
+    /// `None` when the exporter could not be made (spans for it are dropped and counted).
+    exporter: Option<Rc<OtlpExporter>>,
+    outcome_ok: Local,
+    outcome_failed: Local,
+    latency: Histogram,
+    dropped_queue_full: Local,
+    dropped_no_exporter: Local,
+    core: usize,
+}
+
+impl Backend {
+    /// Hands `data` to this backend's queue; the collector's outcome and latency are recorded for
+    /// the hand-over (as the collector does with a sending queue).
+    pub fn send(&self, data: TraceData) -> Result<(), Refusal> {
+        let Some(exporter) = &self.exporter else {
+            self.outcome_failed.add(1);
+            return Err(Refusal::QueueFull);
+        };
+        let started = Instant::now();
+        let result = exporter.consume(data);
+        self.latency
+            .observe(self.core, started.elapsed().as_millis() as u64);
+        match result {
+            Ok(()) => self.outcome_ok.add(1),
+            Err(_) => self.outcome_failed.add(1),
+        }
+        result
+    }
+
+    /// Counts `spans` for this backend as dropped: refused by its queue, or no exporter at all.
+    pub fn drop_spans(&self, spans: u64) {
+        if self.exporter.is_some() {
+            self.dropped_queue_full.add(spans);
+        } else {
+            self.dropped_no_exporter.add(spans);
+        }
+    }
+
+    /// Batches queued or being sent.
+    pub fn pending(&self) -> usize {
+        self.exporter.as_ref().map_or(0, |e| e.pending())
+    }
+
+    /// Counts what is still queued as failed (shutdown deadline); returns the spans.
+    pub fn abandon(&self) -> u64 {
+        self.exporter.as_ref().map_or(0, |e| e.abandon())
+    }
+}
+
+/// What a core needs to make backend exporters.
+pub struct BackendFactory {
+    /// This core.
+    pub core: usize,
+    /// Where the metrics of new backends are registered (a mutex, taken only on membership change).
+    pub registry: Arc<Registry>,
+    /// Exporter id (`loadbalancing`), the `exporter` label.
+    pub name: String,
+    /// The exporter's settings.
+    pub config: Arc<LoadBalancingConfig>,
+    /// TLS client settings when the backends are dialled with TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl BackendFactory {
+    /// Makes the exporter for `endpoint` on this core and starts its consumers.
+    pub fn make(&self, endpoint: &str) -> Backend {
+        let reg = &self.registry;
+        let dropped = |reason: DropReason| {
+            reg.register(
+                DROPPED,
+                DROPPED_HELP,
+                Kind::Counter,
+                &[
+                    ("exporter", self.name.as_str()),
+                    ("endpoint", endpoint),
+                    ("reason", reason.label()),
+                ],
+            )
+            .local(self.core)
+        };
+        let outcome = |success: &str| {
+            reg.register(
+                "otelcol_loadbalancer_backend_outcome",
+                "Number of successes and failures for each endpoint.",
+                Kind::Counter,
+                &[("endpoint", endpoint), ("success", success)],
+            )
+            .local(self.core)
+        };
+        let exporter = match self.exporter(endpoint) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::error!(exporter = %self.name, endpoint, "cannot make the backend's exporter; its spans are dropped: {e}");
+                None
+            }
+        };
+        Backend {
+            endpoint: endpoint.to_owned(),
+            exporter,
+            outcome_ok: outcome("true"),
+            outcome_failed: outcome("false"),
+            latency: reg.histogram(
+                "otelcol_loadbalancer_backend_latency",
+                "Response latency in ms for the backends.",
+                &[("endpoint", endpoint)],
+                LATENCY_BUCKETS,
+            ),
+            dropped_queue_full: dropped(DropReason::QueueFull),
+            dropped_no_exporter: dropped(DropReason::NoExporter),
+            core: self.core,
+        }
+    }
+
+    fn exporter(&self, endpoint: &str) -> Result<Rc<OtlpExporter>, String> {
+        let c = self.config.backend_config(endpoint);
+        let target = c.dial_target()?;
+        let tls = if target.tls {
+            let config = self
+                .tls
+                .clone()
+                .ok_or("TLS is enabled but no TLS client settings were loaded")?;
+            Some((config, crate::tls::server_name(&c.tls, &target.host)?))
+        } else {
+            None
+        };
+        let client = Client::new(
+            target,
+            wire_compression(c.compression()),
+            headers(&c.headers),
+            c.timeout.0,
+            c.authority.clone(),
+            tls,
+        );
+        let labels = [("exporter", self.name.as_str()), ("endpoint", endpoint)];
+        let reg = &self.registry;
+        let counter = |metric: &str, help| {
+            reg.register(metric, help, Kind::Counter, &labels)
+                .local(self.core)
+        };
+        let gauge = |metric: &str, help| {
+            reg.register(
+                metric,
+                help,
+                Kind::Gauge,
+                &[
+                    ("exporter", self.name.as_str()),
+                    ("endpoint", endpoint),
+                    ("data_type", "traces"),
+                ],
+            )
+            .local(self.core)
+        };
+        let metrics = ExporterMetrics {
+            sent: counter(
+                "otelcol_exporter_sent_spans_total",
+                "Spans successfully sent to destination.",
+            ),
+            send_failed: counter(
+                "otelcol_exporter_send_failed_spans_total",
+                "Spans in failed attempts to send to destination.",
+            ),
+            enqueue_failed: counter(
+                "otelcol_exporter_enqueue_failed_spans_total",
+                "Spans failed to be added to the sending queue.",
+            ),
+            queue_size: gauge(
+                "otelcol_exporter_queue_size",
+                "Current size of the retry queue (in batches).",
+            ),
+            queue_capacity: gauge(
+                "otelcol_exporter_queue_capacity",
+                "Fixed capacity of the retry queue (in batches).",
+            ),
+        };
+        let (queue, consumers) = if c.sending_queue.enabled {
+            (c.sending_queue.queue_size, c.sending_queue.num_consumers)
+        } else {
+            (1, 1)
+        };
+        Ok(otlp_exporter::start(
+            format!("{}/{endpoint}", self.name),
+            client,
+            c.retry_on_failure.clone(),
+            queue,
+            consumers,
+            metrics,
+            seed(self.core, endpoint),
+        ))
+    }
+}
+
+/// A per-core, per-backend seed for retry jitter (FNV-1a of the endpoint, mixed with the core).
+fn seed(core: usize, endpoint: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in endpoint.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ (core as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+}
+
+/// A core's backends, indexed like the table they were built for.
+#[derive(Default)]
+pub struct Backends {
+    /// Generation of the routes these backends follow.
+    generation: u64,
+    /// `by_index[i]` serves member `i` of the current table.
+    by_index: Vec<Rc<Backend>>,
+}
+
+impl Backends {
+    /// Follows `routes` if it is newer: keeps the backends whose endpoint stays, makes the new
+    /// ones, drops the rest (whose queues then drain).
+    pub fn follow(&mut self, routes: &Routes, factory: &BackendFactory) {
+        if self.generation == routes.generation {
+            return;
+        }
+        let mut old: HashMap<String, Rc<Backend>> = self
+            .by_index
+            .drain(..)
+            .map(|b| (b.endpoint.clone(), b))
+            .collect();
+        self.by_index = routes
+            .dial
+            .iter()
+            .map(|endpoint| {
+                old.remove(endpoint)
+                    .unwrap_or_else(|| Rc::new(factory.make(endpoint)))
+            })
+            .collect();
+        for gone in old.keys() {
+            tracing::debug!(exporter = %factory.name, endpoint = %gone, core = factory.core, "backend removed; its queue drains");
+        }
+        self.generation = routes.generation;
+    }
+
+    /// The backend of member `index`.
+    #[inline]
+    pub fn get(&self, index: usize) -> Option<&Rc<Backend>> {
+        self.by_index.get(index)
+    }
+
+    /// Batches queued or being sent over all current backends.
+    pub fn pending(&self) -> usize {
+        self.by_index.iter().map(|b| b.pending()).sum()
+    }
+
+    /// Counts what is still queued as failed; returns the spans.
+    pub fn abandon(&self) -> u64 {
+        self.by_index.iter().map(|b| b.abandon()).sum()
+    }
+}

@@ -1,0 +1,496 @@
+//! Keys of the `loadbalancing` exporter: the collector's (`routing_key`, `protocol.otlp`,
+//! `resolver.{static,dns,k8s}`) plus tailgate's own under `tailgate:`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tailgate_routing::{Mode, ResolverKind};
+
+use crate::config::duration::GoDuration;
+use crate::config::error::{join, ConfigErrors};
+use crate::exporter::otlp::config::OtlpExporterConfig;
+
+/// The port the collector adds to endpoints that have none (`endpointWithPort`).
+pub const DEFAULT_PORT: u16 = 4317;
+
+/// `exporters.loadbalancing`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadBalancingConfig {
+    /// `traceID` (default) or `service`.
+    pub routing_key: Option<String>,
+    /// Settings of the exporter made for each backend.
+    pub protocol: Protocol,
+    /// Where the backends come from; exactly one resolver.
+    pub resolver: ResolverSettings,
+    /// tailgate-only keys (the collector rejects this block).
+    pub tailgate: TailgateKeys,
+}
+
+/// `protocol`: only OTLP, as in the collector.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Protocol {
+    /// Any `otlp` exporter settings; `endpoint` is replaced by each backend's.
+    pub otlp: OtlpExporterConfig,
+}
+
+/// `resolver`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResolverSettings {
+    /// `resolver.static`.
+    #[serde(rename = "static")]
+    pub static_list: Option<StaticResolver>,
+    /// `resolver.dns`.
+    pub dns: Option<DnsResolver>,
+    /// `resolver.k8s`.
+    pub k8s: Option<K8sResolver>,
+    /// `resolver.aws_cloud_map` (newer collectors): recognised so the error can say so.
+    pub aws_cloud_map: Option<serde_yaml::Value>,
+}
+
+/// `resolver.static`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StaticResolver {
+    /// Backends as `host[:port]` (4317 when no port).
+    pub hostnames: Vec<String>,
+}
+
+/// A port written as a number or a string (the collector's `port` is a string).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PortValue {
+    /// `port: 4317`.
+    Number(u64),
+    /// `port: "4317"`.
+    Text(String),
+}
+
+/// `resolver.dns`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsResolver {
+    /// Name whose A/AAAA records are the backends.
+    pub hostname: String,
+    /// Port added to every address (default 4317).
+    pub port: Option<PortValue>,
+    /// Re-resolution interval (default 5s).
+    pub interval: GoDuration,
+    /// Deadline of one resolution (default 1s).
+    pub timeout: GoDuration,
+}
+
+impl Default for DnsResolver {
+    fn default() -> Self {
+        DnsResolver {
+            hostname: String::new(),
+            port: None,
+            interval: GoDuration(Duration::from_secs(5)),
+            timeout: GoDuration(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// `resolver.k8s`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct K8sResolver {
+    /// `name.namespace` (without a namespace: the pod's own, else `default`, as the collector).
+    pub service: String,
+    /// Ports to send to on every endpoint (default `[4317]`).
+    pub ports: Vec<u16>,
+    /// Deadline of API calls (default 1s).
+    pub timeout: GoDuration,
+    /// Use pod host names (`pod.service.namespace`) instead of addresses.
+    pub return_hostnames: bool,
+}
+
+impl Default for K8sResolver {
+    fn default() -> Self {
+        K8sResolver {
+            service: String::new(),
+            ports: vec![DEFAULT_PORT],
+            timeout: GoDuration(Duration::from_secs(1)),
+            return_hostnames: false,
+        }
+    }
+}
+
+/// `tailgate:`: keys the collector does not have.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailgateKeys {
+    /// `jump`, `slots` or `collector`; by resolver kind when absent (see `docs/routing.md`).
+    pub hashing: Option<String>,
+    /// Health-aware failover (reserved: rejected until implemented; see `docs/routing.md`).
+    pub failover_after: Option<GoDuration>,
+    /// DNS server (`ip:port`) for the dns resolver instead of the system's (`/etc/resolv.conf`).
+    pub dns_server: Option<String>,
+    /// Kubernetes API server URL for the k8s resolver instead of the in-cluster / kubeconfig one.
+    pub k8s_api_server: Option<String>,
+}
+
+/// What routes a span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingKey {
+    /// The 16-byte trace ID.
+    TraceId,
+    /// The resource's `service.name`.
+    Service,
+}
+
+/// The one configured resolver.
+#[derive(Debug, Clone, Copy)]
+pub enum ResolverChoice<'a> {
+    /// `resolver.static`.
+    Static(&'a StaticResolver),
+    /// `resolver.dns`.
+    Dns(&'a DnsResolver),
+    /// `resolver.k8s`.
+    K8s(&'a K8sResolver),
+}
+
+impl ResolverChoice<'_> {
+    /// The routing crate's resolver kind (decides the default hashing mode).
+    pub fn kind(self) -> ResolverKind {
+        match self {
+            ResolverChoice::Static(_) => ResolverKind::Static,
+            ResolverChoice::Dns(_) => ResolverKind::Dns,
+            ResolverChoice::K8s(_) => ResolverKind::K8s,
+        }
+    }
+
+    /// The `resolver` label of the collector's metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            ResolverChoice::Static(_) => "static",
+            ResolverChoice::Dns(_) => "dns",
+            ResolverChoice::K8s(_) => "k8s",
+        }
+    }
+}
+
+impl LoadBalancingConfig {
+    /// The routing key (validated).
+    pub fn routing_key(&self) -> RoutingKey {
+        match self.routing_key.as_deref() {
+            Some("service") => RoutingKey::Service,
+            _ => RoutingKey::TraceId,
+        }
+    }
+
+    /// The configured resolver; `None` only for a config that failed validation.
+    pub fn resolver(&self) -> Option<ResolverChoice<'_>> {
+        let r = &self.resolver;
+        r.static_list
+            .as_ref()
+            .map(ResolverChoice::Static)
+            .or(r.dns.as_ref().map(ResolverChoice::Dns))
+            .or(r.k8s.as_ref().map(ResolverChoice::K8s))
+    }
+
+    /// The hashing mode forced by `tailgate.hashing`, if any (validated).
+    pub fn hashing(&self) -> Option<Mode> {
+        self.tailgate
+            .hashing
+            .as_deref()
+            .and_then(|h| h.parse().ok())
+    }
+
+    /// The backend exporter's settings with `endpoint` set to `endpoint`.
+    pub fn backend_config(&self, endpoint: &str) -> OtlpExporterConfig {
+        let mut c = self.protocol.otlp.clone();
+        c.endpoint = endpoint.to_owned();
+        c
+    }
+
+    /// The collector's rules plus tailgate's; every problem with its key path.
+    pub fn validate(&self, path: &str, errors: &mut ConfigErrors) {
+        match self.routing_key.as_deref() {
+            None | Some("traceID") | Some("service") => {}
+            Some(other) => errors.push(
+                join(path, "routing_key"),
+                format!(
+                    "{other:?} is not supported for traces; allowed: traceID (default), service"
+                ),
+            ),
+        }
+        // The backend endpoint replaces `endpoint`; check everything else with a stand-in.
+        self.backend_config("backend:4317")
+            .validate(&join(path, "protocol.otlp"), errors);
+        self.validate_resolver(&join(path, "resolver"), errors);
+        self.validate_tailgate(&join(path, "tailgate"), errors);
+    }
+
+    fn validate_resolver(&self, path: &str, errors: &mut ConfigErrors) {
+        let r = &self.resolver;
+        if r.aws_cloud_map.is_some() {
+            errors.push(
+                join(path, "aws_cloud_map"),
+                "the aws_cloud_map resolver is not implemented in tailgate; use static, dns or k8s",
+            );
+        }
+        let count = [r.static_list.is_some(), r.dns.is_some(), r.k8s.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if count == 0 && r.aws_cloud_map.is_none() {
+            errors.push(path, "no resolver specified; set one of static, dns, k8s");
+        }
+        if count > 1 {
+            errors.push(
+                path,
+                "more than one resolver specified; set exactly one of static, dns, k8s",
+            );
+        }
+        if let Some(s) = &r.static_list {
+            validate_static(s, &join(path, "static"), errors);
+        }
+        if let Some(d) = &r.dns {
+            validate_dns(d, &join(path, "dns"), errors);
+        }
+        if let Some(k) = &r.k8s {
+            validate_k8s(k, &join(path, "k8s"), errors);
+        }
+    }
+
+    fn validate_tailgate(&self, path: &str, errors: &mut ConfigErrors) {
+        let t = &self.tailgate;
+        if let Some(h) = &t.hashing {
+            if let Err(e) = h.parse::<Mode>() {
+                errors.push(join(path, "hashing"), e.to_string());
+            }
+        }
+        if t.failover_after.is_some() {
+            // The routing crate computes failover tables; the health signal that would drive them
+            // is not wired yet, and a key that silently did nothing would mislead.
+            errors.push(
+                join(path, "failover_after"),
+                "health-aware failover is not implemented in tailgate yet; remove failover_after",
+            );
+        }
+        if let Some(s) = &t.dns_server {
+            if s.parse::<std::net::SocketAddr>().is_err() {
+                errors.push(
+                    join(path, "dns_server"),
+                    format!("{s:?} is not an ip:port address, e.g. 127.0.0.1:53"),
+                );
+            }
+            if self.resolver.dns.is_none() {
+                errors.push(join(path, "dns_server"), "only applies to resolver.dns");
+            }
+        }
+        if let Some(s) = &t.k8s_api_server {
+            if !(s.starts_with("http://") || s.starts_with("https://")) {
+                errors.push(
+                    join(path, "k8s_api_server"),
+                    format!("{s:?} must be an http:// or https:// URL"),
+                );
+            }
+            if self.resolver.k8s.is_none() {
+                errors.push(join(path, "k8s_api_server"), "only applies to resolver.k8s");
+            }
+        }
+    }
+}
+
+fn validate_static(s: &StaticResolver, path: &str, errors: &mut ConfigErrors) {
+    if s.hostnames.is_empty() {
+        errors.push(
+            join(path, "hostnames"),
+            "must list at least one backend, e.g. [gateway-0:4317]",
+        );
+    }
+    for (i, h) in s.hostnames.iter().enumerate() {
+        let at = format!("{}[{i}]", join(path, "hostnames"));
+        if let Err(e) = dial_endpoint(h) {
+            errors.push(at, e);
+        }
+    }
+}
+
+fn validate_dns(d: &DnsResolver, path: &str, errors: &mut ConfigErrors) {
+    if d.hostname.is_empty() {
+        errors.push(
+            join(path, "hostname"),
+            "is required: the name whose A/AAAA records are the backends",
+        );
+    }
+    if let Err(e) = d.port() {
+        errors.push(join(path, "port"), e);
+    }
+    if d.interval.0.is_zero() {
+        errors.push(join(path, "interval"), "must be greater than zero");
+    }
+    if d.timeout.0.is_zero() {
+        errors.push(join(path, "timeout"), "must be greater than zero");
+    }
+}
+
+fn validate_k8s(k: &K8sResolver, path: &str, errors: &mut ConfigErrors) {
+    if k.service.is_empty() {
+        errors.push(
+            join(path, "service"),
+            "is required: name.namespace of the backends' Service",
+        );
+    }
+    if k.ports.is_empty() {
+        errors.push(join(path, "ports"), "must list at least one port");
+    }
+    if k.ports.contains(&0) {
+        errors.push(join(path, "ports"), "ports must be between 1 and 65535");
+    }
+    if k.timeout.0.is_zero() {
+        errors.push(join(path, "timeout"), "must be greater than zero");
+    }
+}
+
+impl DnsResolver {
+    /// The port added to each address.
+    pub fn port(&self) -> Result<u16, String> {
+        let bad = |v: &dyn std::fmt::Display| format!("{v} is not a port between 1 and 65535");
+        match &self.port {
+            None => Ok(DEFAULT_PORT),
+            Some(PortValue::Number(n)) => u16::try_from(*n)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad(n)),
+            Some(PortValue::Text(t)) if t.is_empty() => Ok(DEFAULT_PORT),
+            Some(PortValue::Text(t)) => t
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad(&format!("{t:?}"))),
+        }
+    }
+}
+
+impl K8sResolver {
+    /// `(name, namespace)`; the namespace is `None` when not written (the pod's own).
+    pub fn name_and_namespace(&self) -> (&str, Option<&str>) {
+        match self.service.split_once('.') {
+            Some((n, ns)) => (n, Some(ns)),
+            None => (self.service.as_str(), None),
+        }
+    }
+}
+
+/// What the exporter dials for a member endpoint: the endpoint with `:4317` added when it has no
+/// port (the collector's `endpointWithPort`). The member keeps the endpoint as written, which is
+/// what the collector's ring hashes.
+pub fn dial_endpoint(endpoint: &str) -> Result<String, String> {
+    if endpoint.is_empty() {
+        return Err("is empty; expected host[:port]".to_owned());
+    }
+    let with_port = if endpoint.contains(':') && !is_bare_ipv6(endpoint) {
+        endpoint.to_owned()
+    } else if is_bare_ipv6(endpoint) {
+        format!("[{endpoint}]:{DEFAULT_PORT}")
+    } else {
+        format!("{endpoint}:{DEFAULT_PORT}")
+    };
+    crate::config::common::split_host_port(&with_port)
+        .map(|_| with_port.clone())
+        .map_err(|_| format!("invalid backend {endpoint:?}: expected host[:port]"))
+}
+
+fn is_bare_ipv6(s: &str) -> bool {
+    s.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::registry::parse_keys;
+
+    fn parse(yaml: &str) -> Result<LoadBalancingConfig, Vec<String>> {
+        let mut errors = ConfigErrors::default();
+        let v: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+        let c: Option<LoadBalancingConfig> = parse_keys(v, "exporters.loadbalancing", &mut errors);
+        if let Some(c) = &c {
+            c.validate("exporters.loadbalancing", &mut errors);
+        }
+        if errors.problems.is_empty() {
+            Ok(c.unwrap())
+        } else {
+            Err(errors.problems.iter().map(ToString::to_string).collect())
+        }
+    }
+
+    #[test]
+    fn reference_agent_block_parses_with_collector_defaults() {
+        let c = parse(
+            "routing_key: traceID\nprotocol: {otlp: {tls: {insecure: true}}}\nresolver:\n  dns: {hostname: gw.svc, port: 4317, interval: 5s, timeout: 1s}",
+        )
+        .unwrap();
+        assert_eq!(c.routing_key(), RoutingKey::TraceId);
+        let Some(ResolverChoice::Dns(d)) = c.resolver() else {
+            panic!("dns")
+        };
+        assert_eq!(d.port(), Ok(4317));
+        assert_eq!(d.interval.0, Duration::from_secs(5));
+        assert_eq!(c.protocol.otlp.compression, "gzip");
+        assert_eq!(c.hashing(), None);
+    }
+
+    #[test]
+    fn defaults_and_string_ports() {
+        let c = parse("resolver: {dns: {hostname: gw, port: \"4318\"}}").unwrap();
+        let Some(ResolverChoice::Dns(d)) = c.resolver() else {
+            panic!("dns")
+        };
+        assert_eq!(d.port(), Ok(4318));
+        assert_eq!(d.timeout.0, Duration::from_secs(1));
+        let c = parse("resolver: {k8s: {service: gw.obs}}").unwrap();
+        let Some(ResolverChoice::K8s(k)) = c.resolver() else {
+            panic!("k8s")
+        };
+        assert_eq!(k.ports, vec![4317]);
+        assert_eq!(k.name_and_namespace(), ("gw", Some("obs")));
+        assert!(!k.return_hostnames);
+    }
+
+    #[test]
+    fn problems_name_their_key_paths() {
+        let errs = parse(
+            "routing_key: metric\nprotocol: {otlp: {compression: lz4}}\nresolver: {static: {hostnames: []}, dns: {hostname: \"\", port: 70000}}\ntailgate: {hashing: ring, failover_after: 0s}",
+        )
+        .unwrap_err();
+        for expected in [
+            "exporters.loadbalancing.routing_key: \"metric\" is not supported",
+            "exporters.loadbalancing.protocol.otlp.compression:",
+            "exporters.loadbalancing.resolver: more than one resolver",
+            "exporters.loadbalancing.resolver.static.hostnames: must list",
+            "exporters.loadbalancing.resolver.dns.hostname: is required",
+            "exporters.loadbalancing.resolver.dns.port: 70000 is not a port",
+            "exporters.loadbalancing.tailgate.hashing:",
+            "exporters.loadbalancing.tailgate.failover_after: health-aware failover is not implemented",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(expected)),
+                "missing {expected:?} in {errs:#?}"
+            );
+        }
+        let errs = parse("resolver: {}").unwrap_err();
+        assert!(errs[0].contains("no resolver specified"), "{errs:?}");
+        let errs =
+            parse("resolver: {static: {hostnames: [a]}}\ntailgate: {colour: red}").unwrap_err();
+        assert!(
+            errs[0].starts_with("exporters.loadbalancing.tailgate.colour: unknown field"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn dial_endpoints_get_the_default_port() {
+        assert_eq!(dial_endpoint("gw-0").unwrap(), "gw-0:4317");
+        assert_eq!(dial_endpoint("gw-0:1234").unwrap(), "gw-0:1234");
+        assert_eq!(dial_endpoint("10.0.0.1:4317").unwrap(), "10.0.0.1:4317");
+        assert_eq!(dial_endpoint("[::1]:4317").unwrap(), "[::1]:4317");
+        assert_eq!(dial_endpoint("::1").unwrap(), "[::1]:4317");
+        assert!(dial_endpoint("gw:port").is_err());
+    }
+}

@@ -1,0 +1,32 @@
+//! The `loadbalancing` exporter (agent mode): every span of a trace goes to the same backend
+//! (gateway), whichever agent receives it.
+//!
+//! Control plane: a resolver ([`crate::resolver`]) turns the backend set into a
+//! `tailgate_routing::RoutingTable` and publishes it in a [`RouteCell`] (arc-swap). Data plane, per
+//! core: [`exporter::LoadBalancer`] loads the cell once per batch, splits the batch by owner with
+//! `tailgate_proto::Splitter`, and hands each part to that backend's `otlp` exporter on this core
+//! ([`backends`]: one per core per backend, made when the backend appears, dropped when it goes).
+//! A part whose backend queue is full is dropped and counted with a reason; the other parts are
+//! not resent, and retries stay on the same backend (the `otlp` exporter's retry).
+//!
+//! # Layout
+//! - [`config`]: the collector's keys and the `tailgate:` block.
+//! - [`exporter`]: the per-core pipeline stage (split and hand over).
+//! - [`backends`]: per-core backend exporters and their metrics.
+
+pub mod backends;
+pub mod config;
+pub mod exporter;
+
+use std::sync::Arc;
+
+use crate::resolver::routes::RouteCell;
+
+/// What the cores share about one `loadbalancing` exporter: its routes and TLS settings.
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    /// The published routes (written by the resolver).
+    pub routes: Arc<RouteCell>,
+    /// TLS client settings, loaded once, when backends are dialled with TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}

@@ -1,0 +1,106 @@
+//! What flows through a metrics pipeline: a connector's aggregated series, handed from its merger
+//! thread to the exporters that serve them.
+//!
+//! Metrics never touch the data-plane cores: cores aggregate spans into plain counters, a merger
+//! thread builds a [`MetricsBatch`] every flush interval, and each exporter of the metrics
+//! pipeline takes it through [`MetricsConsumer`] (cross-thread, so `Send + Sync`). The shapes follow
+//! OTLP's data model (resource → metric → data points, sums and explicit-bucket histograms) with
+//! attribute values already rendered as strings, which is all a Prometheus exporter needs.
+
+use std::sync::Arc;
+
+/// Attributes as (key, value) pairs, values rendered as the collector's `Value.AsString` does.
+pub type Attributes = Arc<[(String, String)]>;
+
+/// OTLP aggregation temporality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temporality {
+    /// Each point holds everything since `start_unix_nano`.
+    Cumulative,
+    /// Each point holds only what happened since the previous point.
+    Delta,
+}
+
+/// One flush of a connector: metrics grouped by resource.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsBatch {
+    /// Per-resource groups.
+    pub resources: Vec<ResourceMetrics>,
+}
+
+/// The metrics of one resource.
+#[derive(Debug, Clone)]
+pub struct ResourceMetrics {
+    /// The resource's attributes.
+    pub resource: Attributes,
+    /// Its metrics.
+    pub metrics: Vec<Metric>,
+}
+
+/// One metric (a name, a unit, and its points).
+#[derive(Debug, Clone)]
+pub struct Metric {
+    /// OTLP metric name, e.g. `traces.span.metrics.calls`.
+    pub name: String,
+    /// UCUM unit (`ms`, `s`, `1` or empty).
+    pub unit: &'static str,
+    /// The points.
+    pub data: MetricData,
+}
+
+/// A metric's points.
+#[derive(Debug, Clone)]
+pub enum MetricData {
+    /// A monotonic sum (counter).
+    Sum {
+        /// Cumulative or delta.
+        temporality: Temporality,
+        /// Points, one per attribute set.
+        points: Vec<SumPoint>,
+    },
+    /// An explicit-bucket histogram.
+    Histogram {
+        /// Cumulative or delta.
+        temporality: Temporality,
+        /// Upper bounds (inclusive) of every bucket but the last (`+Inf`).
+        bounds: Arc<[f64]>,
+        /// Points, one per attribute set.
+        points: Vec<HistogramPoint>,
+    },
+}
+
+/// One point of a sum.
+#[derive(Debug, Clone)]
+pub struct SumPoint {
+    /// Point attributes.
+    pub attributes: Attributes,
+    /// Start of the aggregation window, Unix nanoseconds.
+    pub start_unix_nano: u64,
+    /// Time of the point, Unix nanoseconds.
+    pub time_unix_nano: u64,
+    /// The value.
+    pub value: u64,
+}
+
+/// One point of a histogram.
+#[derive(Debug, Clone)]
+pub struct HistogramPoint {
+    /// Point attributes.
+    pub attributes: Attributes,
+    /// Start of the aggregation window, Unix nanoseconds.
+    pub start_unix_nano: u64,
+    /// Time of the point, Unix nanoseconds.
+    pub time_unix_nano: u64,
+    /// Per-bucket counts (not cumulative), `bounds.len() + 1` of them.
+    pub bucket_counts: Vec<u64>,
+    /// Sum of the observed values.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
+}
+
+/// Where a metrics pipeline's data goes: an exporter, shared across threads.
+pub trait MetricsConsumer: Send + Sync {
+    /// Takes one flush of a connector.
+    fn consume(&self, batch: &MetricsBatch);
+}

@@ -1,0 +1,338 @@
+//! The dns resolver against a DNS server started by the test (a small UDP responder built on
+//! hickory-proto), with gRPC sinks on 127.0.0.2..4 behind one name.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod lb_workload;
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use hickory_proto::op::{Message, MessageType};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+use lb_workload::{accepted, ip, metric, sinks_on_one_port, Traffic};
+use support::Tailgate;
+use tailgate_perf::sink::Sink;
+
+// === a DNS server for one name ===
+
+#[derive(Default)]
+struct Zone {
+    /// The name served (lower case, no trailing dot).
+    name: String,
+    /// A records of that name (TTL 300 s: longer than any test, so a cache would show).
+    ips: Vec<Ipv4Addr>,
+    /// Answer nothing at all (an outage: queries time out).
+    down: bool,
+    /// Answers given; each answer lists the records rotated by this much (resolvers see no order).
+    answers: usize,
+}
+
+struct DnsServer {
+    addr: SocketAddr,
+    zone: Arc<Mutex<Zone>>,
+}
+
+impl DnsServer {
+    async fn start(name: &str, ips: &[Ipv4Addr]) -> DnsServer {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let zone = Arc::new(Mutex::new(Zone {
+            name: name.trim_end_matches('.').to_ascii_lowercase(),
+            ips: ips.to_vec(),
+            down: false,
+            answers: 0,
+        }));
+        let z = zone.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                let Some(reply) = answer(&mut z.lock().unwrap(), &buf[..n]) else {
+                    continue;
+                };
+                let _ = socket.send_to(&reply, peer).await;
+            }
+        });
+        DnsServer { addr, zone }
+    }
+
+    fn set(&self, ips: &[Ipv4Addr]) {
+        self.zone.lock().unwrap().ips = ips.to_vec();
+    }
+
+    fn set_down(&self, down: bool) {
+        self.zone.lock().unwrap().down = down;
+    }
+}
+
+/// The reply to one query: A records for the zone's name, an empty NOERROR answer otherwise.
+fn answer(zone: &mut Zone, query: &[u8]) -> Option<Vec<u8>> {
+    if zone.down {
+        return None;
+    }
+    zone.answers += 1;
+    let mut ips = zone.ips.clone();
+    if !ips.is_empty() {
+        let by = zone.answers % ips.len();
+        ips.rotate_left(by);
+    }
+    let req = Message::from_vec(query).ok()?;
+    let mut resp = Message::new();
+    resp.set_id(req.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(req.op_code())
+        .set_recursion_desired(req.recursion_desired())
+        .set_recursion_available(true)
+        .set_authoritative(true);
+    resp.add_queries(req.queries().to_vec());
+    for q in req.queries() {
+        let name = q
+            .name()
+            .to_ascii()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if q.query_type() == RecordType::A && name == zone.name {
+            for ip in &ips {
+                resp.add_answer(Record::from_rdata(q.name().clone(), 300, RData::A(A(*ip))));
+            }
+        }
+    }
+    resp.to_vec().ok()
+}
+
+fn config(dns: SocketAddr, port: u16) -> String {
+    format!(
+        "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  batch:
+    timeout: 20ms
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls: {{insecure: true}}
+        compression: none
+        retry_on_failure: {{initial_interval: 50ms, max_interval: 100ms}}
+    resolver:
+      dns:
+        hostname: gateways.test
+        port: {port}
+        interval: 100ms
+        timeout: 300ms
+    tailgate:
+      dns_server: {dns}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [loadbalancing]
+"
+    )
+}
+
+const BACKENDS: &str = "otelcol_loadbalancer_num_backends{resolver=\"dns\"}";
+const UPDATES: &str = "otelcol_loadbalancer_num_backend_updates{resolver=\"dns\"}";
+const FAILED: &str = "otelcol_loadbalancer_num_resolutions{resolver=\"dns\",success=\"false\"}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_follows_dns_records_and_an_outage_keeps_the_last_list() {
+    let (sinks, port) = sinks_on_one_port(3).await;
+    let dns = DnsServer::start("gateways.test", &[ip(2)]).await;
+    let tg = Tailgate::start(&config(dns.addr, port), &["--cores", "2"]);
+    let mut traffic = Traffic::new(11, tg.grpc());
+    traffic
+        .until("one backend", || metric(&tg, BACKENDS) == 1.0)
+        .await;
+    traffic.settle(&sinks).await;
+    assert_eq!(accepted(&sinks)[1..], [0, 0], "only 127.0.0.2 is known");
+
+    // Two records added while traffic runs: every backend gets a share.
+    dns.set(&[ip(2), ip(3), ip(4)]);
+    traffic
+        .until("three backends receiving", || {
+            metric(&tg, BACKENDS) == 3.0 && accepted(&sinks).iter().all(|&n| n > 0)
+        })
+        .await;
+
+    // One removed: once the table has it, nothing more reaches it.
+    dns.set(&[ip(2), ip(4)]);
+    traffic
+        .until("two backends", || metric(&tg, BACKENDS) == 2.0)
+        .await;
+    traffic.settle(&sinks).await;
+    let before = accepted(&sinks);
+    for _ in 0..30 {
+        traffic.send_one().await;
+    }
+    traffic.settle(&sinks).await;
+    let after = accepted(&sinks);
+    assert_eq!(after[1], before[1], "removed backend got traffic");
+    assert!(
+        after[0] > before[0] && after[2] > before[2],
+        "{before:?} → {after:?}"
+    );
+
+    // Outage: lookups time out; the last list stays and traffic keeps flowing to it.
+    let failed = metric(&tg, FAILED);
+    dns.set_down(true);
+    traffic
+        .until("failed resolutions", || metric(&tg, FAILED) >= failed + 2.0)
+        .await;
+    traffic.settle(&sinks).await;
+    let during = accepted(&sinks);
+    assert_eq!(metric(&tg, BACKENDS), 2.0);
+    assert_eq!(during[1], before[1]);
+    assert!(
+        during[0] > after[0] && during[2] > after[2],
+        "{after:?} → {during:?}"
+    );
+
+    // Back up but with no records: also keeps the last list.
+    dns.set(&[]);
+    dns.set_down(false);
+    let failed = metric(&tg, FAILED);
+    traffic
+        .until("empty answers", || metric(&tg, FAILED) >= failed + 2.0)
+        .await;
+    assert_eq!(metric(&tg, BACKENDS), 2.0);
+
+    // And records again: the table follows.
+    dns.set(&[ip(3)]);
+    traffic
+        .until("back to one backend", || metric(&tg, BACKENDS) == 1.0)
+        .await;
+    traffic.settle(&sinks).await;
+    let last = accepted(&sinks);
+    for _ in 0..10 {
+        traffic.send_one().await;
+    }
+    traffic.settle(&sinks).await;
+    let end = accepted(&sinks);
+    assert!(
+        end[1] > last[1] && end[0] == last[0] && end[2] == last[2],
+        "{last:?} → {end:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_agent_config_runs_against_a_local_dns_server() {
+    let (sinks, port) = sinks_on_one_port(2).await;
+    let dns = DnsServer::start(
+        "gateway-collector-headless.observability.svc.cluster.local",
+        &[ip(2), ip(3)],
+    )
+    .await;
+    let reference = include_str!("fixtures/agent-config.yaml");
+    // The file as written; flags only move listeners to free ports and point DNS at the test's server.
+    let sets = [
+        "--set=receivers::otlp::protocols::grpc::endpoint=127.0.0.1:0".to_owned(),
+        "--set=receivers::otlp::protocols::http::endpoint=127.0.0.1:0".to_owned(),
+        "--set=service::telemetry::metrics::address=127.0.0.1:0".to_owned(),
+        format!(
+            "--set=exporters::loadbalancing::tailgate::dns_server={}",
+            dns.addr
+        ),
+        format!("--set=exporters::loadbalancing::resolver::dns::port={port}"),
+    ];
+    let mut args: Vec<&str> = sets.iter().map(String::as_str).collect();
+    args.extend(["--cores", "2"]);
+    let tg = Tailgate::start(reference, &args);
+    let mut traffic = Traffic::new(3, tg.grpc());
+    for _ in 0..50 {
+        traffic.send_one().await;
+    }
+    // The reference batch timeout is 5 s.
+    traffic.settle(&sinks).await;
+    assert_eq!(metric(&tg, BACKENDS), 2.0);
+    let snaps: Vec<_> = sinks.iter().map(Sink::snapshot).collect();
+    let a = snaps[0].trace_ids();
+    let b = snaps[1].trace_ids();
+    assert!(!a.is_empty() && !b.is_empty(), "both gateways get a share");
+    assert!(a.is_disjoint(&b), "a trace reached both gateways");
+    let status = tg.terminate();
+    assert!(status.success(), "{status}");
+}
+
+/// A trace-ID-only workload: `n` single-span traces with random IDs, in requests of 1000.
+fn single_span_requests(
+    seed: u64,
+    n: usize,
+) -> (
+    Vec<[u8; 16]>,
+    Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let ids: Vec<[u8; 16]> = (0..n).map(|_| rng.gen()).collect();
+    let spans: Vec<lb_workload::SpanId> = ids
+        .iter()
+        .map(|&trace| lb_workload::SpanId { trace, index: 0 })
+        .collect();
+    let requests = spans
+        .chunks(1000)
+        .map(|c| lb_workload::request(&mut rng, c))
+        .collect();
+    (ids, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_with_different_histories_route_100k_trace_ids_identically() {
+    let (sinks, port) = sinks_on_one_port(3).await;
+    let dns = DnsServer::start("gateways.test", &[ip(2)]).await;
+    // Agent A starts first and sees the set grow one member at a time.
+    let a = Tailgate::start(&config(dns.addr, port), &["--cores", "2"]);
+    lb_workload::wait_metric(&a, BACKENDS, 1.0).await;
+    dns.set(&[ip(2), ip(3)]);
+    lb_workload::wait_metric(&a, BACKENDS, 2.0).await;
+    dns.set(&[ip(4), ip(2), ip(3)]);
+    lb_workload::wait_metric(&a, BACKENDS, 3.0).await;
+    // Agent B starts later, on one core, and only ever sees the full set (rotated answers).
+    let b = Tailgate::start(&config(dns.addr, port), &["--cores", "1"]);
+    lb_workload::wait_metric(&b, BACKENDS, 3.0).await;
+    assert!(metric(&a, UPDATES) >= 3.0 && metric(&b, UPDATES) == 1.0);
+
+    let (ids, requests) = single_span_requests(99, 100_000);
+    for r in &requests {
+        for agent in [&a, &b] {
+            let (code, msg) = support::export(
+                agent.grpc(),
+                r,
+                tailgate_proto::compression::Compression::Identity,
+            )
+            .await;
+            assert_eq!(code, 0, "{msg}");
+        }
+    }
+    let total = 2 * ids.len() as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while accepted(&sinks).iter().sum::<u64>() < total {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?} of {total}",
+            accepted(&sinks)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // polling
+    }
+    // Each trace ID arrived twice (once per agent), both times at the same sink.
+    let mut owner: std::collections::HashMap<[u8; 16], (usize, u32)> =
+        std::collections::HashMap::new();
+    for (i, sink) in sinks.iter().enumerate() {
+        for key in sink.snapshot().keys {
+            let e = owner.entry(key.trace_id).or_insert((i, 0));
+            assert_eq!(e.0, i, "trace {:02x?} reached two sinks", key.trace_id);
+            e.1 += 1;
+        }
+    }
+    assert_eq!(owner.len(), ids.len());
+    assert!(owner.values().all(|&(_, n)| n == 2));
+}

@@ -1,0 +1,274 @@
+//! The k8s resolver against a fake API server started by the test: EndpointSlice list and watch
+//! with a not-ready endpoint, a removal, a watch the server ends and a 410 Gone.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod lb_workload;
+mod support;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Channel, Full};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use lb_workload::{accepted, ip, metric, sinks_on_one_port, Traffic};
+use serde_json::json;
+use support::Tailgate;
+
+// === a fake API server ===
+
+#[derive(Default)]
+struct ApiState {
+    /// Resource version of the latest change.
+    rv: u64,
+    /// EndpointSlice objects by name.
+    slices: BTreeMap<String, serde_json::Value>,
+    /// Open watch streams.
+    watchers: Vec<http_body_util::channel::Sender<Bytes, Infallible>>,
+    lists: u64,
+    watches: u64,
+    /// `resourceVersion` of each watch request, in order.
+    watch_versions: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+struct FakeApi {
+    state: Arc<Mutex<ApiState>>,
+}
+
+impl FakeApi {
+    async fn start(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let api = self.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let api = api.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let api = api.clone();
+                        async move { Ok::<_, Infallible>(api.handle(&req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn handle<B>(&self, req: &hyper::Request<B>) -> hyper::Response<BoxBody<Bytes, Infallible>> {
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        assert_eq!(
+            path,
+            "/apis/discovery.k8s.io/v1/namespaces/obs/endpointslices"
+        );
+        assert!(
+            query.contains("labelSelector=kubernetes.io%2Fservice-name%3Dgw"),
+            "{query}"
+        );
+        let mut st = self.state.lock().unwrap();
+        if query.contains("watch=true") {
+            st.watches += 1;
+            let rv = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("resourceVersion="))
+                .unwrap_or("")
+                .to_owned();
+            st.watch_versions.push(rv);
+            let (tx, body) = Channel::<Bytes, Infallible>::new(16);
+            st.watchers.push(tx);
+            return hyper::Response::new(body.boxed());
+        }
+        st.lists += 1;
+        let list = json!({
+            "kind": "EndpointSliceList",
+            "apiVersion": "discovery.k8s.io/v1",
+            "metadata": {"resourceVersion": st.rv.to_string()},
+            "items": st.slices.values().collect::<Vec<_>>(),
+        });
+        hyper::Response::new(Full::new(Bytes::from(list.to_string())).boxed())
+    }
+
+    /// Adds or replaces slice `name`: (address, ready) endpoints.
+    fn set_slice(&self, name: &str, endpoints: &[(Ipv4Addr, bool)]) {
+        let mut st = self.state.lock().unwrap();
+        st.rv += 1;
+        let object = json!({
+            "metadata": {"name": name, "namespace": "obs", "resourceVersion": st.rv.to_string(),
+                         "labels": {"kubernetes.io/service-name": "gw"}},
+            "addressType": "IPv4",
+            "endpoints": endpoints.iter().map(|(ip, ready)| json!({
+                "addresses": [ip.to_string()],
+                "conditions": {"ready": ready, "serving": ready, "terminating": false},
+            })).collect::<Vec<_>>(),
+            "ports": [{"name": "otlp-grpc", "port": 4317, "protocol": "TCP"}],
+        });
+        let kind = if st.slices.contains_key(name) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        st.slices.insert(name.to_owned(), object.clone());
+        broadcast(&mut st, &json!({"type": kind, "object": object}));
+    }
+
+    fn delete_slice(&self, name: &str) {
+        let mut st = self.state.lock().unwrap();
+        st.rv += 1;
+        let mut object = st.slices.remove(name).unwrap();
+        object["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        broadcast(&mut st, &json!({"type": "DELETED", "object": object}));
+    }
+
+    /// Ends every open watch, as the server does when `timeoutSeconds` passes.
+    fn end_watches(&self) {
+        self.state.lock().unwrap().watchers.clear();
+    }
+
+    /// Tells every watcher its version is too old (410 Gone), then ends the watches.
+    fn expire_watches(&self) {
+        let mut st = self.state.lock().unwrap();
+        let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+            "status": "Failure", "reason": "Expired", "code": 410}});
+        broadcast(&mut st, &gone);
+        st.watchers.clear();
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        let st = self.state.lock().unwrap();
+        (st.lists, st.watches)
+    }
+}
+
+fn broadcast(st: &mut ApiState, event: &serde_json::Value) {
+    let line = Bytes::from(format!("{event}\n"));
+    st.watchers
+        .retain_mut(|tx| tx.try_send(Frame::data(line.clone())).is_ok());
+}
+
+/// Polls `cond` (a generous deadline) without sending traffic.
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling
+    }
+}
+
+fn config(api: SocketAddr, port: u16) -> String {
+    format!(
+        "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  batch:
+    timeout: 20ms
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls: {{insecure: true}}
+        compression: none
+        retry_on_failure: {{initial_interval: 50ms, max_interval: 100ms}}
+    resolver:
+      k8s:
+        service: gw.obs
+        ports: [{port}]
+        timeout: 2s
+    tailgate:
+      k8s_api_server: http://{api}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [loadbalancing]
+"
+    )
+}
+
+const BACKENDS: &str = "otelcol_loadbalancer_num_backends{resolver=\"k8s\"}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_follows_endpointslices_through_watch_restarts() {
+    let (sinks, port) = sinks_on_one_port(3).await;
+    let api = FakeApi::default();
+    api.set_slice("gw-a", &[(ip(2), true), (ip(3), false)]);
+    let api_addr = api.start().await;
+    let tg = Tailgate::start(&config(api_addr, port), &["--cores", "2"]);
+    let mut traffic = Traffic::new(5, tg.grpc());
+
+    // The not-ready endpoint is left out.
+    traffic
+        .until("one ready backend", || metric(&tg, BACKENDS) == 1.0)
+        .await;
+    traffic.settle(&sinks).await;
+    assert_eq!(accepted(&sinks)[1..], [0, 0]);
+
+    // It becomes ready, and a second slice appears: every backend gets a share.
+    api.set_slice("gw-a", &[(ip(2), true), (ip(3), true)]);
+    api.set_slice("gw-b", &[(ip(4), true)]);
+    traffic
+        .until("three backends receiving", || {
+            metric(&tg, BACKENDS) == 3.0 && accepted(&sinks).iter().all(|&n| n > 0)
+        })
+        .await;
+
+    // A slice is deleted: its backend gets nothing more.
+    api.delete_slice("gw-b");
+    traffic
+        .until("two backends", || metric(&tg, BACKENDS) == 2.0)
+        .await;
+    traffic.settle(&sinks).await;
+    let before = accepted(&sinks);
+    for _ in 0..20 {
+        traffic.send_one().await;
+    }
+    traffic.settle(&sinks).await;
+    let after = accepted(&sinks);
+    assert_eq!(after[2], before[2], "deleted slice's backend got traffic");
+
+    // The server ends the watch: the resolver resumes from the last version, without listing.
+    let (lists, watches) = api.counts();
+    api.end_watches();
+    wait_for("a new watch", || api.counts().1 > watches).await;
+    let last_rv = api.state.lock().unwrap().rv.to_string();
+    assert_eq!(
+        api.state.lock().unwrap().watch_versions.last(),
+        Some(&last_rv)
+    );
+    assert_eq!(api.counts().0, lists, "resuming a watch needs no list");
+    api.set_slice("gw-a", &[(ip(2), true), (ip(3), false)]);
+    traffic
+        .until("one backend after the restart", || {
+            metric(&tg, BACKENDS) == 1.0
+        })
+        .await;
+
+    // 410 Gone: the resolver lists again and keeps following.
+    api.expire_watches();
+    wait_for("a new list", || api.counts().0 > lists).await;
+    api.set_slice("gw-c", &[(ip(4), true)]);
+    traffic
+        .until("two backends after the relist", || {
+            metric(&tg, BACKENDS) == 2.0
+        })
+        .await;
+    traffic.settle(&sinks).await;
+    let status = tg.terminate();
+    assert!(status.success(), "{status}");
+}

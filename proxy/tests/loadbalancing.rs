@@ -1,0 +1,255 @@
+//! Agent mode: the real binary with a `loadbalancing` exporter over static backends (gRPC sinks
+//! on 127.0.0.1 port 0).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod lb_workload;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+
+use lb_workload::{request, requests, workload};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use support::{export, Sink, Tailgate};
+use tailgate_proto::compression::Compression;
+use tailgate_routing::{Member, Mode, RoutingTable};
+
+fn agent_config(hostnames: &[String], exporter_extra: &str, processors: &str) -> String {
+    let list = hostnames
+        .iter()
+        .map(|h| format!("\"{h}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  batch:
+    timeout: 20ms
+    send_batch_size: 500
+exporters:
+  loadbalancing:
+    routing_key: traceID
+    protocol:
+      otlp:
+        tls: {{insecure: true}}
+        compression: none
+{exporter_extra}
+    resolver:
+      static:
+        hostnames: [{list}]
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [{processors}]
+      exporters: [loadbalancing]
+"
+    )
+}
+
+/// Trace ID → (sink index → span indices received there).
+type Received = HashMap<[u8; 16], BTreeMap<usize, Vec<u32>>>;
+
+fn received(sinks: &[Sink]) -> Received {
+    let mut out: Received = HashMap::new();
+    for (i, sink) in sinks.iter().enumerate() {
+        for req in sink.requests() {
+            for rs in &req.resource_spans {
+                for ss in &rs.scope_spans {
+                    for s in &ss.spans {
+                        let id: [u8; 16] = s.trace_id.as_slice().try_into().unwrap();
+                        let index = u32::from_be_bytes(s.span_id[4..8].try_into().unwrap());
+                        out.entry(id).or_default().entry(i).or_default().push(index);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_trace_arrives_whole_at_exactly_one_backend() {
+    let sinks = vec![
+        Sink::start().await,
+        Sink::start().await,
+        Sink::start().await,
+    ];
+    let hostnames: Vec<String> = sinks.iter().map(|s| s.addr.to_string()).collect();
+    let tg = Tailgate::start(&agent_config(&hostnames, "", "batch"), &["--cores", "2"]);
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    let (sizes, spans) = workload(&mut rng, 10_000);
+    let total = spans.len();
+    // Many requests of random size, spread over 4 concurrent clients.
+    let requests = requests(&mut rng, &spans, 400);
+    let clients = 4;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let mine: Vec<ExportTraceServiceRequest> =
+            requests.iter().skip(c).step_by(clients).cloned().collect();
+        let addr = tg.grpc();
+        tasks.push(tokio::spawn(async move {
+            for r in &mine {
+                let (code, msg) = export(addr, r, Compression::Identity).await;
+                assert_eq!(code, 0, "{msg}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    wait_all(&sinks, total).await;
+
+    let got = received(&sinks);
+    assert_eq!(got.len(), sizes.len(), "every trace arrived");
+    let mut per_sink = [0usize; 3];
+    for (id, by_sink) in &got {
+        assert_eq!(
+            by_sink.len(),
+            1,
+            "trace {id:02x?} split over sinks {:?}",
+            by_sink.keys()
+        );
+        let (&sink, indices) = by_sink.iter().next().unwrap();
+        let unique: BTreeSet<u32> = indices.iter().copied().collect();
+        assert_eq!(indices.len(), unique.len(), "duplicated spans in {id:02x?}");
+        assert_eq!(unique.len() as u32, sizes[id], "trace {id:02x?} incomplete");
+        per_sink[sink] += 1;
+    }
+    assert!(
+        per_sink.iter().all(|&n| n > 0),
+        "every sink gets a share: {per_sink:?}"
+    );
+    // The agent places traces exactly as the routing crate does for this static list.
+    let table = RoutingTable::build(Mode::Jump, Member::static_list(&hostnames)).unwrap();
+    for (id, by_sink) in &got {
+        let owner = table.member_for_trace(id).unwrap().endpoint();
+        let sink = *by_sink.keys().next().unwrap();
+        assert_eq!(owner, hostnames[sink]);
+    }
+    assert_eq!(
+        tg.metric("otelcol_loadbalancer_num_backends{resolver=\"static\"}"),
+        Some(3.0)
+    );
+    for h in &hostnames {
+        let sent = tg
+            .metric(&format!(
+                "otelcol_exporter_sent_spans_total{{exporter=\"loadbalancing\",endpoint=\"{h}\"}}"
+            ))
+            .unwrap_or(0.0);
+        assert!(sent > 0.0, "sent to {h}: {sent}");
+        let ok = tg
+            .metric(&format!(
+                "otelcol_loadbalancer_backend_outcome{{endpoint=\"{h}\",success=\"true\"}}"
+            ))
+            .unwrap_or(0.0);
+        assert!(ok > 0.0, "outcome of {h}: {ok}");
+    }
+    let status = tg.terminate();
+    assert!(status.success(), "{status}");
+}
+
+async fn wait_all(sinks: &[Sink], total: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let got: usize = sinks.iter().map(Sink::total).sum();
+        if got >= total {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sinks got {got} of {total} spans"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // polling, generous deadline
+    }
+}
+
+fn dead_address() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+    // dropped here: connections to it are refused
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_backend_drops_beyond_its_queue_and_the_others_are_not_resent() {
+    let live = Sink::start().await;
+    let dead = dead_address();
+    let hostnames = vec![live.addr.to_string(), dead.to_string()];
+    let extra = "        sending_queue: {queue_size: 2, num_consumers: 1}
+        retry_on_failure: {initial_interval: 10s, max_interval: 10s}";
+    // No batch processor: every request is split and handed over on its own.
+    let tg = Tailgate::start(&agent_config(&hostnames, extra, ""), &["--cores", "1"]);
+    let table = RoutingTable::build(Mode::Jump, Member::static_list(&hostnames)).unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let (sizes, spans) = workload(&mut rng, 400);
+    let mut expected_live = 0usize;
+    let mut expected_dead = 0u64;
+    for (id, n) in &sizes {
+        if table.member_for_trace(id).unwrap().endpoint() == hostnames[0] {
+            expected_live += *n as usize;
+        } else {
+            expected_dead += u64::from(*n);
+        }
+    }
+    for chunk in spans.chunks(spans.len().div_ceil(20)) {
+        let (code, msg) = export(tg.grpc(), &request(&mut rng, chunk), Compression::Identity).await;
+        assert_eq!(code, 0, "a partly routable request is accepted: {msg}");
+    }
+    live.wait_total(expected_live).await;
+    let got = received(std::slice::from_ref(&live));
+    for (id, by_sink) in &got {
+        let indices = &by_sink[&0];
+        assert_eq!(indices.len() as u32, sizes[id], "whole, once: {id:02x?}");
+        assert_eq!(table.member_for_trace(id).unwrap().endpoint(), hostnames[0]);
+    }
+    let dropped = tg
+        .metric(&format!(
+            "otelcol_loadbalancer_dropped_spans_total{{exporter=\"loadbalancing\",endpoint=\"{dead}\",reason=\"queue_full\"}}"
+        ))
+        .unwrap_or(0.0);
+    assert!(
+        dropped > 0.0 && dropped < expected_dead as f64,
+        "dropped {dropped} of {expected_dead} (3 batches are queued or retrying)"
+    );
+    let failed = tg
+        .metric(&format!(
+            "otelcol_loadbalancer_backend_outcome{{endpoint=\"{dead}\",success=\"false\"}}"
+        ))
+        .unwrap_or(0.0);
+    assert!(failed > 0.0);
+    assert_eq!(
+        live.total(),
+        expected_live,
+        "nothing was resent to the live backend"
+    );
+}
+
+#[test]
+fn the_deploy_agent_configs_validate() {
+    for file in [
+        "../deploy/k8s/base/config/agent.yaml",
+        "../deploy/k8s/overlays/statefulset/agent.yaml",
+        "tests/fixtures/agent-config.yaml",
+    ] {
+        let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tailgate"))
+            .args(["validate", "--config", &path])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -217,3 +217,104 @@ fn predict_round_robin(
         })
         .collect()
 }
+
+fn agent_config(gateways: &[SocketAddr]) -> String {
+    let hosts: Vec<String> = gateways.iter().map(|g| format!("\"{g}\"")).collect();
+    format!(
+        "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  batch:
+    timeout: 50ms
+    send_batch_size: 1000
+exporters:
+  loadbalancing:
+    routing_key: traceID
+    protocol:
+      otlp:
+        tls: {{insecure: true}}
+    resolver:
+      static:
+        hostnames: [{}]
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [loadbalancing]
+",
+        hosts.join(", ")
+    )
+}
+
+/// The issue's check: an agent routes by trace ID to 3 gateways; every error and slow trace
+/// arrives whole, the probabilistic policy keeps 10 % ± 1.5 % of the rest (exactly the traces the
+/// collector's hash picks), nothing arrives partially or twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_routing_by_trace_id_keeps_whole_traces() {
+    let sink = Sink::start().await;
+    let gateways = start_gateways(sink.addr);
+    let targets: Vec<SocketAddr> = gateways.iter().map(Tailgate::grpc).collect();
+    let agent = Tailgate::start(&agent_config(&targets), &["--cores", "2"]);
+    let traces = workload(13, TRACES);
+    let reqs = requests(&traces, 13, WINDOW, PER_REQUEST);
+    let started = std::time::Instant::now();
+    send_all(&[agent.grpc()], reqs, CONNECTIONS).await;
+    eprintln!("sent in {:?}", started.elapsed());
+
+    let prob = Probabilistic::new("", 10.0);
+    let kept = |t: &Trace| t.class != Class::Plain || prob.samples(&t.id);
+    let want: usize = traces
+        .iter()
+        .filter(|t| kept(t))
+        .map(|t| t.spans.len())
+        .sum();
+    tokio::time::timeout(Duration::from_secs(40), sink.wait_spans(want))
+        .await
+        .expect("kept traces arrive");
+    wait_decided(&gateways).await;
+    let arrivals = Arrivals::from_requests(&sink.requests());
+    assert_eq!(arrivals.duplicates(), 0, "no span arrives twice");
+    let mut plain = 0usize;
+    let mut plain_kept = 0usize;
+    for t in &traces {
+        let state = arrivals.state(t);
+        assert_ne!(
+            state,
+            Arrived::Partial,
+            "{:?} trace {:02x?} partial",
+            t.class,
+            t.id
+        );
+        match t.class {
+            Class::Error | Class::Slow => assert_eq!(state, Arrived::Complete, "{:?}", t.class),
+            Class::Plain => {
+                plain += 1;
+                if state == Arrived::Complete {
+                    plain_kept += 1;
+                    assert!(prob.samples(&t.id), "kept a trace the hash does not pick");
+                }
+            }
+        }
+    }
+    let fraction = plain_kept as f64 / plain as f64;
+    eprintln!("plain traces kept: {plain_kept} of {plain} ({fraction:.4})");
+    assert!(
+        (0.085..=0.115).contains(&fraction),
+        "kept fraction {fraction}"
+    );
+    // Every gateway got a share: the agent spread the traces.
+    for g in &gateways {
+        let new = g
+            .metric("otelcol_processor_tail_sampling_new_trace_id_received_total")
+            .unwrap_or(0.0);
+        assert!(new > TRACES as f64 / 6.0, "a gateway saw only {new} traces");
+    }
+}

@@ -102,7 +102,25 @@ pub struct LoadSummary {
     pub statuses: BTreeMap<String, u64>,
     /// Schedule time skipped because sending fell behind the target rate, seconds.
     pub pacer_lag_secs: f64,
+    /// Request latency per second of the run (by when the request was sent), for plots over time.
+    pub latency_timeline: Vec<LatencyPoint>,
 }
+
+/// Latency of the requests sent during one second of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct LatencyPoint {
+    /// Seconds since the run started (start of the one-second window).
+    pub second: u32,
+    /// Requests answered that were sent in this window.
+    pub requests: u64,
+    /// Median round trip, microseconds.
+    pub p50_us: u64,
+    /// 99th percentile round trip, microseconds.
+    pub p99_us: u64,
+}
+
+/// Per-second windows kept at most (an hour): later requests fall into the last window.
+const TIMELINE_SECONDS: usize = 3600;
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +175,8 @@ impl LoadCounters {
 /// What a connection task hands back at the end.
 struct ConnectionResult {
     latency: Histogram<u64>,
+    /// One histogram per second of the run, by send time.
+    timeline: Vec<Histogram<u64>>,
     statuses: BTreeMap<String, u64>,
 }
 
@@ -184,6 +204,8 @@ pub async fn run(config: LoadConfig) -> Result<LoadOutcome, LoadError> {
         return Err(LoadError::NoTarget);
     }
     let n_connections = config.connections.max(config.targets.len() as u32);
+    // Connecting takes a moment; the timeline starts with the first request, close enough.
+    let origin = Instant::now();
     for i in 0..n_connections {
         let target = config.targets[i as usize % config.targets.len()];
         let sender = Sender::connect(target, sender_config.clone())
@@ -196,6 +218,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadOutcome, LoadError> {
             rx,
             config.in_flight.max(1),
             counters.clone(),
+            origin,
         ));
     }
     let progress = config
@@ -204,10 +227,12 @@ pub async fn run(config: LoadConfig) -> Result<LoadOutcome, LoadError> {
     let started = Instant::now();
     let (manifest, lag) = produce(&config, source, queues).await;
     let mut latency = new_histogram();
+    let mut timeline: Vec<Histogram<u64>> = Vec::new();
     let mut statuses = BTreeMap::new();
     while let Some(done) = connections.join_next().await {
         if let Ok(done) = done {
             let _ = latency.add(&done.latency);
+            merge_timeline(&mut timeline, &done.timeline);
             for (k, v) in done.statuses {
                 *statuses.entry(k).or_insert(0) += v;
             }
@@ -217,7 +242,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadOutcome, LoadError> {
     if let Some(p) = progress {
         p.finish();
     }
-    let summary = summarize(
+    let mut summary = summarize(
         &counters,
         manifest.len() as u64,
         elapsed,
@@ -225,6 +250,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadOutcome, LoadError> {
         statuses,
         lag,
     );
+    summary.latency_timeline = timeline_points(&timeline);
     Ok(LoadOutcome { summary, manifest })
 }
 
@@ -312,8 +338,10 @@ async fn drive_connection(
     mut rx: mpsc::Receiver<Job>,
     in_flight: u32,
     counters: Arc<LoadCounters>,
+    origin: Instant,
 ) -> ConnectionResult {
     let mut latency = new_histogram();
+    let mut timeline: Vec<Histogram<u64>> = Vec::new();
     let mut statuses = BTreeMap::new();
     let mut calls = JoinSet::new();
     let mut open = true;
@@ -325,14 +353,17 @@ async fn drive_connection(
                     calls.spawn(async move {
                         let t0 = Instant::now();
                         let answer = sender.export_framed(job.body).await;
-                        (answer, job.spans, t0.elapsed())
+                        (answer, job.spans, t0, t0.elapsed())
                     });
                 }
                 None => open = false,
             },
             Some(done) = calls.join_next(), if !calls.is_empty() => {
-                let Ok((answer, spans, took)) = done else { continue };
-                let _ = latency.record(took.as_micros().max(1) as u64);
+                let Ok((answer, spans, sent, took)) = done else { continue };
+                let micros = took.as_micros().max(1) as u64;
+                let _ = latency.record(micros);
+                let second = sent.saturating_duration_since(origin).as_secs() as usize;
+                let _ = window(&mut timeline, second).record(micros);
                 let key = match &answer {
                     Ok(a) => a.status.to_string(),
                     Err(_) => "transport".to_string(),
@@ -348,7 +379,42 @@ async fn drive_connection(
             }
         }
     }
-    ConnectionResult { latency, statuses }
+    ConnectionResult {
+        latency,
+        timeline,
+        statuses,
+    }
+}
+
+/// The histogram of `second` (capped at [`TIMELINE_SECONDS`]), created on first use.
+fn window(timeline: &mut Vec<Histogram<u64>>, second: usize) -> &mut Histogram<u64> {
+    let i = second.min(TIMELINE_SECONDS - 1);
+    while timeline.len() <= i {
+        timeline.push(new_histogram());
+    }
+    &mut timeline[i]
+}
+
+/// Adds a connection's per-second histograms into the run's.
+fn merge_timeline(into: &mut Vec<Histogram<u64>>, from: &[Histogram<u64>]) {
+    for (second, h) in from.iter().enumerate() {
+        let _ = window(into, second).add(h);
+    }
+}
+
+/// p50 / p99 of every non-empty second.
+fn timeline_points(timeline: &[Histogram<u64>]) -> Vec<LatencyPoint> {
+    timeline
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(second, h)| LatencyPoint {
+            second: second as u32,
+            requests: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+        })
+        .collect()
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -394,6 +460,7 @@ fn summarize(
         latency_us,
         statuses,
         pacer_lag_secs: lag.as_secs_f64(),
+        latency_timeline: Vec::new(),
     }
 }
 
@@ -435,5 +502,43 @@ impl Progress {
     fn finish(self) {
         self.ticker.abort();
         self.bar.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn timeline_merges_connections_per_second_and_reports_percentiles() {
+        let mut a = Vec::new();
+        for us in [100, 200, 300] {
+            window(&mut a, 0).record(us).unwrap();
+        }
+        window(&mut a, 2).record(5_000).unwrap();
+        let mut b = Vec::new();
+        window(&mut b, 0).record(10_000).unwrap();
+        let mut run = Vec::new();
+        merge_timeline(&mut run, &a);
+        merge_timeline(&mut run, &b);
+        let points = timeline_points(&run);
+        assert_eq!(
+            points.len(),
+            2,
+            "the empty second 1 is left out: {points:?}"
+        );
+        assert_eq!((points[0].second, points[0].requests), (0, 4));
+        assert_eq!(points[0].p50_us, 200);
+        assert!(points[0].p99_us >= 9_990, "{points:?}");
+        assert_eq!((points[1].second, points[1].requests), (2, 1));
+    }
+
+    #[test]
+    fn timeline_windows_are_capped() {
+        let mut t = Vec::new();
+        window(&mut t, 10 * TIMELINE_SECONDS).record(1).unwrap();
+        assert_eq!(t.len(), TIMELINE_SECONDS);
+        assert_eq!(timeline_points(&t)[0].second as usize, TIMELINE_SECONDS - 1);
     }
 }

@@ -207,7 +207,15 @@ async fn latency_smoke_reports_percentiles_per_level() {
     for l in levels {
         assert!(l["through"]["load"]["latency_us"]["p99"].as_u64().unwrap() > 0);
         assert!(l["baseline"]["latency_us"]["p50"].as_u64().unwrap() > 0);
+        let timeline = l["through"]["load"]["latency_timeline"].as_array().unwrap();
+        assert!(!timeline.is_empty(), "no latency over time: {l}");
+        assert!(timeline.iter().all(|p| p["p99_us"].as_u64().unwrap() > 0));
     }
+    // A Result serialises as {"Ok": path} or {"Err": why}.
+    let plot = out.json["latency_plot"]["Ok"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", out.json["latency_plot"]));
+    assert!(plot.ends_with("latency-time.svg"), "{plot}");
     assert!(out.markdown.contains("| 25% |"), "{}", out.markdown);
 }
 

@@ -136,14 +136,48 @@ pub async fn run(
     )
     .map(|()| path.display().to_string())
     .map_err(|e| e.to_string());
+    let latency_plot = latency_over_time(ctx, &levels);
     let json = serde_json::json!({
         "config": config, "max_rate": max_rate, "max_run": max, "levels": levels, "plot": plot,
+        "latency_plot": latency_plot,
     });
     Ok(ScenarioOutput {
         name: "latency".into(),
         markdown,
         json,
     })
+}
+
+/// p50 and p99 round trip (ms) per second of each paced run through the target: `latency-time.svg`.
+fn latency_over_time(ctx: &ScenarioContext, levels: &[LevelResult]) -> Result<String, String> {
+    let mut series = Vec::new();
+    for l in levels {
+        let points = &l.through.load.latency_timeline;
+        for (name, pick) in [("p50", 0usize), ("p99", 1)] {
+            series.push(plot::Series {
+                label: format!("{name} at {:.0}% of max", 100.0 * l.level),
+                points: points
+                    .iter()
+                    .map(|p| {
+                        let us = if pick == 0 { p.p50_us } else { p.p99_us };
+                        (f64::from(p.second), us as f64 / 1000.0)
+                    })
+                    .collect(),
+            });
+        }
+    }
+    let path = ctx.results_dir.join("latency-time.svg");
+    plot::line_chart_svg(
+        &path,
+        &Chart {
+            title: "request round trip through the target, per second of each paced run",
+            x_label: "seconds",
+            y_label: "ms",
+            series: &series,
+        },
+    )
+    .map(|()| path.display().to_string())
+    .map_err(|e| e.to_string())
 }
 
 /// The same paced load straight into a sink.

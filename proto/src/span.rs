@@ -156,7 +156,9 @@ pub struct SpanFields {
     /// Position of the W3C trace state in the span bytes.
     pub(crate) trace_state: (u32, u32),
     /// Position of the last trace id field (for [`SpanRef::trace_id`]'s slow path).
-    trace_id_at: (u32, u32),
+    pub(crate) trace_id_at: (u32, u32),
+    /// Position of the last parent span id field (empty range if absent).
+    pub(crate) parent_span_id_at: (u32, u32),
 }
 
 impl SpanFields {
@@ -179,6 +181,7 @@ impl SpanFields {
                 PARENT_SPAN_ID => {
                     f.expect(LEN, base)?;
                     out.parent_span_id = id(f.payload(span), base + f.start)?;
+                    out.parent_span_id_at = range(f.value_start, f.end);
                 }
                 TRACE_STATE => {
                     f.expect(LEN, base)?;

@@ -1,8 +1,8 @@
 //! Owned span views: what the gateway keeps in its trace table.
 //!
 //! A [`SpanView`] is the request buffer (a refcounted `Bytes`, never copied), the span's position
-//! in it, a shared handle to the request's resource and scope headers, and the span's hot fields
-//! read once at scan time. Holding a view pins the whole request buffer: the sampler accounts
+//! in it, a shared handle to the request's resource and scope headers, and where the span's trace
+//! and parent ids lie; the other hot fields are re-read from the span bytes when asked. Holding a view pins the whole request buffer: the sampler accounts
 //! memory per buffer ([`SpanView::buffer_id`], [`SpanView::buffer_len`]) and, when few views of a
 //! big buffer survive, calls [`SpanView::detach`] (or [`compact`]) to copy the survivors into a
 //! small buffer of their own.
@@ -81,19 +81,59 @@ fn header_bytes(buf: &Bytes, header: &Header) -> Bytes {
 }
 
 /// One span of a request, owning a reference to the request buffer.
+///
+/// 56 bytes: the engine buffers one per span, so only what it reads on every insert is kept
+/// inline (the span's position, its scope, and where its trace and parent ids lie); the other
+/// hot fields are re-read from the span bytes on demand (one walk of a ~200-byte message).
 #[derive(Debug, Clone)]
 pub struct SpanView {
     /// The buffer the span lies in (whole request, or a compact copy after [`Self::detach`]).
     buf: Bytes,
+    /// Resource and scope headers of the buffer.
+    headers: Arc<Headers>,
     /// The span's Span message: `buf[start..end]`.
     start: u32,
     end: u32,
-    /// Resource and scope headers of the buffer.
-    headers: Arc<Headers>,
     /// Index into `headers.scopes` (which names the resource).
     scope: u32,
-    /// Hot fields read at scan time.
-    fields: SpanFields,
+    /// Offset in the span of the trace id's 16 bytes ([`ID_ABSENT`], [`ID_FAR`]).
+    trace_id_at: u16,
+    /// Offset in the span of the parent span id's 8 bytes ([`ID_ABSENT`], [`ID_FAR`]).
+    parent_id_at: u16,
+}
+
+/// An id offset meaning "absent or empty" (no payload can start at offset 0 of a span).
+const ID_ABSENT: u16 = 0;
+/// An id offset meaning "beyond `u16`: walk the span to find it".
+const ID_FAR: u16 = u16::MAX;
+
+/// Where an id field's payload of `n` bytes lies in the span, as a `u16` offset.
+fn id_offset((start, end): (u32, u32), n: u32) -> u16 {
+    if end - start != n {
+        ID_ABSENT // validated at scan: empty (absent or zero-length)
+    } else if start < u32::from(ID_FAR) {
+        start as u16
+    } else {
+        ID_FAR
+    }
+}
+
+/// The bytes of an id found by [`id_offset`] (empty when absent).
+fn id_bytes(span: &[u8], at: u16, n: usize, slow: impl FnOnce() -> (u32, u32)) -> &[u8] {
+    let range = match at {
+        ID_ABSENT => return &[],
+        ID_FAR => {
+            let (s, e) = slow();
+            s as usize..e as usize
+        }
+        at => at as usize..at as usize + n,
+    };
+    span.get(range).unwrap_or(&[])
+}
+
+/// An id's bytes as an array (all zero when absent).
+fn id_array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    bytes.try_into().unwrap_or([0; N])
 }
 
 /// Scans a request into views of all its spans, validating each span's top-level fields.
@@ -123,11 +163,12 @@ fn views_from_index(buf: &Bytes, index: &Index) -> Result<Vec<SpanView>, ScanErr
             let fields = SpanFields::parse(&buf[start..end], start)?;
             out.push(SpanView {
                 buf: buf.clone(),
+                headers: Arc::clone(&headers),
                 start: loc.start,
                 end: loc.end,
-                headers: Arc::clone(&headers),
                 scope: scope_no as u32,
-                fields,
+                trace_id_at: id_offset(fields.trace_id_at, 16),
+                parent_id_at: id_offset(fields.parent_span_id_at, 8),
             });
         }
     }
@@ -166,59 +207,80 @@ impl SpanView {
         self.buf.len()
     }
 
-    /// The hot fields read at scan time.
-    pub fn fields(&self) -> &SpanFields {
-        &self.fields
+    /// The hot fields, read from the span bytes (one walk; the scan validated them).
+    pub fn fields(&self) -> SpanFields {
+        SpanFields::parse(self.span_slice(), self.start as usize).unwrap_or_default()
     }
 
-    /// Trace id.
+    /// Trace id (all zero if absent).
     pub fn trace_id(&self) -> [u8; 16] {
-        self.fields.trace_id
+        id_array(self.trace_id_bytes())
+    }
+
+    /// Trace id bytes as on the wire: 16 bytes, or empty if absent.
+    pub fn trace_id_bytes(&self) -> &[u8] {
+        id_bytes(self.span_slice(), self.trace_id_at, 16, || {
+            self.fields().trace_id_at
+        })
     }
 
     /// Span id.
     pub fn span_id(&self) -> [u8; 8] {
-        self.fields.span_id
+        self.fields().span_id
     }
 
     /// Parent span id (all zero for a root span).
     pub fn parent_span_id(&self) -> [u8; 8] {
-        self.fields.parent_span_id
+        id_array(self.parent_span_id_bytes())
+    }
+
+    /// Parent span id bytes as on the wire: 8 bytes, or empty if absent.
+    pub fn parent_span_id_bytes(&self) -> &[u8] {
+        id_bytes(self.span_slice(), self.parent_id_at, 8, || {
+            self.fields().parent_span_id_at
+        })
+    }
+
+    /// Whether the span has no parent (absent or all-zero parent span id).
+    pub fn is_root(&self) -> bool {
+        self.parent_span_id_bytes().iter().all(|b| *b == 0)
     }
 
     /// Span name bytes.
     pub fn name(&self) -> &[u8] {
-        self.fields.name_in(self.span_slice())
+        let span = self.span_slice();
+        self.fields().name_in(span)
     }
 
     /// W3C trace state bytes.
     pub fn trace_state(&self) -> &[u8] {
-        self.fields.trace_state_in(self.span_slice())
+        let span = self.span_slice();
+        self.fields().trace_state_in(span)
     }
 
     /// Span kind.
     pub fn kind(&self) -> SpanKind {
-        self.fields.span_kind()
+        self.fields().span_kind()
     }
 
     /// Start time, Unix nanoseconds.
     pub fn start_time_unix_nano(&self) -> u64 {
-        self.fields.start_time_unix_nano
+        self.fields().start_time_unix_nano
     }
 
     /// End time, Unix nanoseconds.
     pub fn end_time_unix_nano(&self) -> u64 {
-        self.fields.end_time_unix_nano
+        self.fields().end_time_unix_nano
     }
 
     /// Status code.
     pub fn status_code(&self) -> StatusCode {
-        self.fields.status()
+        self.fields().status()
     }
 
     /// Span flags.
     pub fn flags(&self) -> u32 {
-        self.fields.flags
+        self.fields().flags
     }
 
     /// The first span attribute named `key`.
@@ -322,11 +384,12 @@ pub fn compact(views: &[SpanView]) -> Vec<SpanView> {
         .zip(placed)
         .map(|(v, (scope, s, e))| SpanView {
             buf: buf.clone(),
+            headers: Arc::clone(&headers),
             start: s as u32,
             end: e as u32,
-            headers: Arc::clone(&headers),
             scope,
-            fields: v.fields,
+            trace_id_at: v.trace_id_at,
+            parent_id_at: v.parent_id_at,
         })
         .collect()
 }
@@ -428,4 +491,15 @@ fn sub_messages(msg: &[u8], number: u32) -> impl Iterator<Item = (&[u8], usize)>
             _ => return None,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpanView;
+
+    /// The gateway buffers one view per span: keep it within issue 4's budget.
+    #[test]
+    fn view_is_at_most_56_bytes() {
+        assert!(std::mem::size_of::<SpanView>() <= 56);
+    }
 }

@@ -305,6 +305,9 @@ fn check_view(v: &SpanView, t: &Triple) {
     assert_eq!(v.trace_id().to_vec(), span.trace_id);
     assert_eq!(v.span_id().to_vec(), pad(&span.span_id, 8));
     assert_eq!(v.parent_span_id().to_vec(), pad(&span.parent_span_id, 8));
+    assert_eq!(v.trace_id_bytes(), span.trace_id.as_slice());
+    assert_eq!(v.parent_span_id_bytes(), span.parent_span_id.as_slice());
+    assert_eq!(v.is_root(), span.parent_span_id.iter().all(|b| *b == 0));
     assert_eq!(v.name(), span.name.as_bytes());
     assert_eq!(v.trace_state(), span.trace_state.as_bytes());
     assert_eq!(v.fields().kind, span.kind);

@@ -79,7 +79,7 @@ pub use engine::{
     InsertOutcome, MemoryStats, PolicySet,
 };
 pub use policy::{Decision, FinalDecision, TraceSummary};
-pub use span::{AttrValue, BufferRef, SpanData, SpanKind, StatusCode};
+pub use span::{AttrValue, BufferRef, SpanData, SpanKind, StatusCode, SummaryFields};
 
 /// The shard (0..`shards`) that owns a trace: derived from bits of the trace ID different from
 /// the ones agents route on, so that one gateway's traces still spread over its cores.

@@ -162,4 +162,31 @@ pub trait SpanData: Sized {
     fn is_root(&self) -> bool {
         self.parent_span_id().iter().all(|b| *b == 0)
     }
+
+    /// The fields the engine folds into a trace's summary on every insert, read together (a
+    /// span type that re-reads its fields from bytes overrides this to walk them once).
+    fn summary_fields(&self) -> SummaryFields {
+        SummaryFields {
+            start_unix_nanos: self.start_unix_nanos(),
+            end_unix_nanos: self.end_unix_nanos(),
+            status_code: self.status_code(),
+            trace_flags: self.trace_flags(),
+            is_root: self.is_root(),
+        }
+    }
+}
+
+/// What [`SpanData::summary_fields`] returns: the same values as the single accessors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SummaryFields {
+    /// [`SpanData::start_unix_nanos`].
+    pub start_unix_nanos: u64,
+    /// [`SpanData::end_unix_nanos`].
+    pub end_unix_nanos: u64,
+    /// [`SpanData::status_code`].
+    pub status_code: StatusCode,
+    /// [`SpanData::trace_flags`].
+    pub trace_flags: u32,
+    /// [`SpanData::is_root`].
+    pub is_root: bool,
 }

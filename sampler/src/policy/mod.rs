@@ -77,13 +77,14 @@ impl TraceSummary {
     /// Folds one span in.
     #[inline]
     pub fn add<S: SpanData>(&mut self, span: &S) {
+        let f = span.summary_fields();
         self.span_count += 1;
         self.bytes += span.wire_len() as u64;
-        self.min_start = self.min_start.min(span.start_unix_nanos());
-        self.max_end = self.max_end.max(span.end_unix_nanos());
-        self.status_seen |= 1 << span.status_code().code();
-        self.sampled_flag_seen |= span.trace_flags() & 1 != 0;
-        self.root_seen |= span.is_root();
+        self.min_start = self.min_start.min(f.start_unix_nanos);
+        self.max_end = self.max_end.max(f.end_unix_nanos);
+        self.status_seen |= 1 << f.status_code.code();
+        self.sampled_flag_seen |= f.trace_flags & 1 != 0;
+        self.root_seen |= f.is_root;
     }
 
     /// Latest end minus earliest start, in ns (negative if ends precede starts).

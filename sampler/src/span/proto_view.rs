@@ -4,8 +4,10 @@
 //! handle to the request's resource/scope headers and the hot fields read once by
 //! [`tailgate_proto::scan`]. The mapping:
 //!
-//! - **Hot fields** (ids, name, kind, times, status, flags, tracestate) come from the fields the
-//!   scanner stored; nothing is walked again.
+//! - **Hot fields**: the trace and parent ids are read at offsets the scanner stored; name, kind,
+//!   times, status, flags and tracestate are re-read from the span bytes (one walk of the Span
+//!   message per call; [`SpanData::summary_fields`] reads the insert-time ones in one walk).
+//!   The view stays 56 bytes instead of 144 (see docs/proto.md).
 //! - **Attributes** (span, resource, scope) are looked up lazily in the encoded bytes on each call;
 //!   only attribute/OTTL policies ask, at decision time. The first `KeyValue` with the key wins,
 //!   like the collector's `Map.Get`.
@@ -28,7 +30,7 @@ use tailgate_proto::attributes::AnyValue;
 use tailgate_proto::span::{SpanKind as WireKind, StatusCode as WireStatus};
 use tailgate_proto::SpanView;
 
-use crate::span::{AttrValue, BufferRef, SpanData, SpanKind, StatusCode};
+use crate::span::{AttrValue, BufferRef, SpanData, SpanKind, StatusCode, SummaryFields};
 
 /// Tag byte + length varint the re-framer writes before a span of `len` bytes
 /// (`ScopeSpans.spans` is field 2, so its tag is one byte).
@@ -85,10 +87,10 @@ impl SpanData for SpanView {
         SpanView::span_id(self)
     }
 
-    /// All zero (not empty) for a root span: the scanner stores an absent id as zeros, and
+    /// The id's bytes as on the wire: empty when absent, all zero if the span says so;
     /// [`SpanData::is_root`] treats both alike.
     fn parent_span_id(&self) -> &[u8] {
-        &self.fields().parent_span_id
+        self.parent_span_id_bytes()
     }
 
     fn name(&self) -> &str {
@@ -147,7 +149,19 @@ impl SpanData for SpanView {
     }
 
     fn is_root(&self) -> bool {
-        self.fields().is_root()
+        SpanView::is_root(self)
+    }
+
+    /// One walk of the span for the fields the engine reads on every insert.
+    fn summary_fields(&self) -> SummaryFields {
+        let f = self.fields();
+        SummaryFields {
+            start_unix_nanos: f.start_time_unix_nano,
+            end_unix_nanos: f.end_time_unix_nano,
+            status_code: status(f.status()),
+            trace_flags: f.flags & 0xff,
+            is_root: SpanView::is_root(self),
+        }
     }
 }
 

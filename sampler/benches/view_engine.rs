@@ -1,0 +1,279 @@
+//! Insert + decide with real scanned [`SpanView`]s: throughput (scan included) and memory per
+//! buffered span, against the wire bytes buffered (issues 4 and 7).
+//!
+//! Workload: like `engine.rs` (gateway reference policies, 20 spans per trace, `L` live traces,
+//! each request holds one span of 1000 different traces), but every request is a real OTLP
+//! `ExportTraceServiceRequest` encoded with prost (about 225-byte spans) and scanned with
+//! `tailgate_proto::scan` into views that the engine buffers, as the gateway does.
+//! Run: `nice -n 10 cargo bench -p tailgate-sampler --bench view_engine`.
+// criterion's macros generate undocumented items.
+#![allow(missing_docs)]
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use tailgate_proto::{scan, SpanView};
+use tailgate_sampler::config::SamplerConfig;
+use tailgate_sampler::testing::FakeClock;
+use tailgate_sampler::{BatchOutput, Engine};
+
+const SPANS_PER_TRACE: u64 = 20;
+const REQUEST_SPANS: u64 = 1000;
+const LIVE: u64 = 50_000;
+const SEC: u64 = 1_000_000_000;
+const T0: u64 = 1_700_000_000 * SEC;
+
+const CONFIG: &str = "
+decision_wait: 30s
+decision_cache: {sampled_cache_size: 0, non_sampled_cache_size: 0}
+policies:
+  - {name: errors-policy, type: status_code, status_code: {status_codes: [ERROR]}}
+  - {name: slow-traces-policy, type: latency, latency: {threshold_ms: 1000}}
+  - {name: probabilistic-policy, type: probabilistic, probabilistic: {sampling_percentage: 10}}
+";
+
+fn thread_cpu() -> Duration {
+    cpu_time::ThreadTime::now().as_duration()
+}
+
+/// Resident set size in bytes from /proc/self/statm (0 where unavailable).
+fn rss_bytes() -> i64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+fn kv(key: &str, v: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+    }
+}
+
+/// A typical server span of about 225 bytes on the wire.
+fn template_span(i: u64) -> Span {
+    Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        parent_span_id: vec![3; 8],
+        name: "GET /api/v1/items/{id}".into(),
+        kind: 2,
+        start_time_unix_nano: T0 + i,
+        end_time_unix_nano: T0 + i + 2_000_000,
+        flags: 1,
+        status: Some(Status {
+            code: 0,
+            message: String::new(),
+        }),
+        attributes: vec![
+            kv("http.request.method", Value::StringValue("GET".into())),
+            kv(
+                "http.route",
+                Value::StringValue("/api/v1/items/{id}".into()),
+            ),
+            kv("http.response.status_code", Value::IntValue(200)),
+            kv(
+                "server.address",
+                Value::StringValue("backend-17.svc".into()),
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
+/// One encoded request of 1000 spans and the offsets of each span's trace id and span id.
+struct Template {
+    bytes: Vec<u8>,
+    /// Offset of each span's message in `bytes` (trace id at +2, span id at +20).
+    spans: Vec<usize>,
+}
+
+impl Template {
+    fn new() -> Self {
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", Value::StringValue("checkout".into())),
+                        kv("k8s.pod.name", Value::StringValue("checkout-7d9f".into())),
+                    ],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: "io.opentelemetry.http".into(),
+                        version: "1.0".into(),
+                        ..Default::default()
+                    }),
+                    spans: (0..REQUEST_SPANS).map(template_span).collect(),
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        let bytes = req.encode_to_vec();
+        let buf = Bytes::from(bytes.clone());
+        let views = scan(&buf).expect("template scans");
+        let spans = views
+            .iter()
+            .map(|v| v.span_slice().as_ptr() as usize - buf.as_ptr() as usize)
+            .collect();
+        Template { bytes, spans }
+    }
+
+    /// Average Span message length.
+    fn span_len(&self) -> f64 {
+        let buf = Bytes::from(self.bytes.clone());
+        let views = scan(&buf).expect("template scans");
+        views.iter().map(|v| v.wire_len()).sum::<usize>() as f64 / views.len() as f64
+    }
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+struct Stream {
+    template: Template,
+    engine: Engine<SpanView, FakeClock>,
+    clock: FakeClock,
+    pass: u64,
+    index: u64,
+    generation: u64,
+    ns_per_span: u64,
+    exported: u64,
+    out: BatchOutput<SpanView>,
+}
+
+impl Stream {
+    fn new() -> Self {
+        let text = format!(
+            "num_traces: {}\nexpected_new_traces_per_sec: {}\n{CONFIG}",
+            2 * LIVE,
+            LIVE / 30
+        );
+        let (cfg, _) = SamplerConfig::from_yaml_str(&text).expect("bench config");
+        let clock = FakeClock::at(T0);
+        let engine = Engine::new(&cfg, clock.clone()).expect("engine");
+        Stream {
+            template: Template::new(),
+            engine,
+            clock,
+            pass: 0,
+            index: 0,
+            generation: 0,
+            ns_per_span: 30 * SEC / (SPANS_PER_TRACE * LIVE),
+            exported: 0,
+            out: BatchOutput::default(),
+        }
+    }
+
+    /// One request: the template with fresh trace and span ids, scanned and inserted, then a
+    /// timer run.
+    fn request(&mut self) {
+        let mut bytes = self.template.bytes.clone();
+        for &at in &self.template.spans {
+            let trace = self.generation * LIVE + self.index;
+            let t = mix(trace);
+            bytes[at + 2..at + 10].copy_from_slice(&t.to_le_bytes());
+            bytes[at + 10..at + 18].copy_from_slice(&trace.to_le_bytes());
+            bytes[at + 20..at + 28].copy_from_slice(&(trace * 32 + self.pass + 1).to_le_bytes());
+            self.index += 1;
+            if self.index == LIVE {
+                self.index = 0;
+                self.pass += 1;
+                if self.pass == SPANS_PER_TRACE {
+                    self.pass = 0;
+                    self.generation += 1;
+                }
+            }
+        }
+        let mut views = scan(&Bytes::from(bytes)).expect("request scans");
+        self.engine.insert_batch(&mut views, &mut self.out);
+        self.out.forward.clear();
+        self.clock.advance_ns(self.ns_per_span * REQUEST_SPANS);
+        self.engine.advance();
+        for d in self.engine.drain_decided() {
+            self.exported += d.spans.len() as u64;
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("views_insert_decide");
+    group.throughput(Throughput::Elements(REQUEST_SPANS));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(8));
+    let rss_before = rss_bytes();
+    let stream = RefCell::new(Stream::new());
+    let warm = 2 * SPANS_PER_TRACE * LIVE / REQUEST_SPANS;
+    for _ in 0..warm {
+        stream.borrow_mut().request();
+    }
+    report_memory(&stream.borrow(), rss_before);
+    let per_generation = SPANS_PER_TRACE * LIVE / REQUEST_SPANS;
+    let t = thread_cpu();
+    for _ in 0..per_generation {
+        stream.borrow_mut().request();
+    }
+    let secs = (thread_cpu() - t).as_secs_f64();
+    eprintln!(
+        "views live={LIVE}: steady state {:.2} M spans per CPU-second (scan + insert + decide) over {} spans",
+        (per_generation * REQUEST_SPANS) as f64 / secs / 1e6,
+        per_generation * REQUEST_SPANS
+    );
+    group.bench_function(format!("live_traces_{LIVE}_batch"), |b| {
+        b.iter_custom(|iters| {
+            let mut s = stream.borrow_mut();
+            let start = thread_cpu();
+            for _ in 0..iters {
+                s.request();
+            }
+            thread_cpu() - start
+        })
+    });
+    group.finish();
+}
+
+fn report_memory(s: &Stream, rss_before: i64) {
+    let m = s.engine.memory();
+    let rss = (rss_bytes() - rss_before) as f64;
+    let spans = m.spans_buffered as f64;
+    let view = std::mem::size_of::<SpanView>();
+    eprintln!(
+        "views live={LIVE}: size_of::<SpanView>() = {view} B; Span message {:.1} B; buffered spans {}; \
+         engine heap {:.1} B/span beyond the view ({:.1} with it); \
+         wire bytes {:.1} B/span, retained buffers {:.1} B/span; \
+         RSS growth {:.1} B/span = {:.2}x the wire bytes; exported {}",
+        s.template.span_len(),
+        m.spans_buffered,
+        m.engine_heap_bytes as f64 / spans - view as f64,
+        m.engine_heap_bytes as f64 / spans,
+        m.span_bytes as f64 / spans,
+        m.retained_buffer_bytes as f64 / spans,
+        rss / spans,
+        rss / m.span_bytes as f64,
+        s.exported,
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -11,17 +11,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use support::{frame, make_request, Tailgate, EXPORT_PATH};
+use support::{blast, cpu_seconds, frame, make_request, Tailgate};
 use tailgate_perf::sink::{RecordMode, Sink, SinkConfig};
 use tailgate_proto::compression::Compression;
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = stat.rsplit_once(')').unwrap().1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
@@ -64,39 +56,7 @@ service:
     let requests = 2000usize;
     let cpu0 = cpu_seconds(pid);
     let t0 = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let body = body.clone();
-        tasks.push(tokio::spawn(async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (client, conn) = h2::client::Builder::new()
-                .initial_window_size(8 << 20)
-                .initial_connection_window_size(32 << 20)
-                .handshake::<_, bytes::Bytes>(tcp)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            for _ in 0..requests / 8 {
-                let mut c = client.clone().ready().await.unwrap();
-                let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
-                    .header("content-type", "application/grpc")
-                    .header("te", "trailers")
-                    .body(())
-                    .unwrap();
-                let (resp, mut stream) = c.send_request(req, false).unwrap();
-                stream.send_data(body.clone(), true).unwrap();
-                let mut resp = resp.await.unwrap().into_body();
-                while let Some(chunk) = resp.data().await {
-                    let _ = resp.flow_control().release_capacity(chunk.unwrap().len());
-                }
-                let trailers = resp.trailers().await.unwrap().unwrap();
-                assert_eq!(trailers.get("grpc-status").unwrap(), "0");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    blast(addr, body.clone(), requests).await;
     let spans = (requests * 1000) as u64;
     let deadline = Instant::now() + Duration::from_secs(300);
     while sinks.iter().map(|s| s.stats().accepted_spans).sum::<u64>() < spans {

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use prost::Message;
-use support::{frame, make_request, Tailgate, EXPORT_PATH};
+use support::{blast, cpu_seconds, frame, make_request, Tailgate};
 use tailgate::config::error::ConfigErrors;
 use tailgate::connector::spanmetrics::aggregate::Aggregator;
 use tailgate::connector::spanmetrics::config::SpanMetricsConfig;
@@ -24,14 +24,6 @@ use tailgate_proto::compression::Compression;
 fn thread_cpu_ns() -> u64 {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
     s.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = stat.rsplit_once(')').unwrap().1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
 }
 
 #[test]
@@ -62,42 +54,6 @@ fn aggregator_cpu_ns_per_span() {
         1e3 / ns,
         agg.len()
     );
-}
-
-async fn blast(addr: std::net::SocketAddr, body: Bytes, requests: usize) {
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let body = body.clone();
-        tasks.push(tokio::spawn(async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (client, conn) = h2::client::Builder::new()
-                .initial_window_size(8 << 20)
-                .initial_connection_window_size(32 << 20)
-                .handshake::<_, Bytes>(tcp)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            for _ in 0..requests / 8 {
-                let mut c = client.clone().ready().await.unwrap();
-                let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
-                    .header("content-type", "application/grpc")
-                    .header("te", "trailers")
-                    .body(())
-                    .unwrap();
-                let (resp, mut stream) = c.send_request(req, false).unwrap();
-                stream.send_data(body.clone(), true).unwrap();
-                let mut resp = resp.await.unwrap().into_body();
-                while let Some(chunk) = resp.data().await {
-                    let _ = resp.flow_control().release_capacity(chunk.unwrap().len());
-                }
-                let trailers = resp.trailers().await.unwrap().unwrap();
-                assert_eq!(trailers.get("grpc-status").unwrap(), "0");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
 }
 
 async fn measure(pipeline: &str, extra: &str) -> f64 {

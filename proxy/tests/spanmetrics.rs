@@ -67,6 +67,8 @@ struct Expected {
     calls: BTreeMap<Series, u64>,
     buckets: BTreeMap<Series, [u64; 4]>,
     sum_ms: BTreeMap<Series, u64>,
+    /// Every duration sent, in ms, per series (for the exponential histogram).
+    durations: BTreeMap<Series, Vec<u64>>,
 }
 
 /// `n` requests; request `i` holds spans of every series, with durations cycling.
@@ -104,6 +106,11 @@ fn traffic_with(
                             };
                             *expected.calls.entry(series.clone()).or_default() += 1;
                             *expected.sum_ms.entry(series.clone()).or_default() += ms;
+                            expected
+                                .durations
+                                .entry(series.clone())
+                                .or_default()
+                                .push(ms);
                             let b = BOUNDS[..3]
                                 .iter()
                                 .position(|b| ms <= b.parse::<u64>().unwrap())
@@ -150,12 +157,16 @@ fn traffic_with(
 }
 
 fn config(temporality: &str) -> String {
+    config_with(temporality, "{explicit: {buckets: [10ms, 100ms, 1s]}}")
+}
+
+fn config_with(temporality: &str, histogram: &str) -> String {
     format!(
         "
 receivers: {{otlp: {{protocols: {{grpc: {{endpoint: 127.0.0.1:0}}}}}}}}
 connectors:
   spanmetrics:
-    histogram: {{explicit: {{buckets: [10ms, 100ms, 1s]}}}}
+    histogram: {histogram}
     dimensions: [{{name: http.method}}]
     metrics_flush_interval: 100ms
     aggregation_temporality: {temporality}
@@ -331,6 +342,156 @@ service:
         "only the error traces are exported"
     );
     assert!(kept < sent / 2);
+}
+
+/// `histogram.exponential` end to end through the binary: the prometheus text shows what the
+/// collector's native-histogram conversion shows in text (`le="+Inf"`, `_sum`, `_count`), and
+/// those equal the spans and durations sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exponential_histogram_counts_every_span_over_two_cores() {
+    let tg = Tailgate::start(
+        &config_with(
+            "AGGREGATION_TEMPORALITY_CUMULATIVE",
+            "{exponential: {max_size: 20}}",
+        ),
+        &["--cores", "2"],
+    );
+    let prom = tg.addr("exporters::prometheus");
+    let mut expected = Expected::default();
+    send_all(tg.grpc(), traffic(40, &mut expected)).await;
+    let s = scrape_until(prom, &expected);
+    assert_eq!(expected.calls.len(), 16);
+    for (series, calls) in &expected.calls {
+        let l = series.labels();
+        let name = "traces_span_metrics_duration_milliseconds";
+        let inf = format!("{name}_bucket{{{l},le=\"+Inf\"}}");
+        assert_eq!(s.get(&inf), Some(&(*calls as f64)), "{inf}");
+        let count = format!("{name}_count{{{l}}}");
+        assert_eq!(s.get(&count), Some(&(*calls as f64)), "{count}");
+        let sum = format!("{name}_sum{{{l}}}");
+        assert_eq!(
+            s.get(&sum),
+            Some(&(expected.sum_ms[series] as f64)),
+            "{sum}"
+        );
+    }
+    assert!(
+        !s.keys().any(|k| k.contains("le=\"10\"")),
+        "no explicit buckets"
+    );
+    let (_, body) = http_get(prom, "/metrics");
+    assert!(body.contains("# TYPE traces_span_metrics_duration_milliseconds histogram\n"));
+    assert_eq!(
+        tg.metric(
+            "tailgate_exporter_prometheus_unrenderable_points_total{exporter=\"prometheus\"}"
+        ),
+        Some(0.0)
+    );
+    assert!(tg.terminate().success());
+}
+
+/// The exponential buckets themselves (the text exposition does not show them): the same
+/// traffic through two cores' aggregators and the merger, in process. Every series' point holds
+/// each duration in the bucket `ceil(log2(ms)·2^scale) − 1`, at the largest scale ≤ 20 where the
+/// series' durations span fewer than `max_size` buckets, across two cumulative flushes.
+#[test]
+fn exponential_buckets_match_the_durations_sent() {
+    use std::sync::Arc;
+    use tailgate::config::error::ConfigErrors;
+    use tailgate::connector::spanmetrics::aggregate::Aggregator;
+    use tailgate::connector::spanmetrics::config::SpanMetricsConfig;
+    use tailgate::connector::spanmetrics::merger::MergeState;
+    use tailgate::metrics_data::MetricData;
+
+    let c: SpanMetricsConfig = serde_yaml::from_str(
+        "{histogram: {exponential: {max_size: 20}}, dimensions: [{name: http.method}]}",
+    )
+    .unwrap();
+    let mut errors = ConfigErrors::default();
+    let settings = Arc::new(c.resolve("spanmetrics", &mut errors, &mut Vec::new()));
+    assert!(errors.is_empty(), "{errors}");
+    let mut cores = [
+        Aggregator::new(settings.clone()),
+        Aggregator::new(settings.clone()),
+    ];
+    let mut merger = MergeState::new(settings, 0);
+    let mut expected = Expected::default();
+    let t = Instant::now();
+    for round in 0..2 {
+        for (i, r) in traffic(30, &mut expected).iter().enumerate() {
+            let body = bytes::Bytes::from(prost::Message::encode_to_vec(r));
+            let mut spill = Vec::new();
+            cores[i % 2].consume(&body, &mut spill).unwrap();
+            assert!(spill.is_empty());
+        }
+        for core in &mut cores {
+            merger.apply(core.take(), t, 1);
+        }
+        let batch = merger.flush(t, 2 + round);
+        let mut seen = 0;
+        for rm in &batch.resources {
+            for m in &rm.metrics {
+                let MetricData::ExponentialHistogram { points, .. } = &m.data else {
+                    continue;
+                };
+                assert_eq!(m.name, "traces.span.metrics.duration");
+                assert_eq!(m.unit, "ms");
+                for p in points {
+                    let series = expected_series(&rm.resource, &p.attributes);
+                    let durations = &expected.durations[&series];
+                    let h = &p.histogram;
+                    assert_eq!(h.count(), expected.calls[&series]);
+                    assert_eq!(h.sum(), expected.sum_ms[&series] as f64);
+                    let lo = *durations.iter().min().unwrap();
+                    let hi = *durations.iter().max().unwrap();
+                    assert_eq!(h.min_max(), Some((lo as f64, hi as f64)));
+                    // None of the durations is a power of two, so the formula needs no care.
+                    let index = |v: u64, s: i32| {
+                        ((v as f64).log2() * f64::from(s).exp2()).ceil() as i32 - 1
+                    };
+                    let scale = (-10..=20)
+                        .rev()
+                        .find(|s| index(hi, *s) - index(lo, *s) < 20)
+                        .unwrap();
+                    assert_eq!(h.scale(), scale, "{series:?}");
+                    let b = h.positive();
+                    let mut counts = vec![0u64; (index(hi, scale) - index(lo, scale) + 1) as usize];
+                    for d in durations {
+                        counts[(index(*d, scale) - b.offset) as usize] += 1;
+                    }
+                    assert_eq!(b.offset, index(lo, scale));
+                    assert_eq!(b.counts, counts, "{series:?}");
+                    assert_eq!(h.zero_count(), 0);
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(seen, 16, "one point per series");
+    }
+}
+
+/// The test series of a point, from its resource and attributes.
+fn expected_series(resource: &[(String, String)], attributes: &[(String, String)]) -> Series {
+    let get = |k: &str| {
+        attributes
+            .iter()
+            .chain(resource)
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap()
+    };
+    Series {
+        service: SERVICES
+            .iter()
+            .position(|s| *s == get("service.name"))
+            .unwrap(),
+        name: NAMES.iter().position(|s| *s == get("span.name")).unwrap(),
+        kind: KINDS.iter().position(|k| k.1 == get("span.kind")).unwrap(),
+        status: STATUSES
+            .iter()
+            .position(|k| k.1 == get("status.code"))
+            .unwrap(),
+    }
 }
 
 #[test]

@@ -12,12 +12,14 @@ use crate::exporter::prometheus::exporter::PrometheusExporter;
 use crate::metrics_data::MetricsConsumer;
 use crate::runtime::listen;
 use crate::telemetry::admin::{self, Endpoint};
+use crate::telemetry::metrics::{Kind, Registry};
 
 /// Binds every `prometheus` exporter used by a metrics pipeline (bound addresses go into `ports`
 /// as `exporters::<id>`) and starts each connector's merger. Returns the mergers by connector id,
 /// for the cores' pipeline stages.
 pub fn start(
     config: &Config,
+    registry: &Registry,
     stop: &Arc<AtomicBool>,
     ports: &mut BTreeMap<String, SocketAddr>,
 ) -> Result<BTreeMap<ComponentId, MergerHandle>, String> {
@@ -41,7 +43,17 @@ pub fn start(
         let bound = l.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%bound, "{key} listening");
         ports.insert(key.clone(), bound);
-        let exporter = Arc::new(PrometheusExporter::new((**c).clone()));
+        let unrenderable = registry
+            .register(
+                "tailgate_exporter_prometheus_unrenderable_points_total",
+                "Points the prometheus exporter dropped because they have no Prometheus rendering (tailgate).",
+                Kind::Counter,
+                &[("exporter", id.to_string().as_str())],
+            )
+            .local(0);
+        let exporter = Arc::new(
+            PrometheusExporter::new((**c).clone()).with_unrenderable_counter(unrenderable),
+        );
         let render = exporter.clone();
         admin::serve(
             l,

@@ -4,10 +4,17 @@
 //! Metrics never touch the data-plane cores: cores aggregate spans into plain counters, a merger
 //! thread builds a [`MetricsBatch`] every flush interval, and each exporter of the metrics
 //! pipeline takes it through [`MetricsConsumer`] (cross-thread, so `Send + Sync`). The shapes follow
-//! OTLP's data model (resource → metric → data points, sums and explicit-bucket histograms) with
-//! attribute values already rendered as strings, which is all a Prometheus exporter needs.
+//! OTLP's data model (resource → metric → data points, sums, explicit-bucket and base-2
+//! exponential histograms) with attribute values already rendered as strings, which is all a
+//! Prometheus exporter needs.
+//!
+//! - [`exponential`]: the exponential histogram aggregation (record, merge, downscale).
 
 use std::sync::Arc;
+
+pub mod exponential;
+
+use exponential::ExponentialHistogram;
 
 /// Attributes as (key, value) pairs, values rendered as the collector's `Value.AsString` does.
 pub type Attributes = Arc<[(String, String)]>;
@@ -67,6 +74,13 @@ pub enum MetricData {
         /// Points, one per attribute set.
         points: Vec<HistogramPoint>,
     },
+    /// A base-2 exponential histogram.
+    ExponentialHistogram {
+        /// Cumulative or delta.
+        temporality: Temporality,
+        /// Points, one per attribute set.
+        points: Vec<ExponentialHistogramPoint>,
+    },
 }
 
 /// One point of a sum.
@@ -97,6 +111,20 @@ pub struct HistogramPoint {
     pub sum: f64,
     /// Number of observations.
     pub count: u64,
+}
+
+/// One point of an exponential histogram: scale, zero count, buckets, sum, count, min and max
+/// are those of [`ExponentialHistogram`] (min/max present when the count is not 0).
+#[derive(Debug, Clone)]
+pub struct ExponentialHistogramPoint {
+    /// Point attributes.
+    pub attributes: Attributes,
+    /// Start of the aggregation window, Unix nanoseconds.
+    pub start_unix_nano: u64,
+    /// Time of the point, Unix nanoseconds.
+    pub time_unix_nano: u64,
+    /// The aggregated observations.
+    pub histogram: ExponentialHistogram,
 }
 
 /// Where a metrics pipeline's data goes: an exporter, shared across threads.

@@ -142,7 +142,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     let memory = start_memory_limiters(&config, &stop_threads)?;
     let healthy = Arc::new(AtomicBool::new(false));
     let mut ports = start_admin(&config, &registry, &healthy, &stop_threads)?;
-    let spanmetrics = crate::connector::start::start(&config, &stop_threads, &mut ports)?;
+    let spanmetrics =
+        crate::connector::start::start(&config, &registry, &stop_threads, &mut ports)?;
     let binds = listen_binds(&config)?;
     let (tls_servers, tls_clients) = build_tls(&config)?;
     let balancers = crate::resolver::start(&config, &registry, &stop_threads)?;

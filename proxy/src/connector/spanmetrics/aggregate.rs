@@ -18,6 +18,7 @@ use tailgate_proto::view::ResourceRef;
 use tailgate_proto::{ScanError, SpanView};
 
 use super::config::{Settings, SERVICE_NAME, SPAN_KIND, SPAN_NAME, STATUS_CODE};
+use crate::metrics_data::exponential::ExponentialHistogram;
 use crate::metrics_data::Attributes;
 
 /// What one series gathered on one core since its last hand-off.
@@ -35,6 +36,8 @@ pub struct SeriesDelta {
     pub buckets: Vec<u64>,
     /// Sum of durations, in the histogram unit.
     pub sum: f64,
+    /// The exponential duration histogram (when that is the configured histogram).
+    pub exponential: Option<Box<ExponentialHistogram>>,
 }
 
 /// One series on this core.
@@ -46,6 +49,7 @@ struct Acc {
     calls: u64,
     buckets: Box<[u64]>,
     sum: f64,
+    exponential: Option<Box<ExponentialHistogram>>,
 }
 
 /// A core's aggregation state.
@@ -136,6 +140,10 @@ impl Aggregator {
                 calls: a.calls,
                 buckets: a.buckets.to_vec(),
                 sum: a.sum,
+                exponential: a.exponential.as_mut().map(|h| {
+                    let fresh = ExponentialHistogram::new(h.max_size());
+                    Box::new(std::mem::replace(&mut **h, fresh))
+                }),
             });
             a.calls = 0;
             a.sum = 0.0;
@@ -225,6 +233,10 @@ impl Aggregator {
             calls: 0,
             buckets: vec![0; width].into_boxed_slice(),
             sum: 0.0,
+            exponential: self
+                .settings
+                .exponential_max_size
+                .map(|m| Box::new(ExponentialHistogram::new(m))),
         });
         self.index.insert(key, i as u32);
         i
@@ -267,12 +279,17 @@ impl Aggregator {
     fn record(&mut self, index: usize, v: &SpanView) {
         let acc = &mut self.series[index];
         acc.calls += 1;
-        let Some(bounds) = &self.settings.bounds else {
-            return;
-        };
+        // An end before the start counts as 0, as in the collector.
         let (start, end) = (v.start_time_unix_nano(), v.end_time_unix_nano());
         let nanos = end.saturating_sub(start);
         let value = nanos as f64 / self.settings.unit.nanos();
+        if let Some(h) = &mut acc.exponential {
+            h.record(value);
+            return;
+        }
+        let Some(bounds) = &self.settings.bounds else {
+            return;
+        };
         // First bound >= value: bounds are inclusive upper limits, as in the collector.
         let b = bounds.partition_point(|b| *b < value);
         acc.buckets[b] += 1;
@@ -584,6 +601,36 @@ dimensions: [{name: http.method}, {name: region, default: none}, {name: code}]",
         assert!(a.len() <= 2);
         let total: u64 = spill.iter().chain(a.take().iter()).map(|d| d.calls).sum();
         assert_eq!(total, 5);
+    }
+
+    #[test]
+    fn exponential_histograms_per_series_and_fresh_after_take() {
+        let mut a = Aggregator::new(settings("histogram: {exponential: {max_size: 10}}"));
+        let body = request(vec![(
+            vec![kv("service.name", s("api"))],
+            vec![
+                span("a", 2, false, 3, vec![]),
+                span("a", 2, false, 0, vec![]),
+                span("a", 2, false, 300, vec![]),
+            ],
+        )]);
+        a.consume(&body, &mut Vec::new()).unwrap();
+        let d = a.take();
+        assert_eq!((d.len(), d[0].calls), (1, 3));
+        assert!(d[0].buckets.is_empty());
+        let h = d[0].exponential.as_ref().unwrap();
+        assert_eq!((h.count(), h.zero_count(), h.sum()), (3, 1, 303.0));
+        assert_eq!(h.min_max(), Some((0.0, 300.0)));
+        assert!(h.positive().counts.len() <= 10);
+        // 3 and 300 are 6.6 octaves apart: 10 buckets allow scale 0 (indexes 1..=8), not 1 (3..=16).
+        assert_eq!(h.scale(), 0);
+        a.consume(&body, &mut Vec::new()).unwrap();
+        let again = a.take();
+        assert_eq!(
+            again[0].exponential.as_deref(),
+            Some(&**h),
+            "taken state starts afresh"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::config::duration::GoDuration;
 use crate::config::error::{join, ConfigErrors};
-use crate::metrics_data::Temporality;
+use crate::metrics_data::{exponential, Temporality};
 
 /// The collector's default duration buckets, in milliseconds.
 pub const DEFAULT_BUCKETS_MS: &[f64] = &[
@@ -112,7 +112,7 @@ pub struct HistogramConfig {
     pub disable: bool,
     /// `ms` (default) or `s`.
     pub unit: Option<String>,
-    /// Exponential buckets (accepted; not implemented).
+    /// Exponential buckets (base-2, `max_size` buckets per range).
     pub exponential: Option<ExponentialConfig>,
     /// Explicit buckets.
     pub explicit: Option<ExplicitConfig>,
@@ -124,8 +124,8 @@ pub struct HistogramConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExponentialConfig {
-    /// Maximum buckets per range.
-    pub max_size: i32,
+    /// Maximum buckets per range (0: 160; clamped to 2..=16384 as go-expohisto does).
+    pub max_size: i64,
 }
 
 /// `histogram.explicit`.
@@ -196,8 +196,10 @@ pub struct Settings {
     pub resource_key_attributes: Option<Vec<String>>,
     /// Temporality of the emitted points.
     pub temporality: Temporality,
-    /// Duration histogram bounds in `unit`; `None` when the histogram is off.
+    /// Duration histogram bounds in `unit`; `None` when the histogram is off or exponential.
     pub bounds: Option<Vec<f64>>,
+    /// `max_size` of the exponential duration histogram, when that is the histogram in use.
+    pub exponential_max_size: Option<u32>,
     /// Histogram unit.
     pub unit: Unit,
     /// Flush period.
@@ -276,7 +278,7 @@ impl SpanMetricsConfig {
                 Unit::Milliseconds
             }
         };
-        let bounds = self.bounds(path, unit, errors, warnings);
+        let bounds = self.bounds(path, unit, errors);
         if self.metrics_flush_interval.0.is_zero() {
             errors.push(
                 join(path, "metrics_flush_interval"),
@@ -311,6 +313,7 @@ impl SpanMetricsConfig {
             resource_key_attributes: (!self.resource_metrics_key_attributes.is_empty())
                 .then(|| self.resource_metrics_key_attributes.clone()),
             temporality,
+            exponential_max_size: self.exponential_max_size(path, warnings),
             bounds,
             unit,
             flush_interval: self.metrics_flush_interval.0,
@@ -319,13 +322,22 @@ impl SpanMetricsConfig {
         }
     }
 
-    fn bounds(
-        &self,
-        path: &str,
-        unit: Unit,
-        errors: &mut ConfigErrors,
-        warnings: &mut Vec<String>,
-    ) -> Option<Vec<f64>> {
+    /// The exponential histogram's bucket limit, when it is the histogram in use (and not disabled).
+    fn exponential_max_size(&self, path: &str, warnings: &mut Vec<String>) -> Option<u32> {
+        let h = &self.histogram;
+        let e = h.exponential.as_ref().filter(|_| !h.disable)?;
+        let size = exponential::effective_max_size(e.max_size);
+        if e.max_size != 0 && i64::from(size) != e.max_size {
+            // go-expohisto clamps silently; say so.
+            warnings.push(format!(
+                "{path}.histogram.exponential.max_size: {} is outside 2..=16384 (0 means 160); {size} is used, as in the collector",
+                e.max_size
+            ));
+        }
+        Some(size)
+    }
+
+    fn bounds(&self, path: &str, unit: Unit, errors: &mut ConfigErrors) -> Option<Vec<f64>> {
         let h = &self.histogram;
         if h.explicit.is_some() && h.exponential.is_some() {
             errors.push(
@@ -337,7 +349,6 @@ impl SpanMetricsConfig {
             return None;
         }
         if h.exponential.is_some() {
-            warnings.push(format!("{path}.histogram.exponential: exponential histograms are not implemented in tailgate; no duration metric is produced"));
             return None;
         }
         let explicit = h.explicit.as_ref().and_then(|e| e.buckets.as_ref());
@@ -387,6 +398,21 @@ mod tests {
         assert_eq!(s.cache_size, 1000);
         assert_eq!(s.keep, [true; 4]);
         assert!(s.expiration.is_none());
+        assert!(s.exponential_max_size.is_none());
+    }
+
+    #[test]
+    fn exponential_replaces_the_explicit_buckets() {
+        let (s, e, w) = parse("histogram: {exponential: {}}");
+        assert!(e.is_empty() && w.is_empty(), "{w:?}");
+        assert_eq!((s.bounds, s.exponential_max_size), (None, Some(160)));
+        let (s, _, w) = parse("histogram: {exponential: {max_size: 1}}");
+        assert_eq!(s.exponential_max_size, Some(2));
+        assert_eq!(w.len(), 1, "{w:?}");
+        let (s, _, w) = parse("histogram: {exponential: {max_size: 20}}");
+        assert_eq!((s.exponential_max_size, w.len()), (Some(20), 0));
+        let (s, _, _) = parse("histogram: {disable: true, exponential: {max_size: 20}}");
+        assert_eq!((s.bounds, s.exponential_max_size), (None, None));
     }
 
     #[test]
@@ -421,7 +447,7 @@ exclude_dimensions: [status.code]",
                 "connectors.spanmetrics.histogram: use either `explicit` or `exponential` buckets histogram",
             ]
         );
-        assert_eq!(w.len(), 3, "{w:?}");
+        assert_eq!(w.len(), 2, "{w:?}");
     }
 
     #[test]

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::aggregate::SeriesDelta;
 use super::config::Settings;
+use crate::metrics_data::exponential::ExponentialHistogram;
 use crate::metrics_data::{
-    Attributes, HistogramPoint, Metric, MetricData, MetricsBatch, MetricsConsumer, ResourceMetrics,
-    SumPoint, Temporality,
+    Attributes, ExponentialHistogramPoint, HistogramPoint, Metric, MetricData, MetricsBatch,
+    MetricsConsumer, ResourceMetrics, SumPoint, Temporality,
 };
 
 /// What a core holds to reach its connector's merger.
@@ -37,6 +38,7 @@ struct Merged {
     calls: u64,
     buckets: Vec<u64>,
     sum: f64,
+    exponential: Option<Box<ExponentialHistogram>>,
     start_unix_nano: u64,
     updated: Instant,
 }
@@ -68,9 +70,16 @@ impl MergeState {
                 calls: 0,
                 buckets: vec![0; d.buckets.len()],
                 sum: 0.0,
+                exponential: None,
                 start_unix_nano: now_unix_nano,
                 updated: now,
             });
+            if let Some(h) = d.exponential {
+                match &mut m.exponential {
+                    Some(mine) => mine.merge(&h),
+                    None => m.exponential = Some(h),
+                }
+            }
             m.calls += d.calls;
             for (a, b) in m.buckets.iter_mut().zip(&d.buckets) {
                 *a += b;
@@ -80,11 +89,23 @@ impl MergeState {
         }
     }
 
+    /// Drops every resource that saw no span for `exp` or longer, with all its series, as the
+    /// collector's `metrics_expiration` removes whole resource entries (a series idle inside a
+    /// resource that is still active stays).
+    fn expire(&mut self, now: Instant, exp: Duration) {
+        let mut last_seen: HashMap<Attributes, Instant> = HashMap::new();
+        for m in self.series.values() {
+            let t = last_seen.entry(m.resource.clone()).or_insert(m.updated);
+            *t = (*t).max(m.updated);
+        }
+        self.series
+            .retain(|_, m| now.saturating_duration_since(last_seen[&m.resource]) < exp);
+    }
+
     /// Builds the batch of one flush and resets what the temporality says to reset.
     pub fn flush(&mut self, now: Instant, now_unix_nano: u64) -> MetricsBatch {
         if let Some(exp) = self.settings.expiration {
-            self.series
-                .retain(|_, m| now.saturating_duration_since(m.updated) <= exp);
+            self.expire(now, exp);
         }
         let temporality = self.settings.temporality;
         let window_start = self.last_flush_unix_nano;
@@ -141,6 +162,29 @@ impl MergeState {
                     data: MetricData::Histogram {
                         temporality,
                         bounds: bounds.clone().into(),
+                        points,
+                    },
+                });
+            }
+            if self.settings.exponential_max_size.is_some() {
+                let points = series
+                    .iter()
+                    .map(|m| ExponentialHistogramPoint {
+                        attributes: m.attributes.clone(),
+                        start_unix_nano: start(m),
+                        time_unix_nano: now_unix_nano,
+                        histogram: m.exponential.as_deref().cloned().unwrap_or_else(|| {
+                            ExponentialHistogram::new(
+                                self.settings.exponential_max_size.unwrap_or_default(),
+                            )
+                        }),
+                    })
+                    .collect();
+                metrics.push(Metric {
+                    name: name("duration"),
+                    unit: self.settings.unit.ucum(),
+                    data: MetricData::ExponentialHistogram {
+                        temporality,
                         points,
                     },
                 });
@@ -249,6 +293,7 @@ mod tests {
             calls,
             buckets: vec![calls, 0],
             sum: calls as f64,
+            exponential: None,
         }
     }
 
@@ -304,11 +349,24 @@ mod tests {
     }
 
     #[test]
-    fn idle_series_expire() {
+    fn idle_resources_expire_with_all_their_series() {
         let t = Instant::now();
         let mut c = MergeState::new(settings("metrics_expiration: 1s"), 0);
-        c.apply(vec![delta(b"x", 2)], t, 1);
-        assert_eq!(calls(&c.flush(t + Duration::from_millis(500), 2)), vec![2]);
-        assert!(c.flush(t + Duration::from_secs(2), 3).resources.is_empty());
+        c.apply(vec![delta(b"x", 2), delta(b"y", 1)], t, 1);
+        assert_eq!(
+            calls(&c.flush(t + Duration::from_millis(500), 2)),
+            vec![2, 1]
+        );
+        // `y` is idle but its resource is not: it stays, as in the collector.
+        c.apply(vec![delta(b"x", 1)], t + Duration::from_millis(900), 3);
+        assert_eq!(
+            calls(&c.flush(t + Duration::from_millis(1500), 4)),
+            vec![3, 1]
+        );
+        // Exactly the expiration after the last span: gone (the collector compares with >=).
+        assert!(c
+            .flush(t + Duration::from_millis(1900), 5)
+            .resources
+            .is_empty());
     }
 }

@@ -5,14 +5,29 @@
 //! Like the collector's accumulator, delta points are added to what the series already holds and
 //! cumulative points replace it, so a scrape shows running totals either way; series not updated
 //! for `metric_expiration` disappear.
+//!
+//! Exponential histograms are rendered as the newest collector releases do (v0.115.0 dropped them
+//! with "failed to translate metric"): the collector turns them into Prometheus native
+//! histograms, which the text format shows as a histogram with only `le="+Inf"`, `_sum` and
+//! `_count`; the buckets themselves need the protobuf exposition, which tailgate does not serve.
+//! A point the collector cannot convert (scale below −4) is dropped, logged once per exporter
+//! and counted in `tailgate_exporter_prometheus_unrenderable_points_total`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::config::PrometheusExporterConfig;
-use crate::metrics_data::{Attributes, MetricData, MetricsBatch, MetricsConsumer, Temporality};
+use crate::metrics_data::exponential::ExponentialHistogram;
+use crate::metrics_data::{
+    Attributes, ExponentialHistogramPoint, MetricData, MetricsBatch, MetricsConsumer, Temporality,
+};
+use crate::telemetry::metrics::Local;
+
+/// The smallest scale a Prometheus native histogram (schema) can carry.
+pub const MIN_NATIVE_SCALE: i32 = -4;
 
 /// A series' identity: family name, sorted labels and the resource it came from. Two resources
 /// can map to the same labels (pods of one service without `service.instance.id`); their values
@@ -33,6 +48,8 @@ enum Value {
         sum: f64,
         count: u64,
     },
+    /// An exponential histogram (a native histogram in Prometheus terms).
+    Exponential(Box<ExponentialHistogram>),
 }
 
 #[derive(Debug)]
@@ -46,6 +63,10 @@ struct Entry {
 pub struct PrometheusExporter {
     config: PrometheusExporterConfig,
     series: Mutex<BTreeMap<SeriesId, Entry>>,
+    /// Points that cannot be rendered (written only under the `series` lock: one writer).
+    unrenderable: Option<Local>,
+    /// Set once the first unrenderable point was logged.
+    warned: AtomicBool,
 }
 
 impl PrometheusExporter {
@@ -54,6 +75,27 @@ impl PrometheusExporter {
         PrometheusExporter {
             config,
             series: Mutex::new(BTreeMap::new()),
+            unrenderable: None,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts points that cannot be rendered into `counter`.
+    pub fn with_unrenderable_counter(mut self, counter: Local) -> Self {
+        self.unrenderable = Some(counter);
+        self
+    }
+
+    /// Drops a point that has no Prometheus rendering: logged once, counted always.
+    fn unrenderable(&self, metric: &str, why: &str) {
+        if let Some(c) = &self.unrenderable {
+            c.add(1);
+        }
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                metric,
+                "prometheus exporter: dropping a point that cannot be rendered: {why} (logged once; counted in tailgate_exporter_prometheus_unrenderable_points_total)"
+            );
         }
     }
 
@@ -127,7 +169,7 @@ impl PrometheusExporter {
         if name != *family {
             let kind = match value {
                 Value::Counter(_) => "counter",
-                Value::Histogram { .. } => "histogram",
+                Value::Histogram { .. } | Value::Exponential(_) => "histogram",
             };
             let _ = writeln!(out, "# TYPE {name} {kind}");
             *family = name;
@@ -153,6 +195,53 @@ impl PrometheusExporter {
                 let _ = writeln!(out, "{name}_sum{l} {sum}{ts}");
                 let _ = writeln!(out, "{name}_count{l} {count}{ts}");
             }
+            Value::Exponential(h) => {
+                // What the text encoder writes for a native histogram without classic buckets.
+                let count = h.count();
+                let l = label_text(labels, Some("+Inf"));
+                let _ = writeln!(out, "{name}_bucket{l} {count}{ts}");
+                let l = label_text(labels, None);
+                let _ = writeln!(out, "{name}_sum{l} {}{ts}", h.sum());
+                let _ = writeln!(out, "{name}_count{l} {count}{ts}");
+            }
+        }
+    }
+
+    /// Stores the points of one exponential histogram metric.
+    fn store_exponential(
+        &self,
+        all: &mut BTreeMap<SeriesId, Entry>,
+        resource: &Attributes,
+        name: &str,
+        temporality: Temporality,
+        points: &[ExponentialHistogramPoint],
+        now: Instant,
+    ) {
+        for p in points {
+            let scale = p.histogram.scale();
+            if scale < MIN_NATIVE_SCALE {
+                let why = format!("exponential histogram scale {scale} is below {MIN_NATIVE_SCALE}, the smallest native histogram schema");
+                self.unrenderable(name, &why);
+                continue;
+            }
+            let id = (
+                name.to_owned(),
+                self.labels(resource, &p.attributes),
+                resource.clone(),
+            );
+            let e = all.entry(id).or_insert_with(|| Entry {
+                value: Value::Exponential(Box::new(ExponentialHistogram::new(
+                    p.histogram.max_size(),
+                ))),
+                updated: now,
+                time_ms: 0,
+            });
+            match (&mut e.value, temporality) {
+                (Value::Exponential(h), Temporality::Delta) => h.merge(&p.histogram),
+                (v, _) => *v = Value::Exponential(Box::new(p.histogram.clone())),
+            }
+            e.updated = now;
+            e.time_ms = p.time_unix_nano / 1_000_000;
         }
     }
 }
@@ -185,6 +274,10 @@ fn add(a: Value, b: &Value) -> Value {
                 sum: sum + s2,
                 count: count + n2,
             }
+        }
+        (Value::Exponential(mut x), Value::Exponential(y)) => {
+            x.merge(y);
+            Value::Exponential(x)
         }
         (a, _) => a,
     }
@@ -264,6 +357,20 @@ impl MetricsConsumer for PrometheusExporter {
                             e.updated = now;
                             e.time_ms = p.time_unix_nano / 1_000_000;
                         }
+                    }
+                    MetricData::ExponentialHistogram {
+                        temporality,
+                        points,
+                    } => {
+                        let name = metric_name(&self.config, &m.name, m.unit, false);
+                        self.store_exponential(
+                            &mut all,
+                            &rm.resource,
+                            &name,
+                            *temporality,
+                            points,
+                            now,
+                        );
                     }
                 }
             }
@@ -475,6 +582,67 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("# TYPE").count(), 2, "{text}");
+    }
+
+    fn exponential_batch(t: Temporality, values: &[f64], max_size: u32) -> MetricsBatch {
+        let mut h = ExponentialHistogram::new(max_size);
+        values.iter().for_each(|v| h.record(*v));
+        MetricsBatch {
+            resources: vec![ResourceMetrics {
+                resource: attrs(&[("service.name", "api")]),
+                metrics: vec![Metric {
+                    name: "traces.span.metrics.duration".into(),
+                    unit: "ms",
+                    data: MetricData::ExponentialHistogram {
+                        temporality: t,
+                        points: vec![ExponentialHistogramPoint {
+                            attributes: attrs(&[("span.name", "x")]),
+                            start_unix_nano: 0,
+                            time_unix_nano: 5_000_000,
+                            histogram: h,
+                        }],
+                    },
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn exponential_histograms_render_as_native_histograms_do_in_text() {
+        let e = PrometheusExporter::new(PrometheusExporterConfig::default());
+        e.consume(&exponential_batch(Temporality::Delta, &[1.5, 3.0], 160));
+        e.consume(&exponential_batch(Temporality::Delta, &[0.0, 10.0], 160));
+        let text = e.render();
+        let n = "traces_span_metrics_duration_milliseconds";
+        let l = "job=\"api\",span_name=\"x\"";
+        assert_eq!(
+            text,
+            format!(
+                "# TYPE {n} histogram\n{n}_bucket{{{l},le=\"+Inf\"}} 4\n{n}_sum{{{l}}} 14.5\n{n}_count{{{l}}} 4\n"
+            )
+        );
+        // Cumulative points replace.
+        e.consume(&exponential_batch(Temporality::Cumulative, &[2.0], 160));
+        assert!(e.render().contains(&format!("{n}_count{{{l}}} 1\n")));
+    }
+
+    #[test]
+    fn unrenderable_points_are_counted_and_dropped() {
+        let registry = crate::telemetry::metrics::Registry::new(1);
+        let counter = registry.register(
+            "x_total",
+            "x",
+            crate::telemetry::metrics::Kind::Counter,
+            &[],
+        );
+        let e = PrometheusExporter::new(PrometheusExporterConfig::default())
+            .with_unrenderable_counter(counter.local(0));
+        // 1e-300 .. 1e300 in 2 buckets needs scale -10, below native histograms' -4.
+        let b = exponential_batch(Temporality::Cumulative, &[1e-300, 1e300], 2);
+        e.consume(&b);
+        e.consume(&b);
+        assert_eq!(counter.total(), 2);
+        assert_eq!(e.render(), "");
     }
 
     #[test]

@@ -26,6 +26,9 @@ use crate::metrics_data::Attributes;
 pub struct SeriesDelta {
     /// The series key (identical on every core for the same series).
     pub key: Arc<[u8]>,
+    /// Length of the key's prefix that identifies the resource (`resource_metrics_key_attributes`
+    /// values, or the whole resource).
+    pub resource_key_len: usize,
     /// Its resource's attributes.
     pub resource: Attributes,
     /// Its point attributes (the dimensions).
@@ -44,6 +47,7 @@ pub struct SeriesDelta {
 #[derive(Debug)]
 struct Acc {
     key: Arc<[u8]>,
+    resource_key_len: usize,
     resource: Attributes,
     attributes: Attributes,
     calls: u64,
@@ -135,6 +139,7 @@ impl Aggregator {
             }
             out.push(SeriesDelta {
                 key: a.key.clone(),
+                resource_key_len: a.resource_key_len,
                 resource: a.resource.clone(),
                 attributes: a.attributes.clone(),
                 calls: a.calls,
@@ -228,6 +233,8 @@ impl Aggregator {
         let i = self.series.len();
         self.series.push(Acc {
             key: key.clone(),
+            // The resource key ends where the length-prefixed service name starts.
+            resource_key_len: service_start.saturating_sub(4),
             resource,
             attributes,
             calls: 0,

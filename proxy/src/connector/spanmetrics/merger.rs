@@ -48,6 +48,10 @@ struct Merged {
 pub struct MergeState {
     settings: Arc<Settings>,
     series: HashMap<Arc<[u8]>, Merged>,
+    /// Resource key → the attributes of the first resource seen with it: the collector gives all
+    /// series of a resource key those attributes (they differ from a series' own resource only
+    /// with `resource_metrics_key_attributes`).
+    resources: HashMap<Arc<[u8]>, Attributes>,
     last_flush_unix_nano: u64,
 }
 
@@ -57,6 +61,7 @@ impl MergeState {
         MergeState {
             settings,
             series: HashMap::new(),
+            resources: HashMap::new(),
             last_flush_unix_nano: now_unix_nano,
         }
     }
@@ -64,8 +69,12 @@ impl MergeState {
     /// Adds one core's deltas.
     pub fn apply(&mut self, deltas: Vec<SeriesDelta>, now: Instant, now_unix_nano: u64) {
         for d in deltas {
-            let m = self.series.entry(d.key).or_insert_with(|| Merged {
-                resource: d.resource,
+            let resources = &mut self.resources;
+            let m = self.series.entry(d.key.clone()).or_insert_with(|| Merged {
+                resource: resources
+                    .entry(Arc::from(&d.key[..d.resource_key_len.min(d.key.len())]))
+                    .or_insert(d.resource)
+                    .clone(),
                 attributes: d.attributes,
                 calls: 0,
                 buckets: vec![0; d.buckets.len()],
@@ -100,6 +109,8 @@ impl MergeState {
         }
         self.series
             .retain(|_, m| now.saturating_duration_since(last_seen[&m.resource]) < exp);
+        last_seen.retain(|_, t| now.saturating_duration_since(*t) < exp);
+        self.resources.retain(|_, a| last_seen.contains_key(a));
     }
 
     /// Builds the batch of one flush and resets what the temporality says to reset.
@@ -193,6 +204,7 @@ impl MergeState {
         }
         if temporality == Temporality::Delta {
             self.series.clear();
+            self.resources.clear();
         }
         self.last_flush_unix_nano = now_unix_nano;
         batch
@@ -284,6 +296,7 @@ mod tests {
     fn delta(key: &[u8], calls: u64) -> SeriesDelta {
         SeriesDelta {
             key: key.into(),
+            resource_key_len: 0,
             resource: vec![("service.name".to_owned(), "a".to_owned())].into(),
             attributes: vec![(
                 "span.name".to_owned(),
@@ -346,6 +359,22 @@ mod tests {
             points[0].start_unix_nano, 2,
             "delta window starts at the last flush"
         );
+    }
+
+    #[test]
+    fn series_of_one_resource_key_share_the_first_resource_seen() {
+        let t = Instant::now();
+        let mut c = MergeState::new(settings("{}"), 0);
+        let mut a = delta(b"rk-a", 1);
+        a.resource_key_len = 2;
+        let mut b = delta(b"rk-b", 1);
+        b.resource_key_len = 2;
+        b.resource = vec![("service.name".to_owned(), "other pod".to_owned())].into();
+        c.apply(vec![a, b], t, 1);
+        let batch = c.flush(t, 2);
+        assert_eq!(batch.resources.len(), 1, "one resource key, one group");
+        assert_eq!(calls(&batch), vec![1, 1]);
+        assert_eq!(batch.resources[0].resource[0].1, "a");
     }
 
     #[test]

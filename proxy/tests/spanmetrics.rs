@@ -387,7 +387,94 @@ async fn exponential_histogram_counts_every_span_over_two_cores() {
         ),
         Some(0.0)
     );
+    check_native_histograms(prom, &expected);
     assert!(tg.terminate().success());
+}
+
+/// The largest scale ≤ 20 at which `durations` span fewer than `max_size` buckets.
+fn expected_scale(durations: &[u64], max_size: i32) -> i32 {
+    let lo = *durations.iter().min().unwrap();
+    let hi = *durations.iter().max().unwrap();
+    (-10..=20)
+        .rev()
+        .find(|s| bucket_index(hi, *s) - bucket_index(lo, *s) < max_size)
+        .unwrap()
+}
+
+/// The bucket of a duration at a scale: `ceil(log2(ms)·2^scale) − 1` (no test duration is a
+/// power of two, so the formula needs no care).
+fn bucket_index(ms: u64, scale: i32) -> i32 {
+    ((ms as f64).log2() * f64::from(scale).exp2()).ceil() as i32 - 1
+}
+
+/// Scrapes the protobuf exposition (what Prometheus asks for with native histograms on) and
+/// checks every series' native buckets against the durations sent: schema = scale, native index
+/// = OTLP index + 1.
+fn check_native_histograms(addr: SocketAddr, expected: &Expected) {
+    use prost::Message as _;
+    use std::io::{Read as _, Write as _};
+    use tailgate::exporter::prometheus::protobuf::MetricFamily;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    assert!(head.contains("io.prometheus.client.MetricFamily"), "{head}");
+    let mut body = &raw[split + 4..];
+    let mut families = Vec::new();
+    while !body.is_empty() {
+        families.push(MetricFamily::decode_length_delimited(&mut body).unwrap());
+    }
+    let hist = families
+        .iter()
+        .find(|f| f.name.as_deref() == Some("traces_span_metrics_duration_milliseconds"))
+        .expect("duration family");
+    assert_eq!(hist.r#type, Some(4), "histogram");
+    assert_eq!(hist.metric.len(), 16);
+    for m in &hist.metric {
+        let label = |k: &str| {
+            m.label
+                .iter()
+                .find(|l| l.name.as_deref() == Some(k))
+                .and_then(|l| l.value.clone())
+                .unwrap()
+        };
+        let series = Series {
+            service: SERVICES
+                .iter()
+                .position(|s| *s == label("service_name"))
+                .unwrap(),
+            name: NAMES.iter().position(|s| *s == label("span_name")).unwrap(),
+            kind: KINDS
+                .iter()
+                .position(|k| k.1 == label("span_kind"))
+                .unwrap(),
+            status: STATUSES
+                .iter()
+                .position(|k| k.1 == label("status_code"))
+                .unwrap(),
+        };
+        let h = m.histogram.as_ref().unwrap();
+        let durations = &expected.durations[&series];
+        assert_eq!(h.sample_count, Some(durations.len() as u64));
+        let scale = expected_scale(durations, 20);
+        assert_eq!(h.schema, Some(scale), "{series:?}");
+        assert_eq!(h.zero_count, Some(0));
+        assert_eq!(h.positive_span.len(), 1);
+        let first = h.positive_span[0].offset.unwrap();
+        let mut counts = Vec::new();
+        let mut c = 0i64;
+        for d in &h.positive_delta {
+            c += d;
+            counts.push(c as u64);
+        }
+        let mut want = vec![0u64; counts.len()];
+        for d in durations {
+            want[(bucket_index(*d, scale) + 1 - first) as usize] += 1;
+        }
+        assert_eq!(counts, want, "{series:?}");
+    }
 }
 
 /// The exponential buckets themselves (the text exposition does not show them): the same

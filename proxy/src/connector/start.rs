@@ -9,6 +9,10 @@ use std::sync::Arc;
 use super::spanmetrics::merger::{self, MergerHandle};
 use crate::config::{ComponentId, Config, ConnectorConfig, ExporterConfig, Signal};
 use crate::exporter::prometheus::exporter::PrometheusExporter;
+use crate::exporter::prometheus::protobuf;
+
+/// The Prometheus text exposition's content type.
+const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 use crate::metrics_data::MetricsConsumer;
 use crate::runtime::listen;
 use crate::telemetry::admin::{self, Endpoint};
@@ -57,7 +61,13 @@ pub fn start(
         let render = exporter.clone();
         admin::serve(
             l,
-            Endpoint::Text(Arc::new(move || render.render())),
+            Endpoint::Negotiated(Arc::new(move |accept: &str| {
+                if protobuf::accepted(accept) {
+                    (protobuf::CONTENT_TYPE, render.render_protobuf())
+                } else {
+                    (TEXT_CONTENT_TYPE, render.render().into_bytes())
+                }
+            })),
             stop.clone(),
         )
         .map_err(|e| format!("{key}: {e}"))?;

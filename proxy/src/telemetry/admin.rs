@@ -11,6 +11,17 @@ use std::time::{Duration, Instant};
 
 use super::metrics::Registry;
 
+/// Renders `/metrics` for an `Accept` header value: (content type, body).
+pub type NegotiatedRender = dyn Fn(&str) -> (&'static str, Vec<u8>) + Send + Sync;
+
+/// The value of the request head's `Accept` header ("" when absent).
+fn accept_header(head: &str) -> &str {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("accept"))
+        .map_or("", |(_, v)| v.trim())
+}
+
 /// What an admin listener answers.
 #[derive(Clone)]
 pub enum Endpoint {
@@ -18,6 +29,9 @@ pub enum Endpoint {
     Metrics(Arc<Registry>),
     /// Prometheus text at `/metrics`, rendered by a component (the `prometheus` exporter).
     Text(Arc<dyn Fn() -> String + Send + Sync>),
+    /// `/metrics` in the format the request's `Accept` header asks for: the component gets the
+    /// header's value and returns the content type and the body.
+    Negotiated(Arc<NegotiatedRender>),
     /// Health at `path`: 200 while `healthy`, 503 otherwise.
     Health {
         /// Path answered.
@@ -77,6 +91,12 @@ fn answer(mut stream: TcpStream, endpoint: &Endpoint) -> std::io::Result<()> {
     let method = parts.next().unwrap_or("");
     let target = parts.next().unwrap_or("");
     let path = target.split('?').next().unwrap_or("");
+    if let Endpoint::Negotiated(render) = endpoint {
+        if (method == "GET" || method == "HEAD") && path == "/metrics" {
+            let (content_type, body) = render(accept_header(&head));
+            return respond(stream, method, "200 OK", content_type, &body);
+        }
+    }
     let (status, content_type, body) = match endpoint {
         _ if method != "GET" && method != "HEAD" => (
             "405 Method Not Allowed",
@@ -115,13 +135,23 @@ fn answer(mut stream: TcpStream, endpoint: &Endpoint) -> std::io::Result<()> {
         }
         _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
     };
+    respond(stream, method, status, content_type, body.as_bytes())
+}
+
+fn respond(
+    mut stream: TcpStream,
+    method: &str,
+    status: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;
     if method != "HEAD" {
-        stream.write_all(body.as_bytes())?;
+        stream.write_all(body)?;
     }
     stream.flush()
 }

@@ -9,7 +9,7 @@
 //! Exponential histograms are rendered as the newest collector releases do (v0.115.0 dropped them
 //! with "failed to translate metric"): the collector turns them into Prometheus native
 //! histograms, which the text format shows as a histogram with only `le="+Inf"`, `_sum` and
-//! `_count`; the buckets themselves need the protobuf exposition, which tailgate does not serve.
+//! `_count`; the buckets themselves are in the protobuf exposition ([`super::protobuf`]).
 //! A point the collector cannot convert (scale below −4) is dropped, logged once per exporter
 //! and counted in `tailgate_exporter_prometheus_unrenderable_points_total`.
 
@@ -35,12 +35,12 @@ pub const MIN_NATIVE_SCALE: i32 = -4;
 /// rendered.
 type SeriesId = (String, Vec<(String, String)>, Attributes);
 
-/// A label set being summed while rendering: family, labels, value so far, newest time.
-type Pending<'a> = (&'a str, &'a [(String, String)], Value, u64);
+/// One rendered series: family, labels, value (summed over resources), newest time in ms.
+pub(super) type Sample = (String, Vec<(String, String)>, Value, u64);
 
 /// The latest value of one series.
 #[derive(Debug, Clone)]
-enum Value {
+pub(super) enum Value {
     Counter(u64),
     Histogram {
         bounds: Arc<[f64]>,
@@ -127,29 +127,42 @@ impl PrometheusExporter {
         out.into_iter().collect()
     }
 
-    /// Prometheus text exposition format 0.0.4 of every live series.
-    pub fn render(&self) -> String {
+    /// Every live series with the values of resources sharing a label set summed, ordered by
+    /// family then labels: (family, labels, value, newest time in ms).
+    pub(super) fn collect(&self) -> Vec<Sample> {
         let expiration: Duration = self.config.metric_expiration.0;
         let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
         all.retain(|_, e| e.updated.elapsed() <= expiration);
-        let mut out = String::new();
-        let mut family = "";
+        let mut out: Vec<Sample> = Vec::new();
         // Entries of one label set are adjacent (the map is ordered by family, then labels).
-        let mut pending: Option<Pending<'_>> = None;
         for ((name, labels, _), e) in all.iter() {
-            if let Some((n, l, v, t)) = pending.take() {
-                if n == name && l == &labels[..] {
-                    pending = Some((n, l, add(v, &e.value), t.max(e.time_ms)));
+            if let Some(last) = out.last_mut() {
+                if &last.0 == name && last.1 == *labels {
+                    last.2 = add(last.2.clone(), &e.value);
+                    last.3 = last.3.max(e.time_ms);
                     continue;
                 }
-                self.write_series(&mut out, &mut family, n, l, &v, t);
             }
-            pending = Some((name, labels, e.value.clone(), e.time_ms));
-        }
-        if let Some((n, l, v, t)) = pending {
-            self.write_series(&mut out, &mut family, n, l, &v, t);
+            out.push((name.clone(), labels.clone(), e.value.clone(), e.time_ms));
         }
         out
+    }
+
+    /// Prometheus text exposition format 0.0.4 of every live series.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut family = "";
+        let samples = self.collect();
+        for (n, l, v, t) in &samples {
+            self.write_series(&mut out, &mut family, n, l, v, *t);
+        }
+        out
+    }
+
+    /// The Prometheus protobuf exposition (delimited `io.prometheus.client.MetricFamily`), where
+    /// exponential histograms are native histograms with their buckets.
+    pub fn render_protobuf(&self) -> Vec<u8> {
+        super::protobuf::encode(&self.collect(), self.config.send_timestamps)
     }
 
     fn write_series<'a>(

@@ -3,6 +3,8 @@
 //! - [`config`]: its keys.
 //! - [`exporter`]: the series store, the collector's naming and the text rendering; the HTTP side
 //!   is `telemetry::admin`'s responder on its own thread.
+//! - [`protobuf`]: the protobuf exposition (native histograms), served when the scraper asks.
 
 pub mod config;
 pub mod exporter;
+pub mod protobuf;

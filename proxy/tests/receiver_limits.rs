@@ -500,3 +500,47 @@ async fn abrupt_disconnects_mid_body_leave_the_receiver_serving() {
     );
     export_ok(&tg, 70).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_h2_connection_gets_goaway_after_max_connection_age() {
+    let tg = start(
+        "        keepalive: {server_parameters: {max_connection_age: 200ms, max_connection_age_grace: 200ms}}",
+        "",
+    );
+    let tcp = tokio::net::TcpStream::connect(tg.grpc()).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(conn);
+    let (code, _) =
+        support::send_on_client(client.clone(), tg.grpc(), &make_request(90, 1, 1, 2)).await;
+    assert_eq!(code, 0);
+    let ended = tokio::time::timeout(DEADLINE, driver).await;
+    assert!(ended.is_ok(), "the old connection was not closed");
+    drop(client);
+    wait_series(
+        &tg,
+        "otelcol_receiver_connections_closed_total",
+        &[("transport", "grpc"), ("reason", "max_age")],
+        1.0,
+    );
+    export_ok(&tg, 91).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_http_headers_get_431_and_are_counted() {
+    let tg = start("", "        tailgate: {max_header_list_size: 4096}");
+    let big = "x".repeat(8192);
+    let (status, _) = http_post(
+        http_addr(&tg),
+        "/v1/traces",
+        &[("content-type", "application/x-protobuf"), ("x-big", &big)],
+        b"",
+    );
+    assert_eq!(status, 431);
+    wait_series(
+        &tg,
+        "otelcol_receiver_connections_closed_total",
+        &[("transport", "http"), ("reason", "header_too_large")],
+        1.0,
+    );
+    export_ok(&tg, 95).await;
+}

@@ -424,4 +424,49 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn client_ca_is_reloaded_after_rotation() {
+        let dir = std::env::temp_dir().join(format!("tailgate-ca-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = |name: &str| {
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.distinguished_name.push(rcgen::DnType::CommonName, name);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = p.self_signed(&key).unwrap();
+            (cert, key)
+        };
+        let (ca1, _) = ca("ca one");
+        let (ca2, ca2_key) = ca("ca two");
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let client = rcgen::CertificateParams::new(vec!["client.test".to_owned()])
+            .unwrap()
+            .signed_by(&client_key, &ca2, &ca2_key)
+            .unwrap();
+        let path = dir.join("ca.pem");
+        let write = |pem: String| {
+            let tmp = dir.join("tmp");
+            std::fs::write(&tmp, pem).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        };
+        write(ca1.pem());
+        let v =
+            ReloadingClientCa::start(path.to_str().unwrap(), Duration::from_millis(20)).unwrap();
+        let verify = || {
+            v.verify_client_cert(client.der(), &[], UnixTime::now())
+                .is_ok()
+        };
+        assert!(!verify(), "a client of another CA passed");
+        write(ca2.pem());
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !verify() {
+            assert!(
+                std::time::Instant::now() < until,
+                "the new CA was never loaded"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

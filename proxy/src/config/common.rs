@@ -33,8 +33,7 @@ pub fn split_host_port(endpoint: &str) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
-/// The `tls` block of a server (receiver). Parsed so keys are checked; serving TLS is not implemented
-/// yet, so validation rejects a block that asks for it.
+/// The `tls` block of a server (receiver).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTls {
@@ -56,9 +55,12 @@ pub struct ServerTls {
     /// Highest TLS version.
     #[serde(default)]
     pub max_version: Option<String>,
-    /// How often to reload the certificate files.
+    /// How often to re-read `cert_file` / `key_file` (absent or 0: never).
     #[serde(default)]
     pub reload_interval: Option<GoDuration>,
+    /// Re-read `client_ca_file` when it changes.
+    #[serde(default)]
+    pub client_ca_file_reload: bool,
 }
 
 /// The `tls` block of a client (exporter). The collector dials TLS unless `insecure: true`.
@@ -89,7 +91,7 @@ pub struct ClientTls {
     /// Highest TLS version.
     #[serde(default)]
     pub max_version: Option<String>,
-    /// How often to reload the certificate files.
+    /// How often to re-read the client `cert_file` / `key_file` (absent or 0: never).
     #[serde(default)]
     pub reload_interval: Option<GoDuration>,
     /// Whether to add the system pool to `ca_file`.

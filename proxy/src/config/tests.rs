@@ -335,3 +335,73 @@ service:
     }
     assert_eq!(m.len(), expect.len(), "{m:#?}");
 }
+
+#[test]
+fn receiver_limits_are_typed_with_defaults_and_key_paths() {
+    use crate::receiver::limits::{GrpcLimits, HttpLimits};
+    use std::time::Duration;
+    let c = load_one("m.yaml", MINIMAL).unwrap();
+    let ReceiverConfig::Otlp(r) = &c.receivers[&ComponentId::parse("otlp").unwrap()];
+    let g = GrpcLimits::from_config(r.protocols.grpc.as_ref().unwrap());
+    assert_eq!(g.max_concurrent_streams, 100);
+    assert_eq!(g.max_connection_idle, None);
+    assert_eq!(g.keepalive_time, Duration::from_secs(7200));
+    assert_eq!(g.keepalive_timeout, Duration::from_secs(20));
+    assert_eq!(g.conn.max_connections, 4096);
+    assert_eq!(g.conn.handshake_timeout, Duration::from_secs(10));
+    let h = HttpLimits::from_config(&Default::default());
+    assert_eq!(h.read_header, Some(Duration::from_secs(60)));
+    assert_eq!(h.write, Some(Duration::from_secs(30)));
+
+    let text = MINIMAL.replace(
+        "      grpc:\n",
+        "      grpc:
+        max_concurrent_streams: 7
+        keepalive:
+          server_parameters: {max_connection_idle: 1s, time: 30s, timeout: 0s}
+          enforcement_policy: {min_time: 10s, permit_without_stream: true}
+        tailgate: {max_connections_per_core: 9, handshake_timeout: 2s}
+      http:
+        read_timeout: 5s
+        idle_timeout: 0s
+        read_header_timeout: 0s
+",
+    );
+    let c = load_one("k.yaml", &text).unwrap();
+    let ReceiverConfig::Otlp(r) = &c.receivers[&ComponentId::parse("otlp").unwrap()];
+    let g = GrpcLimits::from_config(r.protocols.grpc.as_ref().unwrap());
+    assert_eq!(g.max_concurrent_streams, 7);
+    assert_eq!(g.max_connection_idle, Some(Duration::from_secs(1)));
+    assert_eq!(g.keepalive_time, Duration::from_secs(30));
+    assert_eq!(g.keepalive_timeout, Duration::from_secs(20));
+    assert_eq!(g.conn.max_connections, 9);
+    // Go's http.Server: header and idle timeouts fall back to read_timeout.
+    let h = HttpLimits::from_config(r.protocols.http.as_ref().unwrap());
+    assert_eq!(h.read_header, Some(Duration::from_secs(5)));
+    assert_eq!(h.idle, Some(Duration::from_secs(5)));
+
+    let bad = MINIMAL.replace(
+        "      grpc:\n",
+        "      grpc:
+        keepalive:
+          server_parameters: {max_conection_idle: 1s}
+        tailgate: {max_connections_per_core: 0, colour: red}
+",
+    );
+    let m = messages(&load_one("b.yaml", &bad).unwrap_err());
+    assert!(
+        m.iter().any(|x| x.starts_with("b.yaml: receivers.otlp.protocols.grpc.keepalive.server_parameters.max_conection_idle: unknown field")),
+        "{m:#?}"
+    );
+    let bad = MINIMAL.replace(
+        "      grpc:\n",
+        "      grpc:\n        tailgate: {max_connections_per_core: 0, handshake_timeout: 0s}\n",
+    );
+    let m = messages(&load_one("b.yaml", &bad).unwrap_err());
+    for e in [
+        "b.yaml: receivers.otlp.protocols.grpc.tailgate.max_connections_per_core: must be greater than zero",
+        "b.yaml: receivers.otlp.protocols.grpc.tailgate.handshake_timeout: must be greater than zero",
+    ] {
+        assert!(m.iter().any(|x| x.starts_with(e)), "missing {e:?} in {m:#?}");
+    }
+}

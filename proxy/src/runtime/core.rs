@@ -11,10 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::http::{HeaderMap, HeaderName, HeaderValue};
-use futures_lite::future;
 use glommio::net::TcpListener;
 
-use super::io::BoxIo;
 use super::mesh::Mesh;
 use super::Shared;
 use crate::config::{ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Signal};
@@ -30,8 +28,10 @@ use crate::processor::memory_limiter::processor::MemoryLimiter;
 use crate::processor::tail_sampling::processor::{
     self as tail_sampling, Part, StageMetrics, TailSampling,
 };
-use crate::receiver::otlp::grpc::{self, GrpcReceiver};
-use crate::receiver::otlp::http::{self, HttpReceiver};
+use crate::receiver::limits::{GrpcLimits, HttpLimits};
+use crate::receiver::listener::{self, ConnMetrics, Handler};
+use crate::receiver::otlp::grpc::GrpcReceiver;
+use crate::receiver::otlp::http::HttpReceiver;
 use crate::telemetry::metrics::Kind;
 
 /// One listener a core binds: its ports-file key, address and what serves it.
@@ -155,28 +155,52 @@ pub async fn core_main(
             cfg.protocols.grpc.as_ref(),
             cfg.protocols.http.as_ref(),
         ) {
-            (Protocol::Grpc, Some(g), _) => Handler::Grpc(Rc::new(GrpcReceiver {
-                next,
-                max_message: usize::try_from(g.max_recv_msg_size_mib.saturating_mul(1 << 20))
-                    .unwrap_or(usize::MAX),
-                max_concurrent_streams: g.max_concurrent_streams,
-                accepted,
-                refused,
-                failed_requests,
-            })),
-            (Protocol::Http, _, Some(h)) => Handler::Http(Rc::new(HttpReceiver {
-                next,
-                traces_path: h.traces_url_path.clone(),
-                other_signal_paths: vec![h.metrics_url_path.clone(), h.logs_url_path.clone()],
-                max_body: usize::try_from(h.max_request_body_size).unwrap_or(usize::MAX),
-                accepted,
-                refused,
-                failed_requests,
-            })),
+            (Protocol::Grpc, Some(g), _) => {
+                let limits = GrpcLimits::from_config(g);
+                let handler = Handler::Grpc(Rc::new(GrpcReceiver {
+                    next,
+                    max_message: usize::try_from(g.max_recv_msg_size_mib.saturating_mul(1 << 20))
+                        .unwrap_or(usize::MAX),
+                    limits,
+                    accepted,
+                    refused,
+                    failed_requests,
+                }));
+                (handler, limits.conn)
+            }
+            (Protocol::Http, _, Some(h)) => {
+                let limits = HttpLimits::from_config(h);
+                let handler = Handler::Http(Rc::new(HttpReceiver {
+                    next,
+                    traces_path: h.traces_url_path.clone(),
+                    other_signal_paths: vec![h.metrics_url_path.clone(), h.logs_url_path.clone()],
+                    max_body: usize::try_from(h.max_request_body_size).unwrap_or(usize::MAX),
+                    limits,
+                    accepted,
+                    refused,
+                    failed_requests,
+                }));
+                (handler, limits.conn)
+            }
             _ => continue,
         };
+        let (handler, limits) = handler;
         let tls = tls.map(futures_rustls::TlsAcceptor::from);
-        glommio::spawn_local(accept_loop(listener, handler, tls, shared.shutdown.clone())).detach();
+        let metrics = Rc::new(ConnMetrics::register(
+            &shared.registry,
+            core,
+            &name,
+            transport,
+        ));
+        glommio::spawn_local(listener::accept_loop(
+            listener,
+            handler,
+            tls,
+            limits,
+            metrics,
+            shared.shutdown.clone(),
+        ))
+        .detach();
     }
     for b in &built.batchers {
         glommio::spawn_local(b.clone().run_timer()).detach();
@@ -194,74 +218,6 @@ pub async fn core_main(
     wait_for(&shared.shutdown).await;
     let unflushed = drain(&built, shared.drain_deadline).await;
     let _ = report.send(Report::Stopped(core, unflushed));
-}
-
-/// Wraps an accepted connection in TLS when configured; `None` when the handshake fails or takes
-/// longer than 10 s (a client that connects and stalls must not hold a task forever).
-async fn secure(
-    stream: glommio::net::TcpStream,
-    tls: Option<futures_rustls::TlsAcceptor>,
-) -> Option<BoxIo> {
-    let Some(acceptor) = tls else {
-        return Some(Box::new(stream));
-    };
-    let handshake = async { acceptor.accept(stream).await.map_err(|e| e.to_string()) };
-    let limit = async {
-        glommio::timer::Timer::new(Duration::from_secs(10)).await;
-        Err("handshake timed out".to_owned())
-    };
-    match future::or(handshake, limit).await {
-        Ok(s) => Some(Box::new(s)),
-        Err(e) => {
-            tracing::debug!("TLS handshake failed: {e}");
-            None
-        }
-    }
-}
-
-/// What serves an accepted connection.
-#[derive(Clone)]
-enum Handler {
-    Grpc(Rc<GrpcReceiver>),
-    Http(Rc<HttpReceiver>),
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    handler: Handler,
-    tls: Option<futures_rustls::TlsAcceptor>,
-    shutdown: Arc<AtomicBool>,
-) {
-    loop {
-        let next = future::or(async { Some(listener.accept().await) }, async {
-            wait_for(&shutdown).await;
-            None
-        })
-        .await;
-        match next {
-            None => return,
-            Some(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                let handler = handler.clone();
-                let tls = tls.clone();
-                glommio::spawn_local(async move {
-                    let Some(io) = secure(stream, tls).await else {
-                        return;
-                    };
-                    match handler {
-                        Handler::Grpc(rx) => grpc::serve_connection(io, rx).await,
-                        Handler::Http(rx) => http::serve_connection(io, rx).await,
-                    }
-                })
-                .detach();
-            }
-            Some(Err(e)) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                glommio::timer::Timer::new(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }
 
 /// Resolves when `flag` is set; polled every 50 ms (signals arrive on another thread).

@@ -1,5 +1,9 @@
 //! `hyper::rt::Timer` on glommio timers, which hyper's http1 header-read timeout needs.
 //!
+//! The OTLP/HTTP receiver no longer uses it: its deadlines run on `receiver/watch.rs` (one timer per
+//! connection, none per request; each sleep here costs an `Arc`, a `Box` and a spawned task). Kept
+//! for hyper connections that want hyper's own timers.
+//!
 //! hyper wants `Send + Sync` sleeps while glommio timers are core-local, so a sleep is a shared
 //! flag + waker that a detached glommio timer task sets; the task belongs to the core that created
 //! the sleep, which is the core polling it (hyper connections never move between threads here).

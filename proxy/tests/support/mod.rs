@@ -39,6 +39,8 @@ pub struct Tailgate {
 pub fn scratch_dir() -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("tailgate-test-{}-{n}", std::process::id()));
+    // A process id is reused across runs: a stale ports file would send a test to dead ports.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -467,6 +469,28 @@ async fn send_on<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send 
     tokio::spawn(async move {
         let _ = conn.await;
     });
+    request_on(client, addr, path, headers, body).await
+}
+
+/// Exports `req` on an existing h2 connection; returns (grpc-status, message).
+pub async fn send_on_client(
+    client: h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+    req: &ExportTraceServiceRequest,
+) -> (u32, String) {
+    let body = frame(&req.encode_to_vec(), Compression::Identity);
+    request_on(client, addr, EXPORT_PATH, &[], body)
+        .await
+        .unwrap_or_else(|e| (u32::MAX, e))
+}
+
+async fn request_on(
+    client: h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<(u32, String), String> {
     let mut client = client.ready().await.map_err(|e| e.to_string())?;
     let mut req = http::Request::builder()
         .method("POST")

@@ -1,5 +1,7 @@
 //! Keys of the `otlp` receiver (collector `otlpreceiver`, v0.115 and newer).
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use crate::config::common::{check_listen_endpoint, ServerTls};
@@ -52,10 +54,12 @@ pub struct GrpcServerConfig {
     pub include_metadata: bool,
     /// TLS server settings (not implemented yet).
     pub tls: Option<ServerTls>,
-    /// Keepalive settings (accepted; see docs/proxy.md).
-    pub keepalive: Option<serde_yaml::Value>,
+    /// Keepalive pings, idle and age limits (configgrpc `keepalive`).
+    pub keepalive: Option<Keepalive>,
     /// Authenticator extension id (not implemented).
     pub auth: Option<serde_yaml::Value>,
+    /// tailgate-only limits (the collector rejects this block).
+    pub tailgate: ServerLimits,
 }
 
 impl Default for GrpcServerConfig {
@@ -71,6 +75,7 @@ impl Default for GrpcServerConfig {
             tls: None,
             keepalive: None,
             auth: None,
+            tailgate: ServerLimits::default(),
         }
     }
 }
@@ -97,10 +102,16 @@ pub struct HttpServerConfig {
     pub tls: Option<ServerTls>,
     /// Authenticator extension id (not implemented).
     pub auth: Option<serde_yaml::Value>,
-    /// Header-read timeout.
-    pub read_header_timeout: Option<GoDuration>,
-    /// Idle keep-alive timeout.
-    pub idle_timeout: Option<GoDuration>,
+    /// Longest wait for a request's headers (0: no limit).
+    pub read_header_timeout: GoDuration,
+    /// Longest read of a request body, from the end of its headers (0: no limit).
+    pub read_timeout: GoDuration,
+    /// Longest a response write may stay blocked on a client that does not read (0: no limit).
+    pub write_timeout: GoDuration,
+    /// Longest wait for the next request on a kept-alive connection (0: `read_timeout`).
+    pub idle_timeout: GoDuration,
+    /// tailgate-only limits (the collector rejects this block).
+    pub tailgate: ServerLimits,
 }
 
 impl Default for HttpServerConfig {
@@ -115,8 +126,11 @@ impl Default for HttpServerConfig {
             cors: None,
             tls: None,
             auth: None,
-            read_header_timeout: None,
-            idle_timeout: None,
+            read_header_timeout: GoDuration(Duration::from_secs(60)),
+            read_timeout: GoDuration(Duration::from_secs(60)),
+            write_timeout: GoDuration(Duration::from_secs(30)),
+            idle_timeout: GoDuration(Duration::from_secs(60)),
+            tailgate: ServerLimits::default(),
         }
     }
 }
@@ -151,14 +165,10 @@ impl OtlpReceiverConfig {
                     "{p}.include_metadata: ignored (nothing in tailgate reads request metadata)"
                 ));
             }
-            if g.keepalive.is_some() {
-                warnings.push(format!("{p}.keepalive: accepted but not applied yet"));
+            if let Some(k) = &g.keepalive {
+                k.validate(&join(&p, "keepalive"), warnings);
             }
-            if g.tls.as_ref().is_some_and(|t| t.reload_interval.is_some()) {
-                warnings.push(format!(
-                    "{p}.tls.reload_interval: certificates are read once at start-up"
-                ));
-            }
+            g.tailgate.validate(&join(&p, "tailgate"), errors);
             not_yet(
                 &g.auth.as_ref().map(|_| ()),
                 &join(&p, "auth"),
@@ -183,6 +193,7 @@ impl OtlpReceiverConfig {
                     "{p}.include_metadata: ignored (nothing in tailgate reads request metadata)"
                 ));
             }
+            h.tailgate.validate(&join(&p, "tailgate"), errors);
             not_yet(
                 &h.auth.as_ref().map(|_| ()),
                 &join(&p, "auth"),
@@ -205,5 +216,105 @@ fn not_yet(present: &Option<()>, path: &str, what: &str, errors: &mut ConfigErro
             path,
             format!("{what} is not implemented in tailgate yet; remove this block"),
         );
+    }
+}
+
+// === keepalive (configgrpc.KeepaliveServerConfig) ===
+
+/// `keepalive` of the gRPC server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Keepalive {
+    /// Pings, idle and age limits the server applies.
+    pub server_parameters: Option<KeepaliveServerParameters>,
+    /// What the server allows of client pings (accepted, not enforced: see `validate`).
+    pub enforcement_policy: Option<KeepaliveEnforcementPolicy>,
+}
+
+/// `keepalive.server_parameters` (grpc-go `keepalive.ServerParameters`); 0 or absent means
+/// grpc-go's default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveServerParameters {
+    /// GOAWAY after this long without an open stream (default: never).
+    pub max_connection_idle: GoDuration,
+    /// GOAWAY after this long in total, ±10% jitter (default: never).
+    pub max_connection_age: GoDuration,
+    /// After the age GOAWAY, close after this long even with streams open (default: never).
+    pub max_connection_age_grace: GoDuration,
+    /// Ping the client after this long without reading from it (default 2h).
+    pub time: GoDuration,
+    /// Close when the ping is not answered within this long (default 20s).
+    pub timeout: GoDuration,
+}
+
+/// `keepalive.enforcement_policy` (grpc-go `keepalive.EnforcementPolicy`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveEnforcementPolicy {
+    /// Least time between client pings (grpc-go default 5m).
+    pub min_time: GoDuration,
+    /// Whether clients may ping without open streams.
+    pub permit_without_stream: bool,
+}
+
+impl Keepalive {
+    fn validate(&self, path: &str, warnings: &mut Vec<String>) {
+        if self.enforcement_policy.is_some() {
+            warnings.push(format!(
+                "{path}.enforcement_policy: accepted but not enforced (h2 answers client pings itself)"
+            ));
+        }
+    }
+}
+
+// === tailgate: limits the collector has no key for ===
+
+/// Default `tailgate.max_connections_per_core`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CORE: u32 = 4096;
+/// Default `tailgate.handshake_timeout`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `tailgate.max_header_list_size` (bytes).
+pub const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 << 10;
+
+/// `tailgate:` under `protocols.grpc` / `protocols.http`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerLimits {
+    /// Open connections each core serves; more are closed at once and counted.
+    pub max_connections_per_core: u32,
+    /// TLS handshake plus (gRPC) the HTTP/2 preface must finish within this long.
+    pub handshake_timeout: GoDuration,
+    /// Largest request header block in bytes (h2 SETTINGS_MAX_HEADER_LIST_SIZE; HTTP/1 head size).
+    pub max_header_list_size: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections_per_core: DEFAULT_MAX_CONNECTIONS_PER_CORE,
+            handshake_timeout: GoDuration(DEFAULT_HANDSHAKE_TIMEOUT),
+            max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
+        }
+    }
+}
+
+impl ServerLimits {
+    fn validate(&self, path: &str, errors: &mut ConfigErrors) {
+        if self.max_connections_per_core == 0 {
+            errors.push(
+                join(path, "max_connections_per_core"),
+                "must be greater than zero",
+            );
+        }
+        if self.handshake_timeout.0.is_zero() {
+            errors.push(join(path, "handshake_timeout"), "must be greater than zero");
+        }
+        if self.max_header_list_size < 1024 {
+            errors.push(
+                join(path, "max_header_list_size"),
+                "must be at least 1024 (bytes)",
+            );
+        }
     }
 }

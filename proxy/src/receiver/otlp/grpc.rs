@@ -5,8 +5,10 @@
 //! INTERNAL, oversize messages RESOURCE_EXHAUSTED, memory_limiter refusals UNAVAILABLE.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::Bytes;
+use futures_lite::future;
 use h2::server::SendResponse;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use tailgate_proto::compression::Compression;
@@ -15,6 +17,9 @@ use tailgate_proto::grpc::{self, Deframer};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::pipeline::{wire, Refusal, TraceConsumer, TraceData};
+use crate::receiver::limits::GrpcLimits;
+use crate::receiver::listener::{before, ConnMetrics};
+use crate::receiver::watch::{self, Action, Activity, Phase, Reason, Watched};
 use crate::runtime::io::BoxIo;
 use crate::telemetry::metrics::Local;
 
@@ -45,8 +50,8 @@ pub struct GrpcReceiver {
     pub next: Rc<dyn TraceConsumer>,
     /// Largest decoded message.
     pub max_message: usize,
-    /// Streams per connection.
-    pub max_concurrent_streams: u32,
+    /// Streams, idle, age and keepalive limits.
+    pub limits: GrpcLimits,
     /// `otelcol_receiver_accepted_spans_total{transport="grpc"}`.
     pub accepted: Local,
     /// `otelcol_receiver_refused_spans_total{transport="grpc"}`.
@@ -61,38 +66,88 @@ const STREAM_WINDOW: u32 = 8 << 20;
 const CONN_WINDOW: u32 = 32 << 20;
 const MAX_FRAME: u32 = 1 << 20;
 
-/// Serves one connection until the peer closes it or breaks the protocol.
-pub async fn serve_connection(stream: BoxIo, rx: Rc<GrpcReceiver>) {
+/// Serves one connection until the peer closes it, breaks the protocol or a limit ends it. The
+/// HTTP/2 preface must arrive before `deadline` (the handshake timeout).
+pub async fn serve_connection(
+    stream: BoxIo,
+    rx: Rc<GrpcReceiver>,
+    metrics: &ConnMetrics,
+    deadline: Instant,
+) {
+    let limits = rx.limits;
     let mut builder = h2::server::Builder::new();
     builder
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONN_WINDOW)
         .max_frame_size(MAX_FRAME)
-        .max_header_list_size(16 << 10)
-        .max_send_buffer_size(1 << 20);
-    if rx.max_concurrent_streams > 0 {
-        builder.max_concurrent_streams(rx.max_concurrent_streams);
-    }
-    let mut conn = match builder.handshake::<_, Bytes>(stream.compat()).await {
-        Ok(c) => c,
-        Err(e) => {
+        .max_header_list_size(limits.conn.max_header_list_size)
+        .max_send_buffer_size(1 << 20)
+        .max_concurrent_streams(limits.max_concurrent_streams);
+    let activity = Activity::new(Phase::Busy);
+    let io = Watched::new(stream, activity.clone()).compat();
+    let handshake = async { Some(builder.handshake::<_, Bytes>(io).await) };
+    let mut conn = match before(deadline, handshake).await {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
             tracing::debug!("h2 handshake failed: {e}");
+            metrics.handshake_failed.add(1);
+            return;
+        }
+        None => {
+            metrics.handshake_timeout.add(1);
             return;
         }
     };
-    while let Some(next) = conn.accept().await {
+    // Dropped with this function, which cancels it.
+    let _watchdog = glommio::spawn_local(watch::grpc(activity.clone(), limits, conn.ping_pong()));
+    let mut last_id = 0u32;
+    loop {
+        let next = future::or(async { Event::Stream(conn.accept().await) }, async {
+            Event::Limit(activity.next_action().await)
+        })
+        .await;
         match next {
-            Ok((req, respond)) => {
+            Event::Stream(Some(Ok((req, respond)))) => {
+                // Client stream ids rise by 2; a gap is a stream h2 answered itself.
+                let id = u32::from(respond.stream_id());
+                let skipped = id.saturating_sub(last_id) / 2;
+                if skipped > 1 {
+                    if let Some(c) = &metrics.refused_streams {
+                        c.add(u64::from(skipped - 1));
+                    }
+                }
+                last_id = id;
+                let guard = activity.stream_opened();
                 let rx = rx.clone();
-                glommio::spawn_local(async move { handle_stream(req, respond, &rx).await })
-                    .detach();
+                glommio::spawn_local(async move {
+                    handle_stream(req, respond, &rx).await;
+                    drop(guard);
+                })
+                .detach();
             }
-            Err(e) => {
+            Event::Stream(Some(Err(e))) => {
                 tracing::debug!("h2 connection ended: {e}");
+                return;
+            }
+            Event::Stream(None) => return,
+            Event::Limit(Action::GoAway(reason)) => {
+                metrics.closed(reason);
+                conn.graceful_shutdown();
+            }
+            Event::Limit(Action::Close(reason)) => {
+                // After a GOAWAY the reason was counted already.
+                if reason == Reason::KeepaliveTimeout {
+                    metrics.closed(reason);
+                }
                 return;
             }
         }
     }
+}
+
+enum Event<T> {
+    Stream(Option<Result<T, h2::Error>>),
+    Limit(Action),
 }
 
 async fn handle_stream(

@@ -7,9 +7,10 @@
 
 use std::convert::Infallible;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
+use futures_lite::future;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -19,8 +20,10 @@ use tailgate_proto::json::{decode_body, BodyFormat};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::pipeline::{wire, TraceConsumer, TraceData};
+use crate::receiver::limits::HttpLimits;
+use crate::receiver::listener::ConnMetrics;
+use crate::receiver::watch::{self, Action, Activity, Phase, Reason, Watched};
 use crate::runtime::io::BoxIo;
-use crate::runtime::timer::GlommioTimer;
 use crate::telemetry::metrics::Local;
 
 /// Settings and counters one core's HTTP receiver needs.
@@ -33,6 +36,8 @@ pub struct HttpReceiver {
     pub other_signal_paths: Vec<String>,
     /// Largest body, compressed or not.
     pub max_body: usize,
+    /// Header, body, write and idle limits.
+    pub limits: HttpLimits,
     /// `otelcol_receiver_accepted_spans_total{transport="http"}`.
     pub accepted: Local,
     /// `otelcol_receiver_refused_spans_total{transport="http"}`.
@@ -41,24 +46,52 @@ pub struct HttpReceiver {
     pub failed_requests: Local,
 }
 
-/// Serves one HTTP/1.1 connection.
-pub async fn serve_connection(stream: BoxIo, rx: Rc<HttpReceiver>) {
-    let io = TokioIo::new(stream.compat());
+/// Serves one HTTP/1.1 connection until the peer closes it or a limit ends it.
+pub async fn serve_connection(stream: BoxIo, rx: Rc<HttpReceiver>, metrics: &ConnMetrics) {
+    let limits = rx.limits;
+    // The first request's head is due `read_header_timeout` after the connection starts.
+    let activity = Activity::new(Phase::Head(Instant::now()));
+    let io = TokioIo::new(Watched::new(stream, activity.clone()).compat());
+    let a = activity.clone();
     let service = hyper::service::service_fn(move |req| {
         let rx = rx.clone();
-        async move { Ok::<_, Infallible>(handle(req, &rx).await) }
+        let a = a.clone();
+        async move { Ok::<_, Infallible>(handle(req, &rx, &a).await) }
     });
-    let result = hyper::server::conn::http1::Builder::new()
-        .timer(GlommioTimer)
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(io, service)
-        .await;
-    if let Err(e) = result {
-        tracing::debug!("http connection ended: {e}");
+    // Deadlines run on the watchdog (no per-request timers): hyper's own header timer is off.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .header_read_timeout(None)
+        .max_header_size(limits.conn.max_header_list_size as usize)
+        .serve_connection(io, service);
+    let _watchdog = glommio::spawn_local(watch::http(activity.clone(), limits));
+    let ended = future::or(async { Ok(conn.await) }, async {
+        Err(activity.next_action().await)
+    })
+    .await;
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            if e.is_parse_too_large() {
+                metrics.closed(Reason::HeaderTooLarge);
+            }
+            tracing::debug!("http connection ended: {e}");
+        }
+        Err(Action::Close(reason) | Action::GoAway(reason)) => metrics.closed(reason),
     }
 }
 
-async fn handle(req: Request<Incoming>, rx: &HttpReceiver) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    rx: &HttpReceiver,
+    activity: &Activity,
+) -> Response<Full<Bytes>> {
+    activity.set_phase(Phase::Body(Instant::now()));
+    let response = respond(req, rx).await;
+    activity.set_phase(Phase::Idle(Instant::now()));
+    response
+}
+
+async fn respond(req: Request<Incoming>, rx: &HttpReceiver) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path != rx.traces_path {
         rx.failed_requests.add(1);

@@ -65,6 +65,10 @@ struct ScenarioArgs {
     /// on), {listen_port} and {backend} (host:port to forward to) filled in; run with `sh -c`.
     #[arg(long)]
     peer_cmd: Option<String>,
+    /// throughput: compression of the load (grpc-encoding) and of the passthrough target's otlp
+    /// exporter: none, gzip or zstd.
+    #[arg(long, default_value = "none", value_parser = parse_compression)]
+    compression: Compression,
     /// throughput/latency/soak: tailgate configuration to measure: passthrough, agent or gateway
     /// (repeatable; default: all three for throughput, agent for latency, gateway for soak).
     #[arg(long = "target", value_parser = parse_target)]
@@ -389,6 +393,7 @@ async fn scenario_cmd(a: ScenarioArgs) -> CmdResult {
     ctx.progress = !a.quiet;
     ctx.peer_cmd = a.peer_cmd;
     ctx.targets = a.targets;
+    ctx.compression = a.compression;
     let started = std::time::Instant::now();
     let out = scenario::run(a.name, &ctx).await?;
     finish_scenario(&ctx, &out, started.elapsed())

@@ -117,6 +117,13 @@ pub fn passthrough(backend: SocketAddr) -> Value {
     })
 }
 
+/// [`passthrough`] with the otlp exporter's `compression` set to `compression` (none, gzip, zstd).
+pub fn passthrough_compressed(backend: SocketAddr, compression: &str) -> Value {
+    let mut config = passthrough(backend);
+    config["exporters"]["otlp"]["compression"] = json!(compression);
+    config
+}
+
 fn otlp_exporter(backend: SocketAddr) -> Value {
     json!({"endpoint": backend.to_string(), "tls": {"insecure": true}, "compression": "none"})
 }

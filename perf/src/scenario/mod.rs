@@ -96,6 +96,9 @@ pub struct ScenarioContext {
     pub progress: bool,
     /// `throughput`: a peer to measure side by side (see [`throughput::PeerCommand`]).
     pub peer_cmd: Option<String>,
+    /// `throughput`: compression of both hops of the passthrough target (the load generator's
+    /// requests and tailgate's otlp exporter); `none` by default.
+    pub compression: crate::grpc::Compression,
     /// `throughput`, `latency`, `soak`: the tailgate configurations to measure instead of the
     /// scenario's default (latency and soak take the first).
     pub targets: Vec<throughput::TargetKind>,
@@ -117,6 +120,7 @@ impl ScenarioContext {
             size,
             progress: false,
             peer_cmd: None,
+            compression: crate::grpc::Compression::None,
             targets: Vec::new(),
         })
     }

@@ -219,7 +219,13 @@ pub(crate) async fn start_target(
     let backends: Vec<SocketAddr> = sinks.iter().map(|s| s.grpc_addr()).collect();
     let cpu = Some(topology::cpu_for(1));
     let config = match kind {
-        TargetKind::Passthrough => configs::passthrough(backends[0]),
+        TargetKind::Passthrough => {
+            let name = match ctx.compression {
+                crate::grpc::Compression::None => "none",
+                other => other.header_value(),
+            };
+            configs::passthrough_compressed(backends[0], name)
+        }
         TargetKind::Agent => configs::agent(&backends),
         TargetKind::Gateway => configs::gateway(backends[0], sampling),
         TargetKind::Peer(cmd) => {
@@ -303,6 +309,11 @@ pub(crate) async fn measure(
         targets: vec![under_test.addr()],
         counters: Some(counters),
         progress: ui.enabled(),
+        compression: if *kind == TargetKind::Passthrough {
+            ctx.compression
+        } else {
+            load.compression
+        },
         ..load
     })
     .await;

@@ -11,6 +11,7 @@ use crate::connector::spanmetrics::config::{Settings as SpanMetricsSettings, Spa
 use crate::exporter::debug::config::{DebugExporterConfig, NopExporterConfig};
 use crate::exporter::loadbalancing::config::LoadBalancingConfig;
 use crate::exporter::otlp::config::OtlpExporterConfig;
+use crate::exporter::otlphttp::config::OtlpHttpExporterConfig;
 use crate::exporter::prometheus::config::PrometheusExporterConfig;
 use crate::extension::health_check::config::HealthCheckConfig;
 use crate::processor::batch::config::BatchConfig;
@@ -60,7 +61,14 @@ impl Section {
         match self {
             Section::Receivers => &["otlp"],
             Section::Processors => &["memory_limiter", "batch", "tail_sampling"],
-            Section::Exporters => &["otlp", "debug", "nop", "loadbalancing", "prometheus"],
+            Section::Exporters => &[
+                "otlp",
+                "otlphttp",
+                "debug",
+                "nop",
+                "loadbalancing",
+                "prometheus",
+            ],
             Section::Connectors => &["spanmetrics"],
             Section::Extensions => &["health_check"],
         }
@@ -71,7 +79,7 @@ impl Section {
         match self {
             Section::Receivers => &[],
             Section::Processors => &[],
-            Section::Exporters => &["otlphttp"],
+            Section::Exporters => &[],
             Section::Connectors => &[],
             Section::Extensions => &[],
         }
@@ -101,6 +109,8 @@ pub enum ProcessorConfig {
 pub enum ExporterConfig {
     /// `otlp` (gRPC).
     Otlp(Box<OtlpExporterConfig>),
+    /// `otlphttp`.
+    OtlpHttp(Box<OtlpHttpExporterConfig>),
     /// `debug`.
     Debug(DebugExporterConfig),
     /// `nop`.
@@ -290,6 +300,11 @@ pub fn parse_exporter_warn(
             let c: PrometheusExporterConfig = parse_keys(value, path, errors)?;
             c.validate(path, errors, warnings);
             Some(ExporterConfig::Prometheus(Box::new(c)))
+        }
+        "otlphttp" => {
+            let c: OtlpHttpExporterConfig = parse_keys(value, path, errors)?;
+            c.validate(path, errors, warnings);
+            Some(ExporterConfig::OtlpHttp(Box::new(c)))
         }
         _ => parse_exporter(kind, value, path, errors),
     }

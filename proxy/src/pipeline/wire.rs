@@ -1,10 +1,9 @@
-//! A minimal OTLP trace walker: count spans and split a request into parts of at most N spans.
-//!
-//! Stop-gap until `tailgate-proto`'s span scanner lands (issue 3); it walks only the three levels
-//! it needs (ResourceSpans → ScopeSpans → Span), copies each span once when splitting, and keeps
-//! every other field (resource, scope, schema_url, unknown fields) byte for byte.
+//! Span counting and splitting of OTLP trace requests for the pipeline, on `tailgate-proto`'s
+//! scanner (`count_spans`) and splitter: one piece of wire code for the receivers, the batch
+//! processor and the rest of the crate. Splitting copies each span once and keeps every other
+//! field (resource, scope, schema_url, unknown fields) byte for byte.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 /// Why a body is not a well-formed `ExportTraceServiceRequest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,214 +18,34 @@ impl std::fmt::Display for WireError {
     }
 }
 
-/// One field: its number, wire type, the whole field's bytes (tag included) and, for
-/// length-delimited fields, the payload range.
-struct Field {
-    number: u64,
-    start: usize,
-    end: usize,
-    payload: Option<(usize, usize)>,
-}
-
-fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
-    let mut v: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos).ok_or(WireError { at: *pos })?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
+impl From<tailgate_proto::ScanError> for WireError {
+    fn from(e: tailgate_proto::ScanError) -> Self {
+        WireError { at: e.at }
     }
-    Err(WireError { at: *pos })
-}
-
-fn fields(buf: &[u8], base: usize) -> impl Iterator<Item = Result<Field, WireError>> + '_ {
-    let mut pos = 0usize;
-    std::iter::from_fn(move || {
-        if pos >= buf.len() {
-            return None;
-        }
-        let start = pos;
-        let r = (|| {
-            let key = varint(buf, &mut pos)?;
-            let payload = match key & 7 {
-                0 => {
-                    varint(buf, &mut pos)?;
-                    None
-                }
-                1 => {
-                    pos += 8;
-                    None
-                }
-                5 => {
-                    pos += 4;
-                    None
-                }
-                2 => {
-                    let len = varint(buf, &mut pos)?;
-                    let len = usize::try_from(len).map_err(|_| WireError { at: base + start })?;
-                    let s = pos;
-                    pos = pos.checked_add(len).ok_or(WireError { at: base + start })?;
-                    Some((s, pos))
-                }
-                _ => return Err(WireError { at: base + start }),
-            };
-            if pos > buf.len() {
-                return Err(WireError { at: base + start });
-            }
-            Ok(Field {
-                number: key >> 3,
-                start,
-                end: pos,
-                payload,
-            })
-        })();
-        if r.is_err() {
-            pos = buf.len();
-        }
-        Some(r)
-    })
-}
-
-/// Visits every span as (resource header bytes, scope header bytes, span bytes), where headers are
-/// the fields of ResourceSpans / ScopeSpans other than their nested lists.
-fn walk(
-    body: &[u8],
-    mut visit: impl FnMut(usize, &[u8], usize, &[u8], &[u8]),
-) -> Result<(), WireError> {
-    let mut ri = 0;
-    let mut si = 0;
-    for f in fields(body, 0) {
-        let f = f?;
-        let (Some((rs, re)), 1) = (f.payload, f.number) else {
-            continue;
-        };
-        let rbuf = &body[rs..re];
-        let mut rheader = Vec::new();
-        for g in fields(rbuf, rs) {
-            let g = g?;
-            if g.number != 2 {
-                rheader.extend_from_slice(&rbuf[g.start..g.end]);
-            }
-        }
-        for g in fields(rbuf, rs) {
-            let g = g?;
-            let (Some((ss, se)), 2) = (g.payload, g.number) else {
-                continue;
-            };
-            let sbuf = &rbuf[ss..se];
-            let mut sheader = Vec::new();
-            for h in fields(sbuf, rs + ss) {
-                let h = h?;
-                if h.number != 2 {
-                    sheader.extend_from_slice(&sbuf[h.start..h.end]);
-                }
-            }
-            for h in fields(sbuf, rs + ss) {
-                let h = h?;
-                if let (Some((ps, pe)), 2) = (h.payload, h.number) {
-                    visit(ri, &rheader, si, &sheader, &sbuf[ps..pe]);
-                }
-            }
-            si += 1;
-        }
-        ri += 1;
-    }
-    Ok(())
 }
 
 /// Counts the spans of a request.
 pub fn count_spans(body: &[u8]) -> Result<u64, WireError> {
-    let mut n = 0u64;
-    walk(body, |_, _, _, _, _| n += 1)?;
-    Ok(n)
+    Ok(tailgate_proto::count_spans(body)? as u64)
 }
 
 /// Splits a request into requests of at most `max` spans each (in order), grouped under their
 /// original resource and scope.
 pub fn split(body: &[u8], max: u64) -> Result<Vec<(Bytes, u64)>, WireError> {
     let max = max.max(1);
-    let mut parts = Vec::new();
-    let mut out = Writer::default();
-    walk(body, |ri, rh, si, sh, span| {
-        out.push(ri, rh, si, sh, span);
-        if out.spans >= max {
-            parts.push(std::mem::take(&mut out).finish());
-        }
+    let total = count_spans(body)?;
+    let parts = usize::try_from(total.div_ceil(max)).map_err(|_| WireError { at: 0 })?;
+    let mut next = 0u64;
+    let bodies = tailgate_proto::split(body, parts, |_| {
+        let part = next / max;
+        next += 1;
+        part as usize
     })?;
-    if out.spans > 0 {
-        parts.push(out.finish());
-    }
-    Ok(parts)
-}
-
-/// A ResourceSpans being written: its index in the source, header fields, scopes so far.
-struct OpenResource {
-    index: usize,
-    header: Vec<u8>,
-    scopes: Vec<(usize, BytesMut)>,
-}
-
-#[derive(Default)]
-struct Writer {
-    out: BytesMut,
-    resource: Option<OpenResource>,
-    spans: u64,
-}
-
-fn put_len_field(out: &mut BytesMut, number: u64, payload: &[u8]) {
-    put_varint(out, (number << 3) | 2);
-    put_varint(out, payload.len() as u64);
-    out.put_slice(payload);
-}
-
-fn put_varint(out: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        out.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.put_u8(v as u8);
-}
-
-impl Writer {
-    fn push(&mut self, ri: usize, rh: &[u8], si: usize, sh: &[u8], span: &[u8]) {
-        if self.resource.as_ref().map(|r| r.index) != Some(ri) {
-            self.close_resource();
-            self.resource = Some(OpenResource {
-                index: ri,
-                header: rh.to_vec(),
-                scopes: Vec::new(),
-            });
-        }
-        if let Some(r) = &mut self.resource {
-            if r.scopes.last().map(|s| s.0) != Some(si) {
-                let mut b = BytesMut::new();
-                b.put_slice(sh);
-                r.scopes.push((si, b));
-            }
-            if let Some((_, b)) = r.scopes.last_mut() {
-                put_len_field(b, 2, span);
-            }
-        }
-        self.spans += 1;
-    }
-
-    fn close_resource(&mut self) {
-        if let Some(open) = self.resource.take() {
-            let mut r = BytesMut::new();
-            r.put_slice(&open.header);
-            for (_, s) in open.scopes {
-                put_len_field(&mut r, 2, &s);
-            }
-            put_len_field(&mut self.out, 1, &r);
-        }
-    }
-
-    fn finish(mut self) -> (Bytes, u64) {
-        self.close_resource();
-        (self.out.freeze(), self.spans)
-    }
+    Ok(bodies
+        .into_iter()
+        .zip(0u64..)
+        .map(|(b, k)| (b, max.min(total - k * max)))
+        .collect())
 }
 
 #[cfg(test)]

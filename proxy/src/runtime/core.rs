@@ -352,6 +352,20 @@ fn build(core: usize, shared: &Shared, meshes: &mut BTreeMap<String, Mesh<Part>>
                 otlp.push(e.clone());
                 e
             }
+            Some(ExporterConfig::OtlpHttp(c)) => {
+                let setup = crate::exporter::otlphttp::CoreSetup {
+                    core,
+                    registry: reg,
+                    name: &name,
+                    config: c,
+                    tls: shared.tls_clients.get(id).cloned(),
+                };
+                let Some(e) = crate::exporter::otlphttp::start(setup) else {
+                    continue;
+                };
+                otlp.push(e.clone());
+                e
+            }
             Some(ExporterConfig::Debug(c)) => Rc::new(DebugExporter {
                 config: c.clone(),
                 name: name.clone(),

@@ -353,6 +353,13 @@ fn build_tls(
                 clients.insert(id.clone(), (cfg, name));
             }
         }
+        if let crate::config::ExporterConfig::OtlpHttp(c) = e {
+            let tls = crate::exporter::otlphttp::client_tls(c)
+                .map_err(|e| format!("exporters.{id}.tls: {e}"))?;
+            if let Some(tls) = tls {
+                clients.insert(id.clone(), tls);
+            }
+        }
     }
     Ok((servers, clients))
 }

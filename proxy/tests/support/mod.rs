@@ -23,6 +23,8 @@ use tailgate_proto::grpc::Deframer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+pub mod http_sink;
+
 pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 // === the binary ===
@@ -268,6 +270,17 @@ struct SinkState {
     encodings: Vec<String>,
     /// Spans accepted so far (cheap to read, unlike comparing span sets).
     total: usize,
+    /// Requests whose body was incomplete or undecodable (sender stopped mid-request).
+    broken: u64,
+}
+
+/// The one request in a gRPC body, or `None` when the body is incomplete or corrupt.
+fn decode_export(deframer: &mut Deframer, encoding: &str) -> Option<ExportTraceServiceRequest> {
+    let msg = deframer.next_message().ok()??;
+    let payload = msg
+        .decode(Compression::from_name(encoding)?, 64 << 20)
+        .ok()?;
+    ExportTraceServiceRequest::decode(payload).ok()
 }
 
 /// An OTLP/gRPC sink on 127.0.0.1:0.
@@ -276,6 +289,8 @@ pub struct Sink {
     pub addr: SocketAddr,
     state: Arc<Mutex<SinkState>>,
     notify: Arc<Notify>,
+    /// While `true`, requests are held unanswered (their bodies unread): a stalled backend.
+    stall: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Sink {
@@ -290,6 +305,7 @@ impl Sink {
             addr: listener.local_addr().unwrap(),
             state: Arc::default(),
             notify: Arc::new(Notify::new()),
+            stall: Arc::new(tokio::sync::watch::channel(false).0),
         };
         let s = sink.clone();
         tokio::spawn(async move {
@@ -313,6 +329,16 @@ impl Sink {
         sink
     }
 
+    /// Holds every request (new and in progress) unanswered until [`Sink::release`].
+    pub fn stall(&self) {
+        self.stall.send_replace(true);
+    }
+
+    /// Answers held and new requests again.
+    pub fn release(&self) {
+        self.stall.send_replace(false);
+    }
+
     /// Answers the next requests with these gRPC codes before answering OK again.
     pub fn script(&self, codes: &[u32]) {
         self.state.lock().unwrap().script.extend(codes);
@@ -324,6 +350,11 @@ impl Sink {
 
     pub fn refused(&self) -> u64 {
         self.state.lock().unwrap().refused
+    }
+
+    /// Requests whose body was incomplete or corrupt (counted, never a panic).
+    pub fn broken(&self) -> u64 {
+        self.state.lock().unwrap().broken
     }
 
     pub fn encodings(&self) -> Vec<String> {
@@ -378,17 +409,19 @@ impl Sink {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("identity")
                     .to_owned();
+                let _ = sink.stall.subscribe().wait_for(|stalled| !*stalled).await;
                 let mut body = req.into_body();
                 let mut deframer = Deframer::new(64 << 20);
                 while let Some(Ok(chunk)) = body.data().await {
                     let _ = body.flow_control().release_capacity(chunk.len());
                     deframer.push(chunk);
                 }
-                let msg = deframer.next_message().unwrap().unwrap();
-                let payload = msg
-                    .decode(Compression::from_name(&enc).unwrap(), 64 << 20)
-                    .unwrap();
-                let request = ExportTraceServiceRequest::decode(payload).unwrap();
+                // A body cut short (the sender was stopped mid-request) is counted, not fatal.
+                let Some(request) = decode_export(&mut deframer, &enc) else {
+                    sink.state.lock().unwrap().broken += 1;
+                    sink.notify.notify_waiters();
+                    return;
+                };
                 let code = {
                     let mut st = sink.state.lock().unwrap();
                     st.encodings.push(enc);

@@ -1,16 +1,34 @@
-//! The per-core `otlp` exporter: a bounded sending queue drained by `num_consumers` tasks that
-//! export with retry and exponential backoff.
+//! The per-core sending queue of the `otlp` and `otlphttp` exporters: a bounded queue drained by
+//! `num_consumers` tasks that export through a [`Transport`] with retry and exponential backoff.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
+use bytes::Bytes;
+
 use super::client::Client;
+use super::status::ExportError;
 use crate::config::common::RetryOnFailure;
 use crate::pipeline::{Refusal, TraceConsumer, TraceData};
 use crate::telemetry::metrics::Local;
+
+/// One attempt to deliver a serialized `ExportTraceServiceRequest`: what the queue's consumers
+/// call, so gRPC and OTLP/HTTP share the queue, retry and metrics.
+pub trait Transport {
+    /// Sends `payload` once; the error says whether a retry may succeed and how long the server
+    /// asked to wait.
+    fn send(&self, payload: &Bytes) -> impl Future<Output = Result<(), ExportError>>;
+}
+
+impl Transport for Client {
+    fn send(&self, payload: &Bytes) -> impl Future<Output = Result<(), ExportError>> {
+        self.export(payload)
+    }
+}
 
 /// Counters of one exporter on one core.
 #[derive(Clone)]
@@ -39,9 +57,9 @@ pub struct OtlpExporter {
 }
 
 /// Starts the consumers of one exporter on the current core.
-pub fn start(
+pub fn start<T: Transport + 'static>(
     name: String,
-    client: Client,
+    client: T,
     retry: RetryOnFailure,
     queue_size: usize,
     consumers: usize,
@@ -114,18 +132,18 @@ impl TraceConsumer for OtlpExporter {
     }
 }
 
-struct Worker {
+struct Worker<T> {
     busy: Rc<Cell<usize>>,
     pending_spans: Rc<Cell<u64>>,
     rx: Rc<LocalReceiver<TraceData>>,
-    client: Rc<Client>,
+    client: Rc<T>,
     retry: RetryOnFailure,
     metrics: ExporterMetrics,
     name: String,
     rng: u64,
 }
 
-impl Worker {
+impl<T: Transport> Worker<T> {
     async fn run(mut self) {
         while let Some(data) = self.rx.recv().await {
             self.metrics.queue_size.sub(1);
@@ -142,7 +160,7 @@ impl Worker {
         let started = Instant::now();
         let mut interval = self.retry.initial_interval.0;
         loop {
-            let err = match self.client.export(&data.body).await {
+            let err = match self.client.send(&data.body).await {
                 Ok(()) => {
                     self.metrics.sent.add(data.spans);
                     return;
@@ -158,7 +176,9 @@ impl Worker {
                 tracing::warn!(exporter = %self.name, spans = data.spans, retryable = err.retryable, "dropping spans: {}", err.message);
                 return;
             }
-            let wait = err.throttle.unwrap_or_else(|| self.jitter(interval));
+            // exporterhelper waits the longer of its backoff and the server's throttle delay.
+            let backoff = self.jitter(interval);
+            let wait = err.throttle.map_or(backoff, |t| t.max(backoff));
             tracing::debug!(exporter = %self.name, ?wait, "export failed, retrying: {}", err.message);
             glommio::timer::Timer::new(wait).await;
             interval = Duration::from_secs_f64(

@@ -1,0 +1,316 @@
+//! HTTP/1.1 client for `POST /v1/traces`: hyper 1 `http1` connections over glommio streams, kept
+//! in a small per-core idle pool (keep-alive) like Go's `http.Transport`.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::future;
+use glommio::net::TcpStream;
+use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use rustls::pki_types::ServerName;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+use super::config::{Encoding, HttpCompression, TracesUrl};
+use super::status::{classify, partial_success};
+use crate::exporter::otlp::exporter::Transport;
+use crate::exporter::otlp::status::ExportError;
+use crate::runtime::io::BoxIo;
+use crate::telemetry::metrics::Local;
+
+/// Response bytes read for an error message or a partial success, as the collector.
+const MAX_RESPONSE_READ: usize = 64 * 1024;
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// An idle keep-alive connection and when it became idle.
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// How the client talks to its endpoint.
+pub struct HttpSettings {
+    /// Where to POST.
+    pub url: TracesUrl,
+    /// proto or json bodies.
+    pub encoding: Encoding,
+    /// `Content-Encoding` of the bodies.
+    pub compression: HttpCompression,
+    /// Configured extra headers.
+    pub headers: HeaderMap,
+    /// Deadline of one attempt (connect, send, response).
+    pub timeout: Duration,
+    /// TLS settings; `None` dials plaintext (`http://`).
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    /// Idle connections kept (0: none kept, as with `disable_keep_alives`).
+    pub idle_limit: usize,
+    /// How long an idle connection may be reused.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// A lazily connected OTLP/HTTP trace client.
+pub struct HttpClient {
+    settings: HttpSettings,
+    /// Headers of every request, built once.
+    request_headers: HeaderMap,
+    idle: RefCell<Vec<Idle>>,
+    /// Spans a backend reported as rejected in a `partial_success` (tailgate's own counter).
+    rejected: Local,
+}
+
+impl HttpClient {
+    /// A client; nothing is dialled until the first export.
+    pub fn new(settings: HttpSettings, rejected: Local) -> HttpClient {
+        let request_headers = request_headers(&settings);
+        HttpClient {
+            settings,
+            request_headers,
+            idle: RefCell::new(Vec::new()),
+            rejected,
+        }
+    }
+
+    /// Sends one serialized `ExportTraceServiceRequest`, bounded by the exporter's timeout.
+    pub async fn export(&self, payload: &Bytes) -> Result<(), ExportError> {
+        let timeout = self.settings.timeout;
+        future::or(self.attempt(payload), async move {
+            glommio::timer::Timer::new(timeout).await;
+            Err(ExportError::transport(format!(
+                "export timed out after {timeout:?}"
+            )))
+        })
+        .await
+    }
+
+    async fn attempt(&self, payload: &Bytes) -> Result<(), ExportError> {
+        let body = encode_body(payload, self.settings.encoding, self.settings.compression)?;
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(self.settings.url.path.as_str())
+            .body(Full::new(body))
+            .map_err(|e| permanent(format!("bad request: {e}")))?;
+        *request.headers_mut() = self.request_headers.clone();
+        let (mut sender, reused) = self.sender().await?;
+        let response = match sender.try_send_request(request).await {
+            Ok(r) => r,
+            Err(mut e) => {
+                // A kept-alive connection the server closed while idle: nothing was sent, so
+                // send again on a fresh connection (Go's transport does the same).
+                match (reused, e.take_message()) {
+                    (true, Some(request)) => {
+                        let mut fresh = self.dial().await?;
+                        fresh
+                            .send_request(request)
+                            .await
+                            .map_err(|e| ExportError::transport(format!("HTTP: {e}")))?
+                    }
+                    _ => {
+                        return Err(ExportError::transport(format!("HTTP: {}", e.error())));
+                    }
+                }
+            }
+        };
+        let (parts, body) = response.into_parts();
+        // Read up to 64 KiB; a longer body is not worth keeping the connection for.
+        let body = Limited::new(body, MAX_RESPONSE_READ).collect().await;
+        let body = match body {
+            Ok(b) => {
+                self.release(sender);
+                b.to_bytes()
+            }
+            Err(_) => Bytes::new(),
+        };
+        if !parts.status.is_success() {
+            return Err(classify(parts.status, &parts.headers, &body));
+        }
+        let content_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if let Some((rejected, message)) = partial_success(content_type, &body) {
+            self.rejected.add(rejected);
+            tracing::warn!(rejected, "partial success response: {message}");
+        }
+        Ok(())
+    }
+
+    /// An idle connection that is still open, or a new one; `true` when reused.
+    async fn sender(&self) -> Result<(Sender, bool), ExportError> {
+        loop {
+            let Some(idle) = self.idle.borrow_mut().pop() else {
+                break;
+            };
+            let fresh = self
+                .settings
+                .idle_timeout
+                .is_none_or(|t| idle.since.elapsed() < t);
+            if fresh && !idle.sender.is_closed() && idle.sender.is_ready() {
+                return Ok((idle.sender, true));
+            }
+        }
+        Ok((self.dial().await?, false))
+    }
+
+    /// Keeps a connection whose exchange completed, within the idle limit.
+    fn release(&self, sender: Sender) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < self.settings.idle_limit && !sender.is_closed() {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn dial(&self) -> Result<Sender, ExportError> {
+        let url = &self.settings.url;
+        let addr = resolve(&url.host, url.port)?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ExportError::transport(format!("connect {addr}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let io: BoxIo = match &self.settings.tls {
+            None => Box::new(tcp),
+            Some((config, name)) => Box::new(
+                futures_rustls::TlsConnector::from(config.clone())
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| {
+                        ExportError::transport(format!("TLS handshake with {addr} ({name:?}): {e}"))
+                    })?,
+            ),
+        };
+        let (sender, conn) = http1::handshake(TokioIo::new(io.compat()))
+            .await
+            .map_err(|e| ExportError::transport(format!("HTTP handshake with {addr}: {e}")))?;
+        glommio::spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("otlphttp connection to {addr} ended: {e}");
+            }
+        })
+        .detach();
+        let mut sender = sender;
+        sender
+            .ready()
+            .await
+            .map_err(|e| ExportError::transport(format!("HTTP connection to {addr}: {e}")))?;
+        tracing::debug!("otlphttp exporter connected to {addr}");
+        Ok(sender)
+    }
+}
+
+impl Transport for HttpClient {
+    fn send(&self, payload: &Bytes) -> impl Future<Output = Result<(), ExportError>> {
+        self.export(payload)
+    }
+}
+
+fn permanent(message: String) -> ExportError {
+    ExportError {
+        retryable: false,
+        throttle: None,
+        message,
+    }
+}
+
+fn request_headers(s: &HttpSettings) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&s.url.authority) {
+        h.insert(http::header::HOST, v);
+    }
+    let content_type = match s.encoding {
+        Encoding::Proto => "application/x-protobuf",
+        Encoding::Json => "application/json",
+    };
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    if let Some(name) = content_encoding(s.compression) {
+        h.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static(name),
+        );
+    }
+    h.insert(
+        http::header::USER_AGENT,
+        HeaderValue::from_static(concat!("tailgate/", env!("CARGO_PKG_VERSION"))),
+    );
+    if s.idle_limit == 0 {
+        h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    for (k, v) in &s.headers {
+        h.insert(k.clone(), v.clone());
+    }
+    h
+}
+
+fn content_encoding(c: HttpCompression) -> Option<&'static str> {
+    match c {
+        HttpCompression::None => None,
+        HttpCompression::Gzip => Some("gzip"),
+        HttpCompression::Zstd => Some("zstd"),
+        HttpCompression::Snappy => Some("snappy"),
+        HttpCompression::Zlib => Some("zlib"),
+        HttpCompression::Deflate => Some("deflate"),
+    }
+}
+
+/// The request body: protobuf as it came, or OTLP/JSON; then compressed. Failures are permanent
+/// (the same bytes would fail again).
+pub fn encode_body(
+    payload: &Bytes,
+    encoding: Encoding,
+    compression: HttpCompression,
+) -> Result<Bytes, ExportError> {
+    let raw = match encoding {
+        Encoding::Proto => payload.clone(),
+        Encoding::Json => {
+            let request = ExportTraceServiceRequest::decode(payload.as_ref())
+                .map_err(|e| permanent(format!("cannot decode spans for JSON: {e}")))?;
+            Bytes::from(
+                serde_json::to_vec(&request)
+                    .map_err(|e| permanent(format!("JSON encoding failed: {e}")))?,
+            )
+        }
+    };
+    use tailgate_proto::compression::Compression as Codec;
+    let codec = match compression {
+        HttpCompression::None => return Ok(raw),
+        HttpCompression::Gzip => Codec::Gzip,
+        HttpCompression::Zstd => Codec::Zstd,
+        HttpCompression::Snappy => Codec::Snappy,
+        HttpCompression::Zlib | HttpCompression::Deflate => return zlib(&raw),
+    };
+    codec
+        .compress(&raw)
+        .map(Bytes::from)
+        .map_err(|e| permanent(format!("compression failed: {e}")))
+}
+
+fn zlib(raw: &[u8]) -> Result<Bytes, ExportError> {
+    use std::io::Write;
+    let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(raw)
+        .and_then(|()| enc.finish())
+        .map(Bytes::from)
+        .map_err(|e| permanent(format!("compression failed: {e}")))
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, ExportError> {
+    // Names are resolved on the core (blocking, but only when dialling), as the otlp exporter does.
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ExportError::transport(format!("resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| ExportError::transport(format!("resolve {host}: no addresses")))
+}

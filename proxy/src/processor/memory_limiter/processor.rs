@@ -114,15 +114,16 @@ impl Checker {
         } else {
             None
         };
-        if let Some(interval) = interval.filter(|i| self.may_collect(now, *i)) {
+        if interval.is_some_and(|i| self.may_collect(now, i)) {
             collect();
             self.last_collect = Some(now);
             let before = used;
+            let hard = before >= self.limits.hard;
             used = read().unwrap_or(used);
             tracing::info!(
                 before_mib = before / MIB,
                 after_mib = used / MIB,
-                hard = before >= self.limits.hard,
+                hard,
                 "memory_limiter: asked the allocator to return freed memory"
             );
         }
@@ -283,7 +284,7 @@ mod tests {
         let (used, refuse) = c
             .check(
                 now,
-                || Some(if collected.get() { after } else { before } * MIB),
+                || Some(MIB * if collected.get() { after } else { before }),
                 || collected.set(true),
             )
             .unwrap();

@@ -238,13 +238,7 @@ pub fn parse_processor(
         "memory_limiter" => {
             let c: MemoryLimiterConfig = parse_keys(value, path, errors)?;
             c.validate(path, errors);
-            if c.min_gc_interval_when_hard_limited.is_some()
-                || c.min_gc_interval_when_soft_limited.is_some()
-            {
-                warnings.push(format!(
-                    "{path}: min_gc_interval_* are Go GC settings; ignored"
-                ));
-            }
+            // min_gc_interval_* rate-limit mi_collect (the forced-GC analogue): used, no warning.
             Some(ProcessorConfig::MemoryLimiter(c))
         }
         "batch" => {

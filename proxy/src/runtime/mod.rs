@@ -385,7 +385,7 @@ fn start_memory_limiters(
                 soft_mib = limits.soft >> 20,
                 "{id} limits"
             );
-            let state = memlimit::start_checker(limits, c.check_interval.0, stop.clone())
+            let state = memlimit::start_checker(limits, c, stop.clone())
                 .map_err(|e| format!("processors.{id}: cannot start checker: {e}"))?;
             out.insert(id.clone(), state);
         }

@@ -103,11 +103,11 @@ fn answer(mut stream: TcpStream, endpoint: &Endpoint) -> std::io::Result<()> {
             "text/plain",
             "method not allowed\n".to_owned(),
         ),
-        Endpoint::Metrics(reg) if path == "/metrics" => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            reg.render(),
-        ),
+        Endpoint::Metrics(reg) if path == "/metrics" => {
+            let mut body = reg.render();
+            crate::telemetry::process::render(&mut body, &crate::telemetry::process::read());
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
+        }
         Endpoint::Text(render) if path == "/metrics" => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",

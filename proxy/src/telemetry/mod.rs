@@ -3,3 +3,4 @@
 pub mod admin;
 pub mod logging;
 pub mod metrics;
+pub mod process;

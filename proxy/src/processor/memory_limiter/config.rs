@@ -19,9 +19,9 @@ pub struct MemoryLimiterConfig {
     pub limit_percentage: u32,
     /// Spike as a percentage of total memory.
     pub spike_limit_percentage: u32,
-    /// Go GC tuning: accepted and ignored (Rust has no GC).
+    /// Least time between two allocator collects (`mi_collect`) above the soft limit (default 10s).
     pub min_gc_interval_when_soft_limited: Option<GoDuration>,
-    /// Go GC tuning: accepted and ignored.
+    /// Least time between two allocator collects above the hard limit (default 0).
     pub min_gc_interval_when_hard_limited: Option<GoDuration>,
 }
 

@@ -336,3 +336,71 @@ async fn agents_with_different_histories_route_100k_trace_ids_identically() {
     assert_eq!(owner.len(), ids.len());
     assert!(owner.values().all(|&(_, n)| n == 2));
 }
+
+/// The loadbalancing exporter's per-endpoint series in `/metrics`: (distinct endpoints other
+/// than the `_removed` aggregate, sum of `otelcol_exporter_sent_spans_total` over all of them).
+fn endpoint_series(tg: &Tailgate) -> (usize, f64) {
+    let text = support::http_get(tg.addr("service::telemetry::metrics"), "/metrics").1;
+    let mut endpoints = std::collections::BTreeSet::new();
+    let mut sent = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(start) = line.find("endpoint=\"") else {
+            continue;
+        };
+        let rest = &line[start + 10..];
+        let endpoint = &rest[..rest.find('"').unwrap()];
+        if endpoint != "_removed" {
+            endpoints.insert(endpoint.to_owned());
+        }
+        if line.starts_with("otelcol_exporter_sent_spans_total{") {
+            sent += line.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+        }
+    }
+    (endpoints.len(), sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_backends_series_are_folded_and_totals_still_add_up() {
+    let (sinks, port) = sinks_on_one_port(8).await;
+    let dns = DnsServer::start("gateways.test", &[ip(2), ip(3)]).await;
+    let tg = Tailgate::start(&config(dns.addr, port), &["--cores", "2"]);
+    let mut traffic = Traffic::new(12, tg.grpc());
+    // Twelve changes, each swapping both backends for two others (sinks 0..8 in turn).
+    for change in 0..12usize {
+        let (a, b) = ((2 * change) % 8, (2 * change + 1) % 8);
+        dns.set(&[ip(2 + a as u8), ip(2 + b as u8)]);
+        let base = accepted(&sinks);
+        traffic
+            .until("both new backends receiving", || {
+                let now = accepted(&sinks);
+                now[a] > base[a] && now[b] > base[b]
+            })
+            .await;
+    }
+    traffic.settle(&sinks).await;
+    // One more change after the last queues drained: everything older is folded.
+    dns.set(&[ip(2), ip(3)]);
+    let base = accepted(&sinks);
+    traffic
+        .until("back on the first two", || {
+            let now = accepted(&sinks);
+            now[0] > base[0] && now[1] > base[1]
+        })
+        .await;
+    traffic.settle(&sinks).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (endpoints, sent) = endpoint_series(&tg);
+        // Current two plus at most the two just removed (folded at the next change).
+        if endpoints <= 4 && sent == traffic.sent as f64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{endpoints} endpoints in /metrics, sent {sent}, want {}",
+            traffic.sent
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // polling
+    }
+    assert_eq!(accepted(&sinks).iter().sum::<u64>(), traffic.sent);
+}

@@ -262,6 +262,100 @@ impl Registry {
         }
     }
 
+    /// Retires the series whose `label` is set (to anything but `aggregate`) and that no handle
+    /// uses any more (only the registry holds their slots, so nothing can write them again):
+    /// counters and histograms are folded into the same series with `label` = `aggregate` (so
+    /// sums over `label` stay correct and every remaining series stays monotone); gauges are
+    /// dropped. Returns how many series were retired. Taken only on membership changes.
+    pub fn fold_unused(&self, label: &str, aggregate: &str) -> usize {
+        let retire =
+            |labels: &[(String, String)]| labels.iter().any(|(k, v)| k == label && v != aggregate);
+        let folded = |labels: &[(String, String)]| -> Vec<(String, String)> {
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let v = if k == label { aggregate } else { v.as_str() };
+                    (k.clone(), v.to_owned())
+                })
+                .collect()
+        };
+        let mut retired = 0;
+        let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let (gone, kept): (Vec<Series>, Vec<Series>) = std::mem::take(&mut *all)
+            .into_iter()
+            .partition(|s| retire(&s.labels) && Arc::strong_count(&s.values) == 1);
+        *all = kept;
+        for s in gone {
+            retired += 1;
+            if s.kind == Kind::Gauge {
+                continue;
+            }
+            let labels = folded(&s.labels);
+            let target = match all.iter().find(|t| t.name == s.name && t.labels == labels) {
+                Some(t) => t.values.clone(),
+                None => {
+                    let values = Arc::new(PerCore::new(self.cores));
+                    all.push(Series {
+                        name: s.name.clone(),
+                        help: s.help,
+                        kind: s.kind,
+                        labels,
+                        values: values.clone(),
+                    });
+                    values
+                }
+            };
+            target.slots[0]
+                .0
+                .fetch_add(s.values.sum(), Ordering::Relaxed);
+        }
+        drop(all);
+        let mut hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        let unused = |h: &HistogramSeries| {
+            Arc::strong_count(&h.sum) == 1
+                && Arc::strong_count(&h.count) == 1
+                && h.buckets.iter().all(|b| Arc::strong_count(b) == 1)
+        };
+        let (gone, kept): (Vec<HistogramSeries>, Vec<HistogramSeries>) = std::mem::take(&mut *hs)
+            .into_iter()
+            .partition(|h| retire(&h.labels) && unused(h));
+        *hs = kept;
+        for h in gone {
+            retired += 1;
+            let labels = folded(&h.labels);
+            let pos = hs
+                .iter()
+                .position(|t| t.name == h.name && t.labels == labels && t.bounds == h.bounds);
+            let target = match pos {
+                Some(i) => &hs[i],
+                None => {
+                    hs.push(HistogramSeries {
+                        name: h.name.clone(),
+                        help: h.help,
+                        labels,
+                        bounds: h.bounds.clone(),
+                        buckets: (0..h.buckets.len())
+                            .map(|_| Arc::new(PerCore::new(self.cores)))
+                            .collect(),
+                        sum: Arc::new(PerCore::new(self.cores)),
+                        count: Arc::new(PerCore::new(self.cores)),
+                    });
+                    &hs[hs.len() - 1]
+                }
+            };
+            for (t, b) in target.buckets.iter().zip(&h.buckets) {
+                t.slots[0].0.fetch_add(b.sum(), Ordering::Relaxed);
+            }
+            target.sum.slots[0]
+                .0
+                .fetch_add(h.sum.sum(), Ordering::Relaxed);
+            target.count.slots[0]
+                .0
+                .fetch_add(h.count.sum(), Ordering::Relaxed);
+        }
+        retired
+    }
+
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -389,5 +483,38 @@ mod tests {
             text.contains("otelcol_processor_batch_batch_send_size_sum{processor=\"batch\"} 555\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn folds_unused_series_into_the_aggregate() {
+        let r = Registry::new(2);
+        let a = r.register("c_total", "c", Kind::Counter, &[("endpoint", "a")]);
+        let b = r.register("c_total", "c", Kind::Counter, &[("endpoint", "b")]);
+        let g = r.register("g", "g", Kind::Gauge, &[("endpoint", "a")]);
+        let h = r.histogram("h", "h", &[("endpoint", "a")], &[10.0]);
+        a.local(1).add(3);
+        b.local(0).add(4);
+        g.local(0).set(9);
+        h.observe(1, 5);
+        assert_eq!(r.fold_unused("endpoint", "_removed"), 0, "all in use");
+        drop((a, g, h));
+        assert_eq!(r.fold_unused("endpoint", "_removed"), 3);
+        let text = r.render();
+        assert!(
+            text.contains("c_total{endpoint=\"_removed\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("c_total{endpoint=\"b\"} 4\n"), "{text}");
+        assert!(!text.contains("endpoint=\"a\""), "{text}");
+        assert!(
+            text.contains("h_count{endpoint=\"_removed\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("g{"), "{text}");
+        let again = r.register("c_total", "c", Kind::Counter, &[("endpoint", "a")]);
+        again.local(0).add(2);
+        drop(again);
+        r.fold_unused("endpoint", "_removed");
+        assert!(r.render().contains("c_total{endpoint=\"_removed\"} 5\n"));
     }
 }

@@ -21,6 +21,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
 ];
 
+/// The `endpoint` label value that removed backends' counters are folded into once drained.
+pub const REMOVED_ENDPOINT: &str = "_removed";
+
 /// tailgate's own counter of spans the exporter dropped, by `reason`.
 pub const DROPPED: &str = "otelcol_loadbalancer_dropped_spans_total";
 /// Its help text.
@@ -285,6 +288,10 @@ impl Backends {
         for gone in old.keys() {
             tracing::debug!(exporter = %factory.name, endpoint = %gone, core = factory.core, "backend removed; its queue drains");
         }
+        drop(old);
+        // Series of backends gone on every core whose queues have drained are folded into
+        // `endpoint="_removed"`: the output stays bounded under churn and totals stay correct.
+        factory.registry.fold_unused("endpoint", REMOVED_ENDPOINT);
         self.generation = routes.generation;
     }
 

@@ -1,10 +1,15 @@
 //! Insert + decide with real scanned [`SpanView`]s: throughput (scan included) and memory per
 //! buffered span, against the wire bytes buffered (issues 4 and 7).
 //!
-//! Workload: like `engine.rs` (gateway reference policies, 20 spans per trace, `L` live traces,
-//! each request holds one span of 1000 different traces), but every request is a real OTLP
-//! `ExportTraceServiceRequest` encoded with prost (about 225-byte spans) and scanned with
-//! `tailgate_proto::scan` into views that the engine buffers, as the gateway does.
+//! Workload: like `engine.rs` (gateway reference policies, 20 spans per trace, `L` = 50 000 and
+//! 500 000 live traces, each request holds one span of 1000 different traces), but every request
+//! is a real OTLP `ExportTraceServiceRequest` encoded with prost (about 225-byte spans) and
+//! scanned with `tailgate_proto::scan` into views that the engine buffers, as the gateway does.
+//! Criterion times insert + decide alone (the engine's `insert_batch`, `advance` and
+//! `drain_decided`, per thread CPU time); the steady-state line printed first also gives the rate
+//! with the request's preparation and scan included. A third case adds the three attribute
+//! policies (`string_attribute`, `numeric_attribute`, `boolean_attribute`, none matching, so each
+//! decision walks every span's attributes) to the reference policies at 50 000 live traces.
 //! Run: `nice -n 10 cargo bench -p tailgate-sampler --bench view_engine`.
 // criterion's macros generate undocumented items.
 #![allow(missing_docs)]
@@ -27,7 +32,6 @@ use tailgate_sampler::{BatchOutput, Engine};
 
 const SPANS_PER_TRACE: u64 = 20;
 const REQUEST_SPANS: u64 = 1000;
-const LIVE: u64 = 50_000;
 const SEC: u64 = 1_000_000_000;
 const T0: u64 = 1_700_000_000 * SEC;
 
@@ -38,6 +42,13 @@ policies:
   - {name: errors-policy, type: status_code, status_code: {status_codes: [ERROR]}}
   - {name: slow-traces-policy, type: latency, latency: {threshold_ms: 1000}}
   - {name: probabilistic-policy, type: probabilistic, probabilistic: {sampling_percentage: 10}}
+";
+
+/// Attribute policies added to `CONFIG` for the attribute case; none matches the bench's spans.
+const ATTRIBUTE_POLICIES: &str = "
+  - {name: admin-route, type: string_attribute, string_attribute: {key: http.route, values: [/admin, /debug]}}
+  - {name: server-errors, type: numeric_attribute, numeric_attribute: {key: http.response.status_code, min_value: 500, max_value: 599}}
+  - {name: debug-flag, type: boolean_attribute, boolean_attribute: {key: app.debug, value: true}}
 ";
 
 fn thread_cpu() -> Duration {
@@ -151,7 +162,10 @@ fn mix(mut z: u64) -> u64 {
 }
 
 struct Stream {
+    live: u64,
     template: Template,
+    /// Thread CPU time spent in the engine (insert, advance, drain) since the last reset.
+    engine_cpu: Duration,
     engine: Engine<SpanView, FakeClock>,
     clock: FakeClock,
     pass: u64,
@@ -163,23 +177,30 @@ struct Stream {
 }
 
 impl Stream {
-    fn new() -> Self {
+    fn new(live: u64, attribute_policies: bool) -> Self {
+        let extra = if attribute_policies {
+            ATTRIBUTE_POLICIES
+        } else {
+            ""
+        };
         let text = format!(
-            "num_traces: {}\nexpected_new_traces_per_sec: {}\n{CONFIG}",
-            2 * LIVE,
-            LIVE / 30
+            "num_traces: {}\nexpected_new_traces_per_sec: {}\n{CONFIG}{extra}",
+            2 * live,
+            live / 30
         );
         let (cfg, _) = SamplerConfig::from_yaml_str(&text).expect("bench config");
         let clock = FakeClock::at(T0);
         let engine = Engine::new(&cfg, clock.clone()).expect("engine");
         Stream {
+            live,
             template: Template::new(),
+            engine_cpu: Duration::ZERO,
             engine,
             clock,
             pass: 0,
             index: 0,
             generation: 0,
-            ns_per_span: 30 * SEC / (SPANS_PER_TRACE * LIVE),
+            ns_per_span: 30 * SEC / (SPANS_PER_TRACE * live),
             exported: 0,
             out: BatchOutput::default(),
         }
@@ -190,13 +211,13 @@ impl Stream {
     fn request(&mut self) {
         let mut bytes = self.template.bytes.clone();
         for &at in &self.template.spans {
-            let trace = self.generation * LIVE + self.index;
+            let trace = self.generation * self.live + self.index;
             let t = mix(trace);
             bytes[at + 2..at + 10].copy_from_slice(&t.to_le_bytes());
             bytes[at + 10..at + 18].copy_from_slice(&trace.to_le_bytes());
             bytes[at + 20..at + 28].copy_from_slice(&(trace * 32 + self.pass + 1).to_le_bytes());
             self.index += 1;
-            if self.index == LIVE {
+            if self.index == self.live {
                 self.index = 0;
                 self.pass += 1;
                 if self.pass == SPANS_PER_TRACE {
@@ -206,13 +227,15 @@ impl Stream {
             }
         }
         let mut views = scan(&Bytes::from(bytes)).expect("request scans");
+        self.clock.advance_ns(self.ns_per_span * REQUEST_SPANS);
+        let start = thread_cpu();
         self.engine.insert_batch(&mut views, &mut self.out);
         self.out.forward.clear();
-        self.clock.advance_ns(self.ns_per_span * REQUEST_SPANS);
         self.engine.advance();
         for d in self.engine.drain_decided() {
             self.exported += d.spans.len() as u64;
         }
+        self.engine_cpu += thread_cpu() - start;
     }
 }
 
@@ -222,34 +245,45 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(8));
-    let rss_before = rss_bytes();
-    let stream = RefCell::new(Stream::new());
-    let warm = 2 * SPANS_PER_TRACE * LIVE / REQUEST_SPANS;
-    for _ in 0..warm {
-        stream.borrow_mut().request();
+    for (live, attributes) in [(50_000, false), (500_000, false), (50_000, true)] {
+        let rss_before = rss_bytes();
+        let stream = RefCell::new(Stream::new(live, attributes));
+        let warm = 2 * SPANS_PER_TRACE * live / REQUEST_SPANS;
+        for _ in 0..warm {
+            stream.borrow_mut().request();
+        }
+        report_memory(&stream.borrow(), rss_before);
+        let per_generation = SPANS_PER_TRACE * live / REQUEST_SPANS;
+        stream.borrow_mut().engine_cpu = Duration::ZERO;
+        let t = thread_cpu();
+        for _ in 0..per_generation {
+            stream.borrow_mut().request();
+        }
+        let secs = (thread_cpu() - t).as_secs_f64();
+        let spans = (per_generation * REQUEST_SPANS) as f64;
+        let name = if attributes {
+            format!("live_traces_{live}_attribute_policies")
+        } else {
+            format!("live_traces_{live}")
+        };
+        eprintln!(
+            "views {name}: steady state over {spans} spans: {:.2} M spans per CPU-second insert + decide, \
+             {:.2} M with the request's preparation and scan",
+            spans / stream.borrow().engine_cpu.as_secs_f64() / 1e6,
+            spans / secs / 1e6,
+        );
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut s = stream.borrow_mut();
+                s.engine_cpu = Duration::ZERO;
+                for _ in 0..iters {
+                    s.request();
+                }
+                s.engine_cpu
+            })
+        });
+        drop(stream);
     }
-    report_memory(&stream.borrow(), rss_before);
-    let per_generation = SPANS_PER_TRACE * LIVE / REQUEST_SPANS;
-    let t = thread_cpu();
-    for _ in 0..per_generation {
-        stream.borrow_mut().request();
-    }
-    let secs = (thread_cpu() - t).as_secs_f64();
-    eprintln!(
-        "views live={LIVE}: steady state {:.2} M spans per CPU-second (scan + insert + decide) over {} spans",
-        (per_generation * REQUEST_SPANS) as f64 / secs / 1e6,
-        per_generation * REQUEST_SPANS
-    );
-    group.bench_function(format!("live_traces_{LIVE}_batch"), |b| {
-        b.iter_custom(|iters| {
-            let mut s = stream.borrow_mut();
-            let start = thread_cpu();
-            for _ in 0..iters {
-                s.request();
-            }
-            thread_cpu() - start
-        })
-    });
     group.finish();
 }
 
@@ -259,10 +293,11 @@ fn report_memory(s: &Stream, rss_before: i64) {
     let spans = m.spans_buffered as f64;
     let view = std::mem::size_of::<SpanView>();
     eprintln!(
-        "views live={LIVE}: size_of::<SpanView>() = {view} B; Span message {:.1} B; buffered spans {}; \
+        "views live={}: size_of::<SpanView>() = {view} B; Span message {:.1} B; buffered spans {}; \
          engine heap {:.1} B/span beyond the view ({:.1} with it); \
          wire bytes {:.1} B/span, retained buffers {:.1} B/span; \
          RSS growth {:.1} B/span = {:.2}x the wire bytes; exported {}",
+        s.live,
         s.template.span_len(),
         m.spans_buffered,
         m.engine_heap_bytes as f64 / spans - view as f64,

@@ -20,6 +20,9 @@ pub use wheel::{TimerEntry, TimerWheel};
 
 use table::TraceTable;
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// What happened to a span handed to [`Engine::insert`].
@@ -135,6 +138,9 @@ pub struct Engine<S, C> {
     decided: Vec<DecidedTrace<S>>,
     due: Vec<TimerEntry>,
     hints: Vec<Option<u32>>,
+    /// Per batch: spans of each trace the index does not know (new traces), so a new trace's
+    /// span list is allocated once at its exact size when a request brings several of its spans.
+    fresh: HashMap<[u8; 16], u32, BuildHasherDefault<cache::IdentityHasher>>,
 }
 
 /// Spans handed back by [`Engine::insert_batch`].
@@ -214,6 +220,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             decided: Vec::new(),
             due: Vec::new(),
             hints: Vec::new(),
+            fresh: HashMap::default(),
         })
     }
 
@@ -257,7 +264,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
     pub fn insert(&mut self, span: S) -> InsertOutcome<S> {
         let now = self.clock.now_unix_nanos();
         let found = self.table.find(&span.trace_id());
-        self.insert_at(span, found, now)
+        self.insert_at(span, found, now, 1)
     }
 
     /// Takes a batch of spans (e.g. one request's), leaving `spans` empty. Kept-trace late spans
@@ -268,12 +275,17 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         let now = self.clock.now_unix_nanos();
         let mut hints = std::mem::take(&mut self.hints);
         hints.clear();
-        // Pass 1: independent index probes (and slot loads) the CPU can overlap.
+        // Pass 1: independent index probes (and slot loads) the CPU can overlap; spans of
+        // traces not in the table are counted per trace.
+        let mut fresh = std::mem::take(&mut self.fresh);
+        fresh.clear();
         let mut touch = 0u64;
         for span in spans.iter() {
-            let found = self.table.find(&span.trace_id());
-            if let Some(idx) = found {
-                touch ^= self.table.slots[idx as usize].summary.span_count;
+            let id = span.trace_id();
+            let found = self.table.find(&id);
+            match found {
+                Some(idx) => touch ^= self.table.slots[idx as usize].summary.span_count,
+                None => *fresh.entry(id).or_insert(0) += 1,
             }
             hints.push(found);
         }
@@ -286,17 +298,30 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
                 Some(idx) if self.table.holds(idx, &id) => Some(idx),
                 _ => self.table.find(&id),
             };
-            match self.insert_at(span, found, now) {
+            // The first of a new trace's spans in this batch sizes its list for all of them.
+            let expect = match (hint, found) {
+                (None, None) => fresh.remove(&id).unwrap_or(1),
+                _ => 1,
+            };
+            match self.insert_at(span, found, now, expect) {
                 InsertOutcome::Forward(s) => out.forward.push(s),
                 InsertOutcome::Rejected(s) => out.rejected.push(s),
                 InsertOutcome::Buffered | InsertOutcome::Dropped(_) => {}
             }
         }
+        self.fresh = fresh;
         self.hints = hints;
     }
 
-    /// `insert` with the index probe already done (`found` = the trace's slot, if indexed).
-    fn insert_at(&mut self, span: S, found: Option<u32>, now: u64) -> InsertOutcome<S> {
+    /// `insert` with the index probe already done (`found` = the trace's slot, if indexed);
+    /// `expect` = spans of this trace arriving together, if it turns out to be new.
+    fn insert_at(
+        &mut self,
+        span: S,
+        found: Option<u32>,
+        now: u64,
+        expect: u32,
+    ) -> InsertOutcome<S> {
         self.counters.spans_received += 1;
         if let Some(idx) = found {
             let slot = &self.table.slots[idx as usize];
@@ -307,7 +332,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
                     self.counters.sampling_late_span_age.record(age);
                     self.late(span, d.is_sampled())
                 }
-                SlotState::Empty | SlotState::Evicted => self.new_trace(span, now),
+                SlotState::Empty | SlotState::Evicted => self.new_trace(span, now, expect),
             };
         }
         let id = span.trace_id();
@@ -319,7 +344,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             self.counters.early_releases_from_cache_not_sampled += 1;
             return self.late(span, false);
         }
-        self.new_trace(span, now)
+        self.new_trace(span, now, expect)
     }
 
     fn late(&mut self, span: S, sampled: bool) -> InsertOutcome<S> {
@@ -334,7 +359,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         }
     }
 
-    fn new_trace(&mut self, span: S, now: u64) -> InsertOutcome<S> {
+    fn new_trace(&mut self, span: S, now: u64, expect: u32) -> InsertOutcome<S> {
         let (_, occupant) = self.table.next_slot();
         if let Some(old) = occupant {
             if old.state == SlotState::Pending && self.settings.block_on_overflow {
@@ -363,6 +388,12 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             self.counters.late_spans_new_trace += 1;
         }
         let idx = self.table.claim(span.trace_id(), now);
+        if expect > 1 {
+            // Exact size: no growth slack for traces that arrive whole (or in large parts).
+            self.table.slots[idx as usize]
+                .spans
+                .reserve_exact(expect as usize);
+        }
         self.counters.new_trace_id_received += 1;
         let deadline = self
             .wheel

@@ -150,6 +150,7 @@ async fn run(cores: &str, traces: usize, rate: Option<usize>) {
     let t0 = Instant::now();
     send(tg.grpc(), bodies, connections, pace).await;
     let sent = t0.elapsed();
+    let (cpu_sent, _) = proc_stat(pid);
     // Every trace decided and its kept spans exported.
     while tg
         .metric("otelcol_processor_tail_sampling_sampling_traces_on_memory")
@@ -168,9 +169,11 @@ async fn run(cores: &str, traces: usize, rate: Option<usize>) {
     let cpu = cpu1 - cpu0;
     println!(
         "cores {cores}, rate {}: {spans} spans ({} B/span on the wire) sent in {sent:?}, \
-         {exported} exported, {cpu:.2} tailgate CPU-s (incl. the decision wait): {:.2} M spans per CPU-second",
+         {exported} exported, {cpu:.2} tailgate CPU-s (incl. the decision wait; {:.2} of them while \
+         sending): {:.2} M spans per CPU-second",
         rate.map_or("max".to_owned(), |r| format!("{r} traces/s")),
         wire / spans,
+        cpu_sent - cpu0,
         spans as f64 / cpu / 1e6
     );
 }

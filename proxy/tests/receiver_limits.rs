@@ -538,3 +538,35 @@ async fn oversized_http_headers_get_431_and_are_counted() {
     );
     export_ok(&tg, 95).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_sends_goaway_to_open_h2_connections() {
+    let tg = start("", "");
+    let mut s = TcpStream::connect(tg.grpc()).unwrap();
+    let mut out = PREFACE.to_vec();
+    out.extend(h2_frame(4, 0, 0, &[]));
+    out.extend(h2_frame(PING, 0, 0, b"stopping"));
+    s.write_all(&out).unwrap();
+    // The ping's answer shows the connection is past its handshake, in the serve loop.
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !parse_frames(&seen)
+        .iter()
+        .any(|f| f.0 == PING && f.1 & 1 == 1)
+    {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before answering the ping");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let stopped = std::thread::spawn(move || tg.terminate());
+    // Without the notice the process would exit and close the socket with no GOAWAY.
+    while !parse_frames(&seen).iter().any(|f| f.0 == GOAWAY) {
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert!(n > 0, "closed without a GOAWAY: {:?}", parse_frames(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // A client that leaves on GOAWAY lets the process finish at once.
+    drop(s);
+    assert!(stopped.join().unwrap().success());
+}

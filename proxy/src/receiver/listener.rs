@@ -13,6 +13,7 @@ use glommio::net::{TcpListener, TcpStream};
 use super::limits::ConnLimits;
 use super::otlp::grpc::{self, GrpcReceiver};
 use super::otlp::http::{self, HttpReceiver};
+use super::stopping::Stopping;
 use super::watch::Reason;
 use crate::runtime::io::BoxIo;
 use crate::telemetry::metrics::{Kind, Local, Registry};
@@ -117,7 +118,8 @@ pub enum Handler {
 /// certificates apply to new connections (see `tls.rs`).
 pub type Tls = Option<futures_rustls::TlsAcceptor>;
 
-/// Accepts until `shutdown`, serving each connection in its own task.
+/// Accepts until `shutdown`, serving each connection in its own task; then tells the open
+/// connections to end gracefully (GOAWAY / close when idle) and returns when they have.
 pub async fn accept_loop(
     listener: TcpListener,
     handler: Handler,
@@ -127,6 +129,7 @@ pub async fn accept_loop(
     shutdown: Arc<AtomicBool>,
 ) {
     let open = Rc::new(Cell::new(0u32));
+    let stopping = Rc::new(Stopping::default());
     loop {
         let next = future::or(async { Some(listener.accept().await) }, async {
             crate::runtime::core::wait_for(&shutdown).await;
@@ -134,7 +137,14 @@ pub async fn accept_loop(
         })
         .await;
         match next {
-            None => return,
+            None => {
+                stopping.stop();
+                // Returns once every connection has ended; shutdown bounds the wait.
+                while open.get() > 0 {
+                    glommio::timer::Timer::new(Duration::from_millis(20)).await;
+                }
+                return;
+            }
             Some(Ok(stream)) => {
                 if open.get() >= limits.max_connections {
                     // Closing at once (not leaving it in the backlog) lets the client retry,
@@ -144,7 +154,7 @@ pub async fn accept_loop(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                let conn = Conn::new(open.clone(), metrics.clone());
+                let conn = Conn::new(open.clone(), metrics.clone(), stopping.clone());
                 let (handler, tls) = (handler.clone(), tls.clone());
                 glommio::spawn_local(async move { conn.serve(stream, handler, tls, limits).await })
                     .detach();
@@ -162,14 +172,19 @@ pub async fn accept_loop(
 struct Conn {
     open: Rc<Cell<u32>>,
     metrics: Rc<ConnMetrics>,
+    stopping: Rc<Stopping>,
 }
 
 impl Conn {
     /// Takes a place (at accept time, so a burst of accepts cannot overshoot the limit).
-    fn new(open: Rc<Cell<u32>>, metrics: Rc<ConnMetrics>) -> Conn {
+    fn new(open: Rc<Cell<u32>>, metrics: Rc<ConnMetrics>, stopping: Rc<Stopping>) -> Conn {
         open.set(open.get() + 1);
         metrics.open.add(1);
-        Conn { open, metrics }
+        Conn {
+            open,
+            metrics,
+            stopping,
+        }
     }
 
     async fn serve(self, stream: TcpStream, handler: Handler, tls: Tls, limits: ConnLimits) {
@@ -178,8 +193,12 @@ impl Conn {
             return;
         };
         match handler {
-            Handler::Grpc(rx) => grpc::serve_connection(io, rx, &self.metrics, deadline).await,
-            Handler::Http(rx) => http::serve_connection(io, rx, &self.metrics).await,
+            Handler::Grpc(rx) => {
+                grpc::serve_connection(io, rx, &self.metrics, deadline, &self.stopping).await
+            }
+            Handler::Http(rx) => {
+                http::serve_connection(io, rx, &self.metrics, &self.stopping).await
+            }
         }
     }
 

@@ -115,6 +115,8 @@ pub async fn core_main(
         return;
     };
     let built = build(core, &shared, &mut meshes);
+    // Kept (not detached) so shutdown can wait for their connections to end gracefully.
+    let mut accepting = Vec::new();
     for (listener, id, protocol, tls) in listeners {
         let Some(next) = built.receivers.get(&id).cloned() else {
             continue;
@@ -192,15 +194,14 @@ pub async fn core_main(
             &name,
             transport,
         ));
-        glommio::spawn_local(listener::accept_loop(
+        accepting.push(glommio::spawn_local(listener::accept_loop(
             listener,
             handler,
             tls,
             limits,
             metrics,
             shared.shutdown.clone(),
-        ))
-        .detach();
+        )));
     }
     for b in &built.batchers {
         glommio::spawn_local(b.clone().run_timer()).detach();
@@ -216,7 +217,17 @@ pub async fn core_main(
         .detach();
     }
     wait_for(&shared.shutdown).await;
-    let unflushed = drain(&built, shared.drain_deadline).await;
+    // Open connections get GOAWAY / close and finish their requests first, so what they were
+    // answered OK for is in the batches that drain flushes; the rest of the deadline drains.
+    let until = Instant::now() + shared.drain_deadline;
+    let connections_closed = async {
+        for listener in accepting {
+            listener.await;
+        }
+        Some(())
+    };
+    let _ = listener::before(until, connections_closed).await;
+    let unflushed = drain(&built, until.saturating_duration_since(Instant::now())).await;
     let _ = report.send(Report::Stopped(core, unflushed));
 }
 

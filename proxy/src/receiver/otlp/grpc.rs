@@ -19,6 +19,7 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 use crate::pipeline::{wire, Refusal, TraceConsumer, TraceData};
 use crate::receiver::limits::GrpcLimits;
 use crate::receiver::listener::{before, ConnMetrics};
+use crate::receiver::stopping::Stopping;
 use crate::receiver::watch::{self, Action, Activity, Phase, Reason, Watched};
 use crate::runtime::io::BoxIo;
 use crate::telemetry::metrics::Local;
@@ -67,12 +68,14 @@ const CONN_WINDOW: u32 = 32 << 20;
 const MAX_FRAME: u32 = 1 << 20;
 
 /// Serves one connection until the peer closes it, breaks the protocol or a limit ends it. The
-/// HTTP/2 preface must arrive before `deadline` (the handshake timeout).
+/// HTTP/2 preface must arrive before `deadline` (the handshake timeout). When the process stops, a
+/// GOAWAY tells the client to go elsewhere while streams in flight finish (grpc-go `GracefulStop`).
 pub async fn serve_connection(
     stream: BoxIo,
     rx: Rc<GrpcReceiver>,
     metrics: &ConnMetrics,
     deadline: Instant,
+    stopping: &Stopping,
 ) {
     let limits = rx.limits;
     let mut builder = h2::server::Builder::new();
@@ -101,10 +104,21 @@ pub async fn serve_connection(
     // Dropped with this function, which cancels it.
     let _watchdog = glommio::spawn_local(watch::grpc(activity.clone(), limits, conn.ping_pong()));
     let mut last_id = 0u32;
+    let slot = stopping.slot();
+    let mut told_to_stop = false;
     loop {
-        let next = future::or(async { Event::Stream(conn.accept().await) }, async {
-            Event::Limit(activity.next_action().await)
-        })
+        let stop = async {
+            if told_to_stop {
+                future::pending::<()>().await;
+            }
+            stopping.wait(&slot).await;
+            Event::Stop
+        };
+        let limit = async { Event::Limit(activity.next_action().await) };
+        let next = future::or(
+            async { Event::Stream(conn.accept().await) },
+            future::or(limit, stop),
+        )
         .await;
         match next {
             Event::Stream(Some(Ok((req, respond)))) => {
@@ -130,6 +144,10 @@ pub async fn serve_connection(
                 return;
             }
             Event::Stream(None) => return,
+            Event::Stop => {
+                told_to_stop = true;
+                conn.graceful_shutdown();
+            }
             Event::Limit(Action::GoAway(reason)) => {
                 metrics.closed(reason);
                 conn.graceful_shutdown();
@@ -148,6 +166,7 @@ pub async fn serve_connection(
 enum Event<T> {
     Stream(Option<Result<T, h2::Error>>),
     Limit(Action),
+    Stop,
 }
 
 async fn handle_stream(

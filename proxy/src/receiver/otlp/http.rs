@@ -22,6 +22,7 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 use crate::pipeline::{wire, TraceConsumer, TraceData};
 use crate::receiver::limits::HttpLimits;
 use crate::receiver::listener::ConnMetrics;
+use crate::receiver::stopping::Stopping;
 use crate::receiver::watch::{self, Action, Activity, Phase, Reason, Watched};
 use crate::runtime::io::BoxIo;
 use crate::telemetry::metrics::Local;
@@ -47,7 +48,12 @@ pub struct HttpReceiver {
 }
 
 /// Serves one HTTP/1.1 connection until the peer closes it or a limit ends it.
-pub async fn serve_connection(stream: BoxIo, rx: Rc<HttpReceiver>, metrics: &ConnMetrics) {
+pub async fn serve_connection(
+    stream: BoxIo,
+    rx: Rc<HttpReceiver>,
+    metrics: &ConnMetrics,
+    stopping: &Stopping,
+) {
     let limits = rx.limits;
     // The first request's head is due `read_header_timeout` after the connection starts.
     let activity = Activity::new(Phase::Head(Instant::now()));
@@ -63,8 +69,26 @@ pub async fn serve_connection(stream: BoxIo, rx: Rc<HttpReceiver>, metrics: &Con
         .header_read_timeout(None)
         .max_header_size(limits.conn.max_header_list_size as usize)
         .serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
     let _watchdog = glommio::spawn_local(watch::http(activity.clone(), limits));
-    let ended = future::or(async { Ok(conn.await) }, async {
+    let slot = stopping.slot();
+    let served = async {
+        // On stop: an idle connection closes now, a request in progress is answered with
+        // `Connection: close` first (net/http `Shutdown`).
+        match future::or(async { Some(conn.as_mut().await) }, async {
+            stopping.wait(&slot).await;
+            None
+        })
+        .await
+        {
+            Some(ended) => ended,
+            None => {
+                conn.as_mut().graceful_shutdown();
+                conn.as_mut().await
+            }
+        }
+    };
+    let ended = future::or(async { Ok(served.await) }, async {
         Err(activity.next_action().await)
     })
     .await;

@@ -11,7 +11,6 @@ pub mod io;
 pub mod listen;
 pub mod memlock;
 pub mod mesh;
-pub mod timer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -296,8 +296,21 @@ impl Shared {
             };
             (answer, store.stats.accepted_spans, store.stats.requests)
         };
-        self.accepted_spans.send_replace(accepted);
-        self.requests.send_replace(requests);
+        // Two requests can publish out of order (the counts are read under the lock, published
+        // after it): keep the larger value so a stale count never overwrites a newer one.
+        raise(&self.accepted_spans, accepted);
+        raise(&self.requests, requests);
         answer
     }
+}
+
+/// Publishes `value` on `to` unless it already holds a larger one (counts only grow).
+fn raise(to: &watch::Sender<u64>, value: u64) {
+    to.send_if_modified(|v| {
+        let newer = value > *v;
+        if newer {
+            *v = value;
+        }
+        newer
+    });
 }

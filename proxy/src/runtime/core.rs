@@ -307,34 +307,7 @@ fn build(core: usize, shared: &Shared, meshes: &mut BTreeMap<String, Mesh<Part>>
         );
         let consumer: Rc<dyn TraceConsumer> = match config.exporters.get(id) {
             Some(ExporterConfig::Otlp(c)) => {
-                let gauge = |metric: &str, help| {
-                    reg.register(
-                        metric,
-                        help,
-                        Kind::Gauge,
-                        &[("exporter", name.as_str()), ("data_type", "traces")],
-                    )
-                    .local(core)
-                };
-                let metrics = ExporterMetrics {
-                    sent,
-                    send_failed: counter(
-                        "otelcol_exporter_send_failed_spans_total",
-                        "Spans in failed attempts to send to destination.",
-                    ),
-                    enqueue_failed: counter(
-                        "otelcol_exporter_enqueue_failed_spans_total",
-                        "Spans failed to be added to the sending queue.",
-                    ),
-                    queue_size: gauge(
-                        "otelcol_exporter_queue_size",
-                        "Current size of the retry queue (in batches).",
-                    ),
-                    queue_capacity: gauge(
-                        "otelcol_exporter_queue_capacity",
-                        "Fixed capacity of the retry queue (in batches).",
-                    ),
-                };
+                let metrics = ExporterMetrics::register(reg, core, &labels);
                 let Ok(target) = c.dial_target() else {
                     continue;
                 };

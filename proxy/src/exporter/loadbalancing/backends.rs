@@ -189,47 +189,11 @@ impl BackendFactory {
             c.authority.clone(),
             tls,
         );
-        let labels = [("exporter", self.name.as_str()), ("endpoint", endpoint)];
-        let reg = &self.registry;
-        let counter = |metric: &str, help| {
-            reg.register(metric, help, Kind::Counter, &labels)
-                .local(self.core)
-        };
-        let gauge = |metric: &str, help| {
-            reg.register(
-                metric,
-                help,
-                Kind::Gauge,
-                &[
-                    ("exporter", self.name.as_str()),
-                    ("endpoint", endpoint),
-                    ("data_type", "traces"),
-                ],
-            )
-            .local(self.core)
-        };
-        let metrics = ExporterMetrics {
-            sent: counter(
-                "otelcol_exporter_sent_spans_total",
-                "Spans successfully sent to destination.",
-            ),
-            send_failed: counter(
-                "otelcol_exporter_send_failed_spans_total",
-                "Spans in failed attempts to send to destination.",
-            ),
-            enqueue_failed: counter(
-                "otelcol_exporter_enqueue_failed_spans_total",
-                "Spans failed to be added to the sending queue.",
-            ),
-            queue_size: gauge(
-                "otelcol_exporter_queue_size",
-                "Current size of the retry queue (in batches).",
-            ),
-            queue_capacity: gauge(
-                "otelcol_exporter_queue_capacity",
-                "Fixed capacity of the retry queue (in batches).",
-            ),
-        };
+        let metrics = ExporterMetrics::register(
+            &self.registry,
+            self.core,
+            &[("exporter", self.name.as_str()), ("endpoint", endpoint)],
+        );
         let (queue, consumers) = if c.sending_queue.enabled {
             (c.sending_queue.queue_size, c.sending_queue.num_consumers)
         } else {

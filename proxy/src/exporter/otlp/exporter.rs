@@ -14,7 +14,7 @@ use super::client::Client;
 use super::status::ExportError;
 use crate::config::common::RetryOnFailure;
 use crate::pipeline::{Refusal, TraceConsumer, TraceData};
-use crate::telemetry::metrics::Local;
+use crate::telemetry::metrics::{Kind, Local, Registry};
 
 /// One attempt to deliver a serialized `ExportTraceServiceRequest`: what the queue's consumers
 /// call, so gRPC and OTLP/HTTP share the queue, retry and metrics.
@@ -43,6 +43,48 @@ pub struct ExporterMetrics {
     pub queue_size: Local,
     /// `otelcol_exporter_queue_capacity`.
     pub queue_capacity: Local,
+}
+
+impl ExporterMetrics {
+    /// Registers one exporter's series on `core`: counters labelled `labels`, the queue gauges also
+    /// `data_type="traces"` (as the collector labels them). Registering is idempotent, so callers that
+    /// hold one of these series already get the same one.
+    pub fn register(registry: &Registry, core: usize, labels: &[(&str, &str)]) -> Self {
+        let counter = |metric: &str, help| {
+            registry
+                .register(metric, help, Kind::Counter, labels)
+                .local(core)
+        };
+        let mut gauge_labels = labels.to_vec();
+        gauge_labels.push(("data_type", "traces"));
+        let gauge = |metric: &str, help| {
+            registry
+                .register(metric, help, Kind::Gauge, &gauge_labels)
+                .local(core)
+        };
+        ExporterMetrics {
+            sent: counter(
+                "otelcol_exporter_sent_spans_total",
+                "Spans successfully sent to destination.",
+            ),
+            send_failed: counter(
+                "otelcol_exporter_send_failed_spans_total",
+                "Spans in failed attempts to send to destination.",
+            ),
+            enqueue_failed: counter(
+                "otelcol_exporter_enqueue_failed_spans_total",
+                "Spans failed to be added to the sending queue.",
+            ),
+            queue_size: gauge(
+                "otelcol_exporter_queue_size",
+                "Current size of the retry queue (in batches).",
+            ),
+            queue_capacity: gauge(
+                "otelcol_exporter_queue_capacity",
+                "Fixed capacity of the retry queue (in batches).",
+            ),
+        }
+    }
 }
 
 /// The queue's sending half, which is what pipelines consume into.

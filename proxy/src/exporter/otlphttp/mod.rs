@@ -61,47 +61,15 @@ pub fn start(setup: CoreSetup<'_>) -> Option<Rc<OtlpExporter>> {
     } = setup;
     let url = c.traces_url().ok()?;
     let labels = [("exporter", name)];
-    let counter = |metric: &str, help| {
-        registry
-            .register(metric, help, Kind::Counter, &labels)
-            .local(core)
-    };
-    let gauge = |metric: &str, help| {
-        registry
-            .register(
-                metric,
-                help,
-                Kind::Gauge,
-                &[("exporter", name), ("data_type", "traces")],
-            )
-            .local(core)
-    };
-    let metrics = ExporterMetrics {
-        sent: counter(
-            "otelcol_exporter_sent_spans_total",
-            "Spans successfully sent to destination.",
-        ),
-        send_failed: counter(
-            "otelcol_exporter_send_failed_spans_total",
-            "Spans in failed attempts to send to destination.",
-        ),
-        enqueue_failed: counter(
-            "otelcol_exporter_enqueue_failed_spans_total",
-            "Spans failed to be added to the sending queue.",
-        ),
-        queue_size: gauge(
-            "otelcol_exporter_queue_size",
-            "Current size of the retry queue (in batches).",
-        ),
-        queue_capacity: gauge(
-            "otelcol_exporter_queue_capacity",
-            "Fixed capacity of the retry queue (in batches).",
-        ),
-    };
-    let rejected = counter(
-        "tailgate_exporter_partial_success_rejected_spans_total",
-        "Spans the backend reported as rejected in a partial_success answer.",
-    );
+    let metrics = ExporterMetrics::register(registry, core, &labels);
+    let rejected = registry
+        .register(
+            "tailgate_exporter_partial_success_rejected_spans_total",
+            "Spans the backend reported as rejected in a partial_success answer.",
+            Kind::Counter,
+            &labels,
+        )
+        .local(core);
     let settings = HttpSettings {
         url,
         encoding: c.encoding(),

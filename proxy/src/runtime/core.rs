@@ -18,6 +18,7 @@ use super::Shared;
 use crate::config::{ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Signal};
 use crate::connector::spanmetrics::stage::SpanMetricsStage;
 use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
+use crate::exporter::loadbalancing;
 use crate::exporter::loadbalancing::backends::BackendFactory;
 use crate::exporter::loadbalancing::exporter::LoadBalancer;
 use crate::exporter::otlp::client::Client;
@@ -205,6 +206,9 @@ pub async fn core_main(
     }
     for b in &built.batchers {
         glommio::spawn_local(b.clone().run_timer()).detach();
+    }
+    for lb in &built.balancers {
+        glommio::spawn_local(loadbalancing::exporter::follow_routes(Rc::downgrade(lb))).detach();
     }
     for s in &built.spanmetrics {
         let s = s.clone();

@@ -66,6 +66,8 @@ pub struct Registry {
     cores: usize,
     series: Mutex<Vec<Series>>,
     histograms: Mutex<Vec<HistogramSeries>>,
+    /// `(label, aggregate)` pairs [`Registry::render`] folds with [`Registry::fold_unused`].
+    scrape_folds: Mutex<Vec<(String, String)>>,
 }
 
 /// A handle to one series' slots; [`Metric::local`] picks a core's slot.
@@ -187,6 +189,7 @@ impl Registry {
             cores: cores.max(1),
             series: Mutex::new(Vec::new()),
             histograms: Mutex::new(Vec::new()),
+            scrape_folds: Mutex::new(Vec::new()),
         })
     }
 
@@ -356,8 +359,27 @@ impl Registry {
         retired
     }
 
-    /// Prometheus text exposition format 0.0.4.
+    /// Makes every [`Registry::render`] first run [`Registry::fold_unused`] with these
+    /// arguments, so series whose last handle went away after the last explicit fold (e.g. a
+    /// removed backend that finished draining after the last membership change) are still folded.
+    pub fn fold_on_scrape(&self, label: &str, aggregate: &str) {
+        let mut folds = self.scrape_folds.lock().unwrap_or_else(|p| p.into_inner());
+        if !folds.iter().any(|(l, a)| l == label && a == aggregate) {
+            folds.push((label.to_owned(), aggregate.to_owned()));
+        }
+    }
+
+    /// Prometheus text exposition format 0.0.4 (after the folds asked for with
+    /// [`Registry::fold_on_scrape`]).
     pub fn render(&self) -> String {
+        let folds = self
+            .scrape_folds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (label, aggregate) in &folds {
+            self.fold_unused(label, aggregate);
+        }
         let mut out = String::new();
         let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
         // Families must be contiguous in the exposition format; registration order interleaves them.
@@ -516,5 +538,22 @@ mod tests {
         drop(again);
         r.fold_unused("endpoint", "_removed");
         assert!(r.render().contains("c_total{endpoint=\"_removed\"} 5\n"));
+    }
+
+    #[test]
+    fn scrapes_fold_series_whose_last_handle_went_away_later() {
+        let r = Registry::new(1);
+        r.fold_on_scrape("endpoint", "_removed");
+        r.fold_on_scrape("endpoint", "_removed");
+        let a = r.register("c_total", "c", Kind::Counter, &[("endpoint", "a")]);
+        a.local(0).add(7);
+        assert!(r.render().contains("c_total{endpoint=\"a\"} 7\n"), "in use");
+        drop(a);
+        let text = r.render();
+        assert!(
+            text.contains("c_total{endpoint=\"_removed\"} 7\n"),
+            "{text}"
+        );
+        assert!(!text.contains("endpoint=\"a\""), "{text}");
     }
 }

@@ -40,6 +40,10 @@ pub struct LoadBalancer {
 impl LoadBalancer {
     /// The exporter on this core; backends are made when the first batch sees the routes.
     pub fn new(routes: Arc<RouteCell>, key: RoutingKey, factory: BackendFactory) -> Rc<Self> {
+        // Backends removed at the last membership change may finish draining only later.
+        factory
+            .registry
+            .fold_on_scrape("endpoint", super::backends::REMOVED_ENDPOINT);
         let dropped_malformed = factory
             .registry
             .register(
@@ -75,6 +79,24 @@ impl LoadBalancer {
     /// Counts what is still queued as failed (shutdown deadline); returns the spans.
     pub fn abandon(&self) -> u64 {
         self.backends.borrow().abandon()
+    }
+}
+
+/// How often an idle core looks for a routing change (one atomic load): a core that receives no
+/// batch still lets go of removed backends promptly, as the collector shuts them down on change.
+const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs on each core for its balancer: follows routing changes even when no batch arrives, so
+/// removed backends drain and their connections and metric series are released. Ends when the
+/// balancer is gone.
+pub async fn follow_routes(lb: std::rc::Weak<LoadBalancer>) {
+    loop {
+        glommio::timer::Timer::new(FOLLOW_INTERVAL).await;
+        let Some(lb) = lb.upgrade() else {
+            return;
+        };
+        let routes = lb.routes.load();
+        lb.backends.borrow_mut().follow(&routes, &lb.factory);
     }
 }
 

@@ -1,5 +1,6 @@
 //! The k8s resolver against a fake API server started by the test: EndpointSlice list and watch
-//! with a not-ready endpoint, a removal, a watch the server ends and a 410 Gone.
+//! with a not-ready endpoint, a removal, a watch the server ends and a 410 Gone; and the in-cluster
+//! path (HTTPS with the service account's CA, bearer token re-read after rotation).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod lb_workload;
@@ -34,6 +35,10 @@ struct ApiState {
     watches: u64,
     /// `resourceVersion` of each watch request, in order.
     watch_versions: Vec<String>,
+    /// The bearer token every request must carry, if any.
+    token: Option<String>,
+    /// Requests answered 401 for a missing or wrong token.
+    unauthorized: u64,
 }
 
 #[derive(Clone, Default)]
@@ -43,27 +48,67 @@ struct FakeApi {
 
 impl FakeApi {
     async fn start(&self) -> SocketAddr {
+        self.start_with(None).await
+    }
+
+    /// Serves HTTP, or HTTPS with `tls`.
+    async fn start_with(&self, tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let api = self.clone();
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let api = api.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let api = api.clone();
-                        async move { Ok::<_, Infallible>(api.handle(&req)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
+                    match acceptor {
+                        None => api.serve(TokioIo::new(tcp)).await,
+                        Some(a) => {
+                            if let Ok(tls) = a.accept(tcp).await {
+                                api.serve(TokioIo::new(tls)).await;
+                            }
+                        }
+                    }
                 });
             }
         });
         addr
     }
 
+    async fn serve<T>(self, io: T)
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let service = hyper::service::service_fn(move |req| {
+            let api = self.clone();
+            async move { Ok::<_, Infallible>(api.handle(&req)) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .await;
+    }
+
+    /// From now on every request must carry `Authorization: Bearer <token>`.
+    fn require_token(&self, token: &str) {
+        self.state.lock().unwrap().token = Some(token.to_owned());
+    }
+
     fn handle<B>(&self, req: &hyper::Request<B>) -> hyper::Response<BoxBody<Bytes, Infallible>> {
+        {
+            let mut st = self.state.lock().unwrap();
+            if let Some(token) = &st.token {
+                let want = format!("Bearer {token}");
+                let got = req.headers().get("authorization").map(|v| v.as_bytes());
+                if got != Some(want.as_bytes()) {
+                    st.unauthorized += 1;
+                    let mut r =
+                        hyper::Response::new(Full::new(Bytes::from("Unauthorized")).boxed());
+                    *r.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+                    return r;
+                }
+            }
+        }
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
         assert_eq!(
@@ -271,4 +316,94 @@ async fn the_table_follows_endpointslices_through_watch_restarts() {
     traffic.settle(&sinks).await;
     let status = tg.terminate();
     assert!(status.success(), "{status}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it: (CA PEM, server config).
+fn api_pki() -> (String, Arc<rustls::ServerConfig>) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    (ca.pem(), Arc::new(server))
+}
+
+/// In a pod: no `k8s_api_server`, so `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`
+/// with the service account's CA, token and namespace (here from a test directory named by
+/// `TAILGATE_K8S_SERVICE_ACCOUNT_DIR`). The token is rotated mid-run: the next request must carry
+/// the new one (the API answers 401 to anything else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_https_uses_the_service_account_ca_token_and_namespace() {
+    let (sinks, port) = sinks_on_one_port(2).await;
+    let (ca_pem, server_tls) = api_pki();
+    let sa = support::scratch_dir();
+    std::fs::write(sa.join("ca.crt"), ca_pem).unwrap();
+    std::fs::write(sa.join("token"), "token-1\n").unwrap();
+    std::fs::write(sa.join("namespace"), "obs\n").unwrap();
+    let api = FakeApi::default();
+    api.require_token("token-1");
+    api.set_slice("gw-a", &[(ip(2), true)]);
+    let api_addr = api.start_with(Some(server_tls)).await;
+    // The in-cluster form: no namespace in `service`, no `tailgate.k8s_api_server`.
+    let config = config(api_addr, port)
+        .replace("service: gw.obs", "service: gw")
+        .replace(
+            &format!("    tailgate:\n      k8s_api_server: http://{api_addr}\n"),
+            "",
+        );
+    assert!(!config.contains("k8s_api_server"), "{config}");
+    let api_port = api_addr.port().to_string();
+    let tg = Tailgate::start_with_env(
+        &config,
+        &["--cores", "2"],
+        &[
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", &api_port),
+            ("TAILGATE_K8S_SERVICE_ACCOUNT_DIR", sa.to_str().unwrap()),
+        ],
+    );
+    let mut traffic = Traffic::new(4, tg.grpc());
+    traffic
+        .until("one backend over HTTPS", || metric(&tg, BACKENDS) == 1.0)
+        .await;
+    for _ in 0..20 {
+        traffic.send_one().await;
+    }
+    traffic.settle(&sinks).await;
+    assert!(accepted(&sinks)[0] > 0);
+
+    // Rotation: the kubelet rewrites the token file; the next watch must present the new token.
+    std::fs::write(sa.join("token"), "token-2\n").unwrap();
+    api.require_token("token-2");
+    let (_, watches) = api.counts();
+    api.end_watches();
+    wait_for("a new watch", || api.counts().1 > watches).await;
+    api.set_slice("gw-b", &[(ip(3), true)]);
+    traffic
+        .until("two backends after the token rotation", || {
+            metric(&tg, BACKENDS) == 2.0 && accepted(&sinks).iter().all(|&n| n > 0)
+        })
+        .await;
+    assert_eq!(
+        api.state.lock().unwrap().unauthorized,
+        0,
+        "a request without the current token"
+    );
+    traffic.settle(&sinks).await;
+    assert_eq!(accepted(&sinks).iter().sum::<u64>(), traffic.sent);
 }

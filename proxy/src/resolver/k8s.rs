@@ -16,8 +16,6 @@ use super::kube_api::{EndpointSlice, KubeApi, WatchEvent};
 use super::routes::Publisher;
 use crate::exporter::loadbalancing::config::K8sResolver;
 
-const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-
 /// One k8s resolver's state.
 pub struct K8sTask {
     name: String,
@@ -48,9 +46,11 @@ impl K8sTask {
         let namespace = match namespace {
             Some(ns) => ns.to_owned(),
             // The collector's rule: the pod's own namespace, else "default".
-            None => std::fs::read_to_string(NAMESPACE_FILE)
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_else(|_| "default".to_owned()),
+            None => {
+                std::fs::read_to_string(super::kube_api::service_account_dir().join("namespace"))
+                    .map(|s| s.trim().to_owned())
+                    .unwrap_or_else(|_| "default".to_owned())
+            }
         };
         Ok(K8sTask {
             name: name.to_owned(),

@@ -19,6 +19,17 @@ use crate::config::common::ClientTls;
 
 const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
+/// Environment variable naming another service-account directory (tests, unusual mounts).
+pub const SERVICE_ACCOUNT_ENV: &str = "TAILGATE_K8S_SERVICE_ACCOUNT_DIR";
+
+/// The pod's service-account directory (`ca.crt`, `token`, `namespace`): the standard mount, or
+/// `$TAILGATE_K8S_SERVICE_ACCOUNT_DIR` when set.
+pub fn service_account_dir() -> PathBuf {
+    std::env::var_os(SERVICE_ACCOUNT_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(SERVICE_ACCOUNT))
+}
+
 /// One EndpointSlice, only the fields the resolver reads.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -119,7 +130,7 @@ impl KubeApi {
                 (true, host, port)
             }
         };
-        let sa = PathBuf::from(SERVICE_ACCOUNT);
+        let sa = service_account_dir();
         let tls = if https {
             let ca = sa.join("ca.crt");
             let settings = ClientTls {

@@ -50,6 +50,11 @@ pub fn scratch_dir() -> PathBuf {
 impl Tailgate {
     /// Starts the binary with `config` and waits for its ports file.
     pub fn start(config: &str, extra: &[&str]) -> Tailgate {
+        Self::start_with_env(config, extra, &[])
+    }
+
+    /// [`Tailgate::start`] with extra environment variables for the process.
+    pub fn start_with_env(config: &str, extra: &[&str], env: &[(&str, &str)]) -> Tailgate {
         let dir = scratch_dir();
         let cfg = dir.join("config.yaml");
         std::fs::write(&cfg, config).unwrap();
@@ -64,6 +69,7 @@ impl Tailgate {
             .arg("--ports-file")
             .arg(&ports)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

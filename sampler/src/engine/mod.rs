@@ -10,7 +10,7 @@ mod wheel;
 use crate::clock::Clock;
 use crate::config::SamplerConfig;
 use crate::policy::{combine, Decision, DecisionSet, FinalDecision, Policy, TraceView};
-use crate::span::SpanData;
+use crate::span::{SpanData, SummaryFields};
 
 pub use cache::{fingerprint, DecisionCache};
 pub use counters::{Counters, DecisionCounts, DropReason, DroppedSpans, Histogram, PolicyCounters};
@@ -264,7 +264,8 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
     pub fn insert(&mut self, span: S) -> InsertOutcome<S> {
         let now = self.clock.now_unix_nanos();
         let found = self.table.find(&span.trace_id());
-        self.insert_at(span, found, now, 1)
+        let fields = span.summary_fields();
+        self.insert_at(span, fields, found, now, 1)
     }
 
     /// Takes a batch of spans (e.g. one request's), leaving `spans` empty. Kept-trace late spans
@@ -272,6 +273,20 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
     /// are counted. Faster than [`Engine::insert`] per span: all index probes of the batch are
     /// issued first, so their cache misses overlap instead of queueing one behind another.
     pub fn insert_batch(&mut self, spans: &mut Vec<S>, out: &mut BatchOutput<S>) {
+        self.insert_batch_summarized(spans, &mut Vec::new(), out);
+    }
+
+    /// [`Engine::insert_batch`] with each span's [`SummaryFields`] already read, `fields[i]`
+    /// being those of `spans[i]` (e.g. by the scan that made the spans:
+    /// [`crate::span::proto_view::scan_summarized`]), so that inserting reads nothing of a span
+    /// but its trace ID, size and buffer. A span without an entry in `fields` has its fields
+    /// read. Leaves both lists empty.
+    pub fn insert_batch_summarized(
+        &mut self,
+        spans: &mut Vec<S>,
+        fields: &mut Vec<SummaryFields>,
+        out: &mut BatchOutput<S>,
+    ) {
         let now = self.clock.now_unix_nanos();
         let mut hints = std::mem::take(&mut self.hints);
         hints.clear();
@@ -292,7 +307,9 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         std::hint::black_box(touch);
         // Pass 2: the real work. A hint is trusted only if its slot still holds this trace
         // (earlier spans of the batch may have pushed traces out); otherwise probe again.
+        let mut given = fields.drain(..);
         for (span, hint) in spans.drain(..).zip(hints.iter().copied()) {
+            let summary = given.next().unwrap_or_else(|| span.summary_fields());
             let id = span.trace_id();
             let found = match hint {
                 Some(idx) if self.table.holds(idx, &id) => Some(idx),
@@ -303,21 +320,24 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
                 (None, None) => fresh.remove(&id).unwrap_or(1),
                 _ => 1,
             };
-            match self.insert_at(span, found, now, expect) {
+            match self.insert_at(span, summary, found, now, expect) {
                 InsertOutcome::Forward(s) => out.forward.push(s),
                 InsertOutcome::Rejected(s) => out.rejected.push(s),
                 InsertOutcome::Buffered | InsertOutcome::Dropped(_) => {}
             }
         }
+        drop(given);
         self.fresh = fresh;
         self.hints = hints;
     }
 
-    /// `insert` with the index probe already done (`found` = the trace's slot, if indexed);
-    /// `expect` = spans of this trace arriving together, if it turns out to be new.
+    /// `insert` with the index probe already done (`found` = the trace's slot, if indexed) and
+    /// the span's summary fields read; `expect` = spans of this trace arriving together, if it
+    /// turns out to be new.
     fn insert_at(
         &mut self,
         span: S,
+        fields: SummaryFields,
         found: Option<u32>,
         now: u64,
         expect: u32,
@@ -326,13 +346,13 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         if let Some(idx) = found {
             let slot = &self.table.slots[idx as usize];
             return match slot.state {
-                SlotState::Pending => self.buffer(idx, span, now),
+                SlotState::Pending => self.buffer(idx, span, fields, now),
                 SlotState::Decided(d) => {
                     let age = now.saturating_sub(slot.decided_ns) / NS_PER_SEC;
                     self.counters.sampling_late_span_age.record(age);
                     self.late(span, d.is_sampled())
                 }
-                SlotState::Empty | SlotState::Evicted => self.new_trace(span, now, expect),
+                SlotState::Empty | SlotState::Evicted => self.new_trace(span, fields, now, expect),
             };
         }
         let id = span.trace_id();
@@ -344,7 +364,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             self.counters.early_releases_from_cache_not_sampled += 1;
             return self.late(span, false);
         }
-        self.new_trace(span, now, expect)
+        self.new_trace(span, fields, now, expect)
     }
 
     fn late(&mut self, span: S, sampled: bool) -> InsertOutcome<S> {
@@ -359,7 +379,13 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         }
     }
 
-    fn new_trace(&mut self, span: S, now: u64, expect: u32) -> InsertOutcome<S> {
+    fn new_trace(
+        &mut self,
+        span: S,
+        fields: SummaryFields,
+        now: u64,
+        expect: u32,
+    ) -> InsertOutcome<S> {
         let (_, occupant) = self.table.next_slot();
         if let Some(old) = occupant {
             if old.state == SlotState::Pending && self.settings.block_on_overflow {
@@ -380,8 +406,8 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
                     .record(now.saturating_sub(first_seen) / NS_PER_SEC);
             }
         }
-        if span
-            .end_unix_nanos()
+        if fields
+            .end_unix_nanos
             .saturating_add(self.settings.decision_wait_ns)
             < now
         {
@@ -400,7 +426,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             .tick_for(now.saturating_add(self.settings.decision_wait_ns));
         self.schedule(idx, deadline);
         self.refresh_gauges();
-        self.buffer(idx, span, now)
+        self.buffer(idx, span, fields, now)
     }
 
     fn schedule(&mut self, idx: u32, deadline: u64) {
@@ -413,12 +439,13 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         });
     }
 
-    fn buffer(&mut self, idx: u32, span: S, now: u64) -> InsertOutcome<S> {
-        let is_root = span.is_root();
-        self.ledger.acquire(span.buffer(), span.wire_len());
+    fn buffer(&mut self, idx: u32, span: S, fields: SummaryFields, now: u64) -> InsertOutcome<S> {
+        let is_root = fields.is_root;
+        let wire_len = span.wire_len();
+        self.ledger.acquire(span.buffer(), wire_len);
         let slot = &mut self.table.slots[idx as usize];
         let had_root = slot.summary.root_seen;
-        slot.summary.add(&span);
+        slot.summary.add_fields(&fields, wire_len);
         let bytes = slot.summary.bytes;
         self.table.push_span(idx, span);
         self.counters.spans_buffered += 1;

@@ -3,6 +3,7 @@
 
 mod cache;
 mod counters;
+mod index;
 mod ledger;
 mod table;
 mod wheel;

@@ -5,12 +5,10 @@
 //! reuses the slot of the oldest, which pushes that trace out (decided or not). Each slot owns its
 //! span list, a `Vec` (contiguous, so deciding a trace reads a few cache lines sequentially rather
 //! than chasing one pointer per span; a kept trace's list is handed over as the output without a
-//! copy).
+//! copy). The index ([`TraceIndex`]) stores 8 bytes per trace and confirms hits against the
+//! slot's ID.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-
-use super::cache::IdentityHasher;
+use super::index::TraceIndex;
 use crate::policy::{FinalDecision, SliceSpans, TraceSummary};
 
 /// Where a trace is in its life.
@@ -70,7 +68,7 @@ pub struct TraceTable<S> {
     capacity: usize,
     /// Sequence number the next new trace gets.
     pub next_seq: u64,
-    index: HashMap<[u8; 16], u32, BuildHasherDefault<IdentityHasher>>,
+    index: TraceIndex,
     /// Oldest sequence number that may still be pending (everything older is not).
     pending_cursor: u64,
 }
@@ -82,10 +80,7 @@ impl<S> TraceTable<S> {
             slots: Vec::with_capacity(expected.min(capacity)),
             capacity,
             next_seq: 0,
-            index: HashMap::with_capacity_and_hasher(
-                expected.min(capacity),
-                BuildHasherDefault::default(),
-            ),
+            index: TraceIndex::with_capacity(expected.min(capacity)),
             pending_cursor: 0,
         }
     }
@@ -93,7 +88,9 @@ impl<S> TraceTable<S> {
     /// Slot of a known trace (pending or decided).
     #[inline]
     pub fn find(&self, id: &[u8; 16]) -> Option<u32> {
-        self.index.get(id).copied()
+        self.index.find(id, |slot| {
+            self.slots.get(slot as usize).is_some_and(|s| &s.id == id)
+        })
     }
 
     /// Does slot `idx` hold trace `id` (pending or decided, hence indexed)?
@@ -121,10 +118,8 @@ impl<S> TraceTable<S> {
             self.slots.push(Slot::empty());
         }
         let old = &self.slots[idx];
-        if matches!(old.state, SlotState::Pending | SlotState::Decided(_))
-            && self.index.get(&old.id) == Some(&(idx as u32))
-        {
-            self.index.remove(&old.id);
+        if matches!(old.state, SlotState::Pending | SlotState::Decided(_)) {
+            self.index.remove(&old.id, idx as u32);
         }
         let slot = &mut self.slots[idx];
         *slot = Slot::empty();
@@ -133,16 +128,14 @@ impl<S> TraceTable<S> {
         slot.state = SlotState::Pending;
         slot.first_seen_ns = now_ns;
         self.next_seq += 1;
-        self.index.insert(id, idx as u32);
+        self.index.insert(&id, idx as u32);
         idx as u32
     }
 
     /// Forgets a trace's ID (byte-budget eviction); its slot stays until reused.
     pub fn unindex(&mut self, idx: u32) {
         let id = self.slots[idx as usize].id;
-        if self.index.get(&id) == Some(&idx) {
-            self.index.remove(&id);
-        }
+        self.index.remove(&id, idx);
     }
 
     /// Adds a span to a trace's list.
@@ -201,7 +194,7 @@ impl<S> TraceTable<S> {
     /// Heap bytes of the table's own structures (slots, index, nodes), spans' heap excluded.
     pub fn heap_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot<S>>()
-            + self.index.capacity() * (std::mem::size_of::<([u8; 16], u32)>() + 1)
+            + self.index.heap_bytes()
             + self
                 .slots
                 .iter()

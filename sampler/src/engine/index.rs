@@ -67,7 +67,19 @@ impl TraceIndex {
     /// The slot of `id`, confirming fingerprint hits with `is_id(slot)`.
     #[inline]
     pub fn find(&self, id: &[u8; 16], is_id: impl Fn(u32) -> bool) -> Option<u32> {
-        let fp = id_fingerprint(id);
+        self.find_fp(id_fingerprint(id), is_id)
+    }
+
+    /// Reads the cache line where the probe for fingerprint `fp` starts (to take its miss ahead
+    /// of the probe; the value is meaningless).
+    #[inline]
+    pub fn touch(&self, fp: u32) -> u64 {
+        u64::from(self.entries[self.home(fp)].slot)
+    }
+
+    /// [`Self::find`] given the ID's fingerprint ([`id_fingerprint`]).
+    #[inline]
+    pub fn find_fp(&self, fp: u32, is_id: impl Fn(u32) -> bool) -> Option<u32> {
         let mask = self.mask();
         let mut pos = self.home(fp);
         loop {

@@ -1,6 +1,7 @@
 //! The engine of one shard: buffers spans per trace, fires decisions from the timer wheel,
 //! answers late spans, enforces limits, and reports decided traces.
 
+mod arena;
 mod cache;
 mod counters;
 mod index;
@@ -20,9 +21,6 @@ pub use table::SlotState;
 pub use wheel::{TimerEntry, TimerWheel};
 
 use table::TraceTable;
-
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
@@ -139,9 +137,8 @@ pub struct Engine<S, C> {
     decided: Vec<DecidedTrace<S>>,
     due: Vec<TimerEntry>,
     hints: Vec<Option<u32>>,
-    /// Per batch: spans of each trace the index does not know (new traces), so a new trace's
-    /// span list is allocated once at its exact size when a request brings several of its spans.
-    fresh: HashMap<[u8; 16], u32, BuildHasherDefault<cache::IdentityHasher>>,
+    /// Per batch: each span's index fingerprint.
+    fingerprints: Vec<u32>,
 }
 
 /// Spans handed back by [`Engine::insert_batch`].
@@ -221,7 +218,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             decided: Vec::new(),
             due: Vec::new(),
             hints: Vec::new(),
-            fresh: HashMap::default(),
+            fingerprints: Vec::new(),
         })
     }
 
@@ -266,7 +263,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         let now = self.clock.now_unix_nanos();
         let found = self.table.find(&span.trace_id());
         let fields = span.summary_fields();
-        self.insert_at(span, fields, found, now, 1)
+        self.insert_at(span, fields, found, now)
     }
 
     /// Takes a batch of spans (e.g. one request's), leaving `spans` empty. Kept-trace late spans
@@ -291,20 +288,24 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         let now = self.clock.now_unix_nanos();
         let mut hints = std::mem::take(&mut self.hints);
         hints.clear();
-        // Pass 1: independent index probes (and slot loads) the CPU can overlap; spans of
-        // traces not in the table are counted per trace.
-        let mut fresh = std::mem::take(&mut self.fresh);
-        fresh.clear();
+        // Pass 1, in stages whose loads do not depend on one another within a stage, so the
+        // CPU overlaps their cache misses: the index lines, then the probes and slots, then the
+        // chunks the spans go to.
+        let mut fingerprints = std::mem::take(&mut self.fingerprints);
+        fingerprints.clear();
         let mut touch = 0u64;
         for span in spans.iter() {
-            let id = span.trace_id();
-            let found = self.table.find(&id);
-            match found {
-                Some(idx) => touch ^= self.table.slots[idx as usize].summary.span_count,
-                None => *fresh.entry(id).or_insert(0) += 1,
-            }
-            hints.push(found);
+            let fp = TraceTable::<S>::fingerprint(&span.trace_id());
+            touch ^= self.table.touch_index(fp);
+            fingerprints.push(fp);
         }
+        for (span, fp) in spans.iter().zip(fingerprints.iter().copied()) {
+            hints.push(self.table.find_fp(fp, &span.trace_id()));
+        }
+        for idx in hints.iter().flatten() {
+            touch ^= self.table.touch(*idx);
+        }
+        self.fingerprints = fingerprints;
         std::hint::black_box(touch);
         // Pass 2: the real work. A hint is trusted only if its slot still holds this trace
         // (earlier spans of the batch may have pushed traces out); otherwise probe again.
@@ -316,32 +317,24 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
                 Some(idx) if self.table.holds(idx, &id) => Some(idx),
                 _ => self.table.find(&id),
             };
-            // The first of a new trace's spans in this batch sizes its list for all of them.
-            let expect = match (hint, found) {
-                (None, None) => fresh.remove(&id).unwrap_or(1),
-                _ => 1,
-            };
-            match self.insert_at(span, summary, found, now, expect) {
+            match self.insert_at(span, summary, found, now) {
                 InsertOutcome::Forward(s) => out.forward.push(s),
                 InsertOutcome::Rejected(s) => out.rejected.push(s),
                 InsertOutcome::Buffered | InsertOutcome::Dropped(_) => {}
             }
         }
         drop(given);
-        self.fresh = fresh;
         self.hints = hints;
     }
 
     /// `insert` with the index probe already done (`found` = the trace's slot, if indexed) and
-    /// the span's summary fields read; `expect` = spans of this trace arriving together, if it
-    /// turns out to be new.
+    /// the span's summary fields read.
     fn insert_at(
         &mut self,
         span: S,
         fields: SummaryFields,
         found: Option<u32>,
         now: u64,
-        expect: u32,
     ) -> InsertOutcome<S> {
         self.counters.spans_received += 1;
         if let Some(idx) = found {
@@ -353,7 +346,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
                     self.counters.sampling_late_span_age.record(age);
                     self.late(span, d.is_sampled())
                 }
-                SlotState::Empty | SlotState::Evicted => self.new_trace(span, fields, now, expect),
+                SlotState::Empty | SlotState::Evicted => self.new_trace(span, fields, now),
             };
         }
         let id = span.trace_id();
@@ -365,7 +358,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             self.counters.early_releases_from_cache_not_sampled += 1;
             return self.late(span, false);
         }
-        self.new_trace(span, fields, now, expect)
+        self.new_trace(span, fields, now)
     }
 
     fn late(&mut self, span: S, sampled: bool) -> InsertOutcome<S> {
@@ -380,13 +373,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         }
     }
 
-    fn new_trace(
-        &mut self,
-        span: S,
-        fields: SummaryFields,
-        now: u64,
-        expect: u32,
-    ) -> InsertOutcome<S> {
+    fn new_trace(&mut self, span: S, fields: SummaryFields, now: u64) -> InsertOutcome<S> {
         let (_, occupant) = self.table.next_slot();
         if let Some(old) = occupant {
             if old.state == SlotState::Pending && self.settings.block_on_overflow {
@@ -415,12 +402,6 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             self.counters.late_spans_new_trace += 1;
         }
         let idx = self.table.claim(span.trace_id(), now);
-        if expect > 1 {
-            // Exact size: no growth slack for traces that arrive whole (or in large parts).
-            self.table.slots[idx as usize]
-                .spans
-                .reserve_exact(expect as usize);
-        }
         self.counters.new_trace_id_received += 1;
         let deadline = self
             .wheel
@@ -494,8 +475,11 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         let mut touch = 0u64;
         for e in due.iter() {
             let slot = &self.table.slots[e.slot as usize];
-            touch ^=
-                slot.summary.span_count ^ slot.spans.first().map_or(0, |s| s.wire_len() as u64);
+            touch ^= slot.summary.span_count
+                ^ self
+                    .table
+                    .first_span(e.slot)
+                    .map_or(0, |s| s.wire_len() as u64);
         }
         std::hint::black_box(touch);
         for e in due.drain(..) {

@@ -140,10 +140,42 @@ fn id_array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 pub fn scan(buf: &Bytes) -> Result<Vec<SpanView>, ScanError> {
     let mut index = Index::default();
     index.build(buf)?;
-    views_from_index(buf, &index)
+    let mut out = Vec::with_capacity(index.spans.len());
+    views_from_index(buf, &index, &mut out, |_| {})?;
+    Ok(out)
 }
 
-fn views_from_index(buf: &Bytes, index: &Index) -> Result<Vec<SpanView>, ScanError> {
+/// Scans a request like [`scan`], appending its views to `views` and, in the same order, what
+/// `f` makes of each span's [`SpanFields`] to `fields`. The scan parses every span's top-level
+/// fields anyway (to validate them); this hands them on, so a consumer that needs them for every
+/// span (the sampler folds times, status and flags into its per-trace aggregates) does not walk
+/// the spans again. On error nothing is appended.
+pub fn scan_with<T>(
+    buf: &Bytes,
+    views: &mut Vec<SpanView>,
+    fields: &mut Vec<T>,
+    mut f: impl FnMut(&SpanFields) -> T,
+) -> Result<(), ScanError> {
+    let mut index = Index::default();
+    index.build(buf)?;
+    let (v0, f0) = (views.len(), fields.len());
+    views.reserve(index.spans.len());
+    fields.reserve(index.spans.len());
+    let done = views_from_index(buf, &index, views, |span| fields.push(f(span)));
+    if done.is_err() {
+        views.truncate(v0);
+        fields.truncate(f0);
+    }
+    done
+}
+
+/// Pushes a view of every span in `index` to `out`, handing each span's parsed fields to `each`.
+fn views_from_index(
+    buf: &Bytes,
+    index: &Index,
+    out: &mut Vec<SpanView>,
+    mut each: impl FnMut(&SpanFields),
+) -> Result<(), ScanError> {
     let headers = Arc::new(Headers {
         resources: index
             .resources
@@ -156,11 +188,11 @@ fn views_from_index(buf: &Bytes, index: &Index) -> Result<Vec<SpanView>, ScanErr
             .map(|s| (s.resource, header_bytes(buf, &s.header)))
             .collect(),
     });
-    let mut out = Vec::with_capacity(index.spans.len());
     for (scope_no, scope) in index.scopes.iter().enumerate() {
         for loc in &index.spans[scope.spans.start as usize..scope.spans.end as usize] {
             let (start, end) = (loc.start as usize, loc.end as usize);
             let fields = SpanFields::parse(&buf[start..end], start)?;
+            each(&fields);
             out.push(SpanView {
                 buf: buf.clone(),
                 headers: Arc::clone(&headers),
@@ -172,7 +204,7 @@ fn views_from_index(buf: &Bytes, index: &Index) -> Result<Vec<SpanView>, ScanErr
             });
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 impl SpanView {

@@ -4,8 +4,9 @@
 //! Workload: like `engine.rs` (gateway reference policies, 20 spans per trace, `L` = 50 000 and
 //! 500 000 live traces, each request holds one span of 1000 different traces), but every request
 //! is a real OTLP `ExportTraceServiceRequest` encoded with prost (about 225-byte spans) and
-//! scanned with `tailgate_proto::scan` into views that the engine buffers, as the gateway does.
-//! Criterion times insert + decide alone (the engine's `insert_batch`, `advance` and
+//! scanned into views that the engine buffers, as the gateway does: `scan_summarized` (the scan
+//! that also hands on each span's parsed summary fields) then `Engine::insert_batch_summarized`.
+//! Criterion times insert + decide alone (the engine's `insert_batch_summarized`, `advance` and
 //! `drain_decided`, per thread CPU time); the steady-state line printed first also gives the rate
 //! with the request's preparation and scan included. A third case adds the three attribute
 //! policies (`string_attribute`, `numeric_attribute`, `boolean_attribute`, none matching, so each
@@ -27,8 +28,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use prost::Message;
 use tailgate_proto::{scan, SpanView};
 use tailgate_sampler::config::SamplerConfig;
+use tailgate_sampler::span::proto_view::scan_summarized;
 use tailgate_sampler::testing::FakeClock;
-use tailgate_sampler::{BatchOutput, Engine};
+use tailgate_sampler::{BatchOutput, Engine, SummaryFields};
 
 const SPANS_PER_TRACE: u64 = 20;
 const REQUEST_SPANS: u64 = 1000;
@@ -174,6 +176,8 @@ struct Stream {
     ns_per_span: u64,
     exported: u64,
     out: BatchOutput<SpanView>,
+    views: Vec<SpanView>,
+    fields: Vec<SummaryFields>,
 }
 
 impl Stream {
@@ -203,6 +207,8 @@ impl Stream {
             ns_per_span: 30 * SEC / (SPANS_PER_TRACE * live),
             exported: 0,
             out: BatchOutput::default(),
+            views: Vec::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -226,10 +232,12 @@ impl Stream {
                 }
             }
         }
-        let mut views = scan(&Bytes::from(bytes)).expect("request scans");
+        scan_summarized(&Bytes::from(bytes), &mut self.views, &mut self.fields)
+            .expect("request scans");
         self.clock.advance_ns(self.ns_per_span * REQUEST_SPANS);
         let start = thread_cpu();
-        self.engine.insert_batch(&mut views, &mut self.out);
+        self.engine
+            .insert_batch_summarized(&mut self.views, &mut self.fields, &mut self.out);
         self.out.forward.clear();
         self.engine.advance();
         for d in self.engine.drain_decided() {

@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use prost::Message;
 use tailgate_proto::SpanView;
 use tailgate_sampler::config::SamplerConfig;
+use tailgate_sampler::span::proto_view::scan_summarized;
 use tailgate_sampler::testing::FakeClock;
 use tailgate_sampler::{AttrValue, BatchOutput, Engine, SpanData, SpanKind, StatusCode};
 
@@ -395,4 +396,82 @@ fn gateway_policies_over_scanned_requests() {
     assert!(by_id(&lucky_t).matched.contains(2));
     // Nothing is pinned once every trace is decided.
     assert_eq!(engine.memory().retained_buffer_bytes, 0);
+}
+
+// === scan straight into the engine ===
+
+#[test]
+fn scan_summarized_hands_on_each_views_summary_fields() {
+    let req = varied_request();
+    let buf = encode(&req);
+    let (mut views, mut fields) = (Vec::new(), Vec::new());
+    scan_summarized(&buf, &mut views, &mut fields).unwrap();
+    let plain = tailgate_proto::scan(&buf).unwrap();
+    assert_eq!(views.len(), plain.len());
+    assert_eq!(fields.len(), views.len());
+    for ((v, f), p) in views.iter().zip(&fields).zip(&plain) {
+        assert_eq!(v.span_slice(), p.span_slice());
+        assert_eq!(*f, v.summary_fields());
+        assert_eq!(f.is_root, SpanData::is_root(v));
+    }
+    assert!(fields.iter().any(|f| f.is_root) && fields.iter().any(|f| !f.is_root));
+    // A malformed request appends nothing.
+    let bad = Bytes::from(buf[..buf.len() - 3].to_vec());
+    assert!(scan_summarized(&bad, &mut views, &mut fields).is_err());
+    assert_eq!((views.len(), fields.len()), (plain.len(), plain.len()));
+}
+
+#[test]
+fn summarized_batches_decide_like_plain_batches() {
+    let (mut plain, plain_clock) = gateway_engine();
+    let (mut summarized, summarized_clock) = gateway_engine();
+    let (lucky_t, unlucky_t) = probabilistic_ids();
+    let mut error_spans = fast_trace(&id16(0xe0e0), 100, 5);
+    error_spans[3].status = Some(Status {
+        message: "failed".into(),
+        code: 2,
+    });
+    let mut first = error_spans[..2].to_vec();
+    first.extend(fast_trace(&lucky_t, 300, 3));
+    let mut second = error_spans[2..].to_vec();
+    second.extend(fast_trace(&unlucky_t, 400, 3));
+    let mut out = BatchOutput::default();
+    for r in [request("a", first), request("b", second)] {
+        let buf = encode(&r);
+        let mut views = tailgate_proto::scan(&buf).unwrap();
+        plain.insert_batch(&mut views, &mut out);
+        let (mut views, mut fields) = (Vec::new(), Vec::new());
+        scan_summarized(&buf, &mut views, &mut fields).unwrap();
+        summarized.insert_batch_summarized(&mut views, &mut fields, &mut out);
+        assert!(views.is_empty() && fields.is_empty());
+        plain_clock.advance_ms(1_000);
+        summarized_clock.advance_ms(1_000);
+    }
+    assert_eq!(plain.memory(), summarized.memory());
+    for (engine, clock) in [
+        (&mut plain, &plain_clock),
+        (&mut summarized, &summarized_clock),
+    ] {
+        clock.advance_ms(30_000);
+        engine.advance();
+    }
+    let outcome = |e: &mut Engine<SpanView, FakeClock>| {
+        let mut d: Vec<_> = e
+            .drain_decided()
+            .map(|d| {
+                (
+                    d.trace_id,
+                    d.decision,
+                    d.matched,
+                    d.span_count,
+                    d.spans.len(),
+                )
+            })
+            .collect();
+        d.sort_by_key(|t| t.0);
+        d
+    };
+    let expected = outcome(&mut plain);
+    assert_eq!(expected.len(), 3);
+    assert_eq!(outcome(&mut summarized), expected);
 }

@@ -1,8 +1,10 @@
 //! The engine of one shard: buffers spans per trace, fires decisions from the timer wheel,
 //! answers late spans, enforces limits, and reports decided traces.
 
+mod arena;
 mod cache;
 mod counters;
+mod index;
 mod ledger;
 mod table;
 mod wheel;
@@ -10,7 +12,7 @@ mod wheel;
 use crate::clock::Clock;
 use crate::config::SamplerConfig;
 use crate::policy::{combine, Decision, DecisionSet, FinalDecision, Policy, TraceView};
-use crate::span::SpanData;
+use crate::span::{SpanData, SummaryFields};
 
 pub use cache::{fingerprint, DecisionCache};
 pub use counters::{Counters, DecisionCounts, DropReason, DroppedSpans, Histogram, PolicyCounters};
@@ -19,9 +21,6 @@ pub use table::SlotState;
 pub use wheel::{TimerEntry, TimerWheel};
 
 use table::TraceTable;
-
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
@@ -138,9 +137,8 @@ pub struct Engine<S, C> {
     decided: Vec<DecidedTrace<S>>,
     due: Vec<TimerEntry>,
     hints: Vec<Option<u32>>,
-    /// Per batch: spans of each trace the index does not know (new traces), so a new trace's
-    /// span list is allocated once at its exact size when a request brings several of its spans.
-    fresh: HashMap<[u8; 16], u32, BuildHasherDefault<cache::IdentityHasher>>,
+    /// Per batch: each span's index fingerprint.
+    fingerprints: Vec<u32>,
 }
 
 /// Spans handed back by [`Engine::insert_batch`].
@@ -220,7 +218,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             decided: Vec::new(),
             due: Vec::new(),
             hints: Vec::new(),
-            fresh: HashMap::default(),
+            fingerprints: Vec::new(),
         })
     }
 
@@ -264,7 +262,8 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
     pub fn insert(&mut self, span: S) -> InsertOutcome<S> {
         let now = self.clock.now_unix_nanos();
         let found = self.table.find(&span.trace_id());
-        self.insert_at(span, found, now, 1)
+        let fields = span.summary_fields();
+        self.insert_at(span, fields, found, now)
     }
 
     /// Takes a batch of spans (e.g. one request's), leaving `spans` empty. Kept-trace late spans
@@ -272,67 +271,82 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
     /// are counted. Faster than [`Engine::insert`] per span: all index probes of the batch are
     /// issued first, so their cache misses overlap instead of queueing one behind another.
     pub fn insert_batch(&mut self, spans: &mut Vec<S>, out: &mut BatchOutput<S>) {
+        self.insert_batch_summarized(spans, &mut Vec::new(), out);
+    }
+
+    /// [`Engine::insert_batch`] with each span's [`SummaryFields`] already read, `fields[i]`
+    /// being those of `spans[i]` (e.g. by the scan that made the spans:
+    /// [`crate::span::proto_view::scan_summarized`]), so that inserting reads nothing of a span
+    /// but its trace ID, size and buffer. A span without an entry in `fields` has its fields
+    /// read. Leaves both lists empty.
+    pub fn insert_batch_summarized(
+        &mut self,
+        spans: &mut Vec<S>,
+        fields: &mut Vec<SummaryFields>,
+        out: &mut BatchOutput<S>,
+    ) {
         let now = self.clock.now_unix_nanos();
         let mut hints = std::mem::take(&mut self.hints);
         hints.clear();
-        // Pass 1: independent index probes (and slot loads) the CPU can overlap; spans of
-        // traces not in the table are counted per trace.
-        let mut fresh = std::mem::take(&mut self.fresh);
-        fresh.clear();
+        // Pass 1, in stages whose loads do not depend on one another within a stage, so the
+        // CPU overlaps their cache misses: the index lines, then the probes and slots, then the
+        // chunks the spans go to.
+        let mut fingerprints = std::mem::take(&mut self.fingerprints);
+        fingerprints.clear();
         let mut touch = 0u64;
         for span in spans.iter() {
-            let id = span.trace_id();
-            let found = self.table.find(&id);
-            match found {
-                Some(idx) => touch ^= self.table.slots[idx as usize].summary.span_count,
-                None => *fresh.entry(id).or_insert(0) += 1,
-            }
-            hints.push(found);
+            let fp = TraceTable::<S>::fingerprint(&span.trace_id());
+            touch ^= self.table.touch_index(fp);
+            fingerprints.push(fp);
         }
+        for (span, fp) in spans.iter().zip(fingerprints.iter().copied()) {
+            hints.push(self.table.find_fp(fp, &span.trace_id()));
+        }
+        for idx in hints.iter().flatten() {
+            touch ^= self.table.touch(*idx);
+        }
+        self.fingerprints = fingerprints;
         std::hint::black_box(touch);
         // Pass 2: the real work. A hint is trusted only if its slot still holds this trace
         // (earlier spans of the batch may have pushed traces out); otherwise probe again.
+        let mut given = fields.drain(..);
         for (span, hint) in spans.drain(..).zip(hints.iter().copied()) {
+            let summary = given.next().unwrap_or_else(|| span.summary_fields());
             let id = span.trace_id();
             let found = match hint {
                 Some(idx) if self.table.holds(idx, &id) => Some(idx),
                 _ => self.table.find(&id),
             };
-            // The first of a new trace's spans in this batch sizes its list for all of them.
-            let expect = match (hint, found) {
-                (None, None) => fresh.remove(&id).unwrap_or(1),
-                _ => 1,
-            };
-            match self.insert_at(span, found, now, expect) {
+            match self.insert_at(span, summary, found, now) {
                 InsertOutcome::Forward(s) => out.forward.push(s),
                 InsertOutcome::Rejected(s) => out.rejected.push(s),
                 InsertOutcome::Buffered | InsertOutcome::Dropped(_) => {}
             }
         }
-        self.fresh = fresh;
+        drop(given);
         self.hints = hints;
     }
 
-    /// `insert` with the index probe already done (`found` = the trace's slot, if indexed);
-    /// `expect` = spans of this trace arriving together, if it turns out to be new.
+    /// `insert` with the index probe already done (`found` = the trace's slot, if indexed) and
+    /// the span's summary fields read.
     fn insert_at(
         &mut self,
         span: S,
+        fields: SummaryFields,
         found: Option<u32>,
         now: u64,
-        expect: u32,
     ) -> InsertOutcome<S> {
         self.counters.spans_received += 1;
         if let Some(idx) = found {
             let slot = &self.table.slots[idx as usize];
             return match slot.state {
-                SlotState::Pending => self.buffer(idx, span, now),
+                SlotState::Pending => self.buffer(idx, span, fields, now),
                 SlotState::Decided(d) => {
                     let age = now.saturating_sub(slot.decided_ns) / NS_PER_SEC;
                     self.counters.sampling_late_span_age.record(age);
                     self.late(span, d.is_sampled())
                 }
-                SlotState::Empty | SlotState::Evicted => self.new_trace(span, now, expect),
+                SlotState::Empty | SlotState::Evicted => self.new_trace(span, fields, now),
             };
         }
         let id = span.trace_id();
@@ -344,7 +358,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             self.counters.early_releases_from_cache_not_sampled += 1;
             return self.late(span, false);
         }
-        self.new_trace(span, now, expect)
+        self.new_trace(span, fields, now)
     }
 
     fn late(&mut self, span: S, sampled: bool) -> InsertOutcome<S> {
@@ -359,7 +373,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         }
     }
 
-    fn new_trace(&mut self, span: S, now: u64, expect: u32) -> InsertOutcome<S> {
+    fn new_trace(&mut self, span: S, fields: SummaryFields, now: u64) -> InsertOutcome<S> {
         let (_, occupant) = self.table.next_slot();
         if let Some(old) = occupant {
             if old.state == SlotState::Pending && self.settings.block_on_overflow {
@@ -380,27 +394,21 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
                     .record(now.saturating_sub(first_seen) / NS_PER_SEC);
             }
         }
-        if span
-            .end_unix_nanos()
+        if fields
+            .end_unix_nanos
             .saturating_add(self.settings.decision_wait_ns)
             < now
         {
             self.counters.late_spans_new_trace += 1;
         }
         let idx = self.table.claim(span.trace_id(), now);
-        if expect > 1 {
-            // Exact size: no growth slack for traces that arrive whole (or in large parts).
-            self.table.slots[idx as usize]
-                .spans
-                .reserve_exact(expect as usize);
-        }
         self.counters.new_trace_id_received += 1;
         let deadline = self
             .wheel
             .tick_for(now.saturating_add(self.settings.decision_wait_ns));
         self.schedule(idx, deadline);
         self.refresh_gauges();
-        self.buffer(idx, span, now)
+        self.buffer(idx, span, fields, now)
     }
 
     fn schedule(&mut self, idx: u32, deadline: u64) {
@@ -413,12 +421,13 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         });
     }
 
-    fn buffer(&mut self, idx: u32, span: S, now: u64) -> InsertOutcome<S> {
-        let is_root = span.is_root();
-        self.ledger.acquire(span.buffer(), span.wire_len());
+    fn buffer(&mut self, idx: u32, span: S, fields: SummaryFields, now: u64) -> InsertOutcome<S> {
+        let is_root = fields.is_root;
+        let wire_len = span.wire_len();
+        self.ledger.acquire(span.buffer(), wire_len);
         let slot = &mut self.table.slots[idx as usize];
         let had_root = slot.summary.root_seen;
-        slot.summary.add(&span);
+        slot.summary.add_fields(&fields, wire_len);
         let bytes = slot.summary.bytes;
         self.table.push_span(idx, span);
         self.counters.spans_buffered += 1;
@@ -466,8 +475,11 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         let mut touch = 0u64;
         for e in due.iter() {
             let slot = &self.table.slots[e.slot as usize];
-            touch ^=
-                slot.summary.span_count ^ slot.spans.first().map_or(0, |s| s.wire_len() as u64);
+            touch ^= slot.summary.span_count
+                ^ self
+                    .table
+                    .first_span(e.slot)
+                    .map_or(0, |s| s.wire_len() as u64);
         }
         std::hint::black_box(touch);
         for e in due.drain(..) {

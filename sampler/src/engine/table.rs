@@ -1,17 +1,15 @@
 //! The trace table of one shard: a ring of trace slots in arrival order, an index from trace ID
-//! to slot, and one slab of span nodes shared by all traces.
+//! to slot, and the span arena that holds every trace's spans.
 //!
 //! The ring is the collector's delete queue made structural: the `num_traces`-th newer trace
-//! reuses the slot of the oldest, which pushes that trace out (decided or not). Each slot owns its
-//! span list, a `Vec` (contiguous, so deciding a trace reads a few cache lines sequentially rather
-//! than chasing one pointer per span; a kept trace's list is handed over as the output without a
-//! copy).
+//! reuses the slot of the oldest, which pushes that trace out (decided or not). Each slot holds
+//! its trace's chain of span chunks in the shard's [`SpanArena`] (no allocation per trace or per
+//! span once warm; deciding a trace reads a few chunks of contiguous spans). The index
+//! ([`TraceIndex`]) stores 8 bytes per trace and confirms hits against the slot's ID.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-
-use super::cache::IdentityHasher;
-use crate::policy::{FinalDecision, SliceSpans, TraceSummary};
+use super::arena::{Chain, ChainSpans, SpanArena};
+use super::index::{id_fingerprint, TraceIndex};
+use crate::policy::{FinalDecision, TraceSummary};
 
 /// Where a trace is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +26,7 @@ pub enum SlotState {
 
 /// One trace.
 #[derive(Debug)]
-pub struct Slot<S> {
+pub struct Slot {
     /// Trace ID.
     pub id: [u8; 16],
     /// Arrival sequence number (identifies this use of the slot).
@@ -43,11 +41,11 @@ pub struct Slot<S> {
     pub decided_ns: u64,
     /// Tick at which the decision is due.
     pub deadline_tick: u64,
-    /// The buffered spans, in arrival order.
-    pub spans: Vec<S>,
+    /// The buffered spans, in arrival order, in the table's arena.
+    pub chain: Chain,
 }
 
-impl<S> Slot<S> {
+impl Slot {
     fn empty() -> Self {
         Slot {
             id: [0; 16],
@@ -57,7 +55,7 @@ impl<S> Slot<S> {
             first_seen_ns: 0,
             decided_ns: 0,
             deadline_tick: 0,
-            spans: Vec::new(),
+            chain: Chain::EMPTY,
         }
     }
 }
@@ -66,11 +64,12 @@ impl<S> Slot<S> {
 #[derive(Debug)]
 pub struct TraceTable<S> {
     /// Trace slots, indexed by `seq % capacity`.
-    pub slots: Vec<Slot<S>>,
+    pub slots: Vec<Slot>,
     capacity: usize,
     /// Sequence number the next new trace gets.
     pub next_seq: u64,
-    index: HashMap<[u8; 16], u32, BuildHasherDefault<IdentityHasher>>,
+    index: TraceIndex,
+    arena: SpanArena<S>,
     /// Oldest sequence number that may still be pending (everything older is not).
     pending_cursor: u64,
 }
@@ -82,10 +81,8 @@ impl<S> TraceTable<S> {
             slots: Vec::with_capacity(expected.min(capacity)),
             capacity,
             next_seq: 0,
-            index: HashMap::with_capacity_and_hasher(
-                expected.min(capacity),
-                BuildHasherDefault::default(),
-            ),
+            index: TraceIndex::with_capacity(expected.min(capacity)),
+            arena: SpanArena::default(),
             pending_cursor: 0,
         }
     }
@@ -93,7 +90,29 @@ impl<S> TraceTable<S> {
     /// Slot of a known trace (pending or decided).
     #[inline]
     pub fn find(&self, id: &[u8; 16]) -> Option<u32> {
-        self.index.get(id).copied()
+        self.index.find(id, |slot| {
+            self.slots.get(slot as usize).is_some_and(|s| &s.id == id)
+        })
+    }
+
+    /// The fingerprint [`Self::find_fp`] takes.
+    #[inline]
+    pub fn fingerprint(id: &[u8; 16]) -> u32 {
+        id_fingerprint(id)
+    }
+
+    /// [`Self::find`] with the ID's [`Self::fingerprint`] computed already.
+    #[inline]
+    pub fn find_fp(&self, fp: u32, id: &[u8; 16]) -> Option<u32> {
+        self.index.find_fp(fp, |slot| {
+            self.slots.get(slot as usize).is_some_and(|s| &s.id == id)
+        })
+    }
+
+    /// Reads the index line a probe for `fp` starts at (the value is meaningless).
+    #[inline]
+    pub fn touch_index(&self, fp: u32) -> u64 {
+        self.index.touch(fp)
     }
 
     /// Does slot `idx` hold trace `id` (pending or decided, hence indexed)?
@@ -105,7 +124,7 @@ impl<S> TraceTable<S> {
     }
 
     /// The slot a new trace would take, and whether it holds a trace now.
-    pub fn next_slot(&self) -> (u32, Option<&Slot<S>>) {
+    pub fn next_slot(&self) -> (u32, Option<&Slot>) {
         let idx = (self.next_seq % self.capacity as u64) as usize;
         (
             idx as u32,
@@ -120,65 +139,71 @@ impl<S> TraceTable<S> {
         if idx == self.slots.len() {
             self.slots.push(Slot::empty());
         }
-        let old = &self.slots[idx];
-        if matches!(old.state, SlotState::Pending | SlotState::Decided(_))
-            && self.index.get(&old.id) == Some(&(idx as u32))
-        {
-            self.index.remove(&old.id);
+        let old = &mut self.slots[idx];
+        if matches!(old.state, SlotState::Pending | SlotState::Decided(_)) {
+            self.index.remove(&old.id, idx as u32);
         }
-        let slot = &mut self.slots[idx];
-        *slot = Slot::empty();
-        slot.id = id;
-        slot.seq = self.next_seq;
-        slot.state = SlotState::Pending;
-        slot.first_seen_ns = now_ns;
+        // Released by the caller already; a leftover would only be dropped.
+        self.arena.take(&mut old.chain, drop);
+        *old = Slot::empty();
+        old.id = id;
+        old.seq = self.next_seq;
+        old.state = SlotState::Pending;
+        old.first_seen_ns = now_ns;
         self.next_seq += 1;
-        self.index.insert(id, idx as u32);
+        self.index.insert(&id, idx as u32);
         idx as u32
     }
 
     /// Forgets a trace's ID (byte-budget eviction); its slot stays until reused.
     pub fn unindex(&mut self, idx: u32) {
         let id = self.slots[idx as usize].id;
-        if self.index.get(&id) == Some(&idx) {
-            self.index.remove(&id);
-        }
+        self.index.remove(&id, idx);
     }
 
     /// Adds a span to a trace's list.
     #[inline]
     pub fn push_span(&mut self, idx: u32, span: S) {
-        self.slots[idx as usize].spans.push(span);
+        self.arena.push(&mut self.slots[idx as usize].chain, span);
     }
 
     /// Removes a trace's spans, handing each to `f` in arrival order.
     pub fn take_spans(&mut self, idx: u32, f: impl FnMut(S)) {
-        std::mem::take(&mut self.slots[idx as usize].spans)
-            .into_iter()
-            .for_each(f);
+        self.arena.take(&mut self.slots[idx as usize].chain, f);
     }
 
-    /// Removes a trace's span list as is.
+    /// Removes a trace's spans as a list, in arrival order.
     pub fn take_span_vec(&mut self, idx: u32) -> Vec<S> {
-        std::mem::take(&mut self.slots[idx as usize].spans)
+        let chain = &mut self.slots[idx as usize].chain;
+        let mut spans = Vec::with_capacity(chain.len as usize);
+        self.arena.take(chain, |s| spans.push(s));
+        spans
     }
 
     /// The spans of a trace as a list the policies can scan.
-    pub fn spans(&self, idx: u32) -> SliceSpans<'_, S> {
-        SliceSpans(&self.slots[idx as usize].spans)
+    pub fn spans(&self, idx: u32) -> ChainSpans<'_, S> {
+        self.arena.list(self.slots[idx as usize].chain)
+    }
+
+    /// Reads a trace's slot and the place its next span goes, so that the cache misses of a
+    /// batch's inserts can be taken together ahead of the inserts (the value is meaningless).
+    #[inline]
+    pub fn touch(&self, idx: u32) -> u64 {
+        let chain = self.slots[idx as usize].chain;
+        self.arena.touch_tail(chain) ^ u64::from(chain.len)
+    }
+
+    /// A trace's first span, if any.
+    pub fn first_span(&self, idx: u32) -> Option<&S> {
+        self.arena.first(self.slots[idx as usize].chain)
     }
 
     /// Visits every buffered span of every pending trace mutably (compaction).
     pub fn for_each_pending_span(&mut self, mut f: impl FnMut(&mut S)) {
-        for slot in self
-            .slots
-            .iter_mut()
-            .filter(|s| s.state == SlotState::Pending)
-        {
-            slot.spans.iter_mut().for_each(&mut f);
+        for slot in self.slots.iter().filter(|s| s.state == SlotState::Pending) {
+            self.arena.for_each_mut(slot.chain, &mut f);
         }
     }
-
     /// The oldest pending trace, if any (amortised O(1): the cursor only moves forward).
     pub fn oldest_pending(&mut self) -> Option<u32> {
         let oldest_live = self.next_seq.saturating_sub(self.slots.len() as u64);
@@ -198,14 +223,10 @@ impl<S> TraceTable<S> {
         self.index.len()
     }
 
-    /// Heap bytes of the table's own structures (slots, index, nodes), spans' heap excluded.
+    /// Heap bytes of the table's own structures (slots, index, arena), spans' own heap excluded.
     pub fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot<S>>()
-            + self.index.capacity() * (std::mem::size_of::<([u8; 16], u32)>() + 1)
-            + self
-                .slots
-                .iter()
-                .map(|s| s.spans.capacity() * std::mem::size_of::<S>())
-                .sum::<usize>()
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.index.heap_bytes()
+            + self.arena.heap_bytes()
     }
 }

@@ -77,9 +77,14 @@ impl TraceSummary {
     /// Folds one span in.
     #[inline]
     pub fn add<S: SpanData>(&mut self, span: &S) {
-        let f = span.summary_fields();
+        self.add_fields(&span.summary_fields(), span.wire_len());
+    }
+
+    /// Folds in a span given its summary fields and wire size (read once, e.g. by the scan).
+    #[inline]
+    pub fn add_fields(&mut self, f: &crate::span::SummaryFields, wire_len: usize) {
         self.span_count += 1;
-        self.bytes += span.wire_len() as u64;
+        self.bytes += wire_len as u64;
         self.min_start = self.min_start.min(f.start_unix_nanos);
         self.max_end = self.max_end.max(f.end_unix_nanos);
         self.status_seen |= 1 << f.status_code.code();

@@ -26,9 +26,10 @@
 //! - **Detach**: [`SpanView::detach`] copies the span and its resource/scope headers into a fresh
 //!   buffer, so the request buffer is freed once no other view holds it.
 
+use bytes::Bytes;
 use tailgate_proto::attributes::AnyValue;
-use tailgate_proto::span::{SpanKind as WireKind, StatusCode as WireStatus};
-use tailgate_proto::SpanView;
+use tailgate_proto::span::{SpanFields, SpanKind as WireKind, StatusCode as WireStatus};
+use tailgate_proto::{ScanError, SpanView};
 
 use crate::span::{AttrValue, BufferRef, SpanData, SpanKind, StatusCode, SummaryFields};
 
@@ -154,15 +155,31 @@ impl SpanData for SpanView {
 
     /// One walk of the span for the fields the engine reads on every insert.
     fn summary_fields(&self) -> SummaryFields {
-        let f = self.fields();
-        SummaryFields {
-            start_unix_nanos: f.start_time_unix_nano,
-            end_unix_nanos: f.end_time_unix_nano,
-            status_code: status(f.status()),
-            trace_flags: f.flags & 0xff,
-            is_root: SpanView::is_root(self),
-        }
+        summary_of(&self.fields())
     }
+}
+
+/// The engine's insert-time fields of a span, from the fields the wire layer parsed: the same
+/// values as [`SpanData::summary_fields`] of its view.
+pub fn summary_of(f: &SpanFields) -> SummaryFields {
+    SummaryFields {
+        start_unix_nanos: f.start_time_unix_nano,
+        end_unix_nanos: f.end_time_unix_nano,
+        status_code: status(f.status()),
+        trace_flags: f.flags & 0xff,
+        is_root: f.is_root(),
+    }
+}
+
+/// Scans a request into views (appended to `views`) and their [`SummaryFields`] (appended to
+/// `fields`, same order), parsing each span once, for
+/// [`crate::Engine::insert_batch_summarized`]. On error nothing is appended.
+pub fn scan_summarized(
+    buf: &Bytes,
+    views: &mut Vec<SpanView>,
+    fields: &mut Vec<SummaryFields>,
+) -> Result<(), ScanError> {
+    tailgate_proto::view::scan_with(buf, views, fields, summary_of)
 }
 
 #[cfg(test)]

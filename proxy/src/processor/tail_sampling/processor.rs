@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use glommio::channels::shared_channel::ConnectedReceiver;
-use tailgate_proto::{scan, RequestBuilder, SpanView, Splitter};
+use tailgate_proto::{RequestBuilder, SpanView, Splitter};
+use tailgate_sampler::span::proto_view::scan_summarized;
 use tailgate_sampler::{shard_for, BatchOutput, DecidedTrace, Engine, SamplerConfig, SystemClock};
 
 use super::metrics::TailMetrics;
@@ -169,18 +170,19 @@ impl TailSampling {
 impl Owner {
     /// Scans a part this core owns and inserts its spans.
     fn insert(&self, part: Part) {
-        let mut views = match scan(&part) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::debug!("tail_sampling: cannot scan a request part: {e}");
-                self.stage
-                    .dropped
-                    .add(tailgate_proto::count_spans(&part).unwrap_or(0) as u64);
-                return;
-            }
-        };
+        // The scan hands on the fields it parses, so the engine does not walk each span again.
+        let (mut views, mut fields) = (Vec::new(), Vec::new());
+        if let Err(e) = scan_summarized(&part, &mut views, &mut fields) {
+            tracing::debug!("tail_sampling: cannot scan a request part: {e}");
+            self.stage
+                .dropped
+                .add(tailgate_proto::count_spans(&part).unwrap_or(0) as u64);
+            return;
+        }
         let mut out = self.out.borrow_mut();
-        self.engine.borrow_mut().insert_batch(&mut views, &mut out);
+        self.engine
+            .borrow_mut()
+            .insert_batch_summarized(&mut views, &mut fields, &mut out);
         self.after_insert(&mut out);
     }
 

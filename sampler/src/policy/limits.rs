@@ -1,6 +1,7 @@
 //! The rate-based policies: `rate_limiting`, `bytes_limiting` and `composite`. Their state is per
 //! engine (per shard); time comes from the engine's clock.
 
+use super::attribute_scan::AttributeHits;
 use super::{Decision, Policy, TraceView};
 use crate::span::SpanData;
 
@@ -115,6 +116,21 @@ impl Composite {
 
     /// Evaluates as the collector's composite evaluator.
     pub fn evaluate<S: SpanData>(&mut self, trace: &TraceView<'_, S>, now_ns: u64) -> Decision {
+        self.evaluate_with(trace, now_ns, None)
+    }
+
+    /// The sub-policies, in order.
+    pub(super) fn policies(&self) -> impl Iterator<Item = &Policy> {
+        self.subs.iter().map(|s| &s.policy)
+    }
+
+    /// [`Self::evaluate`], with the attribute policies' answers from `hits` where it has them.
+    pub(super) fn evaluate_with<S: SpanData>(
+        &mut self,
+        trace: &TraceView<'_, S>,
+        now_ns: u64,
+        hits: Option<&AttributeHits>,
+    ) -> Decision {
         let second = now_ns / NS_PER_SEC;
         if second != self.current_second {
             self.current_second = second;
@@ -122,7 +138,7 @@ impl Composite {
         }
         let spans = trace.summary.span_count as i64;
         for sub in self.subs.iter_mut() {
-            let d = sub.policy.evaluate(trace, now_ns);
+            let d = sub.policy.evaluate_with(trace, now_ns, hits);
             if matches!(d, Decision::Sampled | Decision::InvertSampled) {
                 let if_sampled = sub.sampled_sps.saturating_add(spans);
                 if if_sampled <= sub.allocated_sps && if_sampled <= self.max_total_sps {

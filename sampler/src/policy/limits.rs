@@ -88,6 +88,17 @@ struct SubPolicy {
     sampled_sps: i64,
 }
 
+/// The sub-policies of a [`Composite`], in order.
+pub(super) struct CompositeSubs<'a>(std::slice::Iter<'a, SubPolicy>);
+
+impl<'a> Iterator for CompositeSubs<'a> {
+    type Item = &'a Policy;
+
+    fn next(&mut self) -> Option<&'a Policy> {
+        self.0.next().map(|s| &s.policy)
+    }
+}
+
 /// `composite`: sub-policies in list order; the first that samples gets the trace if its
 /// per-second span allocation (and the total) still has room, otherwise the trace is not sampled.
 #[derive(Debug)]
@@ -120,8 +131,8 @@ impl Composite {
     }
 
     /// The sub-policies, in order.
-    pub(super) fn policies(&self) -> impl Iterator<Item = &Policy> {
-        self.subs.iter().map(|s| &s.policy)
+    pub(super) fn policies(&self) -> CompositeSubs<'_> {
+        CompositeSubs(self.subs.iter())
     }
 
     /// [`Self::evaluate`], with the attribute policies' answers from `hits` where it has them.

@@ -338,12 +338,12 @@ impl Policy {
     }
 
     /// The policies nested in this one (`and`, `not`, `drop`, `composite`).
-    fn sub_policies(&self) -> Box<dyn Iterator<Item = &Policy> + '_> {
+    fn sub_policies(&self) -> SubPolicies<'_> {
         match self {
-            Policy::And(subs) | Policy::Drop(subs) => Box::new(subs.iter()),
-            Policy::Not(sub) => Box::new(std::iter::once(&**sub)),
-            Policy::Composite(c) => Box::new(c.policies()),
-            _ => Box::new(std::iter::empty()),
+            Policy::And(subs) | Policy::Drop(subs) => SubPolicies::List(subs.iter()),
+            Policy::Not(sub) => SubPolicies::List(std::slice::from_ref(&**sub).iter()),
+            Policy::Composite(c) => SubPolicies::Composite(c.policies()),
+            _ => SubPolicies::List([].iter()),
         }
     }
 
@@ -434,6 +434,25 @@ impl Policy {
                 other => other,
             },
             Policy::Composite(c) => c.evaluate_with(trace, now_ns, hits),
+        }
+    }
+}
+
+/// The policies nested in a policy ([`Policy::sub_policies`]), without allocating.
+enum SubPolicies<'a> {
+    /// `and`, `drop`, `not` (one), or none.
+    List(std::slice::Iter<'a, Policy>),
+    /// `composite`.
+    Composite(limits::CompositeSubs<'a>),
+}
+
+impl<'a> Iterator for SubPolicies<'a> {
+    type Item = &'a Policy;
+
+    fn next(&mut self) -> Option<&'a Policy> {
+        match self {
+            SubPolicies::List(it) => it.next(),
+            SubPolicies::Composite(it) => it.next(),
         }
     }
 }

@@ -144,34 +144,227 @@ fn parse_key_value(kv: &[u8], base: usize) -> Result<(&[u8], AnyValue<'_>), Scan
     Ok((key, value))
 }
 
-/// The first attribute named `key` in field `field` of `msg`; `None` if absent or if the walk hits
-/// malformed bytes before finding it.
-pub(crate) fn find_attribute<'a>(
+/// A `KeyValue`'s value as met by [`walk_attributes`]: still encoded (decoded only when asked) or
+/// already decoded (when the `KeyValue` needed a full parse to find its key).
+#[derive(Debug, Clone, Copy)]
+enum KvValue<'a> {
+    /// The encoded `AnyValue` message and its absolute offset; `None` when the field is absent.
+    Encoded(Option<(&'a [u8], usize)>),
+    /// Decoded by the full parse.
+    Decoded(AnyValue<'a>),
+}
+
+impl<'a> KvValue<'a> {
+    /// The value, or `None` if its bytes are malformed.
+    fn decode(self) -> Option<AnyValue<'a>> {
+        match self {
+            KvValue::Encoded(None) => Some(AnyValue::Empty),
+            KvValue::Encoded(Some((msg, base))) => AnyValue::parse(msg, base).ok(),
+            KvValue::Decoded(v) => Some(v),
+        }
+    }
+}
+
+/// The key and encoded value of a `KeyValue` in the layout every encoder writes: the key field,
+/// then at most one value field, nothing else. Other layouts (repeated or reordered fields,
+/// unknown fields) return `None` and take the full parse, which gives protobuf's last-wins answer.
+fn usual_key_value(kv: &[u8], base: usize) -> Option<(&[u8], KvValue<'_>)> {
+    if kv.first() != Some(&0x0a) {
+        return None;
+    }
+    let (len, at) = crate::wire::varint(kv, 1, base).ok()?;
+    let key_end = at.checked_add(usize::try_from(len).ok()?)?;
+    let key = kv.get(at..key_end)?;
+    if key_end == kv.len() {
+        return Some((key, KvValue::Encoded(None)));
+    }
+    if kv[key_end] != 0x12 {
+        return None;
+    }
+    let (len, at) = crate::wire::varint(kv, key_end + 1, base).ok()?;
+    if at.checked_add(usize::try_from(len).ok()?)? != kv.len() {
+        return None;
+    }
+    Some((key, KvValue::Encoded(Some((&kv[at..], base + at)))))
+}
+
+/// Calls `visit(key, value)` for each `KeyValue` in field `field` of `msg`, in wire order, until it
+/// returns false. Values are decoded only when the visitor asks. The walk stops at malformed
+/// bytes: a broken field, or a `KeyValue` whose key cannot be read.
+fn walk_attributes<'a>(
     msg: &'a [u8],
     base: usize,
     field: u32,
-    key: &[u8],
-) -> Option<AnyValue<'a>> {
+    mut visit: impl FnMut(&'a [u8], KvValue<'a>) -> bool,
+) {
     let mut fields = Fields::new(msg, base);
     while let Ok(Some(f)) = fields.next_field() {
         if f.number != field || f.wire_type != LEN {
             continue;
         }
         let kv = f.payload(msg);
-        // Encoders put the key first: reject non-matching keys without a full KeyValue parse.
-        if kv.len() > key.len() + 1
-            && kv[0] == 0x0a
-            && usize::from(kv[1]) == key.len()
-            && kv[1] < 0x80
-            && &kv[2..2 + key.len()] != key
-        {
-            continue;
-        }
-        match parse_key_value(kv, base + f.value_start) {
-            Ok((k, v)) if k == key => return Some(v),
-            Ok(_) => {}
-            Err(_) => return None,
+        let kv_base = base + f.value_start;
+        let (key, value) = match usual_key_value(kv, kv_base) {
+            Some(found) => found,
+            None => match parse_key_value(kv, kv_base) {
+                Ok((key, value)) => (key, KvValue::Decoded(value)),
+                Err(_) => return,
+            },
+        };
+        if !visit(key, value) {
+            return;
         }
     }
-    None
+}
+
+/// The first attribute named `key` in field `field` of `msg`; `None` if absent, if its value is
+/// malformed, or if the walk hits malformed bytes before finding it.
+pub(crate) fn find_attribute<'a>(
+    msg: &'a [u8],
+    base: usize,
+    field: u32,
+    key: &[u8],
+) -> Option<AnyValue<'a>> {
+    let mut out = None;
+    walk_attributes(msg, base, field, |k, v| {
+        if k != key {
+            return true;
+        }
+        out = v.decode();
+        false
+    });
+    out
+}
+
+/// Looks up several keys in one walk of field `field` of `msg`: calls `found(i, value)` for the
+/// first `KeyValue` named `keys[i]`, with the value [`find_attribute`] would return (not called
+/// where it would return `None`). Bit `i` of `done` marks `keys[i]` as settled (found, or its
+/// first value malformed); settled keys are skipped and the walk ends when all are. At most 64
+/// keys (later ones are ignored).
+pub(crate) fn find_attributes<'a>(
+    msg: &'a [u8],
+    base: usize,
+    field: u32,
+    keys: &[&str],
+    done: &mut u64,
+    found: &mut dyn FnMut(usize, AnyValue<'a>),
+) {
+    let keys = &keys[..keys.len().min(64)];
+    let all = u64::MAX >> (64 - keys.len().max(1));
+    if keys.is_empty() || *done & all == all {
+        return;
+    }
+    walk_attributes(msg, base, field, |k, v| {
+        for (i, key) in keys.iter().enumerate() {
+            let bit = 1u64 << i;
+            if *done & bit == 0 && key.as_bytes() == k {
+                *done |= bit;
+                if let Some(v) = v.decode() {
+                    found(i, v);
+                }
+            }
+        }
+        *done & all != all
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{find_attribute, find_attributes, AnyValue, Attributes};
+
+    /// A `Span`-like message holding `kvs` as field 9, each given as raw `KeyValue` bytes.
+    fn message(kvs: &[&[u8]]) -> Vec<u8> {
+        let mut out = vec![0x08, 0x01]; // an unrelated varint field first
+        for kv in kvs {
+            out.push(0x4a);
+            out.push(kv.len() as u8);
+            out.extend_from_slice(kv);
+        }
+        out
+    }
+
+    fn key(k: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x0a, k.len() as u8];
+        out.extend_from_slice(k);
+        out
+    }
+
+    fn int_value(n: u8) -> Vec<u8> {
+        vec![0x12, 0x02, 0x18, n]
+    }
+
+    /// Each lookup agrees with the full parse of the `Attributes` iterator (first key wins).
+    fn check(msg: &[u8], keys: &[&str]) {
+        let parsed: Vec<_> = Attributes::new(msg, 0, 9).map_while(Result::ok).collect();
+        let mut got = vec![None; keys.len()];
+        let mut done = 0;
+        find_attributes(msg, 0, 9, keys, &mut done, &mut |i, v| got[i] = Some(v));
+        for (i, k) in keys.iter().enumerate() {
+            let want = parsed
+                .iter()
+                .find(|(pk, _)| *pk == k.as_bytes())
+                .map(|(_, v)| *v);
+            assert_eq!(find_attribute(msg, 0, 9, k.as_bytes()), want, "key {k}");
+            assert_eq!(got[i], want, "key {k} in one walk");
+        }
+    }
+
+    #[test]
+    fn usual_and_unusual_layouts_agree_with_the_full_parse() {
+        let usual = [key(b"a"), int_value(1)].concat();
+        let longer_key = [key(b"abc"), int_value(2)].concat();
+        let no_value = key(b"empty");
+        let value_first = [int_value(3), key(b"vf")].concat();
+        // Two key fields: protobuf keeps the last, so this is "b2", not "b1".
+        let two_keys = [key(b"b1"), int_value(4), key(b"b2")].concat();
+        let unknown_field = [key(b"u"), int_value(5), vec![0x18, 0x01]].concat();
+        let repeated = [key(b"a"), int_value(6)].concat();
+        let msg = message(&[
+            &usual,
+            &longer_key,
+            &no_value,
+            &value_first,
+            &two_keys,
+            &unknown_field,
+            &repeated,
+        ]);
+        check(
+            &msg,
+            &["a", "abc", "empty", "vf", "b1", "b2", "u", "zz", "a", ""],
+        );
+        assert_eq!(find_attribute(&msg, 0, 9, b"a"), Some(AnyValue::Int(1)));
+        assert_eq!(find_attribute(&msg, 0, 9, b"empty"), Some(AnyValue::Empty));
+    }
+
+    #[test]
+    fn malformed_value_answers_none_for_its_key_only() {
+        // The first "a" has a truncated value: "a" is None (first key wins), "b" is still found.
+        let bad = [key(b"a"), vec![0x12, 0x02, 0x18, 0x80]].concat();
+        let good = [key(b"b"), int_value(7)].concat();
+        let again = [key(b"a"), int_value(8)].concat();
+        let msg = message(&[&bad, &good, &again]);
+        assert_eq!(find_attribute(&msg, 0, 9, b"a"), None);
+        assert_eq!(find_attribute(&msg, 0, 9, b"b"), Some(AnyValue::Int(7)));
+        let mut got = vec![None; 2];
+        let mut done = 0;
+        find_attributes(&msg, 0, 9, &["a", "b"], &mut done, &mut |i, v| {
+            got[i] = Some(v)
+        });
+        assert_eq!(got, vec![None, Some(AnyValue::Int(7))]);
+        assert_eq!(done, 0b11);
+    }
+
+    #[test]
+    fn unreadable_key_stops_the_walk() {
+        let broken = vec![0x0a, 0x05, b'x']; // key length past the end
+        let later = [key(b"c"), int_value(9)].concat();
+        let msg = message(&[&broken, &later]);
+        assert_eq!(find_attribute(&msg, 0, 9, b"c"), None);
+        let mut calls = 0;
+        let mut done = 0;
+        find_attributes(&msg, 0, 9, &["c"], &mut done, &mut |_, _| calls += 1);
+        assert_eq!(calls, 0);
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::attributes::{find_attribute, AnyValue, Attributes};
+use crate::attributes::{find_attribute, find_attributes, AnyValue, Attributes};
 use crate::error::ScanError;
 use crate::scan::{Header, Index};
 use crate::span::{SpanFields, SpanKind, SpanRef, StatusCode};
@@ -25,6 +25,8 @@ const SCOPE: u32 = 1;
 const SCOPE_NAME: u32 = 1;
 const SCOPE_VERSION: u32 = 2;
 const SCOPE_ATTRIBUTES: u32 = 3;
+/// `Span.attributes`.
+const SPAN_ATTRIBUTES: u32 = 9;
 
 /// The headers of one request, shared by all its views.
 #[derive(Debug)]
@@ -320,6 +322,28 @@ impl SpanView {
         self.as_span_ref().attribute(key)
     }
 
+    /// Several span attributes in one walk: `found(i, value)` for each `keys[i]` that
+    /// [`Self::attribute`] would find, with the same value. At most 64 keys.
+    pub fn attributes_of<'a>(&'a self, keys: &[&str], found: &mut dyn FnMut(usize, AnyValue<'a>)) {
+        let mut done = 0;
+        let span = self.span_slice();
+        find_attributes(
+            span,
+            self.start as usize,
+            SPAN_ATTRIBUTES,
+            keys,
+            &mut done,
+            found,
+        );
+    }
+
+    /// True if `other`'s resource header is this view's (same request) or has the same bytes, so
+    /// both spans have the same resource attributes.
+    pub fn same_resource(&self, other: &SpanView) -> bool {
+        let (a, b) = (self.resource_header(), other.resource_header());
+        std::ptr::eq(a, b) || a[..] == b[..]
+    }
+
     /// All span attributes.
     pub fn attributes(&self) -> Attributes<'_> {
         self.as_span_ref().attributes()
@@ -444,6 +468,28 @@ impl<'a> ResourceRef<'a> {
     pub fn attribute(&self, key: &str) -> Option<AnyValue<'a>> {
         sub_messages(self.header, RESOURCE)
             .find_map(|(m, base)| find_attribute(m, base, RESOURCE_ATTRIBUTES, key.as_bytes()))
+    }
+
+    /// Several resource attributes in one walk: `found(i, value)` for each `keys[i]` that
+    /// [`Self::attribute`] would find, with the same value. At most 64 keys.
+    pub fn attributes_of(&self, keys: &[&str], found: &mut dyn FnMut(usize, AnyValue<'a>)) {
+        // As `attribute`'s `find_map`: a later `resource` field still answers a key whose value
+        // was malformed in an earlier one.
+        let mut answered = 0u64;
+        for (m, base) in sub_messages(self.header, RESOURCE) {
+            let mut done = answered;
+            find_attributes(
+                m,
+                base,
+                RESOURCE_ATTRIBUTES,
+                keys,
+                &mut done,
+                &mut |i, v| {
+                    answered |= 1 << i;
+                    found(i, v);
+                },
+            );
+        }
     }
 
     /// The resource's `service.name`, if it is a string (located at scan time: no walk).

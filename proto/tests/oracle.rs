@@ -299,6 +299,24 @@ fn check_attrs<'a>(found: impl Fn(&str) -> Option<WireValue<'a>>, attrs: &[KeyVa
     assert!(found("no-such-key").is_none());
 }
 
+/// The one-walk lookup of several keys (each key, a repeated key, a missing key) answers as the
+/// single-key lookup does.
+fn check_attrs_of<'a>(
+    attrs: &[KeyValue],
+    one: impl Fn(&str) -> Option<WireValue<'a>>,
+    many: impl FnOnce(&[&str], &mut dyn FnMut(usize, WireValue<'a>)),
+) {
+    let mut keys: Vec<&str> = attrs.iter().map(|a| a.key.as_str()).rev().collect();
+    keys.push("no-such-key");
+    let mut got = vec![None; keys.len()];
+    many(&keys, &mut |i, v| {
+        assert!(got[i].is_none(), "key {i} answered twice");
+        got[i] = Some(v);
+    });
+    let want: Vec<_> = keys.iter().map(|k| one(k)).collect();
+    assert_eq!(got, want);
+}
+
 fn check_view(v: &SpanView, t: &Triple) {
     let span = &t.4;
     let pad = |b: &[u8], n: usize| if b.is_empty() { vec![0; n] } else { b.to_vec() };
@@ -321,12 +339,22 @@ fn check_view(v: &SpanView, t: &Triple) {
     assert_eq!(Span::decode(v.span_slice()).unwrap(), *span);
     assert_eq!(v.wire_len(), v.span_slice().len());
     check_attrs(|k| v.attribute(k), &span.attributes);
+    check_attrs_of(
+        &span.attributes,
+        |k| v.attribute(k),
+        |keys, f| v.attributes_of(keys, f),
+    );
     assert_eq!(v.attributes().count(), span.attributes.len());
     let res_attrs =
         t.0.as_ref()
             .map(|r| r.attributes.clone())
             .unwrap_or_default();
     check_attrs(|k| v.resource().attribute(k), &res_attrs);
+    check_attrs_of(
+        &res_attrs,
+        |k| v.resource().attribute(k),
+        |keys, f| v.resource().attributes_of(keys, f),
+    );
     let svc = res_attrs
         .iter()
         .find(|a| a.key == "service.name")

@@ -158,6 +158,34 @@ pub trait SpanData: Sized {
     /// A copy of this span that pins only its own bytes (used to compact sparse buffers).
     fn detach(&self) -> Self;
 
+    /// Looks up several span attributes at once: calls `found(i, value)` for each `keys[i]` that
+    /// [`Self::span_attribute`] finds, with the value it returns. The default looks each key up;
+    /// a span type that scans encoded bytes overrides it to walk the attributes once.
+    fn span_attributes_of(&self, keys: &[&str], found: &mut dyn FnMut(usize, AttrValue<'_>)) {
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(v) = self.span_attribute(key) {
+                found(i, v);
+            }
+        }
+    }
+
+    /// Looks up several resource attributes at once, as [`Self::span_attributes_of`] does for
+    /// [`Self::resource_attribute`].
+    fn resource_attributes_of(&self, keys: &[&str], found: &mut dyn FnMut(usize, AttrValue<'_>)) {
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(v) = self.resource_attribute(key) {
+                found(i, v);
+            }
+        }
+    }
+
+    /// True only if `other` certainly has the same resource attributes as this span, so that
+    /// the attribute policies look at a resource shared by many spans of a trace once. The
+    /// default (`false`) is always correct.
+    fn same_resource(&self, _other: &Self) -> bool {
+        false
+    }
+
     /// True if the span has no parent.
     fn is_root(&self) -> bool {
         self.parent_span_id().iter().all(|b| *b == 0)

@@ -11,7 +11,9 @@ mod wheel;
 
 use crate::clock::Clock;
 use crate::config::SamplerConfig;
-use crate::policy::{combine, Decision, DecisionSet, FinalDecision, Policy, TraceView};
+use crate::policy::{
+    combine, evaluate_policies, Decision, Evaluation, FinalDecision, Policy, TraceView,
+};
 use crate::span::{SpanData, SummaryFields};
 
 pub use cache::{fingerprint, DecisionCache};
@@ -514,26 +516,19 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             summary: &summary,
             spans: &self.table.spans(idx),
         };
-        let mut seen = DecisionSet::default();
-        let mut matched = PolicySet::default();
-        let mut first: [Option<u16>; 5] = [None; 5];
-        for (i, policy) in self.policies.iter_mut().enumerate() {
-            let d = policy.evaluate(&view, now);
-            self.counters.policy_decision(i, d, summary.span_count);
-            seen.insert(d);
-            if matches!(
-                d,
-                Decision::Sampled | Decision::InvertSampled | Decision::Dropped
-            ) {
-                matched.0 |= 1 << i;
-            }
-            first[d as usize].get_or_insert(i as u16);
-            if d == Decision::Dropped
-                || (self.settings.sample_on_first_match && d == Decision::Sampled)
-            {
-                break;
-            }
-        }
+        let counters = &mut self.counters;
+        let Evaluation {
+            seen,
+            matched,
+            first,
+        } = evaluate_policies(
+            &mut self.policies,
+            &view,
+            now,
+            self.settings.sample_on_first_match,
+            |i, d| counters.policy_decision(i, d, summary.span_count),
+        );
+        let matched = PolicySet(matched);
         let decision = combine(seen);
         let policy = match decision {
             FinalDecision::Dropped => first[Decision::Dropped as usize],

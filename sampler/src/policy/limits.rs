@@ -1,6 +1,7 @@
 //! The rate-based policies: `rate_limiting`, `bytes_limiting` and `composite`. Their state is per
 //! engine (per shard); time comes from the engine's clock.
 
+use super::attribute_scan::AttributeHits;
 use super::{Decision, Policy, TraceView};
 use crate::span::SpanData;
 
@@ -87,6 +88,17 @@ struct SubPolicy {
     sampled_sps: i64,
 }
 
+/// The sub-policies of a [`Composite`], in order.
+pub(super) struct CompositeSubs<'a>(std::slice::Iter<'a, SubPolicy>);
+
+impl<'a> Iterator for CompositeSubs<'a> {
+    type Item = &'a Policy;
+
+    fn next(&mut self) -> Option<&'a Policy> {
+        self.0.next().map(|s| &s.policy)
+    }
+}
+
 /// `composite`: sub-policies in list order; the first that samples gets the trace if its
 /// per-second span allocation (and the total) still has room, otherwise the trace is not sampled.
 #[derive(Debug)]
@@ -115,6 +127,21 @@ impl Composite {
 
     /// Evaluates as the collector's composite evaluator.
     pub fn evaluate<S: SpanData>(&mut self, trace: &TraceView<'_, S>, now_ns: u64) -> Decision {
+        self.evaluate_with(trace, now_ns, None)
+    }
+
+    /// The sub-policies, in order.
+    pub(super) fn policies(&self) -> CompositeSubs<'_> {
+        CompositeSubs(self.subs.iter())
+    }
+
+    /// [`Self::evaluate`], with the attribute policies' answers from `hits` where it has them.
+    pub(super) fn evaluate_with<S: SpanData>(
+        &mut self,
+        trace: &TraceView<'_, S>,
+        now_ns: u64,
+        hits: Option<&AttributeHits>,
+    ) -> Decision {
         let second = now_ns / NS_PER_SEC;
         if second != self.current_second {
             self.current_second = second;
@@ -122,7 +149,7 @@ impl Composite {
         }
         let spans = trace.summary.span_count as i64;
         for sub in self.subs.iter_mut() {
-            let d = sub.policy.evaluate(trace, now_ns);
+            let d = sub.policy.evaluate_with(trace, now_ns, hits);
             if matches!(d, Decision::Sampled | Decision::InvertSampled) {
                 let if_sampled = sub.sampled_sps.saturating_add(spans);
                 if if_sampled <= sub.allocated_sps && if_sampled <= self.max_total_sps {

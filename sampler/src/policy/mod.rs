@@ -5,13 +5,14 @@
 //! sampled flag) come precomputed in [`TraceSummary`]; attribute policies scan the spans lazily.
 
 mod attribute;
+mod attribute_scan;
 mod limits;
 pub mod ottl;
 pub mod probabilistic;
 mod trace_state;
 
 use crate::config::{PolicyConfig, PolicySpec};
-use crate::span::SpanData;
+use crate::span::{AttrValue, SpanData};
 
 pub use attribute::StringMatcher;
 pub use limits::{Composite, RateLimiter, TokenBucket};
@@ -105,6 +106,11 @@ impl TraceSummary {
 pub trait SpanList<S> {
     /// True if `f` is true for some span (stops at the first).
     fn any(&self, f: &mut dyn FnMut(&S) -> bool) -> bool;
+
+    /// The spans as a slice, if they are one (lets the attribute policies scan them together).
+    fn as_slice(&self) -> Option<&[S]> {
+        None
+    }
 }
 
 /// A slice of spans as a [`SpanList`].
@@ -113,6 +119,10 @@ pub struct SliceSpans<'a, S>(pub &'a [S]);
 impl<S> SpanList<S> for SliceSpans<'_, S> {
     fn any(&self, f: &mut dyn FnMut(&S) -> bool) -> bool {
         self.0.iter().any(f)
+    }
+
+    fn as_slice(&self) -> Option<&[S]> {
+        Some(self.0)
     }
 }
 
@@ -299,6 +309,75 @@ impl Policy {
 
     /// Evaluates the policy; `now_ns` drives the rate-based ones.
     pub fn evaluate<S: SpanData>(&mut self, trace: &TraceView<'_, S>, now_ns: u64) -> Decision {
+        self.evaluate_with(trace, now_ns, None)
+    }
+
+    /// The key of an attribute policy (`numeric_attribute`, `string_attribute`,
+    /// `boolean_attribute`); `None` for the others.
+    fn attribute_key(&self) -> Option<&str> {
+        match self {
+            Policy::NumericAttribute { key, .. }
+            | Policy::StringAttribute { key, .. }
+            | Policy::BooleanAttribute { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// Does an attribute value found on `side` match this attribute policy (before inversion)?
+    /// As the collector: a string resource value is matched as is, an empty string span value
+    /// never matches; non-matching types read as the collector's zero values. False for the
+    /// other policies.
+    fn attribute_test(&self, v: &AttrValue<'_>, side: attribute_scan::Side) -> bool {
+        match self {
+            Policy::NumericAttribute { min, max, .. } => {
+                let n = v.as_int_or_zero();
+                n >= *min && n <= *max
+            }
+            Policy::StringAttribute { matcher, .. } => {
+                let s = v.as_str_or_empty();
+                (side == attribute_scan::Side::Resource || !s.is_empty()) && matcher.matches(s)
+            }
+            Policy::BooleanAttribute { value, .. } => v.as_bool_or_false() == *value,
+            _ => false,
+        }
+    }
+
+    /// The policies nested in this one (`and`, `not`, `drop`, `composite`).
+    fn sub_policies(&self) -> SubPolicies<'_> {
+        match self {
+            Policy::And(subs) | Policy::Drop(subs) => SubPolicies::List(subs.iter()),
+            Policy::Not(sub) => SubPolicies::List(std::slice::from_ref(&**sub).iter()),
+            Policy::Composite(c) => SubPolicies::Composite(c.policies()),
+            _ => SubPolicies::List([].iter()),
+        }
+    }
+
+    /// An attribute policy's verdict, from `hits` if the scan answered it, else by scanning.
+    fn attribute_verdict<S: SpanData>(
+        &self,
+        trace: &TraceView<'_, S>,
+        hits: Option<&attribute_scan::AttributeHits>,
+    ) -> Decision {
+        let (key, invert) = match self {
+            Policy::NumericAttribute { key, invert, .. }
+            | Policy::StringAttribute { key, invert, .. }
+            | Policy::BooleanAttribute { key, invert, .. } => (key, *invert),
+            _ => return Decision::NotSampled, // not an attribute policy: never called
+        };
+        let hit = match hits.and_then(|h| h.get(self)) {
+            Some(hit) => hit,
+            None => attribute_scan::scan_one(self, key, trace),
+        };
+        attribute::verdict(hit, invert)
+    }
+
+    /// Evaluates the policy, taking attribute policies' answers from `hits` where it has them.
+    fn evaluate_with<S: SpanData>(
+        &mut self,
+        trace: &TraceView<'_, S>,
+        now_ns: u64,
+        hits: Option<&attribute_scan::AttributeHits>,
+    ) -> Decision {
         let sampled = |b: bool| {
             if b {
                 Decision::Sampled
@@ -316,47 +395,8 @@ impl Policy {
                         && upper_ns.is_none_or(|u| d <= u),
                 )
             }
-            Policy::NumericAttribute {
-                key,
-                min,
-                max,
-                invert,
-            } => {
-                let (min, max) = (*min, *max);
-                let hit = attribute::any_attr(
-                    trace,
-                    key,
-                    |v| {
-                        let n = v.as_int_or_zero();
-                        n >= min && n <= max
-                    },
-                    |v| {
-                        let n = v.as_int_or_zero();
-                        n >= min && n <= max
-                    },
-                );
-                attribute::verdict(hit, *invert)
-            }
             Policy::Probabilistic(p) => sampled(p.samples(&trace.trace_id)),
             Policy::StatusCode { mask } => sampled(trace.summary.status_seen & *mask != 0),
-            Policy::StringAttribute {
-                key,
-                matcher,
-                invert,
-            } => {
-                // As the collector: a resource value is matched as is; an empty span value never
-                // matches.
-                let hit = attribute::any_attr(
-                    trace,
-                    key,
-                    |v| matcher.matches(v.as_str_or_empty()),
-                    |v| {
-                        let s = v.as_str_or_empty();
-                        !s.is_empty() && matcher.matches(s)
-                    },
-                );
-                attribute::verdict(hit, *invert)
-            }
             Policy::RateLimiting(r) => sampled(r.allow(trace.summary.span_count, now_ns)),
             Policy::BytesLimiting(b) => sampled(b.allow(trace.summary.bytes, now_ns)),
             Policy::SpanCount { min, max } => {
@@ -364,24 +404,17 @@ impl Policy {
                 sampled(n >= *min && (*max == 0 || n <= *max))
             }
             Policy::TraceState(f) => sampled(trace.spans.any(&mut |s| f.matches(s.trace_state()))),
-            Policy::BooleanAttribute { key, value, invert } => {
-                let want = *value;
-                let hit = attribute::any_attr(
-                    trace,
-                    key,
-                    |v| v.as_bool_or_false() == want,
-                    |v| v.as_bool_or_false() == want,
-                );
-                attribute::verdict(hit, *invert)
-            }
             Policy::TraceFlags => sampled(trace.summary.sampled_flag_seen),
+            Policy::NumericAttribute { .. }
+            | Policy::StringAttribute { .. }
+            | Policy::BooleanAttribute { .. } => self.attribute_verdict(trace, hits),
             Policy::Ottl(exprs) => {
                 sampled(trace.spans.any(&mut |s| exprs.iter().any(|e| e.eval(s))))
             }
             Policy::And(subs) => {
                 for sub in subs.iter_mut() {
                     if matches!(
-                        sub.evaluate(trace, now_ns),
+                        sub.evaluate_with(trace, now_ns, hits),
                         Decision::NotSampled | Decision::InvertNotSampled
                     ) {
                         return Decision::NotSampled;
@@ -392,7 +425,7 @@ impl Policy {
             Policy::Drop(subs) => {
                 for sub in subs.iter_mut() {
                     if matches!(
-                        sub.evaluate(trace, now_ns),
+                        sub.evaluate_with(trace, now_ns, hits),
                         Decision::NotSampled | Decision::InvertNotSampled
                     ) {
                         return Decision::NotSampled;
@@ -400,12 +433,31 @@ impl Policy {
                 }
                 Decision::Dropped
             }
-            Policy::Not(sub) => match sub.evaluate(trace, now_ns) {
+            Policy::Not(sub) => match sub.evaluate_with(trace, now_ns, hits) {
                 Decision::Sampled => Decision::NotSampled,
                 Decision::NotSampled => Decision::Sampled,
                 other => other,
             },
-            Policy::Composite(c) => c.evaluate(trace, now_ns),
+            Policy::Composite(c) => c.evaluate_with(trace, now_ns, hits),
+        }
+    }
+}
+
+/// The policies nested in a policy ([`Policy::sub_policies`]), without allocating.
+enum SubPolicies<'a> {
+    /// `and`, `drop`, `not` (one), or none.
+    List(std::slice::Iter<'a, Policy>),
+    /// `composite`.
+    Composite(limits::CompositeSubs<'a>),
+}
+
+impl<'a> Iterator for SubPolicies<'a> {
+    type Item = &'a Policy;
+
+    fn next(&mut self) -> Option<&'a Policy> {
+        match self {
+            SubPolicies::List(it) => it.next(),
+            SubPolicies::Composite(it) => it.next(),
         }
     }
 }
@@ -460,6 +512,55 @@ impl FinalDecision {
     }
 }
 
+/// What evaluating a trace's top-level policies gave ([`evaluate_policies`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    /// The verdicts that occurred.
+    pub seen: DecisionSet,
+    /// Bit `i`: top-level policy `i` voted to keep (`Sampled`, `InvertSampled`) or to drop
+    /// (`Dropped`); policies past the 64th are not recorded.
+    pub matched: u64,
+    /// The first policy that gave each verdict, indexed by `Decision as usize`.
+    pub first: [Option<u16>; 5],
+}
+
+/// Evaluates `policies` (drop policies first) in order over a trace, calling `each(i, verdict)`
+/// for every policy evaluated, and stops after a `Dropped`, or after a `Sampled` when
+/// `sample_on_first_match`. Attribute policies (also nested ones) are answered by one scan of
+/// the trace's attributes, made when the first policy holding one is reached.
+pub fn evaluate_policies<S: SpanData>(
+    policies: &mut [Policy],
+    trace: &TraceView<'_, S>,
+    now_ns: u64,
+    sample_on_first_match: bool,
+    mut each: impl FnMut(usize, Decision),
+) -> Evaluation {
+    let mut out = Evaluation::default();
+    let mut hits = None;
+    let mut scanned = false;
+    for i in 0..policies.len() {
+        if !scanned && attribute_scan::has_attribute_policy(&policies[i]) {
+            scanned = true;
+            hits = attribute_scan::scan(&policies[i..], trace);
+        }
+        let d = policies[i].evaluate_with(trace, now_ns, hits.as_ref());
+        each(i, d);
+        out.seen.insert(d);
+        if matches!(
+            d,
+            Decision::Sampled | Decision::InvertSampled | Decision::Dropped
+        ) && i < 64
+        {
+            out.matched |= 1 << i;
+        }
+        out.first[d as usize].get_or_insert(i as u16);
+        if d == Decision::Dropped || (sample_on_first_match && d == Decision::Sampled) {
+            break;
+        }
+    }
+    out
+}
+
 /// Evaluates a whole trace given as a slice with fresh policies built from `configs`: the
 /// reference the engine's incremental path is tested against.
 pub fn decide_whole_trace<S: SpanData>(
@@ -478,15 +579,14 @@ pub fn decide_whole_trace<S: SpanData>(
         summary: &summary,
         spans: &SliceSpans(spans),
     };
-    let mut seen = DecisionSet::default();
-    for p in policies.iter_mut() {
-        let d = p.evaluate(&view, now_ns);
-        seen.insert(d);
-        if d == Decision::Dropped || (sample_on_first_match && d == Decision::Sampled) {
-            break;
-        }
-    }
-    combine(seen)
+    let evaluation = evaluate_policies(
+        &mut policies,
+        &view,
+        now_ns,
+        sample_on_first_match,
+        |_, _| {},
+    );
+    combine(evaluation.seen)
 }
 
 /// Moves drop policies first, keeping the relative order (the collector does this on load).

@@ -134,6 +134,26 @@ impl SpanData for SpanView {
         self.scope().attribute(key).map(attr_value)
     }
 
+    /// One walk of the span's attributes for all the keys.
+    fn span_attributes_of(&self, keys: &[&str], found: &mut dyn FnMut(usize, AttrValue<'_>)) {
+        for (at, chunk) in keys.chunks(64).enumerate() {
+            self.attributes_of(chunk, &mut |i, v| found(at * 64 + i, attr_value(v)));
+        }
+    }
+
+    /// One walk of the resource's attributes for all the keys.
+    fn resource_attributes_of(&self, keys: &[&str], found: &mut dyn FnMut(usize, AttrValue<'_>)) {
+        let resource = self.resource();
+        for (at, chunk) in keys.chunks(64).enumerate() {
+            resource.attributes_of(chunk, &mut |i, v| found(at * 64 + i, attr_value(v)));
+        }
+    }
+
+    /// Same request and resource, or byte-equal resource headers.
+    fn same_resource(&self, other: &Self) -> bool {
+        SpanView::same_resource(self, other)
+    }
+
     fn wire_len(&self) -> usize {
         framed_len(SpanView::wire_len(self))
     }

@@ -7,6 +7,7 @@
 //! accepting, flushes its batches and drains its exporter queues within a deadline.
 
 pub mod core;
+pub mod hugepages;
 pub mod io;
 pub mod listen;
 pub mod memlock;
@@ -115,6 +116,7 @@ fn default_cores(affinity: usize) -> usize {
 /// Runs the configured pipelines until SIGTERM/SIGINT, then flushes and returns.
 pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     memlock::raise_memlock()?;
+    hugepages::disable_unless_configured();
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()

@@ -186,6 +186,13 @@ async fn gateway_spans_per_cpu_second() {
     run("2", 100_000, None).await;
 }
 
+/// The 1000 new traces/s run alone (`gateway_spans_per_cpu_second` includes it), for profiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn gateway_spans_per_cpu_second_at_1000_traces() {
+    run("1", 20_000, Some(1000)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn gateway_rss_per_buffered_span() {

@@ -3,7 +3,6 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,13 +125,13 @@ pub async fn accept_loop(
     tls: Tls,
     limits: ConnLimits,
     metrics: Rc<ConnMetrics>,
-    shutdown: Arc<AtomicBool>,
+    shutdown: Arc<crate::runtime::stop::Shutdown>,
 ) {
     let open = Rc::new(Cell::new(0u32));
     let stopping = Rc::new(Stopping::default());
     loop {
         let next = future::or(async { Some(listener.accept().await) }, async {
-            crate::runtime::core::wait_for(&shutdown).await;
+            shutdown.wait().await;
             None
         })
         .await;

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,7 +109,7 @@ pub async fn core_main(
     // Every core has been started once core 0 reported: the meshes can connect now. Pipelines
     // are built after, since tail_sampling stages hold connected channels.
     let Some(mut meshes) =
-        super::mesh::unless(connect_meshes(core, &shared), wait_for(&shared.shutdown)).await
+        super::mesh::unless(connect_meshes(core, &shared), shared.shutdown.wait()).await
     else {
         let _ = report.send(Report::Stopped(core, 0));
         return;
@@ -220,7 +219,7 @@ pub async fn core_main(
         })
         .detach();
     }
-    wait_for(&shared.shutdown).await;
+    shared.shutdown.wait().await;
     // Open connections get GOAWAY / close and finish their requests first, so what they were
     // answered OK for is in the batches that drain flushes; the rest of the deadline drains.
     let until = Instant::now() + shared.drain_deadline;
@@ -233,13 +232,6 @@ pub async fn core_main(
     let _ = listener::before(until, connections_closed).await;
     let unflushed = drain(&built, until.saturating_duration_since(Instant::now())).await;
     let _ = report.send(Report::Stopped(core, unflushed));
-}
-
-/// Resolves when `flag` is set; polled every 50 ms (signals arrive on another thread).
-pub async fn wait_for(flag: &AtomicBool) {
-    while !flag.load(Ordering::Relaxed) {
-        glommio::timer::Timer::new(Duration::from_millis(50)).await;
-    }
 }
 
 /// Flushes batches, then waits for exporter queues to empty until `deadline`; returns spans lost.

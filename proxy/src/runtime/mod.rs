@@ -7,10 +7,12 @@
 //! accepting, flushes its batches and drains its exporter queues within a deadline.
 
 pub mod core;
+pub mod hugepages;
 pub mod io;
 pub mod listen;
 pub mod memlock;
 pub mod mesh;
+pub mod stop;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -46,8 +48,8 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// memory_limiter measurements by processor id.
     pub memory: BTreeMap<ComponentId, Arc<MemoryState>>,
-    /// Set by SIGTERM/SIGINT.
-    pub shutdown: Arc<AtomicBool>,
+    /// Set by SIGTERM/SIGINT (or a core failing at start-up).
+    pub shutdown: Arc<stop::Shutdown>,
     /// How long a core may spend flushing at shutdown.
     pub drain_deadline: Duration,
     /// Receiver TLS by bind key (`receivers::otlp::grpc`).
@@ -115,6 +117,7 @@ fn default_cores(affinity: usize) -> usize {
 /// Runs the configured pipelines until SIGTERM/SIGINT, then flushes and returns.
 pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     memlock::raise_memlock()?;
+    hugepages::disable_unless_configured();
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()
@@ -131,11 +134,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
             "more cores requested than usable: executors will share CPUs"
         );
     }
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, shutdown.clone())
-            .map_err(|e| format!("cannot install signal handler: {e}"))?;
-    }
+    let shutdown = Arc::new(stop::Shutdown::default());
+    let signals = stop::on_signals(shutdown.clone())?;
     let stop_threads = Arc::new(AtomicBool::new(false));
     let registry = Registry::new(cores);
     let memory = start_memory_limiters(&config, &stop_threads)?;
@@ -226,6 +226,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
         let _ = t.join();
     }
     stop_threads.store(true, Ordering::Relaxed);
+    signals.close();
     if unflushed > 0 {
         tracing::warn!(
             spans = unflushed,
@@ -268,7 +269,7 @@ fn spawn_core(
 /// Waits for one core's bind report; a failure anywhere stops every core.
 fn wait_bound(
     rx: &mpsc::Receiver<Report>,
-    shutdown: &AtomicBool,
+    shutdown: &stop::Shutdown,
 ) -> Result<Vec<(String, SocketAddr)>, String> {
     let result = match rx.recv() {
         Ok(Report::Bound(_, r)) => r,
@@ -276,7 +277,7 @@ fn wait_bound(
         Err(_) => Err("a core exited during start-up".to_owned()),
     };
     if result.is_err() {
-        shutdown.store(true, Ordering::Relaxed);
+        shutdown.set();
     }
     result
 }

@@ -8,7 +8,9 @@
 //!   engine at once, every other part goes as one `Bytes` over the core mesh
 //!   ([`crate::runtime::mesh`]). All destination channels are checked for room first, so a request
 //!   is either taken whole or refused whole with a retryable status (never half-delivered).
-//! - **Owner core**: scans the part into views and inserts them with `Engine::insert_batch`; a
+//! - **Owner core**: scans the part into views with the fields the scan parsed
+//!   (`tailgate_sampler::span::proto_view::scan_summarized`) and inserts them with
+//!   `Engine::insert_batch_summarized` (each span's bytes walked once); a
 //!   timer task ticks the engine every `tailgate.timer_tick`. Kept traces are re-framed into one
 //!   request per tick and handed to the next stage (batch → exporters) on the owner core; dropped
 //!   traces are released at once.

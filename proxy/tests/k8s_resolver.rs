@@ -318,31 +318,6 @@ async fn the_table_follows_endpointslices_through_watch_restarts() {
     assert!(status.success(), "{status}");
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it: (CA PEM, server config).
-fn api_pki() -> (String, Arc<rustls::ServerConfig>) {
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .unwrap();
-    (ca.pem(), Arc::new(server))
-}
-
 /// In a pod: no `k8s_api_server`, so `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`
 /// with the service account's CA, token and namespace (here from a test directory named by
 /// `TAILGATE_K8S_SERVICE_ACCOUNT_DIR`). The token is rotated mid-run: the next request must carry
@@ -350,7 +325,7 @@ fn api_pki() -> (String, Arc<rustls::ServerConfig>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_cluster_https_uses_the_service_account_ca_token_and_namespace() {
     let (sinks, port) = sinks_on_one_port(2).await;
-    let (ca_pem, server_tls) = api_pki();
+    let (ca_pem, server_tls) = support::test_pki("127.0.0.1", b"http/1.1");
     let sa = support::scratch_dir();
     std::fs::write(sa.join("ca.crt"), ca_pem).unwrap();
     std::fs::write(sa.join("token"), "token-1\n").unwrap();

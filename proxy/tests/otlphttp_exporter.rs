@@ -255,30 +255,10 @@ async fn partial_success_rejections_are_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_to_a_tls_sink_verifies_the_chain() {
     let dir = support::scratch_dir();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
+    let (ca_pem, server) = support::test_pki("localhost", b"http/1.1");
     let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    let mut server = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .unwrap();
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let sink = HttpSink::start_with(Some(std::sync::Arc::new(server))).await;
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let sink = HttpSink::start_with(Some(server)).await;
     let body = format!(
         "    endpoint: https://127.0.0.1:{}\n    tls: {{ca_file: {}, server_name_override: localhost}}\n",
         sink.addr.port(),

@@ -38,6 +38,32 @@ pub struct Tailgate {
     pub dir: PathBuf,
 }
 
+/// A fresh CA and a server certificate for `san` (a DNS name or an IP address) signed by it:
+/// the CA as PEM (what a client trusts) and a rustls server config offering `alpn`.
+pub fn test_pki(san: &str, alpn: &[u8]) -> (String, Arc<rustls::ServerConfig>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![san.to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    server.alpn_protocols = vec![alpn.to_vec()];
+    (ca.pem(), Arc::new(server))
+}
+
 pub fn scratch_dir() -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("tailgate-test-{}-{n}", std::process::id()));

@@ -80,6 +80,13 @@ impl TraceIndex {
     /// [`Self::find`] given the ID's fingerprint ([`id_fingerprint`]).
     #[inline]
     pub fn find_fp(&self, fp: u32, is_id: impl Fn(u32) -> bool) -> Option<u32> {
+        self.probe(fp, is_id).map(|pos| self.entries[pos].slot)
+    }
+
+    /// Position of the entry with fingerprint `fp` whose slot passes `is_it`, walking the
+    /// cluster from the fingerprint's home position to the first free entry.
+    #[inline]
+    fn probe(&self, fp: u32, is_it: impl Fn(u32) -> bool) -> Option<usize> {
         let mask = self.mask();
         let mut pos = self.home(fp);
         loop {
@@ -87,8 +94,8 @@ impl TraceIndex {
             if e.slot == FREE {
                 return None;
             }
-            if e.fp == fp && is_id(e.slot) {
-                return Some(e.slot);
+            if e.fp == fp && is_it(e.slot) {
+                return Some(pos);
             }
             pos = (pos + 1) & mask;
         }
@@ -126,19 +133,10 @@ impl TraceIndex {
 
     /// Removes the entry `id` → `slot`, if present; true if it was.
     pub fn remove(&mut self, id: &[u8; 16], slot: u32) -> bool {
-        let fp = id_fingerprint(id);
+        let Some(pos) = self.probe(id_fingerprint(id), |s| s == slot) else {
+            return false;
+        };
         let mask = self.mask();
-        let mut pos = self.home(fp);
-        loop {
-            let e = self.entries[pos];
-            if e.slot == FREE {
-                return false;
-            }
-            if e.fp == fp && e.slot == slot {
-                break;
-            }
-            pos = (pos + 1) & mask;
-        }
         // Backward shift: move later entries of the cluster into the hole when their home
         // position allows it.
         let mut hole = pos;

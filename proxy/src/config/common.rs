@@ -248,3 +248,29 @@ impl RetryOnFailure {
 
 /// Headers sent with every request.
 pub type Headers = BTreeMap<String, String>;
+
+/// Checks an exporter's `headers` (each a valid HTTP header name and value) and that `tls`
+/// names a client certificate and its key together; errors under `path`.
+pub fn check_headers_and_client_tls(
+    headers: &Headers,
+    tls: &ClientTls,
+    path: &str,
+    errors: &mut ConfigErrors,
+) {
+    for (name, value) in headers {
+        let ok = http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+            && http::HeaderValue::from_str(value).is_ok();
+        if !ok {
+            errors.push(
+                join(&join(path, "headers"), name),
+                "is not a valid HTTP header name and value",
+            );
+        }
+    }
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        errors.push(
+            join(path, "tls"),
+            "cert_file and key_file must be set together",
+        );
+    }
+}

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::common::{ClientTls, Compression, Headers, RetryOnFailure, SendingQueue};
+use crate::config::common::{
+    check_headers_and_client_tls, ClientTls, Compression, Headers, RetryOnFailure, SendingQueue,
+};
 use crate::config::duration::GoDuration;
 use crate::config::error::{join, ConfigErrors};
 
@@ -117,24 +119,7 @@ impl OtlpExporterConfig {
         if let Err(e) = self.dial_target() {
             errors.push(join(path, "endpoint"), e);
         }
-        for (name, value) in &self.headers {
-            let name_ok = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b));
-            if !name_ok || value.bytes().any(|b| b < 0x20 && b != b'\t') {
-                errors.push(
-                    join(&join(path, "headers"), name),
-                    "is not a valid HTTP header name and value",
-                );
-            }
-        }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            errors.push(
-                join(path, "tls"),
-                "cert_file and key_file must be set together",
-            );
-        }
+        check_headers_and_client_tls(&self.headers, &self.tls, path, errors);
         if Compression::parse(&self.compression).is_none() {
             errors.push(
                 join(path, "compression"),

@@ -58,22 +58,29 @@ pub fn code_for_http_status(status: u16) -> u32 {
     }
 }
 
+/// `google.rpc.Status`: the gRPC status details, also the body of an OTLP/HTTP error answer.
 #[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
+pub(crate) struct RpcStatus {
+    /// The gRPC code.
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub code: i32,
+    /// The developer-facing message.
     #[prost(string, tag = "2")]
-    message: String,
+    pub message: String,
+    /// `RetryInfo` and other details.
     #[prost(message, repeated, tag = "3")]
-    details: Vec<Any>,
+    pub details: Vec<Any>,
 }
 
+/// `google.protobuf.Any`: one detail of a [`RpcStatus`].
 #[derive(Clone, PartialEq, Message)]
-struct Any {
+pub(crate) struct Any {
+    /// What `value` holds.
     #[prost(string, tag = "1")]
-    type_url: String,
+    pub type_url: String,
+    /// The encoded detail.
     #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
+    pub value: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::common::{ClientTls, Headers, RetryOnFailure, SendingQueue};
+use crate::config::common::{
+    check_headers_and_client_tls, ClientTls, Headers, RetryOnFailure, SendingQueue,
+};
 use crate::config::duration::GoDuration;
 use crate::config::error::{join, ConfigErrors};
 
@@ -266,22 +268,7 @@ impl OtlpHttpExporterConfig {
                 ),
             );
         }
-        for (name, value) in &self.headers {
-            let ok = http::HeaderName::from_bytes(name.as_bytes()).is_ok()
-                && http::HeaderValue::from_str(value).is_ok();
-            if !ok {
-                errors.push(
-                    join(&join(path, "headers"), name),
-                    "is not a valid HTTP header name and value",
-                );
-            }
-        }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            errors.push(
-                join(path, "tls"),
-                "cert_file and key_file must be set together",
-            );
-        }
+        check_headers_and_client_tls(&self.headers, &self.tls, path, errors);
         if self.timeout.0.is_zero() {
             errors.push(join(path, "timeout"), "must be greater than zero");
         }

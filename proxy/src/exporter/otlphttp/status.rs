@@ -14,7 +14,7 @@ use http::{HeaderMap, StatusCode};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
-use crate::exporter::otlp::status::ExportError;
+use crate::exporter::otlp::status::{ExportError, RpcStatus};
 
 /// Whether the collector retries a request answered with `status`.
 pub fn is_retryable(status: StatusCode) -> bool {
@@ -44,14 +44,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
     let secs: u64 = v.trim().parse().ok()?;
     Some(Duration::from_secs(secs))
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 fn status_message(body: &[u8]) -> Option<String> {
@@ -143,6 +135,7 @@ mod tests {
         let body = RpcStatus {
             code: 3,
             message: "bad span".into(),
+            details: Vec::new(),
         }
         .encode_to_vec();
         let e = classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), &body);

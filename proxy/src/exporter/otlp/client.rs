@@ -62,14 +62,7 @@ impl Client {
 
     /// Sends one serialized `ExportTraceServiceRequest`, bounded by the exporter's timeout.
     pub async fn export(&self, payload: &Bytes) -> Result<(), ExportError> {
-        let timeout = self.timeout;
-        future::or(self.export_inner(payload), async move {
-            glommio::timer::Timer::new(timeout).await;
-            Err(ExportError::transport(format!(
-                "export timed out after {timeout:?}"
-            )))
-        })
-        .await
+        within(self.timeout, self.export_inner(payload)).await
     }
 
     async fn export_inner(&self, payload: &Bytes) -> Result<(), ExportError> {
@@ -223,4 +216,19 @@ fn status_of(headers: &HeaderMap) -> Option<Result<(), ExportError>> {
         .get("grpc-status-details-bin")
         .map(HeaderValue::as_bytes);
     Some(Err(classify(code, message, details)))
+}
+
+/// Runs one export attempt, failing it (retryably) if it takes longer than `timeout`: the
+/// exporters' `timeout` key.
+pub(crate) async fn within(
+    timeout: std::time::Duration,
+    attempt: impl std::future::Future<Output = Result<(), ExportError>>,
+) -> Result<(), ExportError> {
+    future::or(attempt, async move {
+        glommio::timer::Timer::new(timeout).await;
+        Err(ExportError::transport(format!(
+            "export timed out after {timeout:?}"
+        )))
+    })
+    .await
 }

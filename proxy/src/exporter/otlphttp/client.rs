@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_lite::future;
 use glommio::net::TcpStream;
 use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
@@ -81,14 +80,7 @@ impl HttpClient {
 
     /// Sends one serialized `ExportTraceServiceRequest`, bounded by the exporter's timeout.
     pub async fn export(&self, payload: &Bytes) -> Result<(), ExportError> {
-        let timeout = self.settings.timeout;
-        future::or(self.attempt(payload), async move {
-            glommio::timer::Timer::new(timeout).await;
-            Err(ExportError::transport(format!(
-                "export timed out after {timeout:?}"
-            )))
-        })
-        .await
+        crate::exporter::otlp::client::within(self.settings.timeout, self.attempt(payload)).await
     }
 
     async fn attempt(&self, payload: &Bytes) -> Result<(), ExportError> {

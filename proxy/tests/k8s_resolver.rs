@@ -56,22 +56,8 @@ impl FakeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let api = self.clone();
-        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let api = api.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    match acceptor {
-                        None => api.serve(TokioIo::new(tcp)).await,
-                        Some(a) => {
-                            if let Ok(tls) = a.accept(tcp).await {
-                                api.serve(TokioIo::new(tls)).await;
-                            }
-                        }
-                    }
-                });
-            }
+        support::accept_loop(listener, tls, move |conn| {
+            api.clone().serve(TokioIo::new(conn))
         });
         addr
     }

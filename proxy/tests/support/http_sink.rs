@@ -86,24 +86,7 @@ impl HttpSink {
             notify: Arc::new(Notify::new()),
         };
         let s = sink.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let s = s.clone();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    match tls {
-                        None => s.serve(tcp).await,
-                        Some(cfg) => {
-                            if let Ok(stream) =
-                                tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await
-                            {
-                                s.serve(stream).await;
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        super::accept_loop(listener, tls, move |conn| s.clone().serve(conn));
         sink
     }
 

@@ -38,6 +38,36 @@ pub struct Tailgate {
     pub dir: PathBuf,
 }
 
+/// What a test server reads and writes: plain TCP, or TLS over it.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Accepts connections on `listener` until the test ends; each one (after a TLS handshake with
+/// `tls`, when given; failed handshakes are dropped) goes to `serve` on a task of its own.
+pub fn accept_loop<F, Fut>(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, serve: F)
+where
+    F: Fn(Box<dyn Io>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let serve = serve.clone();
+            tokio::spawn(async move {
+                match acceptor {
+                    None => serve(Box::new(tcp)).await,
+                    Some(a) => {
+                        if let Ok(stream) = a.accept(tcp).await {
+                            serve(Box::new(stream)).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
 /// A fresh CA and a server certificate for `san` (a DNS name or an IP address) signed by it:
 /// the CA as PEM (what a client trusts) and a rustls server config offering `alpn`.
 pub fn test_pki(san: &str, alpn: &[u8]) -> (String, Arc<rustls::ServerConfig>) {
@@ -340,24 +370,7 @@ impl Sink {
             stall: Arc::new(tokio::sync::watch::channel(false).0),
         };
         let s = sink.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let s = s.clone();
-                match &tls {
-                    None => {
-                        tokio::spawn(s.serve(tcp));
-                    }
-                    Some(cfg) => {
-                        let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
-                        tokio::spawn(async move {
-                            if let Ok(stream) = acceptor.accept(tcp).await {
-                                s.serve(stream).await;
-                            }
-                        });
-                    }
-                }
-            }
-        });
+        accept_loop(listener, tls, move |conn| s.clone().serve(conn));
         sink
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message;
-use support::{frame, Sink, Tailgate, EXPORT_PATH};
+use support::{frame, Sink, Tailgate};
 use tailgate_proto::compression::Compression;
 use traffic::{make_trace, request_of, Class, Rng, Trace};
 
@@ -102,14 +102,7 @@ async fn send(addr: SocketAddr, bodies: Vec<Bytes>, connections: usize, pace: Op
                     tokio::time::sleep_until(at.into()).await;
                 }
                 loop {
-                    let mut c = client.clone().ready().await.unwrap();
-                    let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
-                        .header("content-type", "application/grpc")
-                        .header("te", "trailers")
-                        .body(())
-                        .unwrap();
-                    let (resp, mut stream) = c.send_request(req, false).unwrap();
-                    stream.send_data(body.clone(), true).unwrap();
+                    let resp = support::start_export(&client, addr, &body).await;
                     let (parts, mut resp) = resp.await.unwrap().into_parts();
                     // A refusal is trailers-only: the status comes in the headers.
                     let status = match parts.headers.get("grpc-status") {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message;
-use support::{frame, http_post, make_request, Sink, Tailgate, EXPORT_PATH};
+use support::{frame, http_post, make_request, Sink, Tailgate};
 use tailgate_proto::compression::Compression;
 
 const LIMIT_MIB: u64 = 160;
@@ -62,14 +62,7 @@ async fn sender(addr: SocketAddr, body: Bytes, stop: Arc<AtomicBool>, tally: Arc
         let _ = conn.await;
     });
     while !stop.load(Ordering::Relaxed) {
-        let mut c = client.clone().ready().await.unwrap();
-        let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .unwrap();
-        let (resp, mut stream) = c.send_request(req, false).unwrap();
-        stream.send_data(body.clone(), true).unwrap();
+        let resp = support::start_export(&client, addr, &body).await;
         let resp = resp.await.unwrap();
         let (parts, mut body_in) = resp.into_parts();
         let mut code = parts

@@ -38,6 +38,24 @@ pub struct Tailgate {
     pub dir: PathBuf,
 }
 
+/// Starts one OTLP/gRPC Export call with the framed `body` on `client` (connected to `addr`);
+/// the caller reads the answer.
+pub async fn start_export(
+    client: &h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+    body: &Bytes,
+) -> h2::client::ResponseFuture {
+    let mut c = client.clone().ready().await.unwrap();
+    let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (resp, mut stream) = c.send_request(req, false).unwrap();
+    stream.send_data(body.clone(), true).unwrap();
+    resp
+}
+
 /// What a test server reads and writes: plain TCP, or TLS over it.
 pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
@@ -698,14 +716,7 @@ pub async fn blast(addr: std::net::SocketAddr, body: Bytes, requests: usize) {
                 .unwrap();
             tokio::spawn(conn);
             for _ in 0..requests / 8 {
-                let mut c = client.clone().ready().await.unwrap();
-                let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
-                    .header("content-type", "application/grpc")
-                    .header("te", "trailers")
-                    .body(())
-                    .unwrap();
-                let (resp, mut stream) = c.send_request(req, false).unwrap();
-                stream.send_data(body.clone(), true).unwrap();
+                let resp = start_export(&client, addr, &body).await;
                 let mut resp = resp.await.unwrap().into_body();
                 while let Some(chunk) = resp.data().await {
                     let _ = resp.flow_control().release_capacity(chunk.unwrap().len());

@@ -141,6 +141,8 @@ pub struct Engine<S, C> {
     hints: Vec<Option<u32>>,
     /// Per batch: each span's index fingerprint.
     fingerprints: Vec<u32>,
+    /// Per batch: each span's trace ID.
+    ids: Vec<[u8; 16]>,
 }
 
 /// Spans handed back by [`Engine::insert_batch`].
@@ -221,6 +223,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             due: Vec::new(),
             hints: Vec::new(),
             fingerprints: Vec::new(),
+            ids: Vec::new(),
         })
     }
 
@@ -291,18 +294,25 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         let mut hints = std::mem::take(&mut self.hints);
         hints.clear();
         // Pass 1, in stages whose loads do not depend on one another within a stage, so the
-        // CPU overlaps their cache misses: the index lines, then the probes and slots, then the
-        // chunks the spans go to.
+        // CPU overlaps their cache (and TLB) misses: the IDs and fingerprints (no misses: the
+        // spans were just scanned), the index lines, the probes (which read the slots), then the
+        // chunk places the spans go to. Each miss-taking loop is kept tight, so that many of its
+        // iterations fit in the CPU's reorder window and their misses are in flight together.
         let mut fingerprints = std::mem::take(&mut self.fingerprints);
         fingerprints.clear();
-        let mut touch = 0u64;
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
         for span in spans.iter() {
-            let fp = TraceTable::<S>::fingerprint(&span.trace_id());
-            touch ^= self.table.touch_index(fp);
-            fingerprints.push(fp);
+            let id = span.trace_id();
+            fingerprints.push(TraceTable::<S>::fingerprint(&id));
+            ids.push(id);
         }
-        for (span, fp) in spans.iter().zip(fingerprints.iter().copied()) {
-            hints.push(self.table.find_fp(fp, &span.trace_id()));
+        let mut touch = 0u64;
+        for fp in fingerprints.iter() {
+            touch ^= self.table.touch_index(*fp);
+        }
+        for (id, fp) in ids.iter().zip(fingerprints.iter()) {
+            hints.push(self.table.find_fp(*fp, id));
         }
         for idx in hints.iter().flatten() {
             touch ^= self.table.touch(*idx);
@@ -312,9 +322,12 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         // Pass 2: the real work. A hint is trusted only if its slot still holds this trace
         // (earlier spans of the batch may have pushed traces out); otherwise probe again.
         let mut given = fields.drain(..);
-        for (span, hint) in spans.drain(..).zip(hints.iter().copied()) {
+        for ((span, hint), id) in spans
+            .drain(..)
+            .zip(hints.iter().copied())
+            .zip(ids.iter().copied())
+        {
             let summary = given.next().unwrap_or_else(|| span.summary_fields());
-            let id = span.trace_id();
             let found = match hint {
                 Some(idx) if self.table.holds(idx, &id) => Some(idx),
                 _ => self.table.find(&id),
@@ -327,6 +340,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         }
         drop(given);
         self.hints = hints;
+        self.ids = ids;
     }
 
     /// `insert` with the index probe already done (`found` = the trace's slot, if indexed) and
@@ -344,7 +358,8 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             return match slot.state {
                 SlotState::Pending => self.buffer(idx, span, fields, now),
                 SlotState::Decided(d) => {
-                    let age = now.saturating_sub(slot.decided_ns) / NS_PER_SEC;
+                    let decided_ns = self.table.times[idx as usize].decided_ns;
+                    let age = now.saturating_sub(decided_ns) / NS_PER_SEC;
                     self.counters.sampling_late_span_age.record(age);
                     self.late(span, d.is_sampled())
                 }
@@ -386,7 +401,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         }
         let (next, occupant) = self.table.next_slot();
         if let Some(old) = occupant {
-            let (state, first_seen) = (old.state, old.first_seen_ns);
+            let (state, first_seen) = (old.state, self.table.times[next as usize].first_seen_ns);
             if state == SlotState::Pending {
                 self.evict(next, now);
             }
@@ -414,11 +429,11 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
     }
 
     fn schedule(&mut self, idx: u32, deadline: u64) {
-        let slot = &mut self.table.slots[idx as usize];
-        slot.deadline_tick = deadline;
+        let times = &mut self.table.times[idx as usize];
+        times.deadline_tick = deadline;
         self.wheel.schedule(TimerEntry {
             slot: idx,
-            generation: slot.seq as u32,
+            generation: times.seq as u32,
             deadline,
         });
     }
@@ -451,7 +466,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         if is_root && !had_root {
             if let Some(after) = self.settings.after_root_ns {
                 let earlier = self.wheel.tick_for(now.saturating_add(after));
-                if earlier < self.table.slots[idx as usize].deadline_tick {
+                if earlier < self.table.times[idx as usize].deadline_tick {
                     self.schedule(idx, earlier);
                 }
             }
@@ -477,7 +492,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         let mut touch = 0u64;
         for e in due.iter() {
             let slot = &self.table.slots[e.slot as usize];
-            touch ^= slot.summary.span_count
+            touch ^= slot.span_count()
                 ^ self
                     .table
                     .first_span(e.slot)
@@ -497,11 +512,14 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
     }
 
     fn fire(&mut self, e: TimerEntry, now: u64) {
-        let slot = &self.table.slots[e.slot as usize];
+        let (slot, times) = (
+            &self.table.slots[e.slot as usize],
+            &self.table.times[e.slot as usize],
+        );
         // Stale entries: slot reused, trace already decided/evicted, or rescheduled.
-        if slot.seq as u32 != e.generation
+        if times.seq as u32 != e.generation
             || slot.state != SlotState::Pending
-            || slot.deadline_tick != e.deadline
+            || times.deadline_tick != e.deadline
         {
             return;
         }
@@ -510,7 +528,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
 
     fn decide(&mut self, idx: u32, now: u64, cause: DecisionCause) {
         let slot = &self.table.slots[idx as usize];
-        let summary = slot.summary;
+        let summary = slot.summary.to_summary(slot.chain.len);
         let view = TraceView {
             trace_id: slot.id,
             summary: &summary,
@@ -553,9 +571,9 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         self.counters.final_decision(decision);
         let slot = &mut self.table.slots[idx as usize];
         slot.state = SlotState::Decided(decision);
-        slot.decided_ns = now;
         let trace_id = slot.id;
-        let span_count = slot.summary.span_count;
+        let span_count = slot.span_count();
+        self.table.times[idx as usize].decided_ns = now;
         let mut spans = Vec::new();
         let ledger = &mut self.ledger;
         if decision.is_sampled() {
@@ -591,12 +609,11 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
 
     /// Drops an undecided trace's spans (pushed out by a limit), as the collector does.
     fn evict(&mut self, idx: u32, _now: u64) {
+        let n = self.table.slots[idx as usize].span_count();
         let ledger = &mut self.ledger;
         self.table
             .take_spans(idx, |s| ledger.release(s.buffer(), s.wire_len()));
-        let slot = &mut self.table.slots[idx as usize];
-        let n = slot.summary.span_count;
-        slot.state = SlotState::Evicted;
+        self.table.slots[idx as usize].state = SlotState::Evicted;
         self.table.unindex(idx);
         self.counters.sampling_trace_dropped_too_early += 1;
         self.counters
@@ -646,20 +663,22 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         self.wheel.drain_all(|e| due.push(e));
         due.sort_by_key(|e| e.deadline);
         for e in due {
-            let slot = &self.table.slots[e.slot as usize];
-            if slot.seq as u32 != e.generation
+            let (slot, times) = (
+                &self.table.slots[e.slot as usize],
+                &self.table.times[e.slot as usize],
+            );
+            if times.seq as u32 != e.generation
                 || slot.state != SlotState::Pending
-                || slot.deadline_tick != e.deadline
+                || times.deadline_tick != e.deadline
             {
                 continue;
             }
             if self.settings.drop_pending_on_shutdown {
+                let n = slot.span_count();
                 let ledger = &mut self.ledger;
                 self.table
                     .take_spans(e.slot, |s| ledger.release(s.buffer(), s.wire_len()));
-                let slot = &mut self.table.slots[e.slot as usize];
-                let n = slot.summary.span_count;
-                slot.state = SlotState::Evicted;
+                self.table.slots[e.slot as usize].state = SlotState::Evicted;
                 self.table.unindex(e.slot);
                 self.counters.spans_dropped.add(DropReason::Shutdown, n);
                 self.counters.spans_buffered -= n;

@@ -24,40 +24,102 @@ pub enum SlotState {
     Evicted,
 }
 
-/// One trace.
+/// One trace: what inserting a span reads and writes, in one cache line (the rest of the
+/// trace's record, needed only when it starts, is decided or times out, is its [`SlotTimes`]).
 #[derive(Debug)]
+#[repr(align(64))]
 pub struct Slot {
     /// Trace ID.
     pub id: [u8; 16],
-    /// Arrival sequence number (identifies this use of the slot).
-    pub seq: u64,
-    /// State.
-    pub state: SlotState,
-    /// Running aggregates.
-    pub summary: TraceSummary,
-    /// First span's arrival (ns).
-    pub first_seen_ns: u64,
-    /// When decided (ns).
-    pub decided_ns: u64,
-    /// Tick at which the decision is due.
-    pub deadline_tick: u64,
+    /// Running aggregates (the span count is `chain.len`).
+    pub summary: SlotSummary,
     /// The buffered spans, in arrival order, in the table's arena.
     pub chain: Chain,
+    /// State.
+    pub state: SlotState,
+}
+
+/// A trace's running aggregates as its slot stores them: a [`TraceSummary`] without the span
+/// count, which the slot's chain holds.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotSummary {
+    /// Sum of the spans' wire sizes.
+    pub bytes: u64,
+    /// Earliest start (Unix ns); `u64::MAX` before the first span.
+    pub min_start: u64,
+    /// Latest end (Unix ns).
+    pub max_end: u64,
+    /// Bit per status code seen (1 << code).
+    pub status_seen: u8,
+    /// Some span had the W3C sampled flag.
+    pub sampled_flag_seen: bool,
+    /// The root span arrived.
+    pub root_seen: bool,
+}
+
+impl SlotSummary {
+    const EMPTY: SlotSummary = SlotSummary {
+        bytes: 0,
+        min_start: u64::MAX,
+        max_end: 0,
+        status_seen: 0,
+        sampled_flag_seen: false,
+        root_seen: false,
+    };
+
+    /// Folds in a span given its summary fields and wire size (as [`TraceSummary::add_fields`]).
+    #[inline]
+    pub fn add_fields(&mut self, f: &crate::span::SummaryFields, wire_len: usize) {
+        self.bytes += wire_len as u64;
+        self.min_start = self.min_start.min(f.start_unix_nanos);
+        self.max_end = self.max_end.max(f.end_unix_nanos);
+        self.status_seen |= 1 << f.status_code.code();
+        self.sampled_flag_seen |= f.trace_flags & 1 != 0;
+        self.root_seen |= f.is_root;
+    }
+
+    /// The policies' [`TraceSummary`] of a trace of `span_count` spans.
+    pub fn to_summary(self, span_count: u32) -> TraceSummary {
+        TraceSummary {
+            span_count: u64::from(span_count),
+            bytes: self.bytes,
+            min_start: self.min_start,
+            max_end: self.max_end,
+            status_seen: self.status_seen,
+            sampled_flag_seen: self.sampled_flag_seen,
+            root_seen: self.root_seen,
+        }
+    }
 }
 
 impl Slot {
     fn empty() -> Self {
         Slot {
             id: [0; 16],
-            seq: 0,
-            state: SlotState::Empty,
-            summary: TraceSummary::default(),
-            first_seen_ns: 0,
-            decided_ns: 0,
-            deadline_tick: 0,
+            summary: SlotSummary::EMPTY,
             chain: Chain::EMPTY,
+            state: SlotState::Empty,
         }
     }
+
+    /// Spans buffered.
+    #[inline]
+    pub fn span_count(&self) -> u64 {
+        u64::from(self.chain.len)
+    }
+}
+
+/// The part of a trace's record that inserting a span does not read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SlotTimes {
+    /// Arrival sequence number (identifies this use of the slot).
+    pub seq: u64,
+    /// First span's arrival (ns).
+    pub first_seen_ns: u64,
+    /// When decided (ns).
+    pub decided_ns: u64,
+    /// Tick at which the decision is due.
+    pub deadline_tick: u64,
 }
 
 /// The table.
@@ -65,6 +127,8 @@ impl Slot {
 pub struct TraceTable<S> {
     /// Trace slots, indexed by `seq % capacity`.
     pub slots: Vec<Slot>,
+    /// The rest of each slot's record (same index).
+    pub times: Vec<SlotTimes>,
     capacity: usize,
     /// Sequence number the next new trace gets.
     pub next_seq: u64,
@@ -79,6 +143,7 @@ impl<S> TraceTable<S> {
     pub fn new(capacity: usize, expected: usize) -> Self {
         TraceTable {
             slots: Vec::with_capacity(expected.min(capacity)),
+            times: Vec::with_capacity(expected.min(capacity)),
             capacity,
             next_seq: 0,
             index: TraceIndex::with_capacity(expected.min(capacity)),
@@ -138,6 +203,7 @@ impl<S> TraceTable<S> {
         let idx = (self.next_seq % self.capacity as u64) as usize;
         if idx == self.slots.len() {
             self.slots.push(Slot::empty());
+            self.times.push(SlotTimes::default());
         }
         let old = &mut self.slots[idx];
         if matches!(old.state, SlotState::Pending | SlotState::Decided(_)) {
@@ -147,9 +213,13 @@ impl<S> TraceTable<S> {
         self.arena.take(&mut old.chain, drop);
         *old = Slot::empty();
         old.id = id;
-        old.seq = self.next_seq;
         old.state = SlotState::Pending;
-        old.first_seen_ns = now_ns;
+        self.times[idx] = SlotTimes {
+            seq: self.next_seq,
+            first_seen_ns: now_ns,
+            decided_ns: 0,
+            deadline_tick: 0,
+        };
         self.next_seq += 1;
         self.index.insert(&id, idx as u32);
         idx as u32
@@ -226,6 +296,7 @@ impl<S> TraceTable<S> {
     /// Heap bytes of the table's own structures (slots, index, arena), spans' own heap excluded.
     pub fn heap_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.times.capacity() * std::mem::size_of::<SlotTimes>()
             + self.index.heap_bytes()
             + self.arena.heap_bytes()
     }

@@ -230,11 +230,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 
     /// `insert_batch` behaves exactly like one `insert` per span, pushes-out within a batch
-    /// included.
+    /// included; batches beyond the engine's stage group (256 spans) included.
     #[test]
     fn batches_match_single_inserts(
-        spans in prop::collection::vec((0u128..30, any::<bool>(), any::<bool>()), 1..300),
-        chunk in 1usize..40,
+        spans in prop::collection::vec((0u128..30, any::<bool>(), any::<bool>()), 1..800),
+        chunk in prop_oneof![1usize..40, 200usize..800],
         num_traces in 1u64..12,
         cache in 0u64..4,
     ) {

@@ -16,8 +16,10 @@
 //!   lazily at decision time. The index stores 8 bytes per trace (a fingerprint and the slot,
 //!   confirmed against the slot's ID). Spans live in the shard's arena, in chunks of 4 recycled
 //!   through a free list: no allocation per trace or span once warm, and deciding reads a
-//!   trace's few chunks. [`Engine::insert_batch_summarized`] takes the fields the scan already
-//!   parsed, so a span's bytes are walked once.
+//!   trace's few chunks. Inserting a span reads one index line, one 64-byte slot line (the
+//!   slot's times live apart) and one chunk; [`Engine::insert_batch`] takes these misses for a
+//!   group of spans together before inserting them. [`Engine::insert_batch_summarized`] takes
+//!   the fields the scan already parsed, so a span's bytes are walked once.
 //! - **Timer wheel**: each new trace is scheduled at `decision_wait` after its first span (moved
 //!   earlier to `decision_wait_after_root_received` after its root). O(1) insert and expiry;
 //!   [`Engine::advance`] fires what is due by the clock.

@@ -25,6 +25,13 @@ pub fn scan(data: &[u8]) {
     let oracle = ExportTraceServiceRequest::decode(data).ok();
     let views = crate::view::scan(&buf);
     let count = crate::scan::count_spans(data);
+    // The counting walk is the index walk without storing anything: same count, same error.
+    let mut index = crate::scan::Index::default();
+    assert_eq!(
+        count,
+        index.build(data).map(|()| index.spans.len()),
+        "count_spans and Index::build disagree"
+    );
     if let Some(req) = &oracle {
         let expected: usize = req
             .resource_spans

@@ -183,9 +183,49 @@ impl Index {
     }
 }
 
-/// Counts the spans of a request without recording where they are.
+/// Counts the spans of a request without recording where they are: the walk of
+/// [`Index::build`] with the same checks (so the same errors), but nothing stored, so nothing
+/// allocated. The receivers count every request this way before handing it on.
 pub fn count_spans(buf: &[u8]) -> Result<usize, ScanError> {
-    let mut index = Index::default();
-    index.build(buf)?;
-    Ok(index.spans.len())
+    if u32::try_from(buf.len()).is_err() {
+        return Err(ScanError::new(ScanErrorKind::TooLarge, 0));
+    }
+    let mut spans = 0;
+    let mut fields = Fields::new(buf, 0);
+    while let Some(f) = fields.next_field()? {
+        if f.number == REQUEST_RESOURCE_SPANS {
+            f.expect(LEN, 0)?;
+            spans += count_children(
+                buf,
+                f.value_start,
+                f.end,
+                RESOURCE_SPANS_SCOPE_SPANS,
+                |s, e| count_children(buf, s, e, SCOPE_SPANS_SPANS, |_, _| Ok(1)),
+            )?;
+        }
+    }
+    Ok(spans)
+}
+
+/// Walks the ResourceSpans or ScopeSpans at `buf[start..end]` as [`Index::build`] does, adding up
+/// `child(start, end)` over its `child_field` fields.
+#[inline(always)]
+fn count_children(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    child_field: u32,
+    child: impl Fn(usize, usize) -> Result<usize, ScanError>,
+) -> Result<usize, ScanError> {
+    let mut n = 0;
+    let mut fields = Fields::new(&buf[start..end], start);
+    while let Some(f) = fields.next_field()? {
+        if f.number == child_field {
+            f.expect(LEN, start)?;
+            n += child(start + f.value_start, start + f.end)?;
+        } else if f.number == 1 || f.number == 3 {
+            f.expect(LEN, start)?;
+        }
+    }
+    Ok(n)
 }

@@ -14,14 +14,13 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use tailgate_proto::compression::Compression;
 use tailgate_proto::error::{DecompressErrorKind, FrameError, FrameErrorKind};
 use tailgate_proto::grpc::{self, Deframer};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::pipeline::{wire, Refusal, TraceConsumer, TraceData};
 use crate::receiver::limits::GrpcLimits;
 use crate::receiver::listener::{before, ConnMetrics};
 use crate::receiver::stopping::Stopping;
 use crate::receiver::watch::{self, Action, Activity, Phase, Reason, Watched};
-use crate::runtime::io::BoxIo;
+use crate::runtime::io::{BoxIo, Unzeroed};
 use crate::telemetry::metrics::Local;
 
 /// The one method served.
@@ -87,7 +86,7 @@ pub async fn serve_connection(
         .max_send_buffer_size(1 << 20)
         .max_concurrent_streams(limits.max_concurrent_streams);
     let activity = Activity::new(Phase::Busy);
-    let io = Watched::new(stream, activity.clone()).compat();
+    let io = Unzeroed::new(Watched::new(stream, activity.clone()));
     let handshake = async { Some(builder.handshake::<_, Bytes>(io).await) };
     let mut conn = match before(deadline, handshake).await {
         Some(Ok(c)) => c,

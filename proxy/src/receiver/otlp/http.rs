@@ -17,14 +17,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tailgate_proto::error::BodyError;
 use tailgate_proto::json::{decode_body, BodyFormat};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::pipeline::{wire, TraceConsumer, TraceData};
 use crate::receiver::limits::HttpLimits;
 use crate::receiver::listener::ConnMetrics;
 use crate::receiver::stopping::Stopping;
 use crate::receiver::watch::{self, Action, Activity, Phase, Reason, Watched};
-use crate::runtime::io::BoxIo;
+use crate::runtime::io::{BoxIo, Unzeroed};
 use crate::telemetry::metrics::Local;
 
 /// Settings and counters one core's HTTP receiver needs.
@@ -57,7 +56,7 @@ pub async fn serve_connection(
     let limits = rx.limits;
     // The first request's head is due `read_header_timeout` after the connection starts.
     let activity = Activity::new(Phase::Head(Instant::now()));
-    let io = TokioIo::new(Watched::new(stream, activity.clone()).compat());
+    let io = TokioIo::new(Unzeroed::new(Watched::new(stream, activity.clone())));
     let a = activity.clone();
     let service = hyper::service::service_fn(move |req| {
         let rx = rx.clone();

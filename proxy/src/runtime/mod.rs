@@ -6,6 +6,7 @@
 //! ports core 0 got, then write `--ports-file`. SIGTERM/SIGINT set one flag; each core stops
 //! accepting, flushes its batches and drains its exporter queues within a deadline.
 
+pub mod alarm;
 pub mod core;
 pub mod hugepages;
 pub mod io;

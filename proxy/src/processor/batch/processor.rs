@@ -1,4 +1,8 @@
 //! The per-core batcher: joins request bodies until `send_batch_size` spans or `timeout`.
+//!
+//! The timeout runs from the first span of a batch: an [`Alarm`] is set when data enters an
+//! empty batch and cleared when a size trigger empties it, so an idle core is never woken and a
+//! busy one wakes only for batches the size trigger did not already send.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -8,6 +12,7 @@ use bytes::BytesMut;
 
 use super::config::BatchConfig;
 use crate::pipeline::{wire, Refusal, TraceConsumer, TraceData};
+use crate::runtime::alarm::Alarm;
 use crate::telemetry::metrics::{Histogram, Local};
 
 /// Counters of one batch processor on one core.
@@ -30,6 +35,8 @@ pub struct Batcher {
     next: Rc<dyn TraceConsumer>,
     pending: RefCell<Pending>,
     metrics: BatchMetrics,
+    /// Rings `timeout` after the first span of the pending batch.
+    alarm: Alarm,
 }
 
 #[derive(Default)]
@@ -52,7 +59,7 @@ pub enum Trigger {
 }
 
 impl Batcher {
-    /// A batcher feeding `next`.
+    /// A batcher feeding `next`. Must be made on the core's executor (its timer).
     pub fn new(
         config: BatchConfig,
         next: Rc<dyn TraceConsumer>,
@@ -63,6 +70,7 @@ impl Batcher {
             next,
             pending: RefCell::new(Pending::default()),
             metrics,
+            alarm: Alarm::new(),
         })
     }
 
@@ -81,6 +89,7 @@ impl Batcher {
             let spans = std::mem::take(&mut p.spans);
             (p.buf.split().freeze(), spans)
         };
+        self.alarm.clear();
         match trigger {
             Trigger::Size => self.metrics.size_trigger.add(1),
             Trigger::Timeout | Trigger::Shutdown => self.metrics.timeout_trigger.add(1),
@@ -112,10 +121,10 @@ impl Batcher {
         }
     }
 
-    /// Periodic flush task; runs until the executor stops.
+    /// Timeout flush task; runs until the executor stops.
     pub async fn run_timer(self: Rc<Self>) {
         loop {
-            glommio::timer::Timer::new(self.timeout()).await;
+            self.alarm.ring().await;
             self.flush(Trigger::Timeout);
         }
     }
@@ -125,6 +134,10 @@ impl TraceConsumer for Batcher {
     fn consume(&self, data: TraceData) -> Result<(), Refusal> {
         let full = {
             let mut p = self.pending.borrow_mut();
+            if p.spans == 0 {
+                self.alarm
+                    .set_at(std::time::Instant::now() + self.timeout());
+            }
             p.buf.extend_from_slice(&data.body);
             p.spans += data.spans;
             p.spans >= u64::from(self.config.send_batch_size)
@@ -194,8 +207,19 @@ mod tests {
         )
     }
 
+    fn on_executor(f: impl std::future::Future<Output = ()> + 'static) {
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .unwrap()
+            .run(f);
+    }
+
     #[test]
     fn flushes_on_size_and_splits_at_max() {
+        on_executor(async { size_and_max() });
+    }
+
+    fn size_and_max() {
         let sink = Rc::new(Sink::default());
         let b = batcher(10, 12, sink.clone());
         b.consume(req(4)).unwrap();
@@ -212,5 +236,49 @@ mod tests {
         assert_eq!(sink.0.borrow().last().unwrap().spans, 2);
         b.flush(Trigger::Timeout);
         assert_eq!(sink.0.borrow().len(), 3);
+    }
+
+    #[test]
+    fn timeout_runs_from_the_first_span_and_only_when_data_waits() {
+        on_executor(async {
+            let sink = Rc::new(Sink::default());
+            let b = batcher(100, 0, sink.clone());
+            let b = {
+                // A short timeout for the test.
+                let mut cfg = b.config.clone();
+                cfg.timeout = GoDuration(Duration::from_millis(30));
+                Batcher::new(
+                    cfg,
+                    sink.clone(),
+                    BatchMetrics {
+                        size_trigger: b.metrics.size_trigger.clone(),
+                        timeout_trigger: b.metrics.timeout_trigger.clone(),
+                        send_size: b.metrics.send_size.clone(),
+                        dropped: b.metrics.dropped.clone(),
+                        core: 0,
+                    },
+                )
+            };
+            glommio::spawn_local(b.clone().run_timer()).detach();
+            // Nothing pending: no alarm.
+            assert_eq!(b.alarm.due(), None);
+            let start = std::time::Instant::now();
+            b.consume(req(3)).unwrap();
+            let due = b.alarm.due().unwrap();
+            assert!(due >= start + Duration::from_millis(30));
+            // More data does not move it.
+            b.consume(req(3)).unwrap();
+            assert_eq!(b.alarm.due(), Some(due));
+            while sink.0.borrow().is_empty() {
+                glommio::timer::Timer::new(Duration::from_millis(5)).await;
+            }
+            assert!(std::time::Instant::now() >= due);
+            assert_eq!(sink.0.borrow()[0].spans, 6);
+            assert_eq!(b.alarm.due(), None);
+            // A size trigger empties the batch and clears the alarm.
+            b.consume(req(100)).unwrap();
+            assert_eq!(sink.0.borrow().len(), 2);
+            assert_eq!(b.alarm.due(), None);
+        });
     }
 }

@@ -1,6 +1,14 @@
 //! The per-core `tail_sampling` stage: routing to owner cores, the owner's engine, its timer.
+//!
+//! Decisions are not ticked periodically: every trace falls due `decision_wait` (or the shorter
+//! `decision_wait_after_root_received`) after its first span, on the engine's tick grid, so the
+//! owner notes that instant for each insert that created traces ([`Dues`]) and ticks the engine
+//! only then: on an [`Alarm`] set for the earliest noted instant, or earlier when a request
+//! arrives after it anyway (one wake-up for both). An idle core is not woken at all, and at a low
+//! rate the core wakes for decisions only as often as traces actually fall due.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,10 +18,14 @@ use bytes::Bytes;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use tailgate_proto::{RequestBuilder, SpanView, Splitter};
 use tailgate_sampler::span::proto_view::scan_summarized;
-use tailgate_sampler::{shard_for, BatchOutput, DecidedTrace, Engine, SamplerConfig, SystemClock};
+use tailgate_sampler::span::SummaryFields;
+use tailgate_sampler::{
+    shard_for, BatchOutput, Clock, DecidedTrace, Engine, SamplerConfig, SystemClock,
+};
 
 use super::metrics::TailMetrics;
 use crate::pipeline::{Refusal, TraceConsumer, TraceData};
+use crate::runtime::alarm::Alarm;
 use crate::runtime::mesh::Mesh;
 use crate::telemetry::metrics::Local;
 
@@ -38,9 +50,70 @@ pub struct Owner {
     /// wait, new data is refused and inbound channels are not read (backpressure).
     blocked: RefCell<Vec<SpanView>>,
     out: RefCell<BatchOutput<SpanView>>,
+    /// Scratch lists for [`Owner::insert`], kept between requests: a 1000-span request needs
+    /// ~140 KB of them, and fresh allocations that size cost page faults on every request.
+    scratch: RefCell<(Vec<SpanView>, Vec<SummaryFields>)>,
     metrics: TailMetrics,
     stage: StageMetrics,
     tick: Duration,
+    /// When traces inserted so far fall due.
+    dues: RefCell<Dues>,
+    /// Rings at the earliest of `dues` (or the next tick while spans wait in `blocked`).
+    alarm: Alarm,
+}
+
+/// Wall times (Unix ns, on the engine's tick grid) at which traces inserted so far fall due,
+/// earliest first. A trace's deadline is its first span's arrival plus a constant wait, so
+/// arrival order is deadline order and the front is the next instant [`Engine::advance`] has
+/// work. The instants are taken *after* each insert and rounded up to the tick as the engine's
+/// wheel rounds, so none is earlier than the deadline the engine gave.
+struct Dues {
+    at: VecDeque<u64>,
+    /// The shorter of `decision_wait` and `decision_wait_after_root_received`.
+    wait_ns: u64,
+    tick_ns: u64,
+    /// With `decision_wait_after_root_received` a root span moves an existing trace's deadline
+    /// earlier, so every insert is noted, not only those that created traces.
+    every_insert: bool,
+}
+
+impl Dues {
+    fn new(config: &SamplerConfig) -> Self {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let after_root = config.decision_wait_after_root_received.map(ns);
+        Dues {
+            at: VecDeque::new(),
+            wait_ns: after_root.map_or(ns(config.decision_wait), |r| {
+                r.min(ns(config.decision_wait))
+            }),
+            tick_ns: ns(config.timer_tick).max(1),
+            every_insert: after_root.is_some(),
+        }
+    }
+
+    /// Notes an insert done before `now` that created traces (`created`).
+    fn note(&mut self, now: u64, created: bool) {
+        if !created && !self.every_insert {
+            return;
+        }
+        let due = now
+            .saturating_add(self.wait_ns)
+            .div_ceil(self.tick_ns)
+            .saturating_mul(self.tick_ns);
+        if self.at.back().is_none_or(|&last| last < due) {
+            self.at.push_back(due);
+        }
+    }
+
+    /// Whether anything is due at `now`; forgets the instants that are.
+    fn take_due(&mut self, now: u64) -> bool {
+        let mut any = false;
+        while self.at.front().is_some_and(|&t| t <= now) {
+            self.at.pop_front();
+            any = true;
+        }
+        any
+    }
 }
 
 /// The stage a pipeline calls on each core.
@@ -72,9 +145,12 @@ pub fn build(
         next,
         blocked: RefCell::new(Vec::new()),
         out: RefCell::new(BatchOutput::default()),
+        scratch: RefCell::new((Vec::new(), Vec::new())),
         metrics,
         stage,
         tick: config.timer_tick,
+        dues: RefCell::new(Dues::new(&config)),
+        alarm: Alarm::new(),
     });
     for (_, rx, in_flight) in mesh.take_receivers() {
         glommio::spawn_local(serve_inbound(owner.clone(), rx, in_flight)).detach();
@@ -171,8 +247,11 @@ impl Owner {
     /// Scans a part this core owns and inserts its spans.
     fn insert(&self, part: Part) {
         // The scan hands on the fields it parses, so the engine does not walk each span again.
-        let (mut views, mut fields) = (Vec::new(), Vec::new());
-        if let Err(e) = scan_summarized(&part, &mut views, &mut fields) {
+        let mut scratch = self.scratch.borrow_mut();
+        let (views, fields) = &mut *scratch;
+        views.clear();
+        fields.clear();
+        if let Err(e) = scan_summarized(&part, views, fields) {
             tracing::debug!("tail_sampling: cannot scan a request part: {e}");
             self.stage
                 .dropped
@@ -180,10 +259,50 @@ impl Owner {
             return;
         }
         let mut out = self.out.borrow_mut();
-        self.engine
-            .borrow_mut()
-            .insert_batch_summarized(&mut views, &mut fields, &mut out);
+        let mut engine = self.engine.borrow_mut();
+        let before = engine.counters().new_trace_id_received;
+        engine.insert_batch_summarized(views, fields, &mut out);
+        self.noted(&mut engine, before);
+        drop(engine);
+        drop(scratch);
         self.after_insert(&mut out);
+        self.due_work();
+    }
+
+    /// Notes when the traces an insert created fall due (`before`: the new-trace count before
+    /// it) and publishes the counters (no periodic tick would otherwise publish the buffered
+    /// spans before their traces fall due).
+    fn noted(&self, engine: &mut Engine<SpanView, SystemClock>, before: u64) {
+        let created = engine.counters().new_trace_id_received != before;
+        self.dues
+            .borrow_mut()
+            .note(SystemClock.now_unix_nanos(), created);
+        self.metrics.publish(engine.counters());
+    }
+
+    /// Ticks the engine if anything is due (by the alarm or on a request's wake-up), then sets
+    /// the alarm for the next instant anything is.
+    fn due_work(&self) {
+        let now = SystemClock.now_unix_nanos();
+        let due = self.dues.borrow_mut().take_due(now);
+        if due || !self.blocked.borrow().is_empty() {
+            self.tick();
+        }
+        let next = self.dues.borrow().at.front().copied();
+        match next {
+            Some(at) => {
+                let wait = Duration::from_nanos(at.saturating_sub(now));
+                self.alarm.set_at(Instant::now() + wait);
+            }
+            // Spans waiting for room, or (never expected) spans buffered without a noted
+            // instant: keep ticking.
+            None if !self.blocked.borrow().is_empty()
+                || self.engine.borrow().counters().spans_buffered > 0 =>
+            {
+                self.alarm.set_no_later_than(Instant::now() + self.tick);
+            }
+            None => self.alarm.clear(),
+        }
     }
 
     fn after_insert(&self, out: &mut BatchOutput<SpanView>) {
@@ -203,9 +322,11 @@ impl Owner {
             return;
         }
         let mut out = self.out.borrow_mut();
-        self.engine
-            .borrow_mut()
-            .insert_batch(&mut blocked, &mut out);
+        let mut engine = self.engine.borrow_mut();
+        let before = engine.counters().new_trace_id_received;
+        engine.insert_batch(&mut blocked, &mut out);
+        self.noted(&mut engine, before);
+        drop(engine);
         self.after_insert(&mut out);
     }
 
@@ -262,16 +383,16 @@ async fn serve_inbound(owner: Rc<Owner>, rx: ConnectedReceiver<Part>, in_flight:
     }
 }
 
-/// Ticks the engine until the stage is dropped or shut down.
+/// Ticks the engine whenever its alarm rings, until the stage is dropped or shut down.
 async fn run_timer(stage: std::rc::Weak<TailSampling>) {
     loop {
-        let tick = match stage.upgrade() {
-            Some(s) if !s.closing.get() => s.owner.tick,
+        let owner = match stage.upgrade() {
+            Some(s) if !s.closing.get() => s.owner.clone(),
             _ => return,
         };
-        glommio::timer::Timer::new(tick).await;
+        owner.alarm.ring().await;
         match stage.upgrade() {
-            Some(s) if !s.closing.get() => s.owner.tick(),
+            Some(s) if !s.closing.get() => s.owner.due_work(),
             _ => return,
         }
     }

@@ -86,7 +86,7 @@ pub use engine::{
     BatchOutput, Counters, DecidedTrace, DecisionCause, DropReason, Engine, EngineError,
     InsertOutcome, MemoryStats, PolicySet,
 };
-pub use policy::{Decision, FinalDecision, TraceSummary};
+pub use policy::{Decision, FinalDecision, SpanAggregates, TraceSummary};
 pub use span::{AttrValue, BufferRef, SpanData, SpanKind, StatusCode, SummaryFields};
 
 /// The shard (0..`shards`) that owns a trace: derived from bits of the trace ID different from

@@ -109,12 +109,7 @@ mod tests {
     use super::*;
     use std::rc::Rc;
 
-    fn on_executor(f: impl std::future::Future<Output = ()> + 'static) {
-        glommio::LocalExecutorBuilder::default()
-            .make()
-            .unwrap()
-            .run(f);
-    }
+    use crate::runtime::on_test_executor as on_executor;
 
     #[test]
     fn rings_once_at_the_set_time_and_moves() {

@@ -433,3 +433,13 @@ fn start_admin(
     }
     Ok(ports)
 }
+
+/// Runs `f` to completion on a fresh glommio executor on this thread (unit tests of per-core code).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn on_test_executor(f: impl std::future::Future<Output = ()> + 'static) {
+    glommio::LocalExecutorBuilder::default()
+        .make()
+        .unwrap()
+        .run(f);
+}

@@ -541,7 +541,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
 
     fn decide(&mut self, idx: u32, now: u64, cause: DecisionCause) {
         let slot = &self.table.slots[idx as usize];
-        let summary = slot.summary.to_summary(slot.chain.len);
+        let summary = table::to_summary(slot.summary, slot.chain.len);
         let view = TraceView {
             trace_id: slot.id,
             summary: &summary,

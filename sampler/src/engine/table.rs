@@ -9,7 +9,7 @@
 
 use super::arena::{Chain, ChainSpans, SpanArena};
 use super::index::{id_fingerprint, TraceIndex};
-use crate::policy::{FinalDecision, TraceSummary};
+use crate::policy::{FinalDecision, SpanAggregates, TraceSummary};
 
 /// Where a trace is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,56 +39,15 @@ pub struct Slot {
     pub state: SlotState,
 }
 
-/// A trace's running aggregates as its slot stores them: a [`TraceSummary`] without the span
-/// count, which the slot's chain holds.
-#[derive(Debug, Clone, Copy)]
-pub struct SlotSummary {
-    /// Sum of the spans' wire sizes.
-    pub bytes: u64,
-    /// Earliest start (Unix ns); `u64::MAX` before the first span.
-    pub min_start: u64,
-    /// Latest end (Unix ns).
-    pub max_end: u64,
-    /// Bit per status code seen (1 << code).
-    pub status_seen: u8,
-    /// Some span had the W3C sampled flag.
-    pub sampled_flag_seen: bool,
-    /// The root span arrived.
-    pub root_seen: bool,
-}
+/// A trace's running aggregates as its slot stores them: without the span count, which the
+/// slot's chain holds.
+pub type SlotSummary = SpanAggregates;
 
-impl SlotSummary {
-    const EMPTY: SlotSummary = SlotSummary {
-        bytes: 0,
-        min_start: u64::MAX,
-        max_end: 0,
-        status_seen: 0,
-        sampled_flag_seen: false,
-        root_seen: false,
-    };
-
-    /// Folds in a span given its summary fields and wire size (as [`TraceSummary::add_fields`]).
-    #[inline]
-    pub fn add_fields(&mut self, f: &crate::span::SummaryFields, wire_len: usize) {
-        self.bytes += wire_len as u64;
-        self.min_start = self.min_start.min(f.start_unix_nanos);
-        self.max_end = self.max_end.max(f.end_unix_nanos);
-        self.status_seen |= 1 << f.status_code.code();
-        self.sampled_flag_seen |= f.trace_flags & 1 != 0;
-        self.root_seen |= f.is_root;
-    }
-
-    /// The policies' [`TraceSummary`] of a trace of `span_count` spans.
-    pub fn to_summary(self, span_count: u32) -> TraceSummary {
-        TraceSummary {
-            span_count: u64::from(span_count),
-            bytes: self.bytes,
-            min_start: self.min_start,
-            max_end: self.max_end,
-            status_seen: self.status_seen,
-            sampled_flag_seen: self.sampled_flag_seen,
-            root_seen: self.root_seen,
-        }
+/// The policies' [`TraceSummary`] of a slot's aggregates and its `span_count` spans.
+pub fn to_summary(agg: SlotSummary, span_count: u32) -> TraceSummary {
+    TraceSummary {
+        span_count: u64::from(span_count),
+        agg,
     }
 }
 

@@ -40,12 +40,10 @@ impl Decision {
     }
 }
 
-/// Running aggregates of a trace, updated on every span insert so that the status, latency,
-/// span-count and flags policies need no rescan.
+/// Running aggregates of a trace's spans except their count: what the engine's trace slot stores
+/// (the count lives in the slot's span chain) and what [`TraceSummary`] adds the count to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TraceSummary {
-    /// Spans received.
-    pub span_count: u64,
+pub struct SpanAggregates {
     /// Sum of the spans' wire sizes.
     pub bytes: u64,
     /// Earliest start (Unix ns); `u64::MAX` before the first span.
@@ -60,16 +58,44 @@ pub struct TraceSummary {
     pub root_seen: bool,
 }
 
+impl SpanAggregates {
+    /// No span yet.
+    pub const EMPTY: SpanAggregates = SpanAggregates {
+        bytes: 0,
+        min_start: u64::MAX,
+        max_end: 0,
+        status_seen: 0,
+        sampled_flag_seen: false,
+        root_seen: false,
+    };
+
+    /// Folds in a span given its summary fields and wire size (read once, e.g. by the scan).
+    #[inline]
+    pub fn add_fields(&mut self, f: &crate::span::SummaryFields, wire_len: usize) {
+        self.bytes += wire_len as u64;
+        self.min_start = self.min_start.min(f.start_unix_nanos);
+        self.max_end = self.max_end.max(f.end_unix_nanos);
+        self.status_seen |= 1 << f.status_code.code();
+        self.sampled_flag_seen |= f.trace_flags & 1 != 0;
+        self.root_seen |= f.is_root;
+    }
+}
+
+/// Running aggregates of a trace, updated on every span insert so that the status, latency,
+/// span-count and flags policies need no rescan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceSummary {
+    /// Spans received.
+    pub span_count: u64,
+    /// Everything else folded over the spans.
+    pub agg: SpanAggregates,
+}
+
 impl Default for TraceSummary {
     fn default() -> Self {
         TraceSummary {
             span_count: 0,
-            bytes: 0,
-            min_start: u64::MAX,
-            max_end: 0,
-            status_seen: 0,
-            sampled_flag_seen: false,
-            root_seen: false,
+            agg: SpanAggregates::EMPTY,
         }
     }
 }
@@ -85,12 +111,7 @@ impl TraceSummary {
     #[inline]
     pub fn add_fields(&mut self, f: &crate::span::SummaryFields, wire_len: usize) {
         self.span_count += 1;
-        self.bytes += wire_len as u64;
-        self.min_start = self.min_start.min(f.start_unix_nanos);
-        self.max_end = self.max_end.max(f.end_unix_nanos);
-        self.status_seen |= 1 << f.status_code.code();
-        self.sampled_flag_seen |= f.trace_flags & 1 != 0;
-        self.root_seen |= f.is_root;
+        self.agg.add_fields(f, wire_len);
     }
 
     /// Latest end minus earliest start, in ns (negative if ends precede starts).
@@ -98,7 +119,7 @@ impl TraceSummary {
         if self.span_count == 0 {
             return 0;
         }
-        i128::from(self.max_end) - i128::from(self.min_start)
+        i128::from(self.agg.max_end) - i128::from(self.agg.min_start)
     }
 }
 
@@ -396,15 +417,15 @@ impl Policy {
                 )
             }
             Policy::Probabilistic(p) => sampled(p.samples(&trace.trace_id)),
-            Policy::StatusCode { mask } => sampled(trace.summary.status_seen & *mask != 0),
+            Policy::StatusCode { mask } => sampled(trace.summary.agg.status_seen & *mask != 0),
             Policy::RateLimiting(r) => sampled(r.allow(trace.summary.span_count, now_ns)),
-            Policy::BytesLimiting(b) => sampled(b.allow(trace.summary.bytes, now_ns)),
+            Policy::BytesLimiting(b) => sampled(b.allow(trace.summary.agg.bytes, now_ns)),
             Policy::SpanCount { min, max } => {
                 let n = trace.summary.span_count as i64;
                 sampled(n >= *min && (*max == 0 || n <= *max))
             }
             Policy::TraceState(f) => sampled(trace.spans.any(&mut |s| f.matches(s.trace_state()))),
-            Policy::TraceFlags => sampled(trace.summary.sampled_flag_seen),
+            Policy::TraceFlags => sampled(trace.summary.agg.sampled_flag_seen),
             Policy::NumericAttribute { .. }
             | Policy::StringAttribute { .. }
             | Policy::BooleanAttribute { .. } => self.attribute_verdict(trace, hits),

@@ -207,12 +207,7 @@ mod tests {
         )
     }
 
-    fn on_executor(f: impl std::future::Future<Output = ()> + 'static) {
-        glommio::LocalExecutorBuilder::default()
-            .make()
-            .unwrap()
-            .run(f);
-    }
+    use crate::runtime::on_test_executor as on_executor;
 
     #[test]
     fn flushes_on_size_and_splits_at_max() {

@@ -129,18 +129,14 @@ impl Index {
         let resource = self.resources.len() as u32;
         let first_scope = self.scopes.len() as u32;
         let mut header = Header::default();
-        let mut fields = Fields::new(&buf[start..end], start);
-        while let Some(f) = fields.next_field()? {
-            if f.number == RESOURCE_SPANS_SCOPE_SPANS {
-                f.expect(LEN, start)?;
-                self.scope(buf, resource, start + f.value_start, start + f.end)?;
-            } else {
-                if f.number == 1 || f.number == 3 {
-                    f.expect(LEN, start)?;
-                }
-                header.push(start + f.start, start + f.end);
-            }
-        }
+        walk_group(
+            buf,
+            start,
+            end,
+            RESOURCE_SPANS_SCOPE_SPANS,
+            |_, s, e| self.scope(buf, resource, s, e),
+            |a, b| header.push(a, b),
+        )?;
         let scopes = first_scope..self.scopes.len() as u32;
         self.resources.push(ResourceLoc { header, scopes });
         Ok(())
@@ -156,23 +152,22 @@ impl Index {
     ) -> Result<(), ScanError> {
         let first_span = self.spans.len() as u32;
         let mut header = Header::default();
-        let mut fields = Fields::new(&buf[start..end], start);
-        while let Some(f) = fields.next_field()? {
-            if f.number == SCOPE_SPANS_SPANS {
-                f.expect(LEN, start)?;
-                let (s, e) = (start + f.value_start, start + f.end);
-                self.spans.push(SpanLoc {
-                    field: (start + f.start) as u32,
+        let spans = &mut self.spans;
+        walk_group(
+            buf,
+            start,
+            end,
+            SCOPE_SPANS_SPANS,
+            |field, s, e| {
+                spans.push(SpanLoc {
+                    field: field as u32,
                     start: s as u32,
                     end: e as u32,
                 });
-            } else {
-                if f.number == 1 || f.number == 3 {
-                    f.expect(LEN, start)?;
-                }
-                header.push(start + f.start, start + f.end);
-            }
-        }
+                Ok(())
+            },
+            |a, b| header.push(a, b),
+        )?;
         let spans = first_span..self.spans.len() as u32;
         self.scopes.push(ScopeLoc {
             resource,
@@ -181,6 +176,35 @@ impl Index {
         });
         Ok(())
     }
+}
+
+/// Walks the fields of the ResourceSpans or ScopeSpans at `buf[start..end]`, the one walk of
+/// [`Index::build`] and [`count_spans`]: each `child_field` (checked to be length-delimited) goes
+/// to `child(field_start, value_start, end)`, every other field to `other(field_start, end)`
+/// after the `resource`/`scope` (1) and `schema_url` (3) fields are checked to be
+/// length-delimited. Offsets are absolute in `buf`.
+#[inline(always)]
+fn walk_group(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    child_field: u32,
+    mut child: impl FnMut(usize, usize, usize) -> Result<(), ScanError>,
+    mut other: impl FnMut(usize, usize),
+) -> Result<(), ScanError> {
+    let mut fields = Fields::new(&buf[start..end], start);
+    while let Some(f) = fields.next_field()? {
+        if f.number == child_field {
+            f.expect(LEN, start)?;
+            child(start + f.start, start + f.value_start, start + f.end)?;
+        } else {
+            if f.number == 1 || f.number == 3 {
+                f.expect(LEN, start)?;
+            }
+            other(start + f.start, start + f.end);
+        }
+    }
+    Ok(())
 }
 
 /// Counts the spans of a request without recording where they are: the walk of
@@ -195,37 +219,27 @@ pub fn count_spans(buf: &[u8]) -> Result<usize, ScanError> {
     while let Some(f) = fields.next_field()? {
         if f.number == REQUEST_RESOURCE_SPANS {
             f.expect(LEN, 0)?;
-            spans += count_children(
+            walk_group(
                 buf,
                 f.value_start,
                 f.end,
                 RESOURCE_SPANS_SCOPE_SPANS,
-                |s, e| count_children(buf, s, e, SCOPE_SPANS_SPANS, |_, _| Ok(1)),
+                |_, s, e| {
+                    walk_group(
+                        buf,
+                        s,
+                        e,
+                        SCOPE_SPANS_SPANS,
+                        |_, _, _| {
+                            spans += 1;
+                            Ok(())
+                        },
+                        |_, _| {},
+                    )
+                },
+                |_, _| {},
             )?;
         }
     }
     Ok(spans)
-}
-
-/// Walks the ResourceSpans or ScopeSpans at `buf[start..end]` as [`Index::build`] does, adding up
-/// `child(start, end)` over its `child_field` fields.
-#[inline(always)]
-fn count_children(
-    buf: &[u8],
-    start: usize,
-    end: usize,
-    child_field: u32,
-    child: impl Fn(usize, usize) -> Result<usize, ScanError>,
-) -> Result<usize, ScanError> {
-    let mut n = 0;
-    let mut fields = Fields::new(&buf[start..end], start);
-    while let Some(f) = fields.next_field()? {
-        if f.number == child_field {
-            f.expect(LEN, start)?;
-            n += child(start + f.value_start, start + f.end)?;
-        } else if f.number == 1 || f.number == 3 {
-            f.expect(LEN, start)?;
-        }
-    }
-    Ok(n)
 }

@@ -7,12 +7,14 @@
 //! # Layout
 //! - [`cli`]: the command line (clap), collector-compatible flags.
 //! - [`config`]: collector YAML → validated [`config::Config`] (files, `--set`, `${env:VAR}`).
-//! - [`runtime`]: pinned executors, SO_REUSEPORT listeners, ports file, shutdown.
-//! - [`pipeline`]: what flows between stages on a core ([`pipeline::TraceData`]) and the stage trait.
+//! - [`service`]: the composition root: validated config → per-core pipelines, all-or-nothing
+//!   start-up, drain on stop.
+//! - [`runtime`]: primitives only (pinned executors, alarm, io, core mesh, latches, listen
+//!   addresses); it names no component.
+//! - [`pipeline`]: what flows between stages on a core ([`pipeline::Payload`], any signal) and
+//!   the stage traits ([`pipeline::Consumer`], [`pipeline::Drain`]).
 //! - [`receiver`], [`processor`], [`exporter`], [`extension`]: components by the collector's names,
 //!   each folder with a `config.rs` of its keys beside its implementation.
-//! - [`resolver`]: backend sets of the `loadbalancing` exporter (static, dns, k8s), published as
-//!   routing tables off the data-plane cores.
 //! - [`connector`]: connectors (`spanmetrics`); [`metrics_data`]: what metrics pipelines carry.
 //! - [`tls`]: the collector's `tls` blocks as rustls configurations.
 //! - [`telemetry`]: logs, per-core metrics summed on scrape, admin endpoints (metrics, health).
@@ -26,7 +28,7 @@ pub mod metrics_data;
 pub mod pipeline;
 pub mod processor;
 pub mod receiver;
-pub mod resolver;
 pub mod runtime;
+pub mod service;
 pub mod telemetry;
 pub mod tls;

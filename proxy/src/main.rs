@@ -41,11 +41,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         None => {
-            let options = tailgate::runtime::RunOptions {
+            let options = tailgate::service::RunOptions {
                 cores: cli.cores,
                 ports_file: cli.ports_file.clone(),
             };
-            match tailgate::runtime::run(config, options) {
+            match tailgate::service::run(config, options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

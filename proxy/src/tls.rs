@@ -117,6 +117,15 @@ pub fn client_config(t: &ClientTls, alpn: &[u8]) -> Result<Arc<ClientConfig>, St
     Ok(Arc::new(config))
 }
 
+/// What a client dials TLS with: the rustls configuration and the name the server must prove.
+pub type ClientSetup = (Arc<ClientConfig>, ServerName<'static>);
+
+/// The one way an exporter's client TLS is built: the configuration of the `tls` block `t` for
+/// `alpn`, verifying `host` (or `server_name_override`).
+pub fn client_setup(t: &ClientTls, host: &str, alpn: &[u8]) -> Result<ClientSetup, String> {
+    Ok((client_config(t, alpn)?, server_name(t, host)?))
+}
+
 /// The name to verify: `server_name_override` or the endpoint's host.
 pub fn server_name(t: &ClientTls, host: &str) -> Result<ServerName<'static>, String> {
     let name = t

@@ -114,6 +114,17 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The wire codec this setting selects.
+    pub fn wire(self) -> tailgate_proto::compression::Compression {
+        use tailgate_proto::compression::Compression as W;
+        match self {
+            Compression::None => W::Identity,
+            Compression::Gzip => W::Gzip,
+            Compression::Zstd => W::Zstd,
+            Compression::Snappy => W::Snappy,
+        }
+    }
+
     /// Parses the collector's spelling; `None` for anything we do not send.
     pub fn parse(text: &str) -> Option<Compression> {
         match text {
@@ -152,6 +163,17 @@ pub struct SendingQueue {
     pub storage: Option<String>,
     /// What `queue_size` counts; only `requests` is implemented.
     pub sizer: Option<String>,
+}
+
+impl SendingQueue {
+    /// Queue capacity and consumers per core: disabled means one request at a time.
+    pub fn shape(&self) -> (usize, usize) {
+        if self.enabled {
+            (self.queue_size, self.num_consumers)
+        } else {
+            (1, 1)
+        }
+    }
 }
 
 impl Default for SendingQueue {
@@ -248,6 +270,25 @@ impl RetryOnFailure {
 
 /// Headers sent with every request.
 pub type Headers = BTreeMap<String, String>;
+
+/// The `headers` of an exporter as HTTP headers (names lower-cased). Validation checked every
+/// name and value with the same rules, so nothing is skipped for a validated config.
+pub fn header_map(h: &Headers) -> ::http::HeaderMap {
+    use ::http::{HeaderName, HeaderValue};
+    let mut out = ::http::HeaderMap::new();
+    for (k, v) in h {
+        match (
+            HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            (Ok(k), Ok(v)) => {
+                out.insert(k, v);
+            }
+            _ => tracing::warn!("header {k:?} is not a valid HTTP header; not sent"),
+        }
+    }
+    out
+}
 
 /// Checks an exporter's `headers` (each a valid HTTP header name and value) and that `tls`
 /// names a client certificate and its key together; errors under `path`.

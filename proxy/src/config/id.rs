@@ -58,6 +58,18 @@ pub enum Signal {
     Logs,
 }
 
+impl Signal {
+    /// What the collector's self-metrics call one item of this signal, as in
+    /// `otelcol_exporter_sent_{items}_total`.
+    pub fn items(self) -> &'static str {
+        match self {
+            Signal::Traces => "spans",
+            Signal::Metrics => "metric_points",
+            Signal::Logs => "log_records",
+        }
+    }
+}
+
 impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -1,24 +1,94 @@
-//! What flows between components on one core, and the interface each stage implements.
+//! What flows between components on one core, and the interfaces each stage implements.
 //!
-//! A [`TraceData`] is one or more serialized `ExportTraceServiceRequest`s back to back: protobuf
-//! merges repeated fields of concatenated messages, so joining request bodies *is* batching, with
-//! one copy and no decoding. Stages are per core (`Rc`, no locks) and synchronous: a stage either
-//! takes the data or refuses it at once; anything slow (sending) sits behind a bounded queue.
+//! A [`Payload`] is one or more serialized OTLP export requests of one [`Signal`] back to back:
+//! protobuf merges repeated fields of concatenated messages, so joining request bodies *is*
+//! batching, with one copy and no decoding. Stages are per core (`Rc`, no locks) and synchronous: a
+//! stage either takes the data or refuses it at once; anything slow (sending) sits behind a
+//! bounded queue. Only the proto walkers and the component factories know what a signal's body
+//! holds; receivers, memory_limiter, batch, the sending queue and fan-out move any payload.
 
 pub mod wire;
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
-/// Spans in transit: a serialized `ExportTraceServiceRequest` (or several concatenated) and how
-/// many spans it holds.
+pub use crate::config::Signal;
+
+/// Items in transit: a serialized export request (or several concatenated) of one signal, how
+/// many items (spans, data points, log records) it holds, and where it came from.
 #[derive(Debug, Clone)]
-pub struct TraceData {
+pub struct Payload {
+    /// What the body holds.
+    pub signal: Signal,
     /// Serialized request(s).
     pub body: Bytes,
-    /// Span count, measured once by the receiver.
-    pub spans: u64,
+    /// Item count, measured once by the receiver.
+    pub items: u64,
+    /// Where the data came from; survives batching as the collector's client metadata does.
+    pub meta: Metadata,
+}
+
+impl Payload {
+    /// A traces payload without metadata (tests, and stages that make new data).
+    pub fn traces(body: Bytes, spans: u64) -> Self {
+        Payload {
+            signal: Signal::Traces,
+            body,
+            items: spans,
+            meta: Metadata::default(),
+        }
+    }
+
+    /// The same signal and metadata around another body (a split part, a kept subset).
+    pub fn with_body(&self, body: Bytes, items: u64) -> Self {
+        Payload {
+            signal: self.signal,
+            body,
+            items,
+            meta: self.meta.clone(),
+        }
+    }
+}
+
+/// The client metadata of a payload (the collector's `client.Info`), plus tailgate's hop marker.
+///
+/// Cloned with every fan-out, so it stays small: the headers kept by `include_metadata` are one
+/// shared list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// The peer that sent the request (`client.Info.Addr`); kept until a batch merges clients.
+    pub client: Option<SocketAddr>,
+    /// When the receiver took the request (the earliest of a batch's requests).
+    pub received: Option<Instant>,
+    /// Request headers a receiver kept (`include_metadata: true`), names in lower case; after a
+    /// `batch` with `metadata_keys`, only those keys.
+    pub headers: Option<Rc<[(String, String)]>>,
+    /// Set on data one gateway forwarded to another: never forwarded again, never exported.
+    pub hop: Option<Hop>,
+}
+
+impl Metadata {
+    /// The values of `key` (lower case) that the request carried, in order.
+    pub fn get<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The mark on gateway-to-gateway data: which routing table the sender used, so disagreements
+/// between gateways can be counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hop {
+    /// Hash of the sender's routing table.
+    pub table: u64,
 }
 
 /// Why a stage refused data; small and `Copy` because it travels on the hot path.
@@ -28,6 +98,11 @@ pub enum Refusal {
     MemoryLimited,
     /// An exporter's sending queue is full.
     QueueFull,
+    /// A routing exporter has no destination yet (no backend resolved); clients retry.
+    NoRoute,
+    /// A batch processor already holds `metadata_cardinality_limit` distinct metadata
+    /// combinations; clients retry (the collector answers the same, retryably).
+    TooManyBatches,
     /// tailgate is shutting down.
     ShuttingDown,
     /// A stage cannot take more right now (tail_sampling: an owner core's channel is full, or
@@ -41,6 +116,8 @@ impl Refusal {
         match self {
             Refusal::MemoryLimited => "data refused due to high memory usage",
             Refusal::QueueFull => "sending queue is full",
+            Refusal::NoRoute => "no backend resolved yet",
+            Refusal::TooManyBatches => "too many batcher metadata-value combinations",
             Refusal::ShuttingDown => "tailgate is shutting down",
             Refusal::Overloaded => "tail_sampling is overloaded; retry later",
         }
@@ -48,20 +125,40 @@ impl Refusal {
 }
 
 /// A pipeline stage on one core.
-pub trait TraceConsumer {
+pub trait Consumer {
     /// Takes `data` or refuses it.
-    fn consume(&self, data: TraceData) -> Result<(), Refusal>;
+    fn consume(&self, data: Payload) -> Result<(), Refusal>;
+}
+
+/// A future a stage returns from [`Drain::flush`]; local to the core.
+pub type LocalFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// What shutdown asks of a stage that holds data: hand it on, say what is still in flight, and
+/// count what is left when the deadline passes. Stages are drained upstream first, so what one
+/// flushes is in the queues of the next before those are asked.
+pub trait Drain {
+    /// Hands on what the stage holds (decide buffered traces, send pending batches), finishing
+    /// before `until`.
+    fn flush(&self, until: Instant) -> LocalFuture<'_>;
+    /// Batches queued or being sent (an exporter's queue); 0 for stages that hold nothing.
+    fn pending(&self) -> usize {
+        0
+    }
+    /// Counts what is still held as failed (the drain deadline passed); returns the items.
+    fn abandon(&self) -> u64 {
+        0
+    }
 }
 
 /// Sends the same data to several consumers (a receiver feeding pipelines, a pipeline feeding
-/// exporters). Every consumer gets every span; the first refusal is reported after all were tried.
+/// exporters). Every consumer gets every item; the first refusal is reported after all were tried.
 pub struct Fanout {
-    /// Downstream consumers.
-    pub consumers: Vec<Rc<dyn TraceConsumer>>,
+    /// Downstream consumers (never empty: [`fan_out`] builds one only for two or more).
+    consumers: Vec<Rc<dyn Consumer>>,
 }
 
-impl TraceConsumer for Fanout {
-    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
+impl Consumer for Fanout {
+    fn consume(&self, data: Payload) -> Result<(), Refusal> {
         let mut result = Ok(());
         for c in &self.consumers {
             // A clone is a refcount increment: the body bytes are shared.
@@ -70,5 +167,15 @@ impl TraceConsumer for Fanout {
             }
         }
         result
+    }
+}
+
+/// The one consumer of `consumers`, or a [`Fanout`] to all of them; `None` for none, so a pipeline
+/// can never end in a fan-out to nobody that answers OK and drops.
+pub fn fan_out(mut consumers: Vec<Rc<dyn Consumer>>) -> Option<Rc<dyn Consumer>> {
+    match consumers.len() {
+        0 => None,
+        1 => consumers.pop(),
+        _ => Some(Rc::new(Fanout { consumers })),
     }
 }

@@ -11,7 +11,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures_lite::future;
 use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender};
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 
@@ -214,16 +213,4 @@ impl<T: Send + 'static> Mesh<T> {
         self.closed.fetch_add(1, Ordering::AcqRel);
         self.closed.clone()
     }
-}
-
-/// Runs `fut` unless `stop` resolves first.
-pub async fn unless<F: std::future::Future, S: std::future::Future<Output = ()>>(
-    fut: F,
-    stop: S,
-) -> Option<F::Output> {
-    future::or(async { Some(fut.await) }, async {
-        stop.await;
-        None
-    })
-    .await
 }

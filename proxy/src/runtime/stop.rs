@@ -1,7 +1,7 @@
 //! The process-wide stop request (SIGTERM/SIGINT, or a core failing at start-up) that cores sleep on.
 //!
-//! A signal handler may only set a flag, so a small thread turns each signal into [`Shutdown::set`],
-//! which also wakes every task waiting in [`Shutdown::wait`] (glommio queues a waker used from
+//! A signal handler may only set a flag, so a small thread turns each signal into [`Latch::set`],
+//! which also wakes every task waiting in [`Latch::wait`] (glommio queues a waker used from
 //! another thread onto its executor and wakes it). Cores therefore sleep until asked to stop
 //! instead of polling the flag: the 50 ms poll it replaces woke each idle core and each listener
 //! ~20 times a second.
@@ -11,15 +11,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Poll, Waker};
 
-/// Set once when the process should stop; tasks on any core can wait for it.
+/// The process-wide stop request: a [`Latch`] set by SIGTERM/SIGINT or a failed start-up.
+pub type Shutdown = Latch;
+
+/// A one-way flag set once, that tasks on any core can wait for (stop requests, the start-up
+/// "all cores built" go-ahead).
 #[derive(Default)]
-pub struct Shutdown {
+pub struct Latch {
     flag: AtomicBool,
     /// One waker per waiting task (deduplicated with `will_wake`); drained by `set`.
     wakers: Mutex<Vec<Waker>>,
 }
 
-impl Shutdown {
+impl Latch {
     /// Whether stopping was requested.
     pub fn is_set(&self) -> bool {
         self.flag.load(Ordering::Acquire)
@@ -34,7 +38,7 @@ impl Shutdown {
         }
     }
 
-    /// Resolves once [`Shutdown::set`] was called (at once if it already was).
+    /// Resolves once [`Latch::set`] was called (at once if it already was).
     pub async fn wait(&self) {
         poll_fn(|cx| {
             let mut wakers = self.lock();

@@ -1,4 +1,4 @@
-//! The per-core half of `spanmetrics`: a [`TraceConsumer`] at the end of a traces pipeline that
+//! The per-core half of `spanmetrics`: a [`Consumer`] at the end of a traces pipeline that
 //! aggregates every span it sees and hands its deltas to the connector's merger thread every
 //! `metrics_flush_interval` (and when its key cache overflows, and at shutdown).
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::aggregate::Aggregator;
 use super::merger::MergerHandle;
-use crate::pipeline::{Refusal, TraceConsumer, TraceData};
+use crate::pipeline::{Consumer, Drain, LocalFuture, Payload, Refusal};
 use crate::telemetry::metrics::Local;
 
 /// One core's `spanmetrics` connector.
@@ -47,8 +47,8 @@ impl SpanMetricsStage {
     }
 }
 
-impl TraceConsumer for SpanMetricsStage {
-    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
+impl Consumer for SpanMetricsStage {
+    fn consume(&self, data: Payload) -> Result<(), Refusal> {
         let mut spill = Vec::new();
         let result = self.aggregator.borrow_mut().consume(&data.body, &mut spill);
         match result {
@@ -62,5 +62,12 @@ impl TraceConsumer for SpanMetricsStage {
             let _ = self.merger.tx.send(spill);
         }
         Ok(())
+    }
+}
+
+impl Drain for SpanMetricsStage {
+    fn flush(&self, _until: std::time::Instant) -> LocalFuture<'_> {
+        SpanMetricsStage::flush(self);
+        Box::pin(std::future::ready(()))
     }
 }

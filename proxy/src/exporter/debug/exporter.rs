@@ -4,7 +4,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 use super::config::DebugExporterConfig;
-use crate::pipeline::{Refusal, TraceConsumer, TraceData};
+use crate::pipeline::{Consumer, Payload, Refusal};
 use crate::telemetry::metrics::Local;
 
 /// `debug` on one core.
@@ -17,11 +17,11 @@ pub struct DebugExporter {
     pub sent: Local,
 }
 
-impl TraceConsumer for DebugExporter {
-    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
-        self.sent.add(data.spans);
+impl Consumer for DebugExporter {
+    fn consume(&self, data: Payload) -> Result<(), Refusal> {
+        self.sent.add(data.items);
         if self.config.verbosity == "basic" {
-            tracing::info!(exporter = %self.name, spans = data.spans, "Traces");
+            tracing::info!(exporter = %self.name, spans = data.items, "Traces");
             return Ok(());
         }
         // Decoding is slow but this exporter is for debugging, off any production path.
@@ -55,9 +55,9 @@ pub struct NopExporter {
     pub sent: Local,
 }
 
-impl TraceConsumer for NopExporter {
-    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
-        self.sent.add(data.spans);
+impl Consumer for NopExporter {
+    fn consume(&self, data: Payload) -> Result<(), Refusal> {
+        self.sent.add(data.items);
         Ok(())
     }
 }

@@ -7,11 +7,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::exporter::otlp::client::Client;
-use crate::exporter::otlp::exporter::{self as otlp_exporter, ExporterMetrics, OtlpExporter};
-use crate::pipeline::{Refusal, TraceConsumer, TraceData};
-use crate::resolver::routes::Routes;
-use crate::runtime::core::{headers, wire_compression};
+use super::routes::Routes;
+use crate::exporter::otlp;
+use crate::exporter::otlp::exporter::OtlpExporter;
+use crate::pipeline::{Consumer, Payload, Refusal};
 use crate::telemetry::metrics::{Histogram, Kind, Local, Registry};
 
 use super::config::LoadBalancingConfig;
@@ -69,7 +68,7 @@ pub struct Backend {
 impl Backend {
     /// Hands `data` to this backend's queue; the collector's outcome and latency are recorded for
     /// the hand-over (as the collector does with a sending queue).
-    pub fn send(&self, data: TraceData) -> Result<(), Refusal> {
+    pub fn send(&self, data: Payload) -> Result<(), Refusal> {
         let Some(exporter) = &self.exporter else {
             self.outcome_failed.add(1);
             return Err(Refusal::QueueFull);
@@ -181,33 +180,15 @@ impl BackendFactory {
         } else {
             None
         };
-        let client = Client::new(
-            target,
-            wire_compression(c.compression()),
-            headers(&c.headers),
-            c.timeout.0,
-            c.authority.clone(),
-            tls,
-        );
-        let metrics = ExporterMetrics::register(
-            &self.registry,
+        otlp::start_labelled(
             self.core,
-            &[("exporter", self.name.as_str()), ("endpoint", endpoint)],
-        );
-        let (queue, consumers) = if c.sending_queue.enabled {
-            (c.sending_queue.queue_size, c.sending_queue.num_consumers)
-        } else {
-            (1, 1)
-        };
-        Ok(otlp_exporter::start(
+            &self.registry,
             format!("{}/{endpoint}", self.name),
-            client,
-            c.retry_on_failure.clone(),
-            queue,
-            consumers,
-            metrics,
+            &[("exporter", self.name.as_str()), ("endpoint", endpoint)],
+            &c,
+            tls,
             seed(self.core, endpoint),
-        ))
+        )
     }
 }
 

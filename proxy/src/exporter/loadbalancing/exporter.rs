@@ -12,8 +12,8 @@ use tailgate_routing::RoutingTable;
 
 use super::backends::{BackendFactory, Backends, DropReason, DROPPED, DROPPED_HELP};
 use super::config::RoutingKey;
-use crate::pipeline::{Refusal, TraceConsumer, TraceData};
-use crate::resolver::routes::RouteCell;
+use super::routes::RouteCell;
+use crate::pipeline::{Consumer, Drain, LocalFuture, Payload, Refusal};
 use crate::telemetry::metrics::{Kind, Local};
 
 /// Scratch state of one core, reused from batch to batch.
@@ -100,16 +100,16 @@ pub async fn follow_routes(lb: std::rc::Weak<LoadBalancer>) {
     }
 }
 
-impl TraceConsumer for LoadBalancer {
-    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
+impl Consumer for LoadBalancer {
+    fn consume(&self, data: Payload) -> Result<(), Refusal> {
         let routes = self.routes.load();
         let mut backends = self.backends.borrow_mut();
         backends.follow(&routes, &self.factory);
         let table = &routes.table;
         let n = table.len();
         if n == 0 {
-            tracing::warn!(exporter = %self.factory.name, spans = data.spans, "no backends resolved yet: refusing");
-            return Err(Refusal::QueueFull);
+            tracing::warn!(exporter = %self.factory.name, spans = data.items, "no backends resolved yet: refusing");
+            return Err(Refusal::NoRoute);
         }
         let mut scratch = self.scratch.borrow_mut();
         let scratch = &mut *scratch;
@@ -123,17 +123,17 @@ impl TraceConsumer for LoadBalancer {
             RoutingKey::Service => split_by_service(scratch, &data.body, table),
         };
         if let Err(e) = split {
-            tracing::warn!(exporter = %self.factory.name, spans = data.spans, "dropping a batch that cannot be split: {e}");
-            self.dropped_malformed.add(data.spans);
+            tracing::warn!(exporter = %self.factory.name, spans = data.items, "dropping a batch that cannot be split: {e}");
+            self.dropped_malformed.add(data.items);
             return Ok(());
         }
-        hand_over(scratch, &backends)
+        hand_over(scratch, &backends, &data)
     }
 }
 
 /// Hands each destination's part to its backend. Refused parts are dropped and counted, except
 /// when every part was refused: then nothing was taken and the caller may retry all of it.
-fn hand_over(scratch: &mut Scratch, backends: &Backends) -> Result<(), Refusal> {
+fn hand_over(scratch: &mut Scratch, backends: &Backends, data: &Payload) -> Result<(), Refusal> {
     let mut accepted = false;
     let mut refused: Vec<(usize, u64)> = Vec::new();
     for (d, out) in scratch.outs.iter_mut().enumerate() {
@@ -143,7 +143,7 @@ fn hand_over(scratch: &mut Scratch, backends: &Backends) -> Result<(), Refusal> 
         }
         let body = Bytes::from(std::mem::take(out));
         let sent = match backends.get(d) {
-            Some(b) => b.send(TraceData { body, spans }),
+            Some(b) => b.send(data.with_body(body, spans)),
             None => Err(Refusal::QueueFull),
         };
         match sent {
@@ -212,4 +212,19 @@ fn split_by_service(
         }
     }
     Ok(())
+}
+
+impl Drain for LoadBalancer {
+    fn flush(&self, _until: std::time::Instant) -> LocalFuture<'_> {
+        // Backends' queues send on their own; the drain only waits for them.
+        Box::pin(std::future::ready(()))
+    }
+
+    fn pending(&self) -> usize {
+        LoadBalancer::pending(self)
+    }
+
+    fn abandon(&self) -> u64 {
+        LoadBalancer::abandon(self)
+    }
 }

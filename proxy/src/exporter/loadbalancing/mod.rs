@@ -1,7 +1,7 @@
 //! The `loadbalancing` exporter (agent mode): every span of a trace goes to the same backend
 //! (gateway), whichever agent receives it.
 //!
-//! Control plane: a resolver ([`crate::resolver`]) turns the backend set into a
+//! Control plane: a resolver ([`resolver`]) turns the backend set into a
 //! `tailgate_routing::RoutingTable` and publishes it in a [`RouteCell`] (arc-swap). Data plane, per
 //! core: [`exporter::LoadBalancer`] loads the cell once per batch, splits the batch by owner with
 //! `tailgate_proto::Splitter`, and hands each part to that backend's `otlp` exporter on this core
@@ -13,20 +13,12 @@
 //! - [`config`]: the collector's keys and the `tailgate:` block.
 //! - [`exporter`]: the per-core pipeline stage (split and hand over).
 //! - [`backends`]: per-core backend exporters and their metrics.
+//! - [`resolver`]: where the backend set comes from (static, dns, k8s), off the data-plane cores.
+//! - [`routes`]: the published routing state both sides see ([`routes::RouteCell`],
+//!   [`routes::Balancer`]) and [`routes::Publisher`] (set → table, the resolver metrics).
 
 pub mod backends;
 pub mod config;
 pub mod exporter;
-
-use std::sync::Arc;
-
-use crate::resolver::routes::RouteCell;
-
-/// What the cores share about one `loadbalancing` exporter: its routes and TLS settings.
-#[derive(Debug, Clone)]
-pub struct Balancer {
-    /// The published routes (written by the resolver).
-    pub routes: Arc<RouteCell>,
-    /// TLS client settings, loaded once, when backends are dialled with TLS.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-}
+pub mod resolver;
+pub mod routes;

@@ -1,13 +1,11 @@
 //! One h2 client connection per core per endpoint, re-dialled when it breaks.
 
 use std::cell::RefCell;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::future;
-use glommio::net::TcpStream;
 use h2::client::SendRequest;
 use http::{HeaderMap, HeaderValue, Method, Request};
 use rustls::pki_types::ServerName;
@@ -16,8 +14,8 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::config::DialTarget;
 use super::status::{classify, code_for_http_status, ExportError};
+use crate::exporter::dial::dial;
 use crate::receiver::otlp::grpc::TRACE_EXPORT_PATH;
-use crate::runtime::io::BoxIo;
 
 /// Same windows as the receiver: the sending side limits throughput just as much.
 const STREAM_WINDOW: u32 = 8 << 20;
@@ -146,22 +144,7 @@ impl Client {
         if let Some(s) = self.conn.borrow().as_ref() {
             return Ok(s.clone());
         }
-        let addr = resolve(&self.target)?;
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| ExportError::transport(format!("connect {addr}: {e}")))?;
-        let _ = tcp.set_nodelay(true);
-        let io: BoxIo = match &self.tls {
-            None => Box::new(tcp),
-            Some((config, name)) => Box::new(
-                futures_rustls::TlsConnector::from(config.clone())
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| {
-                        ExportError::transport(format!("TLS handshake with {addr} ({name:?}): {e}"))
-                    })?,
-            ),
-        };
+        let (io, addr) = dial(&self.target.host, self.target.port, self.tls.as_ref()).await?;
         let (send, conn) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONN_WINDOW)
@@ -186,15 +169,6 @@ fn encoding_name(c: WireCompression) -> Option<&'static str> {
         WireCompression::Identity => None,
         other => Some(other.name()),
     }
-}
-
-fn resolve(t: &DialTarget) -> Result<SocketAddr, ExportError> {
-    // Names are resolved on the core (blocking, but only when dialling); see docs/proxy.md.
-    (t.host.as_str(), t.port)
-        .to_socket_addrs()
-        .map_err(|e| ExportError::transport(format!("resolve {}: {e}", t.host)))?
-        .next()
-        .ok_or_else(|| ExportError::transport(format!("resolve {}: no addresses", t.host)))
 }
 
 fn status_of(headers: &HeaderMap) -> Option<Result<(), ExportError>> {

@@ -77,6 +77,15 @@ pub struct DialTarget {
 }
 
 impl OtlpExporterConfig {
+    /// The client TLS to dial with when the endpoint uses TLS (`None` for plaintext).
+    pub fn client_tls(&self) -> Result<Option<crate::tls::ClientSetup>, String> {
+        let target = self.dial_target()?;
+        if !target.tls {
+            return Ok(None);
+        }
+        crate::tls::client_setup(&self.tls, &target.host, b"h2").map(Some)
+    }
+
     /// Parses the endpoint: a `http://` scheme means plaintext, `https://` TLS, none follows `tls.insecure`.
     pub fn dial_target(&self) -> Result<DialTarget, String> {
         let (rest, scheme_tls) = if let Some(r) = self.endpoint.strip_prefix("http://") {

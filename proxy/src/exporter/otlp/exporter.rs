@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::client::Client;
 use super::status::ExportError;
 use crate::config::common::RetryOnFailure;
-use crate::pipeline::{Refusal, TraceConsumer, TraceData};
+use crate::pipeline::{Consumer, Drain, LocalFuture, Payload, Refusal, Signal};
 use crate::telemetry::metrics::{Kind, Local, Registry};
 
 /// One attempt to deliver a serialized `ExportTraceServiceRequest`: what the queue's consumers
@@ -46,34 +46,41 @@ pub struct ExporterMetrics {
 }
 
 impl ExporterMetrics {
-    /// Registers one exporter's series on `core`: counters labelled `labels`, the queue gauges also
-    /// `data_type="traces"` (as the collector labels them). Registering is idempotent, so callers that
-    /// hold one of these series already get the same one.
-    pub fn register(registry: &Registry, core: usize, labels: &[(&str, &str)]) -> Self {
+    /// Registers one exporter's series on `core` for `signal`: counters labelled `labels`, the
+    /// queue gauges also `data_type` (as the collector labels them). Registering is idempotent,
+    /// so callers that hold one of these series already get the same one.
+    pub fn register(
+        registry: &Registry,
+        core: usize,
+        labels: &[(&str, &str)],
+        signal: Signal,
+    ) -> Self {
         let counter = |metric: &str, help| {
             registry
                 .register(metric, help, Kind::Counter, labels)
                 .local(core)
         };
         let mut gauge_labels = labels.to_vec();
-        gauge_labels.push(("data_type", "traces"));
+        let data_type = signal.to_string();
+        gauge_labels.push(("data_type", &data_type));
         let gauge = |metric: &str, help| {
             registry
                 .register(metric, help, Kind::Gauge, &gauge_labels)
                 .local(core)
         };
+        let items = signal.items();
         ExporterMetrics {
             sent: counter(
-                "otelcol_exporter_sent_spans_total",
-                "Spans successfully sent to destination.",
+                &format!("otelcol_exporter_sent_{items}_total"),
+                "Items successfully sent to destination.",
             ),
             send_failed: counter(
-                "otelcol_exporter_send_failed_spans_total",
-                "Spans in failed attempts to send to destination.",
+                &format!("otelcol_exporter_send_failed_{items}_total"),
+                "Items in failed attempts to send to destination.",
             ),
             enqueue_failed: counter(
-                "otelcol_exporter_enqueue_failed_spans_total",
-                "Spans failed to be added to the sending queue.",
+                &format!("otelcol_exporter_enqueue_failed_{items}_total"),
+                "Items failed to be added to the sending queue.",
             ),
             queue_size: gauge(
                 "otelcol_exporter_queue_size",
@@ -89,7 +96,7 @@ impl ExporterMetrics {
 
 /// The queue's sending half, which is what pipelines consume into.
 pub struct OtlpExporter {
-    queue: LocalSender<TraceData>,
+    queue: LocalSender<Payload>,
     /// Batches a consumer has taken and not finished (for the shutdown drain).
     busy: Rc<Cell<usize>>,
     /// Spans queued or being sent (what shutdown reports as lost if the deadline passes).
@@ -155,9 +162,9 @@ impl OtlpExporter {
     }
 }
 
-impl TraceConsumer for OtlpExporter {
-    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
-        let spans = data.spans;
+impl Consumer for OtlpExporter {
+    fn consume(&self, data: Payload) -> Result<(), Refusal> {
+        let spans = data.items;
         match self.queue.try_send(data) {
             Ok(()) => {
                 self.metrics.queue_size.add(1);
@@ -177,7 +184,7 @@ impl TraceConsumer for OtlpExporter {
 struct Worker<T> {
     busy: Rc<Cell<usize>>,
     pending_spans: Rc<Cell<u64>>,
-    rx: Rc<LocalReceiver<TraceData>>,
+    rx: Rc<LocalReceiver<Payload>>,
     client: Rc<T>,
     retry: RetryOnFailure,
     metrics: ExporterMetrics,
@@ -190,7 +197,7 @@ impl<T: Transport> Worker<T> {
         while let Some(data) = self.rx.recv().await {
             self.metrics.queue_size.sub(1);
             self.busy.set(self.busy.get() + 1);
-            let spans = data.spans;
+            let spans = data.items;
             self.send(data).await;
             self.busy.set(self.busy.get() - 1);
             self.pending_spans
@@ -198,13 +205,13 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    async fn send(&mut self, data: TraceData) {
+    async fn send(&mut self, data: Payload) {
         let started = Instant::now();
         let mut interval = self.retry.initial_interval.0;
         loop {
             let err = match self.client.send(&data.body).await {
                 Ok(()) => {
-                    self.metrics.sent.add(data.spans);
+                    self.metrics.sent.add(data.items);
                     return;
                 }
                 Err(e) => e,
@@ -214,8 +221,8 @@ impl<T: Transport> Worker<T> {
                 || !self.retry.enabled
                 || (!max_elapsed.is_zero() && started.elapsed() >= max_elapsed);
             if give_up {
-                self.metrics.send_failed.add(data.spans);
-                tracing::warn!(exporter = %self.name, spans = data.spans, retryable = err.retryable, "dropping spans: {}", err.message);
+                self.metrics.send_failed.add(data.items);
+                tracing::warn!(exporter = %self.name, spans = data.items, retryable = err.retryable, "dropping spans: {}", err.message);
                 return;
             }
             // exporterhelper waits the longer of its backoff and the server's throttle delay.
@@ -238,5 +245,20 @@ impl<T: Transport> Worker<T> {
         let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
         let r = self.retry.randomization_factor;
         interval.mul_f64((1.0 - r + 2.0 * r * unit).max(0.0))
+    }
+}
+
+impl Drain for OtlpExporter {
+    fn flush(&self, _until: Instant) -> LocalFuture<'_> {
+        // The queue sends on its own; the drain only waits for it.
+        Box::pin(std::future::ready(()))
+    }
+
+    fn pending(&self) -> usize {
+        OtlpExporter::pending(self)
+    }
+
+    fn abandon(&self) -> u64 {
+        OtlpExporter::abandon(self)
     }
 }

@@ -3,12 +3,10 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use glommio::net::TcpStream;
 use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -20,9 +18,9 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::config::{Encoding, HttpCompression, TracesUrl};
 use super::status::{classify, partial_success};
+use crate::exporter::dial::dial;
 use crate::exporter::otlp::exporter::Transport;
 use crate::exporter::otlp::status::ExportError;
-use crate::runtime::io::BoxIo;
 use crate::telemetry::metrics::Local;
 
 /// Response bytes read for an error message or a partial success, as the collector.
@@ -165,22 +163,7 @@ impl HttpClient {
 
     async fn dial(&self) -> Result<Sender, ExportError> {
         let url = &self.settings.url;
-        let addr = resolve(&url.host, url.port)?;
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| ExportError::transport(format!("connect {addr}: {e}")))?;
-        let _ = tcp.set_nodelay(true);
-        let io: BoxIo = match &self.settings.tls {
-            None => Box::new(tcp),
-            Some((config, name)) => Box::new(
-                futures_rustls::TlsConnector::from(config.clone())
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| {
-                        ExportError::transport(format!("TLS handshake with {addr} ({name:?}): {e}"))
-                    })?,
-            ),
-        };
+        let (io, addr) = dial(&url.host, url.port, self.settings.tls.as_ref()).await?;
         let (sender, conn) = http1::handshake(TokioIo::new(io.compat()))
             .await
             .map_err(|e| ExportError::transport(format!("HTTP handshake with {addr}: {e}")))?;
@@ -296,13 +279,4 @@ fn zlib(raw: &[u8]) -> Result<Bytes, ExportError> {
         .and_then(|()| enc.finish())
         .map(Bytes::from)
         .map_err(|e| permanent(format!("compression failed: {e}")))
-}
-
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, ExportError> {
-    // Names are resolved on the core (blocking, but only when dialling), as the otlp exporter does.
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| ExportError::transport(format!("resolve {host}: {e}")))?
-        .next()
-        .ok_or_else(|| ExportError::transport(format!("resolve {host}: no addresses")))
 }

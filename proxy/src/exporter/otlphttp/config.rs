@@ -159,6 +159,15 @@ pub struct TracesUrl {
 }
 
 impl OtlpHttpExporterConfig {
+    /// The client TLS to dial with when the URL is `https` (`None` for `http`).
+    pub fn client_tls(&self) -> Result<Option<crate::tls::ClientSetup>, String> {
+        let url = self.traces_url()?;
+        if !url.tls {
+            return Ok(None);
+        }
+        crate::tls::client_setup(&self.tls, &url.host, b"http/1.1").map(Some)
+    }
+
     /// The traces URL: `traces_endpoint` as is, else `endpoint` + `/v1/traces`.
     pub fn traces_url(&self) -> Result<TracesUrl, String> {
         let (text, append) = if !self.traces_endpoint.is_empty() {

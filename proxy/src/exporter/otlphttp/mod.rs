@@ -12,28 +12,13 @@ pub mod config;
 pub mod status;
 
 use std::rc::Rc;
-use std::sync::Arc;
 
-use rustls::pki_types::ServerName;
+use crate::tls::ClientSetup;
 
 use self::client::{HttpClient, HttpSettings};
 use self::config::OtlpHttpExporterConfig;
 use crate::exporter::otlp::exporter::{self as queue, ExporterMetrics, OtlpExporter};
 use crate::telemetry::metrics::{Kind, Registry};
-
-/// Client TLS of one exporter: the rustls config and the name to verify.
-pub type ClientTls = (Arc<rustls::ClientConfig>, ServerName<'static>);
-
-/// Builds the client TLS settings when the URL is `https` (`None` for `http`).
-pub fn client_tls(c: &OtlpHttpExporterConfig) -> Result<Option<ClientTls>, String> {
-    let url = c.traces_url()?;
-    if !url.tls {
-        return Ok(None);
-    }
-    let config = crate::tls::client_config(&c.tls, b"http/1.1")?;
-    let name = crate::tls::server_name(&c.tls, &url.host)?;
-    Ok(Some((config, name)))
-}
 
 /// What one core needs to start an `otlphttp` exporter.
 pub struct CoreSetup<'a> {
@@ -45,13 +30,13 @@ pub struct CoreSetup<'a> {
     pub name: &'a str,
     /// The exporter's keys (validated).
     pub config: &'a OtlpHttpExporterConfig,
-    /// From [`client_tls`], built once at start.
-    pub tls: Option<ClientTls>,
+    /// From the config's `client_tls`, built once at start.
+    pub tls: Option<ClientSetup>,
 }
 
-/// Starts the exporter's queue consumers on the current core; `None` if the URL is invalid
-/// (validation already reported it).
-pub fn start(setup: CoreSetup<'_>) -> Option<Rc<OtlpExporter>> {
+/// Starts the exporter's queue consumers on the current core; fails if the URL is invalid
+/// (validation reports that first).
+pub fn start(setup: CoreSetup<'_>) -> Result<Rc<OtlpExporter>, String> {
     let CoreSetup {
         core,
         registry,
@@ -59,9 +44,10 @@ pub fn start(setup: CoreSetup<'_>) -> Option<Rc<OtlpExporter>> {
         config: c,
         tls,
     } = setup;
-    let url = c.traces_url().ok()?;
+    let url = c.traces_url()?;
     let labels = [("exporter", name)];
-    let metrics = ExporterMetrics::register(registry, core, &labels);
+    let metrics =
+        ExporterMetrics::register(registry, core, &labels, crate::pipeline::Signal::Traces);
     let rejected = registry
         .register(
             "tailgate_exporter_partial_success_rejected_spans_total",
@@ -74,7 +60,7 @@ pub fn start(setup: CoreSetup<'_>) -> Option<Rc<OtlpExporter>> {
         url,
         encoding: c.encoding(),
         compression: c.compression(),
-        headers: crate::runtime::core::headers(&c.headers),
+        headers: crate::config::common::header_map(&c.headers),
         timeout: c.timeout.0,
         tls,
         idle_limit: if c.disable_keep_alives {
@@ -84,12 +70,8 @@ pub fn start(setup: CoreSetup<'_>) -> Option<Rc<OtlpExporter>> {
         },
         idle_timeout: c.idle_timeout(),
     };
-    let (queue_size, consumers) = if c.sending_queue.enabled {
-        (c.sending_queue.queue_size, c.sending_queue.num_consumers)
-    } else {
-        (1, 1)
-    };
-    Some(queue::start(
+    let (queue_size, consumers) = c.sending_queue.shape();
+    Ok(queue::start(
         name.to_owned(),
         HttpClient::new(settings, rejected),
         c.retry_on_failure.clone(),

@@ -16,10 +16,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::config::PrometheusExporterConfig;
+use super::sample::{Sample, Value};
 use crate::metrics_data::exponential::ExponentialHistogram;
 use crate::metrics_data::{
     Attributes, ExponentialHistogramPoint, MetricData, MetricsBatch, MetricsConsumer, Temporality,
@@ -34,23 +35,6 @@ pub const MIN_NATIVE_SCALE: i32 = -4;
 /// are kept apart here, so cumulative points of one never overwrite the other's, and summed when
 /// rendered.
 type SeriesId = (String, Vec<(String, String)>, Attributes);
-
-/// One rendered series: family, labels, value (summed over resources), newest time in ms.
-pub(super) type Sample = (String, Vec<(String, String)>, Value, u64);
-
-/// The latest value of one series.
-#[derive(Debug, Clone)]
-pub(super) enum Value {
-    Counter(u64),
-    Histogram {
-        bounds: Arc<[f64]>,
-        counts: Vec<u64>,
-        sum: f64,
-        count: u64,
-    },
-    /// An exponential histogram (a native histogram in Prometheus terms).
-    Exponential(Box<ExponentialHistogram>),
-}
 
 #[derive(Debug)]
 struct Entry {

@@ -4,7 +4,9 @@
 //! - [`exporter`]: the series store, the collector's naming and the text rendering; the HTTP side
 //!   is `telemetry::admin`'s responder on its own thread.
 //! - [`protobuf`]: the protobuf exposition (native histograms), served when the scraper asks.
+//! - [`sample`]: one rendered series, what both expositions write.
 
 pub mod config;
 pub mod exporter;
 pub mod protobuf;
+pub mod sample;

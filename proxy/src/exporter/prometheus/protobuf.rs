@@ -10,7 +10,7 @@
 
 use prost::Message;
 
-use super::exporter::{Sample, Value};
+use super::sample::{Sample, Value};
 
 /// The content type of this exposition.
 pub const CONTENT_TYPE: &str =

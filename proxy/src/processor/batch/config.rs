@@ -17,9 +17,9 @@ pub struct BatchConfig {
     pub send_batch_size: u32,
     /// Split batches larger than this (0: no limit).
     pub send_batch_max_size: u32,
-    /// Batch separately per metadata value: not implemented.
+    /// Client metadata keys (case-insensitive) whose values keep batches apart.
     pub metadata_keys: Vec<String>,
-    /// Limit on distinct metadata combinations.
+    /// Limit on distinct metadata combinations batched at once (0: none).
     pub metadata_cardinality_limit: u32,
 }
 
@@ -47,11 +47,14 @@ impl BatchConfig {
                 ),
             );
         }
-        if !self.metadata_keys.is_empty() {
-            errors.push(
-                join(path, "metadata_keys"),
-                "batching by metadata is not implemented in tailgate; remove metadata_keys",
-            );
+        let mut seen = std::collections::BTreeSet::new();
+        for k in &self.metadata_keys {
+            if !seen.insert(k.to_ascii_lowercase()) {
+                errors.push(
+                    join(path, "metadata_keys"),
+                    format!("duplicate entry in metadata_keys: {k:?} (case-insensitive)"),
+                );
+            }
         }
     }
 }

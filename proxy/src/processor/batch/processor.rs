@@ -1,17 +1,27 @@
-//! The per-core batcher: joins request bodies until `send_batch_size` spans or `timeout`.
+//! The per-core batcher: joins request bodies until `send_batch_size` items or `timeout`.
 //!
-//! The timeout runs from the first span of a batch: an [`Alarm`] is set when data enters an
-//! empty batch and cleared when a size trigger empties it, so an idle core is never woken and a
-//! busy one wakes only for batches the size trigger did not already send.
+//! The timeout runs from the first item of a batch: an [`Alarm`] is set for the earliest pending
+//! batch's deadline and cleared when nothing waits, so an idle core is never woken and a busy one
+//! wakes only for batches the size trigger did not already send.
+//!
+//! Payloads are batched apart by their metadata as the collector's batch processor does with
+//! `metadata_keys`: one batch per distinct combination of those keys' values (at most
+//! `metadata_cardinality_limit` at once; beyond it new combinations are refused), and the batch
+//! carries only those keys on. A gateway-to-gateway hop marker always keeps its data apart, so a
+//! batch never merges forwarded and local data. The client address is not carried past a batch
+//! (the collector drops it there too); the received time is the batch's earliest.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
 use super::config::BatchConfig;
-use crate::pipeline::{wire, Refusal, TraceConsumer, TraceData};
+use crate::pipeline::{
+    wire, Consumer, Drain, Hop, LocalFuture, Metadata, Payload, Refusal, Signal,
+};
 use crate::runtime::alarm::Alarm;
 use crate::telemetry::metrics::{Histogram, Local};
 
@@ -23,7 +33,7 @@ pub struct BatchMetrics {
     pub timeout_trigger: Local,
     /// `otelcol_processor_batch_batch_send_size`.
     pub send_size: Histogram,
-    /// `otelcol_processor_dropped_spans_total`: spans the next stage refused after batching.
+    /// `otelcol_processor_dropped_spans_total`: items the next stage refused after batching.
     pub dropped: Local,
     /// This core's index (for the histogram).
     pub core: usize,
@@ -32,19 +42,37 @@ pub struct BatchMetrics {
 /// One batch processor instance on one core.
 pub struct Batcher {
     config: BatchConfig,
-    next: Rc<dyn TraceConsumer>,
+    next: Rc<dyn Consumer>,
     pending: RefCell<Pending>,
     metrics: BatchMetrics,
-    /// Rings `timeout` after the first span of the pending batch.
+    /// Rings `timeout` after the first item of the oldest pending batch.
     alarm: Alarm,
+}
+
+/// What separates batches: the hop marker and the values of `metadata_keys`, in key order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+struct BatchKey {
+    signal: Option<Signal>,
+    hop: Option<Hop>,
+    values: Vec<Vec<String>>,
+}
+
+/// One batch being filled.
+struct Batch {
+    /// Concatenated request bodies.
+    buf: BytesMut,
+    /// Items in `buf`.
+    items: u64,
+    /// When it must go out (`timeout` after its first item).
+    due: Instant,
+    /// What the sent batch carries.
+    meta: Metadata,
+    signal: Signal,
 }
 
 #[derive(Default)]
 struct Pending {
-    /// Concatenated request bodies.
-    buf: BytesMut,
-    /// Spans in `buf`.
-    spans: u64,
+    batches: HashMap<BatchKey, Batch>,
 }
 
 /// What made a batch go out.
@@ -60,11 +88,7 @@ pub enum Trigger {
 
 impl Batcher {
     /// A batcher feeding `next`. Must be made on the core's executor (its timer).
-    pub fn new(
-        config: BatchConfig,
-        next: Rc<dyn TraceConsumer>,
-        metrics: BatchMetrics,
-    ) -> Rc<Batcher> {
+    pub fn new(config: BatchConfig, next: Rc<dyn Consumer>, metrics: BatchMetrics) -> Rc<Batcher> {
         Rc::new(Batcher {
             config,
             next,
@@ -79,27 +103,97 @@ impl Batcher {
         self.config.timeout.0
     }
 
-    /// Sends whatever is pending (timer and shutdown).
+    /// Sends every pending batch (shutdown, or a timeout with one batch).
     pub fn flush(&self, trigger: Trigger) {
-        let (body, spans) = {
-            let mut p = self.pending.borrow_mut();
-            if p.spans == 0 {
-                return;
-            }
-            let spans = std::mem::take(&mut p.spans);
-            (p.buf.split().freeze(), spans)
+        self.flush_where(trigger, |_| true);
+    }
+
+    /// Sends the batches whose timeout has passed (the timer).
+    fn flush_due(&self) {
+        let now = Instant::now();
+        self.flush_where(Trigger::Timeout, |b| b.due <= now);
+    }
+
+    fn flush_where(&self, trigger: Trigger, pick: impl Fn(&Batch) -> bool) {
+        let keys: Vec<BatchKey> = self
+            .pending
+            .borrow()
+            .batches
+            .iter()
+            .filter(|(_, b)| pick(b))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.send_batch(&key, trigger);
+        }
+        self.rearm();
+    }
+
+    /// Sets the alarm for the oldest pending batch, or clears it.
+    fn rearm(&self) {
+        match self.pending.borrow().batches.values().map(|b| b.due).min() {
+            Some(due) => self.alarm.set_at(due),
+            None => self.alarm.clear(),
+        }
+    }
+
+    /// The key `data` is batched under.
+    fn key_of(&self, data: &Payload) -> BatchKey {
+        BatchKey {
+            signal: Some(data.signal),
+            hop: data.meta.hop,
+            values: self
+                .config
+                .metadata_keys
+                .iter()
+                .map(|k| {
+                    data.meta
+                        .get(&k.to_ascii_lowercase())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    /// The metadata a batch of `key` carries on: its keys' values and the hop marker.
+    fn meta_of(&self, key: &BatchKey, received: Option<Instant>) -> Metadata {
+        let headers: Vec<(String, String)> = self
+            .config
+            .metadata_keys
+            .iter()
+            .zip(&key.values)
+            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_ascii_lowercase(), v.clone())))
+            .collect();
+        Metadata {
+            client: None,
+            received,
+            headers: (!headers.is_empty()).then(|| headers.into()),
+            hop: key.hop,
+        }
+    }
+
+    /// Takes the batch of `key` out and sends it.
+    fn send_batch(&self, key: &BatchKey, trigger: Trigger) {
+        let Some(batch) = self.pending.borrow_mut().batches.remove(key) else {
+            return;
         };
-        self.alarm.clear();
         match trigger {
             Trigger::Size => self.metrics.size_trigger.add(1),
             Trigger::Timeout | Trigger::Shutdown => self.metrics.timeout_trigger.add(1),
         }
+        let whole = Payload {
+            signal: batch.signal,
+            body: batch.buf.freeze(),
+            items: batch.items,
+            meta: batch.meta,
+        };
         let max = u64::from(self.config.send_batch_max_size);
-        if max > 0 && spans > max {
-            match wire::split(&body, max) {
+        if max > 0 && whole.items > max {
+            match wire::split(&whole.body, max) {
                 Ok(parts) => {
                     for (b, n) in parts {
-                        self.send(TraceData { body: b, spans: n });
+                        self.send(whole.with_body(b, n));
                     }
                     return;
                 }
@@ -107,17 +201,17 @@ impl Batcher {
                 Err(e) => tracing::error!("batch split failed ({e}); sending unsplit"),
             }
         }
-        self.send(TraceData { body, spans });
+        self.send(whole);
     }
 
-    fn send(&self, data: TraceData) {
-        let spans = data.spans;
-        self.metrics.send_size.observe(self.metrics.core, spans);
+    fn send(&self, data: Payload) {
+        let items = data.items;
+        self.metrics.send_size.observe(self.metrics.core, items);
         if let Err(r) = self.next.consume(data) {
             // Like the collector's batch processor, errors after batching are logged and counted,
             // not returned: the receiver was already answered.
-            self.metrics.dropped.add(spans);
-            tracing::debug!(spans, "batch refused downstream: {}", r.message());
+            self.metrics.dropped.add(items);
+            tracing::debug!(items, "batch refused downstream: {}", r.message());
         }
     }
 
@@ -125,27 +219,55 @@ impl Batcher {
     pub async fn run_timer(self: Rc<Self>) {
         loop {
             self.alarm.ring().await;
-            self.flush(Trigger::Timeout);
+            self.flush_due();
         }
     }
 }
 
-impl TraceConsumer for Batcher {
-    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
+impl Consumer for Batcher {
+    fn consume(&self, data: Payload) -> Result<(), Refusal> {
+        let key = self.key_of(&data);
         let full = {
             let mut p = self.pending.borrow_mut();
-            if p.spans == 0 {
-                self.alarm
-                    .set_at(std::time::Instant::now() + self.timeout());
+            let open = p.batches.len();
+            let batch = match p.batches.get_mut(&key) {
+                Some(b) => b,
+                None => {
+                    let limit = self.config.metadata_cardinality_limit as usize;
+                    if !self.config.metadata_keys.is_empty() && limit > 0 && open >= limit {
+                        return Err(Refusal::TooManyBatches);
+                    }
+                    let due = Instant::now() + self.timeout();
+                    self.alarm.set_no_later_than(due);
+                    let meta = self.meta_of(&key, data.meta.received);
+                    p.batches.entry(key.clone()).or_insert(Batch {
+                        buf: BytesMut::new(),
+                        items: 0,
+                        due,
+                        meta,
+                        signal: data.signal,
+                    })
+                }
+            };
+            batch.buf.extend_from_slice(&data.body);
+            batch.items += data.items;
+            if let (Some(r), Some(b)) = (data.meta.received, batch.meta.received) {
+                batch.meta.received = Some(r.min(b));
             }
-            p.buf.extend_from_slice(&data.body);
-            p.spans += data.spans;
-            p.spans >= u64::from(self.config.send_batch_size)
+            batch.items >= u64::from(self.config.send_batch_size)
         };
         if full {
-            self.flush(Trigger::Size);
+            self.send_batch(&key, Trigger::Size);
+            self.rearm();
         }
         Ok(())
+    }
+}
+
+impl Drain for Batcher {
+    fn flush(&self, _until: Instant) -> LocalFuture<'_> {
+        Batcher::flush(self, Trigger::Shutdown);
+        Box::pin(std::future::ready(()))
     }
 }
 
@@ -161,15 +283,15 @@ mod tests {
     use prost::Message;
 
     #[derive(Default)]
-    struct Sink(RefCell<Vec<TraceData>>);
-    impl TraceConsumer for Sink {
-        fn consume(&self, data: TraceData) -> Result<(), Refusal> {
+    struct Sink(RefCell<Vec<Payload>>);
+    impl Consumer for Sink {
+        fn consume(&self, data: Payload) -> Result<(), Refusal> {
             self.0.borrow_mut().push(data);
             Ok(())
         }
     }
 
-    fn req(n: usize) -> TraceData {
+    fn req(n: usize) -> Payload {
         let r = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 scope_spans: vec![ScopeSpans {
@@ -179,21 +301,24 @@ mod tests {
                 ..Default::default()
             }],
         };
-        TraceData {
-            body: Bytes::from(r.encode_to_vec()),
-            spans: n as u64,
-        }
+        Payload::traces(Bytes::from(r.encode_to_vec()), n as u64)
     }
 
     fn batcher(size: u32, max: u32, sink: Rc<Sink>) -> Rc<Batcher> {
+        batcher_with(
+            BatchConfig {
+                send_batch_size: size,
+                send_batch_max_size: max,
+                timeout: GoDuration(Duration::from_secs(1)),
+                ..Default::default()
+            },
+            sink,
+        )
+    }
+
+    fn batcher_with(cfg: BatchConfig, sink: Rc<Sink>) -> Rc<Batcher> {
         let reg = Registry::new(1);
         let m = |n| reg.register(n, "h", Kind::Counter, &[]).local(0);
-        let cfg = BatchConfig {
-            send_batch_size: size,
-            send_batch_max_size: max,
-            timeout: GoDuration(Duration::from_secs(1)),
-            ..Default::default()
-        };
         Batcher::new(
             cfg,
             sink,
@@ -221,14 +346,14 @@ mod tests {
         assert!(sink.0.borrow().is_empty());
         b.consume(req(4)).unwrap();
         b.consume(req(7)).unwrap();
-        let sizes: Vec<u64> = sink.0.borrow().iter().map(|d| d.spans).collect();
+        let sizes: Vec<u64> = sink.0.borrow().iter().map(|d| d.items).collect();
         assert_eq!(sizes, vec![12, 3]);
         for d in sink.0.borrow().iter() {
-            assert_eq!(wire::count_spans(&d.body).unwrap(), d.spans);
+            assert_eq!(wire::count_spans(&d.body).unwrap(), d.items);
         }
         b.consume(req(2)).unwrap();
         b.flush(Trigger::Timeout);
-        assert_eq!(sink.0.borrow().last().unwrap().spans, 2);
+        assert_eq!(sink.0.borrow().last().unwrap().items, 2);
         b.flush(Trigger::Timeout);
         assert_eq!(sink.0.borrow().len(), 3);
     }
@@ -237,23 +362,15 @@ mod tests {
     fn timeout_runs_from_the_first_span_and_only_when_data_waits() {
         on_executor(async {
             let sink = Rc::new(Sink::default());
-            let b = batcher(100, 0, sink.clone());
-            let b = {
-                // A short timeout for the test.
-                let mut cfg = b.config.clone();
-                cfg.timeout = GoDuration(Duration::from_millis(30));
-                Batcher::new(
-                    cfg,
-                    sink.clone(),
-                    BatchMetrics {
-                        size_trigger: b.metrics.size_trigger.clone(),
-                        timeout_trigger: b.metrics.timeout_trigger.clone(),
-                        send_size: b.metrics.send_size.clone(),
-                        dropped: b.metrics.dropped.clone(),
-                        core: 0,
-                    },
-                )
-            };
+            // A short timeout for the test.
+            let b = batcher_with(
+                BatchConfig {
+                    send_batch_size: 100,
+                    timeout: GoDuration(Duration::from_millis(30)),
+                    ..Default::default()
+                },
+                sink.clone(),
+            );
             glommio::spawn_local(b.clone().run_timer()).detach();
             // Nothing pending: no alarm.
             assert_eq!(b.alarm.due(), None);
@@ -268,12 +385,100 @@ mod tests {
                 glommio::timer::Timer::new(Duration::from_millis(5)).await;
             }
             assert!(std::time::Instant::now() >= due);
-            assert_eq!(sink.0.borrow()[0].spans, 6);
+            assert_eq!(sink.0.borrow()[0].items, 6);
             assert_eq!(b.alarm.due(), None);
             // A size trigger empties the batch and clears the alarm.
             b.consume(req(100)).unwrap();
             assert_eq!(sink.0.borrow().len(), 2);
             assert_eq!(b.alarm.due(), None);
+        });
+    }
+
+    fn with_meta(n: usize, tenant: &str, hop: Option<Hop>) -> Payload {
+        let mut p = req(n);
+        p.meta = Metadata {
+            client: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 4000))),
+            received: Some(Instant::now()),
+            headers: Some(
+                vec![
+                    ("x-tenant".to_owned(), tenant.to_owned()),
+                    ("x-other".to_owned(), "o".to_owned()),
+                ]
+                .into(),
+            ),
+            hop,
+        };
+        p
+    }
+
+    fn keyed(keys: &[&str], limit: u32, sink: Rc<Sink>) -> Rc<Batcher> {
+        batcher_with(
+            BatchConfig {
+                send_batch_size: 10,
+                metadata_keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+                metadata_cardinality_limit: limit,
+                ..Default::default()
+            },
+            sink,
+        )
+    }
+
+    #[test]
+    fn metadata_keys_keep_batches_apart_and_carry_only_those_keys() {
+        on_executor(async {
+            let sink = Rc::new(Sink::default());
+            let b = keyed(&["X-Tenant"], 2, sink.clone());
+            b.consume(with_meta(3, "a", None)).unwrap();
+            b.consume(with_meta(4, "b", None)).unwrap();
+            b.consume(with_meta(2, "a", None)).unwrap();
+            // A third combination while two batches wait: refused, retryably.
+            assert_eq!(
+                b.consume(with_meta(1, "c", None)).unwrap_err(),
+                Refusal::TooManyBatches
+            );
+            b.flush(Trigger::Shutdown);
+            let mut out: Vec<(u64, Vec<(String, String)>, Option<std::net::SocketAddr>)> = sink
+                .0
+                .borrow()
+                .iter()
+                .map(|d| {
+                    let h = d.meta.headers.as_deref().unwrap_or_default().to_vec();
+                    (d.items, h, d.meta.client)
+                })
+                .collect();
+            out.sort();
+            assert_eq!(
+                out,
+                vec![
+                    (4, vec![("x-tenant".to_owned(), "b".to_owned())], None),
+                    (5, vec![("x-tenant".to_owned(), "a".to_owned())], None),
+                ]
+            );
+            // Sent batches no longer count against the limit.
+            b.consume(with_meta(1, "c", None)).unwrap();
+        });
+    }
+
+    #[test]
+    fn a_hop_marker_is_never_merged_with_local_data() {
+        on_executor(async {
+            let sink = Rc::new(Sink::default());
+            let b = batcher(100, 0, sink.clone());
+            b.consume(with_meta(3, "a", None)).unwrap();
+            b.consume(with_meta(2, "a", Some(Hop { table: 7 })))
+                .unwrap();
+            b.consume(with_meta(1, "a", None)).unwrap();
+            b.flush(Trigger::Shutdown);
+            let mut out: Vec<(u64, Option<Hop>)> = sink
+                .0
+                .borrow()
+                .iter()
+                .map(|d| (d.items, d.meta.hop))
+                .collect();
+            out.sort_by_key(|o| o.0);
+            assert_eq!(out, vec![(2, Some(Hop { table: 7 })), (4, None)]);
+            // Without metadata_keys no header is carried on.
+            assert!(sink.0.borrow().iter().all(|d| d.meta.headers.is_none()));
         });
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::config::MemoryLimiterConfig;
-use crate::pipeline::{Refusal, TraceConsumer, TraceData};
+use crate::pipeline::{Consumer, Payload, Refusal};
 use crate::telemetry::metrics::Local;
 use crate::telemetry::process;
 
@@ -198,7 +198,7 @@ pub struct MemoryLimiter {
     /// Shared measurement.
     pub state: Arc<MemoryState>,
     /// Next stage.
-    pub next: Rc<dyn TraceConsumer>,
+    pub next: Rc<dyn Consumer>,
     /// `otelcol_processor_refused_spans_total` for this processor.
     pub refused: Local,
     /// `otelcol_processor_dropped_spans_total` for this processor (refusals count here too, which is
@@ -206,11 +206,11 @@ pub struct MemoryLimiter {
     pub dropped: Local,
 }
 
-impl TraceConsumer for MemoryLimiter {
-    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
+impl Consumer for MemoryLimiter {
+    fn consume(&self, data: Payload) -> Result<(), Refusal> {
         if self.state.over_soft.load(Ordering::Relaxed) {
-            self.refused.add(data.spans);
-            self.dropped.add(data.spans);
+            self.refused.add(data.items);
+            self.dropped.add(data.items);
             return Err(Refusal::MemoryLimited);
         }
         self.next.consume(data)

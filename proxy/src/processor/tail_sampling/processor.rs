@@ -24,7 +24,7 @@ use tailgate_sampler::{
 };
 
 use super::metrics::TailMetrics;
-use crate::pipeline::{Refusal, TraceConsumer, TraceData};
+use crate::pipeline::{Consumer, Drain, LocalFuture, Payload, Refusal};
 use crate::runtime::alarm::Alarm;
 use crate::runtime::mesh::Mesh;
 use crate::telemetry::metrics::Local;
@@ -45,7 +45,7 @@ pub struct StageMetrics {
 /// The owner side: this core's engine and where kept traces go.
 pub struct Owner {
     engine: RefCell<Engine<SpanView, SystemClock>>,
-    next: Rc<dyn TraceConsumer>,
+    next: Rc<dyn Consumer>,
     /// Spans the engine refused (`block_on_overflow`); re-inserted after each tick. While any
     /// wait, new data is refused and inbound channels are not read (backpressure).
     blocked: RefCell<Vec<SpanView>>,
@@ -130,7 +130,7 @@ pub struct TailSampling {
 pub fn build(
     config: &SamplerConfig,
     mut mesh: Mesh<Part>,
-    next: Rc<dyn TraceConsumer>,
+    next: Rc<dyn Consumer>,
     component: &str,
     registry: &crate::telemetry::metrics::Registry,
     stage: StageMetrics,
@@ -171,14 +171,14 @@ fn trace_id_of(id: &[u8]) -> [u8; 16] {
     <[u8; 16]>::try_from(id).unwrap_or([0; 16])
 }
 
-impl TraceConsumer for TailSampling {
-    fn consume(&self, data: TraceData) -> Result<(), Refusal> {
+impl Consumer for TailSampling {
+    fn consume(&self, data: Payload) -> Result<(), Refusal> {
         if self.closing.get() {
-            self.owner.stage.refused.add(data.spans);
+            self.owner.stage.refused.add(data.items);
             return Err(Refusal::ShuttingDown);
         }
         if !self.owner.blocked.borrow().is_empty() {
-            self.owner.stage.refused.add(data.spans);
+            self.owner.stage.refused.add(data.items);
             return Err(Refusal::Overloaded);
         }
         let cores = self.mesh.cores();
@@ -194,7 +194,7 @@ impl TraceConsumer for TailSampling {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!("tail_sampling: cannot split a request: {e}");
-                self.owner.stage.dropped.add(data.spans);
+                self.owner.stage.dropped.add(data.items);
                 return Ok(());
             }
         };
@@ -204,7 +204,7 @@ impl TraceConsumer for TailSampling {
             .enumerate()
             .any(|(to, p)| !p.is_empty() && to != self.core && !self.mesh.has_room(to));
         if busy {
-            self.owner.stage.refused.add(data.spans);
+            self.owner.stage.refused.add(data.items);
             return Err(Refusal::Overloaded);
         }
         for (to, part) in parts.into_iter().enumerate() {
@@ -356,10 +356,7 @@ impl Owner {
         if n == 0 {
             return;
         }
-        let data = TraceData {
-            body: builder.finish(),
-            spans: n,
-        };
+        let data = Payload::traces(builder.finish(), n);
         if let Err(r) = self.next.consume(data) {
             // Decided spans have nowhere to wait; the collector logs and loses them too.
             self.stage.dropped.add(n);
@@ -395,5 +392,11 @@ async fn run_timer(stage: std::rc::Weak<TailSampling>) {
             Some(s) if !s.closing.get() => s.owner.due_work(),
             _ => return,
         }
+    }
+}
+
+impl Drain for TailSampling {
+    fn flush(&self, until: Instant) -> LocalFuture<'_> {
+        Box::pin(self.shutdown(until))
     }
 }

@@ -50,7 +50,7 @@ pub struct GrpcServerConfig {
     pub read_buffer_size: Option<u64>,
     /// Socket write buffer hint (accepted; see above).
     pub write_buffer_size: Option<u64>,
-    /// Copy request metadata into the context: ignored with a warning (nothing downstream reads it).
+    /// Keep the request's headers as client metadata (read by `batch`'s `metadata_keys`).
     pub include_metadata: bool,
     /// TLS server settings (not implemented yet).
     pub tls: Option<ServerTls>,
@@ -92,7 +92,7 @@ pub struct HttpServerConfig {
     pub metrics_url_path: String,
     /// Path for logs (refused: traces only).
     pub logs_url_path: String,
-    /// Copy request metadata into the context: ignored with a warning.
+    /// Keep the request's headers as client metadata (read by `batch`'s `metadata_keys`).
     pub include_metadata: bool,
     /// Largest accepted body in bytes (collector default 20 MiB).
     pub max_request_body_size: u64,
@@ -160,11 +160,6 @@ impl OtlpReceiverConfig {
                     "must be greater than zero",
                 );
             }
-            if g.include_metadata {
-                warnings.push(format!(
-                    "{p}.include_metadata: ignored (nothing in tailgate reads request metadata)"
-                ));
-            }
             if let Some(k) = &g.keepalive {
                 k.validate(&join(&p, "keepalive"), warnings);
             }
@@ -187,11 +182,6 @@ impl OtlpReceiverConfig {
                 if !value.starts_with('/') {
                     errors.push(join(&p, key), format!("{value:?} must start with '/'"));
                 }
-            }
-            if h.include_metadata {
-                warnings.push(format!(
-                    "{p}.include_metadata: ignored (nothing in tailgate reads request metadata)"
-                ));
             }
             h.tailgate.validate(&join(&p, "tailgate"), errors);
             not_yet(

@@ -4,6 +4,7 @@
 //! codes follow grpc-go's server (what the collector runs): framing and decompression failures are
 //! INTERNAL, oversize messages RESOURCE_EXHAUSTED, memory_limiter refusals UNAVAILABLE.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -15,12 +16,14 @@ use tailgate_proto::compression::Compression;
 use tailgate_proto::error::{DecompressErrorKind, FrameError, FrameErrorKind};
 use tailgate_proto::grpc::{self, Deframer};
 
-use crate::pipeline::{wire, Refusal, TraceConsumer, TraceData};
+use crate::pipeline::{wire, Consumer, Metadata, Payload, Refusal};
 use crate::receiver::limits::GrpcLimits;
-use crate::receiver::listener::{before, ConnMetrics};
+use crate::receiver::metadata_headers;
+use crate::receiver::metrics::ConnMetrics;
 use crate::receiver::stopping::Stopping;
 use crate::receiver::watch::{self, Action, Activity, Phase, Reason, Watched};
 use crate::runtime::io::{BoxIo, Unzeroed};
+use crate::runtime::time::before;
 use crate::telemetry::metrics::Local;
 
 /// The one method served.
@@ -47,7 +50,7 @@ pub enum Code {
 /// Settings and counters one core's gRPC receiver needs.
 pub struct GrpcReceiver {
     /// The pipelines fed (a fan-out when the receiver is in several).
-    pub next: Rc<dyn TraceConsumer>,
+    pub next: Rc<dyn Consumer>,
     /// Largest decoded message.
     pub max_message: usize,
     /// Streams, idle, age and keepalive limits.
@@ -56,6 +59,8 @@ pub struct GrpcReceiver {
     pub accepted: Local,
     /// `otelcol_receiver_refused_spans_total{transport="grpc"}`.
     pub refused: Local,
+    /// `include_metadata`: keep the request headers as client metadata.
+    pub include_metadata: bool,
     /// Requests answered with an error before their spans could be counted.
     pub failed_requests: Local,
 }
@@ -71,6 +76,7 @@ const MAX_FRAME: u32 = 1 << 20;
 /// GOAWAY tells the client to go elsewhere while streams in flight finish (grpc-go `GracefulStop`).
 pub async fn serve_connection(
     stream: BoxIo,
+    peer: Option<SocketAddr>,
     rx: Rc<GrpcReceiver>,
     metrics: &ConnMetrics,
     deadline: Instant,
@@ -133,7 +139,7 @@ pub async fn serve_connection(
                 let guard = activity.stream_opened();
                 let rx = rx.clone();
                 glommio::spawn_local(async move {
-                    handle_stream(req, respond, &rx).await;
+                    handle_stream(req, respond, &rx, peer).await;
                     drop(guard);
                 })
                 .detach();
@@ -172,10 +178,17 @@ async fn handle_stream(
     req: Request<h2::RecvStream>,
     mut respond: SendResponse<Bytes>,
     rx: &GrpcReceiver,
+    peer: Option<SocketAddr>,
 ) {
-    match receive(req, rx).await {
+    let meta = Metadata {
+        client: peer,
+        received: Some(Instant::now()),
+        headers: rx.include_metadata.then(|| metadata_headers(req.headers())),
+        hop: None,
+    };
+    match receive(req, rx).await.map(|data| Payload { meta, ..data }) {
         Ok(data) => {
-            let spans = data.spans;
+            let spans = data.items;
             match rx.next.consume(data) {
                 Ok(()) => {
                     rx.accepted.add(spans);
@@ -186,6 +199,8 @@ async fn handle_stream(
                     let code = match r {
                         Refusal::MemoryLimited
                         | Refusal::QueueFull
+                        | Refusal::NoRoute
+                        | Refusal::TooManyBatches
                         | Refusal::ShuttingDown
                         | Refusal::Overloaded => Code::Unavailable,
                     };
@@ -204,7 +219,7 @@ async fn handle_stream(
 async fn receive(
     req: Request<h2::RecvStream>,
     rx: &GrpcReceiver,
-) -> Result<TraceData, (Code, String)> {
+) -> Result<Payload, (Code, String)> {
     let path = req.uri().path();
     if path != TRACE_EXPORT_PATH {
         let what = if path.starts_with("/opentelemetry.proto.collector.metrics.")
@@ -275,10 +290,7 @@ async fn receive(
             format!("grpc: error unmarshalling request: {e}"),
         )
     })?;
-    Ok(TraceData {
-        body: payload,
-        spans,
-    })
+    Ok(Payload::traces(payload, spans))
 }
 
 fn frame_status(e: FrameError, max: usize) -> (Code, String) {

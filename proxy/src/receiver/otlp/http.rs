@@ -6,6 +6,7 @@
 //! 404 for other paths, 405 for other methods, 503 when a memory_limiter refuses (clients retry).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -18,9 +19,10 @@ use hyper_util::rt::TokioIo;
 use tailgate_proto::error::BodyError;
 use tailgate_proto::json::{decode_body, BodyFormat};
 
-use crate::pipeline::{wire, TraceConsumer, TraceData};
+use crate::pipeline::{wire, Consumer, Metadata, Payload};
 use crate::receiver::limits::HttpLimits;
-use crate::receiver::listener::ConnMetrics;
+use crate::receiver::metadata_headers;
+use crate::receiver::metrics::ConnMetrics;
 use crate::receiver::stopping::Stopping;
 use crate::receiver::watch::{self, Action, Activity, Phase, Reason, Watched};
 use crate::runtime::io::{BoxIo, Unzeroed};
@@ -29,7 +31,7 @@ use crate::telemetry::metrics::Local;
 /// Settings and counters one core's HTTP receiver needs.
 pub struct HttpReceiver {
     /// The pipelines fed.
-    pub next: Rc<dyn TraceConsumer>,
+    pub next: Rc<dyn Consumer>,
     /// Path of the traces endpoint.
     pub traces_path: String,
     /// Paths answered with "not implemented" (metrics, logs).
@@ -42,6 +44,8 @@ pub struct HttpReceiver {
     pub accepted: Local,
     /// `otelcol_receiver_refused_spans_total{transport="http"}`.
     pub refused: Local,
+    /// `include_metadata`: keep the request headers as client metadata.
+    pub include_metadata: bool,
     /// Requests rejected before spans could be counted.
     pub failed_requests: Local,
 }
@@ -49,6 +53,7 @@ pub struct HttpReceiver {
 /// Serves one HTTP/1.1 connection until the peer closes it or a limit ends it.
 pub async fn serve_connection(
     stream: BoxIo,
+    peer: Option<SocketAddr>,
     rx: Rc<HttpReceiver>,
     metrics: &ConnMetrics,
     stopping: &Stopping,
@@ -61,7 +66,7 @@ pub async fn serve_connection(
     let service = hyper::service::service_fn(move |req| {
         let rx = rx.clone();
         let a = a.clone();
-        async move { Ok::<_, Infallible>(handle(req, &rx, &a).await) }
+        async move { Ok::<_, Infallible>(handle(req, &rx, &a, peer).await) }
     });
     // Deadlines run on the watchdog (no per-request timers): hyper's own header timer is off.
     let conn = hyper::server::conn::http1::Builder::new()
@@ -107,14 +112,21 @@ async fn handle(
     req: Request<Incoming>,
     rx: &HttpReceiver,
     activity: &Activity,
+    peer: Option<SocketAddr>,
 ) -> Response<Full<Bytes>> {
     activity.set_phase(Phase::Body(Instant::now()));
-    let response = respond(req, rx).await;
+    let response = respond(req, rx, peer).await;
     activity.set_phase(Phase::Idle(Instant::now()));
     response
 }
 
-async fn respond(req: Request<Incoming>, rx: &HttpReceiver) -> Response<Full<Bytes>> {
+async fn respond(
+    req: Request<Incoming>,
+    rx: &HttpReceiver,
+    peer: Option<SocketAddr>,
+) -> Response<Full<Bytes>> {
+    let received = Instant::now();
+    let headers = rx.include_metadata.then(|| metadata_headers(req.headers()));
     let path = req.uri().path();
     if path != rx.traces_path {
         rx.failed_requests.add(1);
@@ -184,10 +196,16 @@ async fn respond(req: Request<Incoming>, rx: &HttpReceiver) -> Response<Full<Byt
             return plain(StatusCode::BAD_REQUEST, &e.to_string());
         }
     };
-    match rx.next.consume(TraceData {
-        body: payload,
-        spans,
-    }) {
+    let data = Payload {
+        meta: Metadata {
+            client: peer,
+            received: Some(received),
+            headers,
+            hop: None,
+        },
+        ..Payload::traces(payload, spans)
+    };
+    match rx.next.consume(data) {
         Ok(()) => {
             rx.accepted.add(spans);
             let (ct, body) = match format {

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tailgate_routing::Member;
 
 use super::kube_api::{EndpointSlice, KubeApi, WatchEvent};
-use super::routes::Publisher;
 use crate::exporter::loadbalancing::config::K8sResolver;
+use crate::exporter::loadbalancing::routes::Publisher;
 
 /// One k8s resolver's state.
 pub struct K8sTask {
@@ -188,9 +188,9 @@ mod tests {
 
     use tailgate_routing::{Mode, ResolverKind};
 
+    use super::super::kube_api::{Conditions, Endpoint, ObjectMeta};
     use super::*;
-    use crate::resolver::kube_api::{Conditions, Endpoint, ObjectMeta};
-    use crate::resolver::routes::{ResolverMetrics, RouteCell};
+    use crate::exporter::loadbalancing::routes::{ResolverMetrics, RouteCell};
     use crate::telemetry::metrics::Registry;
 
     fn endpoint(ip: &str, host: &str, ready: bool) -> Endpoint {

@@ -194,3 +194,12 @@ impl Publisher {
         &self.cell
     }
 }
+
+/// What the cores share about one `loadbalancing` exporter: its routes and TLS settings.
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    /// The published routes (written by the resolver).
+    pub routes: Arc<RouteCell>,
+    /// TLS client settings, loaded once, when backends are dialled with TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}

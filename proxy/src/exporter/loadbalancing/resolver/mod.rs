@@ -6,8 +6,6 @@
 //! changes; cores see it at their next batch (one atomic load).
 //!
 //! # Layout
-//! - [`routes`]: the published state ([`routes::RouteCell`]) and [`routes::Publisher`] (set →
-//!   table, the collector's resolver metrics).
 //! - [`fixed`]: the fixed list of `resolver.static`.
 //! - [`dns`]: A/AAAA records re-resolved every `interval` (hickory-resolver, cache capped).
 //! - [`k8s`]: ready endpoints of a Service's EndpointSlices (list + watch).
@@ -17,7 +15,6 @@ pub mod dns;
 pub mod fixed;
 pub mod k8s;
 pub mod kube_api;
-pub mod routes;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,10 +25,8 @@ use std::time::Duration;
 
 use crate::config::{ComponentId, Config, ExporterConfig};
 use crate::exporter::loadbalancing::config::{LoadBalancingConfig, ResolverChoice};
-use crate::exporter::loadbalancing::Balancer;
+use crate::exporter::loadbalancing::routes::{Balancer, Publisher, ResolverMetrics, RouteCell};
 use crate::telemetry::metrics::Registry;
-
-use self::routes::{Publisher, ResolverMetrics, RouteCell};
 
 /// A resolver task for the control thread; it reports once on `ready` after its first attempt.
 type Task = Pin<Box<dyn Future<Output = ()>>>;

@@ -17,8 +17,8 @@ use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::TokioResolver;
 use tailgate_routing::Member;
 
-use super::routes::Publisher;
 use crate::exporter::loadbalancing::config::DnsResolver;
+use crate::exporter::loadbalancing::routes::Publisher;
 
 /// One dns resolver's loop state.
 pub struct DnsTask {

@@ -1,0 +1,29 @@
+//! What the exporter's store renders and both expositions (text, protobuf) write: one sample per
+//! series with its latest value.
+
+use std::sync::Arc;
+
+use crate::metrics_data::exponential::ExponentialHistogram;
+
+/// One rendered series: family, labels, value (summed over resources), newest time in ms.
+pub type Sample = (String, Vec<(String, String)>, Value, u64);
+
+/// The latest value of one series.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// A monotonic sum.
+    Counter(u64),
+    /// An explicit-bucket histogram.
+    Histogram {
+        /// Upper bounds.
+        bounds: Arc<[f64]>,
+        /// Per-bucket counts.
+        counts: Vec<u64>,
+        /// Sum of observations.
+        sum: f64,
+        /// Observations.
+        count: u64,
+    },
+    /// An exponential histogram (a native histogram in Prometheus terms).
+    Exponential(Box<ExponentialHistogram>),
+}

@@ -1,0 +1,405 @@
+//! One core's pipelines, built from the validated config: exporters first, then each pipeline's
+//! processors from last to first, then the receivers' handlers. One factory `match` per component
+//! kind; nothing else in the service names a concrete component.
+//!
+//! Building is all or nothing: a component that cannot be built is a [`StartError`] naming its key
+//! path, never a stage quietly left out (a tail_sampling left out would forward every span
+//! unsampled; an empty fan-out would answer OK and drop).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::bind::{Bind, Protocol};
+use super::error::StartError;
+use super::shared::{mesh_key, Shared};
+use crate::config::{
+    ComponentId, ExporterConfig, Pipeline, ProcessorConfig, ReceiverConfig, Signal,
+};
+use crate::connector::spanmetrics::stage::SpanMetricsStage;
+use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
+use crate::exporter::loadbalancing::backends::BackendFactory;
+use crate::exporter::loadbalancing::exporter::{self as loadbalancing, LoadBalancer};
+use crate::exporter::otlp;
+use crate::pipeline::{fan_out, Consumer, Drain, LocalFuture};
+use crate::processor::batch::processor::{BatchMetrics, Batcher};
+use crate::processor::memory_limiter::processor::MemoryLimiter;
+use crate::processor::tail_sampling::processor::{self as tail_sampling, Part, StageMetrics};
+use crate::receiver::limits::{ConnLimits, GrpcLimits, HttpLimits};
+use crate::receiver::listener::Handler;
+use crate::receiver::otlp::grpc::GrpcReceiver;
+use crate::receiver::otlp::http::HttpReceiver;
+use crate::runtime::mesh::Mesh;
+use crate::telemetry::metrics::{Kind, Local, Registry};
+
+/// Names a component that fails to build on purpose, for tests of the all-or-nothing start-up:
+/// `TAILGATE_FAIL_BUILD=<key path>[@<core>]`, e.g. `processors.tail_sampling@1`. Read once per
+/// core at start-up; never set in production.
+pub const FAIL_BUILD_ENV: &str = "TAILGATE_FAIL_BUILD";
+
+/// What one core runs: its stages (for the drain), tasks to start once every core is built, and
+/// the head of each receiver's pipelines.
+pub struct Built {
+    /// Stages holding data, in build order (downstream first); drained in reverse.
+    pub drains: Vec<Rc<dyn Drain>>,
+    /// Background work of the stages (batch timers, route following, spanmetrics flushes),
+    /// spawned only once every core has built everything.
+    pub tasks: Vec<LocalFuture<'static>>,
+    /// What each receiver feeds.
+    pub receivers: BTreeMap<ComponentId, Rc<dyn Consumer>>,
+}
+
+/// Builds every traces pipeline of the config on `core`.
+pub fn build(
+    core: usize,
+    shared: &Shared,
+    meshes: &mut BTreeMap<String, Mesh<Part>>,
+) -> Result<Built, StartError> {
+    let mut cx = Cx {
+        core,
+        shared,
+        fail: std::env::var(FAIL_BUILD_ENV).ok(),
+        built: Built {
+            drains: Vec::new(),
+            tasks: Vec::new(),
+            receivers: BTreeMap::new(),
+        },
+    };
+    let traces: Vec<&Pipeline> = shared
+        .config
+        .pipelines
+        .iter()
+        .filter(|p| p.id.signal == Signal::Traces)
+        .collect();
+    let mut exporters: BTreeMap<ComponentId, Rc<dyn Consumer>> = BTreeMap::new();
+    for id in traces.iter().flat_map(|p| p.exporters.iter()) {
+        if !exporters.contains_key(id) {
+            let e = cx.exporter(id)?;
+            exporters.insert(id.clone(), e);
+        }
+    }
+    let mut heads: BTreeMap<ComponentId, Vec<Rc<dyn Consumer>>> = BTreeMap::new();
+    for p in traces {
+        let path = format!("service.pipelines.{}", p.id);
+        let outs = p
+            .exporters
+            .iter()
+            .filter_map(|e| exporters.get(e).cloned())
+            .collect();
+        let mut next = fan_out(outs)
+            .ok_or_else(|| StartError::component(format!("{path}.exporters"), "no exporter"))?;
+        for pid in p.processors.iter().rev() {
+            next = cx.processor(p, pid, next, meshes)?;
+        }
+        for r in &p.receivers {
+            heads.entry(r.clone()).or_default().push(next.clone());
+        }
+    }
+    for (id, v) in heads {
+        let head = fan_out(v)
+            .ok_or_else(|| StartError::component(format!("receivers.{id}"), "feeds no pipeline"))?;
+        cx.built.receivers.insert(id, head);
+    }
+    Ok(cx.built)
+}
+
+/// The build of one core in progress.
+struct Cx<'a> {
+    core: usize,
+    shared: &'a Shared,
+    /// [`FAIL_BUILD_ENV`]'s value.
+    fail: Option<String>,
+    built: Built,
+}
+
+impl Cx<'_> {
+    fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// Fails when the test hook names `path` (on every core, or on this one).
+    fn check_injected(&self, path: &str) -> Result<(), StartError> {
+        let Some(fail) = &self.fail else {
+            return Ok(());
+        };
+        let (target, core) = match fail.split_once('@') {
+            Some((t, c)) => (t, c.parse::<usize>().ok()),
+            None => (fail.as_str(), None),
+        };
+        if target == path && core.is_none_or(|c| c == self.core) {
+            return Err(StartError::component(
+                path,
+                format!("failure injected by {FAIL_BUILD_ENV} on core {}", self.core),
+            ));
+        }
+        Ok(())
+    }
+
+    fn counter(&self, labels: &[(&str, &str)], metric: &str, help: &'static str) -> Local {
+        self.registry()
+            .register(metric, help, Kind::Counter, labels)
+            .local(self.core)
+    }
+
+    fn drain<T: Drain + 'static>(&mut self, stage: &Rc<T>) {
+        self.built.drains.push(stage.clone());
+    }
+
+    fn exporter(&mut self, id: &ComponentId) -> Result<Rc<dyn Consumer>, StartError> {
+        let path = format!("exporters.{id}");
+        let missing = || StartError::component(path.clone(), "not configured");
+        let name = id.to_string();
+        if let Some(merger) = self.shared.spanmetrics.get(id) {
+            self.check_injected(&format!("connectors.{id}"))?;
+            let labels = [("connector", name.as_str())];
+            let s = Rc::new(SpanMetricsStage::new(
+                merger.clone(),
+                self.counter(
+                    &labels,
+                    "tailgate_connector_spanmetrics_spans_total",
+                    "Spans aggregated by the spanmetrics connector (tailgate).",
+                ),
+                self.counter(
+                    &labels,
+                    "tailgate_connector_spanmetrics_failed_requests_total",
+                    "Requests the spanmetrics connector could not scan (tailgate).",
+                ),
+            ));
+            self.drain(&s);
+            let flushed = Rc::downgrade(&s);
+            self.built.tasks.push(Box::pin(async move {
+                while let Some(s) = flushed.upgrade() {
+                    let every = s.interval();
+                    drop(s);
+                    glommio::timer::Timer::new(every).await;
+                    if let Some(s) = flushed.upgrade() {
+                        s.flush();
+                    }
+                }
+            }));
+            return Ok(s);
+        }
+        self.check_injected(&path)?;
+        let labels = [("exporter", name.as_str())];
+        let sent = |cx: &Self| {
+            cx.counter(
+                &labels,
+                "otelcol_exporter_sent_spans_total",
+                "Items successfully sent to destination.",
+            )
+        };
+        let tls = self.shared.tls_clients.get(id).cloned();
+        let consumer: Rc<dyn Consumer> = match self.shared.config.exporters.get(id) {
+            Some(ExporterConfig::Otlp(c)) => {
+                let e = otlp::start(self.core, self.registry(), &name, c, tls)
+                    .map_err(|e| StartError::component(path.clone(), e))?;
+                self.drain(&e);
+                e
+            }
+            Some(ExporterConfig::OtlpHttp(c)) => {
+                let setup = crate::exporter::otlphttp::CoreSetup {
+                    core: self.core,
+                    registry: self.registry(),
+                    name: &name,
+                    config: c,
+                    tls,
+                };
+                let e = crate::exporter::otlphttp::start(setup)
+                    .map_err(|e| StartError::component(path.clone(), e))?;
+                self.drain(&e);
+                e
+            }
+            Some(ExporterConfig::Debug(c)) => Rc::new(DebugExporter {
+                config: c.clone(),
+                name: name.clone(),
+                sent: sent(self),
+            }),
+            Some(ExporterConfig::Nop(_)) => Rc::new(NopExporter { sent: sent(self) }),
+            Some(ExporterConfig::LoadBalancing(c)) => {
+                let b = self.shared.balancers.get(id).ok_or_else(missing)?;
+                let factory = BackendFactory {
+                    core: self.core,
+                    registry: self.shared.registry.clone(),
+                    name: name.clone(),
+                    config: Arc::new((**c).clone()),
+                    tls: b.tls.clone(),
+                };
+                let lb = LoadBalancer::new(b.routes.clone(), c.routing_key(), factory);
+                self.drain(&lb);
+                self.built
+                    .tasks
+                    .push(Box::pin(loadbalancing::follow_routes(Rc::downgrade(&lb))));
+                lb
+            }
+            // Metrics only (validation keeps it out of traces pipelines).
+            Some(ExporterConfig::Prometheus(_)) => {
+                return Err(StartError::component(path, "cannot export traces"))
+            }
+            None => return Err(missing()),
+        };
+        Ok(consumer)
+    }
+
+    fn processor(
+        &mut self,
+        pipeline: &Pipeline,
+        pid: &ComponentId,
+        next: Rc<dyn Consumer>,
+        meshes: &mut BTreeMap<String, Mesh<Part>>,
+    ) -> Result<Rc<dyn Consumer>, StartError> {
+        let path = format!("processors.{pid}");
+        self.check_injected(&path)?;
+        let name = pid.to_string();
+        let labels = [("processor", name.as_str())];
+        let dropped = |cx: &Self| {
+            cx.counter(
+                &labels,
+                "otelcol_processor_dropped_spans_total",
+                "Spans dropped or refused by the processor.",
+            )
+        };
+        let refused = |cx: &Self| {
+            cx.counter(
+                &labels,
+                "otelcol_processor_refused_spans_total",
+                "Spans refused by the processor.",
+            )
+        };
+        let stage: Rc<dyn Consumer> = match self.shared.config.processors.get(pid) {
+            Some(ProcessorConfig::Batch(c)) => {
+                let metrics = BatchMetrics {
+                    size_trigger: self.counter(
+                        &labels,
+                        "otelcol_processor_batch_batch_size_trigger_send_total",
+                        "Number of times the batch was sent due to a size trigger.",
+                    ),
+                    timeout_trigger: self.counter(
+                        &labels,
+                        "otelcol_processor_batch_timeout_trigger_send_total",
+                        "Number of times the batch was sent due to a timeout trigger.",
+                    ),
+                    send_size: self.registry().histogram(
+                        "otelcol_processor_batch_batch_send_size",
+                        "Number of units in the batch.",
+                        &labels,
+                        BATCH_BUCKETS,
+                    ),
+                    dropped: dropped(self),
+                    core: self.core,
+                };
+                let b = Batcher::new(c.clone(), next, metrics);
+                self.drain(&b);
+                self.built.tasks.push(Box::pin(b.clone().run_timer()));
+                b
+            }
+            Some(ProcessorConfig::MemoryLimiter(_)) => {
+                let state = self.shared.memory.get(pid).ok_or_else(|| {
+                    StartError::component(path.clone(), "its memory checker is not running")
+                })?;
+                Rc::new(MemoryLimiter {
+                    state: state.clone(),
+                    next,
+                    refused: refused(self),
+                    dropped: dropped(self),
+                })
+            }
+            Some(ProcessorConfig::TailSampling(c)) => {
+                let key = mesh_key(&pipeline.id, pid);
+                let mesh = meshes.remove(&key).ok_or_else(|| {
+                    StartError::component(path.clone(), format!("no core mesh for {key}"))
+                })?;
+                let stage = StageMetrics {
+                    refused: refused(self),
+                    dropped: dropped(self),
+                };
+                let t = tail_sampling::build(&c.sampler, mesh, next, &name, self.registry(), stage)
+                    .map_err(|e| StartError::component(path.clone(), e))?;
+                self.drain(&t);
+                t
+            }
+            None => return Err(StartError::component(path, "not configured")),
+        };
+        Ok(stage)
+    }
+}
+
+/// Builds the handler serving `bind` on `core`, feeding `next`.
+pub fn receiver_handler(
+    core: usize,
+    shared: &Shared,
+    bind: &Bind,
+    next: Rc<dyn Consumer>,
+) -> Result<(Handler, ConnLimits), StartError> {
+    let id = &bind.receiver;
+    let transport = bind.protocol.name();
+    let path = format!("receivers.{id}.protocols.{transport}");
+    let Some(ReceiverConfig::Otlp(cfg)) = shared.config.receivers.get(id) else {
+        return Err(StartError::component(path, "not configured"));
+    };
+    let name = id.to_string();
+    let m = |metric: &str, help| {
+        shared
+            .registry
+            .register(
+                metric,
+                help,
+                Kind::Counter,
+                &[("receiver", &name), ("transport", transport)],
+            )
+            .local(core)
+    };
+    let accepted = m(
+        "otelcol_receiver_accepted_spans_total",
+        "Spans successfully pushed into the pipeline.",
+    );
+    let refused = m(
+        "otelcol_receiver_refused_spans_total",
+        "Spans that could not be pushed into the pipeline.",
+    );
+    let failed_requests = m(
+        "otelcol_receiver_failed_requests_total",
+        "Requests answered with an error before their spans were counted (tailgate).",
+    );
+    match (
+        bind.protocol,
+        cfg.protocols.grpc.as_ref(),
+        cfg.protocols.http.as_ref(),
+    ) {
+        (Protocol::Grpc, Some(g), _) => {
+            let limits = GrpcLimits::from_config(g);
+            let handler = Handler::Grpc(Rc::new(GrpcReceiver {
+                next,
+                max_message: usize::try_from(g.max_recv_msg_size_mib.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+                limits,
+                accepted,
+                refused,
+                include_metadata: g.include_metadata,
+                failed_requests,
+            }));
+            Ok((handler, limits.conn))
+        }
+        (Protocol::Http, _, Some(h)) => {
+            let limits = HttpLimits::from_config(h);
+            let handler = Handler::Http(Rc::new(HttpReceiver {
+                next,
+                traces_path: h.traces_url_path.clone(),
+                other_signal_paths: vec![h.metrics_url_path.clone(), h.logs_url_path.clone()],
+                max_body: usize::try_from(h.max_request_body_size).unwrap_or(usize::MAX),
+                limits,
+                accepted,
+                refused,
+                include_metadata: h.include_metadata,
+                failed_requests,
+            }));
+            Ok((handler, limits.conn))
+        }
+        _ => Err(StartError::component(path, "not configured")),
+    }
+}
+
+/// The collector's batch size buckets.
+const BATCH_BUCKETS: &[f64] = &[
+    10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0,
+    6000.0, 7000.0, 8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
+];

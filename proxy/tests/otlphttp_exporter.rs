@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::http_sink::{Answer, HttpSink};
 use support::{export, make_request, span_set, Tailgate};
@@ -41,22 +41,10 @@ service:
     )
 }
 
-/// `otlphttp/<name>`'s value of `metric`, polled until it equals `want` (30 s deadline).
+/// `otlphttp/<name>`'s value of `metric`, polled until it equals `want`.
 async fn wait_metric(tg: &Tailgate, metric: &str, name: &str, want: f64) {
-    let series = format!("{metric}{{exporter=\"otlphttp/{name}\"");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = tg.metric(&series);
-        if got == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series}: {got:?}, want {want}\n{}",
-            tg.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tg.wait_metric(&format!("{metric}{{exporter=\"otlphttp/{name}\""), want)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

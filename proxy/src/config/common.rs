@@ -157,7 +157,7 @@ pub struct SendingQueue {
     pub num_consumers: usize,
     /// Queue capacity in requests (batches).
     pub queue_size: usize,
-    /// Block instead of refusing when full (newer collectors).
+    /// Block instead of refusing when full (newer collectors): not supported, rejected by validate.
     pub blocking: bool,
     /// Persistent storage extension id: not supported.
     pub storage: Option<String>,
@@ -200,6 +200,15 @@ impl SendingQueue {
         }
         if self.enabled && self.num_consumers == 0 {
             errors.push(join(path, "num_consumers"), "must be greater than zero");
+        }
+        // A pipeline hands a batch to the queue without waiting (a full queue refuses it, counted
+        // in otelcol_exporter_enqueue_failed_spans_total): silently ignoring `blocking: true` would
+        // drop what the user asked to keep.
+        if self.blocking {
+            errors.push(
+                join(path, "blocking"),
+                "true is not supported in tailgate yet (a full queue refuses the batch); remove it or set it to false",
+            );
         }
         if self.storage.is_some() {
             errors.push(
@@ -262,8 +271,12 @@ impl RetryOnFailure {
         if self.multiplier < 1.0 || !self.multiplier.is_finite() {
             errors.push(join(path, "multiplier"), "must be at least 1");
         }
+        // The collector accepts 0 for both, which retries in a tight loop: tailgate refuses it.
         if self.enabled && self.initial_interval.0.is_zero() {
             errors.push(join(path, "initial_interval"), "must be greater than zero");
+        }
+        if self.enabled && self.max_interval.0.is_zero() {
+            errors.push(join(path, "max_interval"), "must be greater than zero");
         }
     }
 }

@@ -405,3 +405,30 @@ fn receiver_limits_are_typed_with_defaults_and_key_paths() {
         assert!(m.iter().any(|x| x.starts_with(e)), "missing {e:?} in {m:#?}");
     }
 }
+
+#[test]
+fn retry_intervals_of_zero_and_a_blocking_queue_are_refused_with_key_paths() {
+    let text = MINIMAL.replace(
+        "    tls:\n      insecure: true\n",
+        "    tls:\n      insecure: true\n    retry_on_failure: {initial_interval: 0s, max_interval: 0s}\n    sending_queue: {blocking: true}\n",
+    );
+    let m = messages(&load_one("q.yaml", &text).unwrap_err());
+    let expect = [
+        "q.yaml: exporters.otlp.retry_on_failure.initial_interval: must be greater than zero",
+        "q.yaml: exporters.otlp.retry_on_failure.max_interval: must be greater than zero",
+        "q.yaml: exporters.otlp.sending_queue.blocking: true is not supported in tailgate yet",
+    ];
+    for e in expect {
+        assert!(
+            m.iter().any(|x| x.starts_with(e)),
+            "missing {e:?} in {m:#?}"
+        );
+    }
+    assert_eq!(m.len(), expect.len(), "{m:#?}");
+    // With retry disabled the intervals are unused, as in the collector; `blocking: false` is fine.
+    let text = MINIMAL.replace(
+        "    tls:\n      insecure: true\n",
+        "    tls:\n      insecure: true\n    retry_on_failure: {enabled: false, initial_interval: 0s, max_interval: 0s}\n    sending_queue: {blocking: false}\n",
+    );
+    assert!(load_one("ok.yaml", &text).is_ok());
+}

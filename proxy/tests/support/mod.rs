@@ -193,6 +193,26 @@ impl Tailgate {
             .and_then(|v| v.parse().ok())
     }
 
+    /// Polls the series whose line starts with `prefix` until it equals `want` (30 s deadline);
+    /// fails at once when a core panicked (a debug build keeps serving metrics after a core's
+    /// panic, where release's `panic = "abort"` ends the process).
+    pub async fn wait_metric(&self, prefix: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.stderr();
+            assert!(!log.contains("panicked"), "a core panicked:\n{log}");
+            let got = self.metric(prefix);
+            if got == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{prefix}: {got:?}, want {want}\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await; // polling, not synchronisation
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -342,8 +362,9 @@ pub fn span_set(reqs: &[ExportTraceServiceRequest]) -> Vec<SpanKey> {
 #[derive(Default)]
 struct SinkState {
     requests: Vec<ExportTraceServiceRequest>,
-    /// Status codes to answer (in order) before answering OK.
-    script: VecDeque<u32>,
+    /// Status codes (with an optional `grpc-status-details-bin` value) to answer, in order, before
+    /// answering OK.
+    script: VecDeque<(u32, Option<String>)>,
     /// Requests answered with an error.
     refused: u64,
     /// `grpc-encoding` values seen.
@@ -404,7 +425,17 @@ impl Sink {
 
     /// Answers the next requests with these gRPC codes before answering OK again.
     pub fn script(&self, codes: &[u32]) {
-        self.state.lock().unwrap().script.extend(codes);
+        self.state
+            .lock()
+            .unwrap()
+            .script
+            .extend(codes.iter().map(|&c| (c, None)));
+    }
+
+    /// Answers the next request with `code` and `details_bin` as `grpc-status-details-bin`.
+    pub fn script_details(&self, code: u32, details_bin: &str) {
+        let mut st = self.state.lock().unwrap();
+        st.script.push_back((code, Some(details_bin.to_owned())));
     }
 
     pub fn requests(&self) -> Vec<ExportTraceServiceRequest> {
@@ -485,13 +516,13 @@ impl Sink {
                     sink.notify.notify_waiters();
                     return;
                 };
-                let code = {
+                let (code, details) = {
                     let mut st = sink.state.lock().unwrap();
                     st.encodings.push(enc);
                     match st.script.pop_front() {
-                        Some(code) => {
+                        Some(answer) => {
                             st.refused += 1;
-                            code
+                            answer
                         }
                         None => {
                             st.total += request
@@ -503,16 +534,18 @@ impl Sink {
                             if st.total <= 100_000 {
                                 st.requests.push(request);
                             }
-                            0
+                            (0, None)
                         }
                     }
                 };
                 sink.notify.notify_waiters();
-                let resp = http::Response::builder()
+                let mut resp = http::Response::builder()
                     .header("content-type", "application/grpc")
-                    .header("grpc-status", code.to_string())
-                    .body(())
-                    .unwrap();
+                    .header("grpc-status", code.to_string());
+                if let Some(details) = details {
+                    resp = resp.header("grpc-status-details-bin", details);
+                }
+                let resp = resp.body(()).unwrap();
                 let _ = respond.send_response(resp, true);
             });
         }

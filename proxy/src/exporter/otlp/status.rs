@@ -113,10 +113,21 @@ fn retry_delay(header: &[u8]) -> Option<Duration> {
         .iter()
         .find(|d| d.type_url.ends_with("google.rpc.RetryInfo"))?;
     let d = RetryInfo::decode(info.value.as_slice()).ok()?.retry_delay?;
-    Some(Duration::new(
-        u64::try_from(d.seconds).ok()?,
-        u32::try_from(d.nanos).ok()?,
-    ))
+    positive_duration(&d)
+}
+
+/// A `google.protobuf.Duration` as Go's `AsDuration` reads it (signed nanos added to the seconds,
+/// even out of their documented range), saturating; `None` when the seconds are negative (the
+/// backoff is then the longer wait, as in the collector). The result may be absurdly long: the
+/// queue treats it as over the retry budget, never as an `Instant` to compute.
+fn positive_duration(d: &ProtoDuration) -> Option<Duration> {
+    let whole = Duration::from_secs(u64::try_from(d.seconds).ok()?);
+    let nanos = Duration::from_nanos(u64::from(d.nanos.unsigned_abs()));
+    Some(if d.nanos >= 0 {
+        whole.saturating_add(nanos)
+    } else {
+        whole.saturating_sub(nanos)
+    })
 }
 
 #[cfg(test)]
@@ -150,5 +161,25 @@ mod tests {
         assert!(e.retryable);
         assert_eq!(e.throttle, Some(Duration::from_secs(2)));
         assert_eq!(code_for_http_status(503), 14);
+    }
+
+    fn delay(seconds: i64, nanos: i32) -> Option<Duration> {
+        positive_duration(&ProtoDuration { seconds, nanos })
+    }
+
+    #[test]
+    fn retry_delays_saturate_instead_of_panicking() {
+        assert_eq!(delay(2, 500), Some(Duration::new(2, 500)));
+        assert_eq!(delay(1 << 62, 0), Some(Duration::from_secs(1 << 62)));
+        let max = Duration::from_secs(i64::MAX as u64);
+        assert_eq!(
+            delay(i64::MAX, i32::MAX),
+            Some(max + Duration::from_nanos(i32::MAX as u64))
+        );
+        assert_eq!(delay(1, 1_500_000_000), Some(Duration::new(2, 500_000_000)));
+        assert_eq!(delay(1, -500_000_000), Some(Duration::from_millis(500)));
+        assert_eq!(delay(0, i32::MIN), Some(Duration::ZERO));
+        assert_eq!(delay(-1, 0), None);
+        assert_eq!(delay(i64::MIN, i32::MIN), None);
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! - 2xx: delivered; a `partial_success` in the body is logged and its rejected spans counted.
 //! - 429, 502, 503, 504: retryable. On 429 and 503 a `Retry-After` of whole seconds asks for
-//!   that delay (the retry waits the longer of it and the backoff); an HTTP-date is ignored, as
-//!   the collector ignores it.
+//!   that delay (the retry waits the longer of it and the backoff, or gives up when that ends
+//!   after `max_elapsed_time`); an HTTP-date is ignored, as the collector ignores it. Seconds
+//!   beyond `u64` saturate (the collector's `strconv.Atoi` fails past `i64` and falls back to the
+//!   backoff, which would let a backend bypass the retry budget by adding a digit).
 //! - Any other status (400, 401, 404, 413, 500, ...): permanent, the spans are dropped and counted.
 //! - Transport failures (connect, reset, timeout) are retryable.
 
@@ -39,11 +41,18 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ExportE
     }
 }
 
-/// `Retry-After` as whole seconds (what the collector reads; dates are ignored).
+/// `Retry-After` as whole seconds (what the collector reads; dates are ignored), saturating.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    let secs: u64 = v.trim().parse().ok()?;
-    Some(Duration::from_secs(secs))
+    let v = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let digits = v.strip_prefix('+').unwrap_or(v);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Duration::from_secs(digits.parse().unwrap_or(u64::MAX)))
 }
 
 fn status_message(body: &[u8]) -> Option<String> {
@@ -132,6 +141,15 @@ mod tests {
             classify(StatusCode::TOO_MANY_REQUESTS, &h, b"").throttle,
             None
         );
+        // A date far in the future is ignored too (bounded: no delay is derived from it).
+        h.insert(
+            "retry-after",
+            "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS, &h, b"").throttle,
+            None
+        );
         let body = RpcStatus {
             code: 3,
             message: "bad span".into(),
@@ -141,6 +159,22 @@ mod tests {
         let e = classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), &body);
         assert!(!e.retryable);
         assert!(e.message.contains("bad span"), "{}", e.message);
+    }
+
+    #[test]
+    fn huge_retry_after_saturates() {
+        let throttle = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after", v.parse().unwrap());
+            classify(StatusCode::SERVICE_UNAVAILABLE, &h, b"").throttle
+        };
+        let max = Some(Duration::from_secs(u64::MAX));
+        assert_eq!(throttle("18446744073709551615"), max);
+        assert_eq!(throttle("99999999999999999999999999"), max);
+        assert_eq!(throttle(" +86400 "), Some(Duration::from_secs(86_400)));
+        assert_eq!(throttle("-1"), None);
+        assert_eq!(throttle("1.5"), None);
+        assert_eq!(throttle(""), None);
     }
 
     #[test]

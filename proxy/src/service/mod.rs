@@ -192,21 +192,16 @@ impl Cores {
         Ok(())
     }
 
-    /// Waits for core 0's bind report.
+    /// Waits for core 0's bind report (a core reports `Bound` first, or stops).
     fn recv_bound(&mut self) -> Result<Vec<(String, SocketAddr)>, StartError> {
-        loop {
-            match self.rx.recv() {
-                Ok(Report::Bound(_, r)) => return r,
-                Ok(Report::Stopped(core, _)) => {
-                    self.running -= 1;
-                    return Err(StartError::CoreLost { core });
-                }
-                Ok(Report::Ready(core, r)) => {
-                    r?;
-                    return Err(StartError::CoreLost { core });
-                }
-                Err(_) => return Err(StartError::CoreLost { core: 0 }),
+        match self.rx.recv() {
+            Ok(Report::Bound(_, r)) => r,
+            Ok(Report::Stopped(core, _)) => {
+                self.running -= 1;
+                Err(StartError::CoreLost { core })
             }
+            Ok(Report::Ready(core, r)) => r.and(Err(StartError::CoreLost { core })),
+            Err(_) => Err(StartError::CoreLost { core: 0 }),
         }
     }
 

@@ -437,7 +437,8 @@ mod tests {
                 Refusal::TooManyBatches
             );
             b.flush(Trigger::Shutdown);
-            let mut out: Vec<(u64, Vec<(String, String)>, Option<std::net::SocketAddr>)> = sink
+            type Sent = (u64, Vec<(String, String)>, Option<std::net::SocketAddr>);
+            let mut out: Vec<Sent> = sink
                 .0
                 .borrow()
                 .iter()

@@ -3,7 +3,7 @@
 //! 1. [`source`]: files, `--set` flags and `${env:VAR}` references become one YAML document.
 //! 2. [`registry`] + each component's `config.rs`: serde structs with `deny_unknown_fields` per
 //!    component type, then `validate()` methods that record *every* problem with its key path.
-//! 3. [`Config`]: plain resolved values the runtime starts from.
+//! 3. [`Config`]: plain resolved values the service (`crate::service`) builds the pipelines from.
 //!
 //! Problems are attributed to the file that last set the offending key, so a merged config still
 //! points the user at the right file.

@@ -1,7 +1,8 @@
 //! Which component types tailgate knows, which it implements, and how each one's keys are parsed.
 //!
-//! Adding a component: add its `config.rs` beside its implementation, a variant to the matching enum
-//! below, and move its name from `PLANNED` to the implemented arm of the parser.
+//! Adding a component: add its `config.rs` beside its implementation, its name to
+//! [`Section::implemented`], a variant to the matching enum below and an arm to its section's
+//! parser; then a factory arm in `service/build.rs` (docs/proxy.md, "Adding a component").
 
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};

@@ -3,8 +3,9 @@
 //! mimalloc maps its arenas read-write up front; where the kernel backs them with transparent huge
 //! pages, a 2 MiB page is resident (and zeroed) as soon as one byte of it is touched, so RSS runs
 //! ahead of what the allocator hands out: a gateway buffering 2 M spans sat at 1.56× the wire bytes
-//! with THP and 1.48× without (docs/proxy.md, gateway memory). `PR_SET_THP_DISABLE` is checked at
-//! fault time, so setting it at start-up covers the arena mimalloc reserved before `main` too.
+//! with THP and 1.48× without (docs/proxy-measurements.md, gateway). `PR_SET_THP_DISABLE` is
+//! checked at fault time, so setting it at start-up covers the arena mimalloc reserved before
+//! `main` too.
 //! Setting `MIMALLOC_ALLOW_THP` (mimalloc's own switch, read before `main`) leaves the choice to it.
 
 /// The environment variable that, when set, leaves THP to mimalloc.

@@ -3,8 +3,9 @@
 //! tailgate has no Go runtime: the `runtime_*` series report the global allocator (mimalloc)
 //! instead; docs/proxy.md maps each one. Everything is read at scrape time, nothing on the data path.
 //!
-//! The only `unsafe` in `proxy`: two FFI calls into mimalloc (no pointers kept, SAFETY notes on each),
-//! checked by the unit test below and tests/process_metrics.rs.
+//! One of the two `unsafe` exceptions in `proxy` (the other is `runtime::io::Unzeroed`; both are
+//! recorded in docs/decisions.md): two FFI calls into mimalloc (no pointers kept, SAFETY notes on
+//! each), checked by the unit test below and tests/process_metrics.rs.
 #![allow(unsafe_code)]
 
 use std::fmt::Write as _;

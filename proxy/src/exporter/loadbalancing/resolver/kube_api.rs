@@ -3,7 +3,7 @@
 //!
 //! Why not `kube` + `k8s-openapi`: the resolver needs two GETs and four JSON fields, while those
 //! crates add a large dependency tree and several minutes of cold compile on the CI machine
-//! (measured figure in `docs/proxy.md`). This client does only what the resolver uses.
+//! (measured figure in `docs/proxy-measurements.md`). This client does only what the resolver uses.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -101,7 +101,8 @@ pub enum Refusal {
     /// A routing exporter has no destination yet (no backend resolved); clients retry.
     NoRoute,
     /// A batch processor already holds `metadata_cardinality_limit` distinct metadata
-    /// combinations; clients retry (the collector answers the same, retryably).
+    /// combinations; clients retry (a deviation: the collector's error is permanent, answered
+    /// INTERNAL, though the next request may well fit once a batch has been sent).
     TooManyBatches,
     /// tailgate is shutting down.
     ShuttingDown,

@@ -43,7 +43,8 @@ pub struct Built {
     /// Stages holding data, in build order (downstream first); drained in reverse.
     pub drains: Vec<Rc<dyn Drain>>,
     /// Background work of the stages (batch timers, route following, spanmetrics flushes),
-    /// spawned only once every core has built everything.
+    /// spawned only once every core has built everything. (tail_sampling starts its mesh readers
+    /// and decision timer when it is built: they only act on data, and none arrives before then.)
     pub tasks: Vec<LocalFuture<'static>>,
     /// What each receiver feeds.
     pub receivers: BTreeMap<ComponentId, Rc<dyn Consumer>>,

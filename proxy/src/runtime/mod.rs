@@ -141,7 +141,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
     let registry = Registry::new(cores);
     let memory = start_memory_limiters(&config, &stop_threads)?;
     let healthy = Arc::new(AtomicBool::new(false));
-    let mut ports = start_admin(&config, &registry, &healthy, &stop_threads)?;
+    let mut ports = start_admin(&config, &registry, &healthy, &shutdown, &stop_threads)?;
     let spanmetrics =
         crate::connector::start::start(&config, &registry, &stop_threads, &mut ports)?;
     let binds = listen_binds(&config)?;
@@ -221,7 +221,6 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), String> {
             Ok(Report::Bound(..)) => {}
             Err(_) => break,
         }
-        healthy.store(false, Ordering::Relaxed);
     }
     for t in threads {
         let _ = t.join();
@@ -398,6 +397,7 @@ fn start_admin(
     config: &Config,
     registry: &Arc<Registry>,
     healthy: &Arc<AtomicBool>,
+    shutdown: &Arc<stop::Shutdown>,
     stop: &Arc<AtomicBool>,
 ) -> Result<BTreeMap<String, SocketAddr>, String> {
     let mut ports = BTreeMap::new();
@@ -423,11 +423,14 @@ fn start_admin(
             bind(
                 &format!("extensions::{id}"),
                 &h.endpoint,
-                Endpoint::Health {
+                Endpoint::Health(Arc::new(admin::Health {
                     path: h.path.clone(),
-                    healthy: healthy.clone(),
+                    readiness_path: h.tailgate.readiness_path.clone(),
+                    bodies: h.response_body.clone(),
+                    running: healthy.clone(),
+                    shutdown: shutdown.clone(),
                     since: Instant::now(),
-                },
+                })),
             )?;
         }
     }

@@ -117,18 +117,19 @@ else
 fi
 [ -z "$reference" ] && echo "      (reference configs not found: the pod configs were not compared with them)"
 
-# The checker must be able to fail: break three invariants and expect each to be reported.
+# The checker must be able to fail: break four invariants and expect each to be reported.
 mkdir -p "$work/mutated"
 cp "$work"/rendered/*.yaml "$work/mutated/"
 sts="$work/mutated/k8s-overlays-statefulset.yaml"
 sed -i -e 's/^  clusterIP: None$/  clusterIP: 10.0.0.10/' \
        -e 's/^  minAvailable: 2$/  minAvailable: 1/' \
-       -e 's/^  - watch$/  - watch\n  - delete/' "$sts"
+       -e 's/^  - watch$/  - watch\n  - delete/' \
+       -e 's|^            path: /ready$|            path: /|' "$sts"
 "$py" "$deploy/tests/check_invariants.py" --deploy "$deploy" --rendered "$work/mutated" \
   --configs-out "$work/mutated-configs" > "$work/mutated.log" 2>&1
-caught=$(grep -c -E 'FAIL  k8s-overlays-statefulset: (exactly one headless|PodDisruptionBudget|RBAC grants only)' "$work/mutated.log")
-if [ "$caught" = 3 ]; then pass "mutation run: headless, PDB and RBAC breakage all reported"
-else fail "mutation run: only $caught of 3 breakages reported"; fi
+caught=$(grep -c -E 'FAIL  k8s-overlays-statefulset(: (exactly one headless|PodDisruptionBudget|RBAC grants only)| gateway: readinessProbe GET /ready)' "$work/mutated.log")
+if [ "$caught" = 4 ]; then pass "mutation run: headless, PDB, RBAC and readiness-probe breakage all reported"
+else fail "mutation run: only $caught of 4 breakages reported"; fi
 
 # === 4. tailgate validate ===
 section "4. tailgate validate on every config (VALIDATE_MODE=$VALIDATE_MODE)"

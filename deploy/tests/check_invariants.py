@@ -180,6 +180,13 @@ def prestop_seconds(lifecycle):
     return (pre.get("sleep") or {}).get("seconds")
 
 
+def health_paths(cfg):
+    """(liveness, readiness) paths of the config's health_check: its `path` (OK through the drain) and
+    `tailgate.readiness_path` (fails from SIGTERM on)."""
+    hc = ((cfg.get("extensions") or {}).get("health_check") or {})
+    return hc.get("path", "/"), (hc.get("tailgate") or {}).get("readiness_path", "/ready")
+
+
 def check_termination(r, where, cfg, grace, lifecycle):
     pre = prestop_seconds(lifecycle)
     r.check(isinstance(pre, int) and pre > 0, f"{where}: preStop sleep", str(lifecycle))
@@ -226,10 +233,11 @@ def check_workload(r, where, docs, workload):
             str(container.get("args")))
     check_config_for_pod(r, where, cfg)
     check_memory_limit(r, where, cfg, container["resources"]["limits"]["memory"])
-    for probe in ("readinessProbe", "livenessProbe"):
+    live, ready = health_paths(cfg)
+    for probe, want in (("startupProbe", live), ("livenessProbe", live), ("readinessProbe", ready)):
         get = (container.get(probe) or {}).get("httpGet") or {}
-        r.check(named_port(container, get.get("port")) == HEALTH_PORT and get.get("path") == "/",
-                f"{where}: {probe} GET / on :{HEALTH_PORT}", str(get))
+        r.check(named_port(container, get.get("port")) == HEALTH_PORT and get.get("path") == want,
+                f"{where}: {probe} GET {want} on :{HEALTH_PORT}", str(get))
     declared = {p["containerPort"] for p in container.get("ports") or []}
     listens = {port_of(e) for e in config_listen_endpoints(cfg)}
     r.check(listens <= declared, f"{where}: containerPorts cover every port the config listens on",
@@ -416,6 +424,10 @@ HELM_SUBKEYS = {
     "service": {"enabled", "type", "clusterIP", "trafficDistribution", "loadBalancerIP", "loadBalancerSourceRanges",
                 "externalTrafficPolicy", "internalTrafficPolicy", "annotations"},
     "lifecycleHooks": {"postStart", "preStop"},
+    "readinessProbe": {"initialDelaySeconds", "periodSeconds", "timeoutSeconds", "successThreshold",
+                       "failureThreshold", "httpGet"},
+    "livenessProbe": {"initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold",
+                      "terminationGracePeriodSeconds", "httpGet"},
 }
 HELM_PORT_KEYS = {"enabled", "containerPort", "servicePort", "hostPort", "nodePort", "protocol", "appProtocol"}
 
@@ -486,6 +498,12 @@ def check_helm(r, deploy, configs_out):
         r.check(enabled <= listens, f"{where}: no port enabled that tailgate does not listen on",
                 str(sorted(enabled - listens)))
         check_config_for_pod(r, where, cfg)
+        # The chart's probes are GET / on :13133 unless the values say otherwise.
+        live, ready = health_paths(cfg)
+        for probe, want in (("livenessProbe", live), ("readinessProbe", ready)):
+            get = {"port": HEALTH_PORT, "path": "/", **((v.get(probe) or {}).get("httpGet") or {})}
+            r.check(get["port"] == HEALTH_PORT and get["path"] == want,
+                    f"{where}: {probe} GET {want} on :{HEALTH_PORT}", str(get))
         check_memory_limit(r, where, cfg, v["resources"]["limits"]["memory"])
         check_termination(r, where, cfg, v.get("terminationGracePeriodSeconds"), v.get("lifecycleHooks"))
         check_pod_security(r, where, {"securityContext": v.get("podSecurityContext")},

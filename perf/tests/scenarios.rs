@@ -2,8 +2,9 @@
 //!
 //! The binary is found as the CLI finds it (`TAILGATE_BIN`, next to the test executable: cargo
 //! puts `tailgate` in `target/<profile>/` when the workspace is built, else built with cargo).
-//! A scenario whose tailgate configuration this build cannot run yet (e.g. `tail_sampling` before
-//! it lands) is skipped with the validation message printed; nothing else is skipped.
+//! A scenario configuration that `tailgate validate` rejects fails its test with tailgate's message
+//! (a config regression must not turn these green). A binary that cannot be found or built fails
+//! under CI (`CI` set) and skips the test, loudly, elsewhere.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::PathBuf;
@@ -17,32 +18,33 @@ use tailgate_perf::scenario::process::Tailgate;
 use tailgate_perf::scenario::throughput::{self, TargetKind, ThroughputConfig};
 use tailgate_perf::scenario::{latency, soak, ScenarioContext, Size, Ui};
 
-fn tailgate() -> &'static Option<PathBuf> {
-    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
+fn tailgate() -> &'static Result<PathBuf, String> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(|| match locate_tailgate(Fallback::Build) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("SKIPPED: no tailgate binary: {e}");
-            None
-        }
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err("no tailgate binary found".to_owned()),
+        Err(e) => Err(format!("no tailgate binary: {e}")),
     })
 }
 
-fn context() -> Option<ScenarioContext> {
-    let bin = tailgate().clone()?;
+/// The scenario context, or `None` (outside CI only) when there is no binary to run.
+fn context(test: &str) -> Option<ScenarioContext> {
+    let bin = match tailgate() {
+        Ok(p) => p.clone(),
+        Err(why) => {
+            tailgate_perf::ci::missing_prerequisite(test, why);
+            return None;
+        }
+    };
     let results =
         std::env::temp_dir().join(format!("tailgate-perf-results-{}", std::process::id()));
     Some(ScenarioContext::new(bin, results, Size::Smoke).unwrap())
 }
 
-/// Whether this tailgate build runs `kind`; prints why not.
-fn supported(ctx: &ScenarioContext, what: &str, config: &serde_json::Value) -> bool {
-    match Tailgate::validate(&ctx.tailgate, &ctx.work_dir, what, config) {
-        Ok(()) => true,
-        Err(msg) => {
-            eprintln!("SKIPPED {what}: this tailgate build cannot run it yet:\n{msg}");
-            false
-        }
+/// Fails the test, with tailgate's message, when this build rejects the `what` scenario config.
+fn assert_valid(ctx: &ScenarioContext, what: &str, config: &serde_json::Value) {
+    if let Err(msg) = Tailgate::validate(&ctx.tailgate, &ctx.work_dir, what, config) {
+        panic!("tailgate rejects the {what} scenario config:\n{msg}");
     }
 }
 
@@ -50,28 +52,27 @@ fn addr() -> std::net::SocketAddr {
     "127.0.0.1:9".parse().unwrap()
 }
 
-fn target_supported(ctx: &ScenarioContext, kind: &TargetKind) -> bool {
+fn assert_target_valid(ctx: &ScenarioContext, kind: &TargetKind) {
     let config = match kind {
         TargetKind::Passthrough => configs::passthrough(addr()),
         TargetKind::Agent => configs::agent(&[addr()]),
         TargetKind::Gateway => configs::gateway(addr(), &Sampling::default()),
-        TargetKind::Peer(_) => return true,
+        TargetKind::Peer(_) => return,
     };
-    supported(ctx, &format!("{kind:?}").to_lowercase(), &config)
+    assert_valid(ctx, &format!("{kind:?}").to_lowercase(), &config);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accuracy_smoke_routing_keeps_error_and_slow_traces_whole() {
-    let Some(ctx) = context() else { return };
-    if !supported(&ctx, "agent", &configs::agent(&[addr()]))
-        || !supported(
-            &ctx,
-            "gateway",
-            &configs::gateway(addr(), &Sampling::default()),
-        )
-    {
+    let Some(ctx) = context("accuracy_smoke_routing") else {
         return;
-    }
+    };
+    assert_valid(&ctx, "agent", &configs::agent(&[addr()]));
+    assert_valid(
+        &ctx,
+        "gateway",
+        &configs::gateway(addr(), &Sampling::default()),
+    );
     let config = AccuracyConfig::for_size(Size::Smoke);
     let out = tokio::time::timeout(
         Duration::from_secs(120),
@@ -121,11 +122,10 @@ async fn accuracy_smoke_routing_keeps_error_and_slow_traces_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accuracy_smoke_with_forwarding_gateways_checks_the_routing_alone() {
-    let Some(ctx) = context() else { return };
-    if !supported(&ctx, "agent", &configs::agent(&[addr()])) {
-        ctx.remove_work_dir();
+    let Some(ctx) = context("accuracy_smoke_forwarding") else {
         return;
-    }
+    };
+    assert_valid(&ctx, "agent", &configs::agent(&[addr()]));
     let config = AccuracyConfig {
         tail_sampling: false,
         ..AccuracyConfig::for_size(Size::Smoke)
@@ -167,10 +167,14 @@ async fn accuracy_smoke_with_forwarding_gateways_checks_the_routing_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_smoke_counts_spans_per_cpu_second() {
-    let Some(ctx) = context() else { return };
+    let Some(ctx) = context("throughput_smoke") else {
+        return;
+    };
     let mut config = ThroughputConfig::for_size(Size::Smoke);
     config.duration = Duration::from_secs(1);
-    config.targets.retain(|k| target_supported(&ctx, k));
+    for k in &config.targets {
+        assert_target_valid(&ctx, k);
+    }
     let out = throughput::run(&ctx, &config, Ui::new(false))
         .await
         .unwrap();
@@ -193,11 +197,11 @@ async fn throughput_smoke_counts_spans_per_cpu_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_smoke_reports_percentiles_per_level() {
-    let Some(ctx) = context() else { return };
+    let Some(ctx) = context("latency_smoke") else {
+        return;
+    };
     let mut config = latency::LatencyConfig::for_size(Size::Smoke);
-    if !target_supported(&ctx, &config.target) {
-        config.target = TargetKind::Passthrough;
-    }
+    assert_target_valid(&ctx, &config.target);
     config.levels = vec![0.25, 0.5];
     let out = latency::run(&ctx, &config, Ui::new(false)).await.unwrap();
     println!("{}", out.markdown);
@@ -221,11 +225,11 @@ async fn latency_smoke_reports_percentiles_per_level() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_smoke_samples_rss() {
-    let Some(ctx) = context() else { return };
+    let Some(ctx) = context("soak_smoke") else {
+        return;
+    };
     let mut config = soak::SoakConfig::for_size(Size::Smoke);
-    if !target_supported(&ctx, &config.target) {
-        config.target = TargetKind::Passthrough;
-    }
+    assert_target_valid(&ctx, &config.target);
     config.duration = Duration::from_secs(2);
     let out = soak::run(&ctx, &config, Ui::new(false)).await.unwrap();
     println!("{}", out.markdown);
@@ -236,7 +240,9 @@ async fn soak_smoke_samples_rss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_the_build_refuses_is_reported_with_tailgates_message() {
-    let Some(ctx) = context() else { return };
+    let Some(ctx) = context("refused_config") else {
+        return;
+    };
     let bad = serde_json::json!({"receivers": {"nope": {}}});
     let err = Tailgate::start(
         &ctx.tailgate,

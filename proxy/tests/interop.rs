@@ -1,7 +1,7 @@
 //! Real OpenTelemetry clients (Python SDK gRPC + HTTP exporters, raw grpcio) → tailgate → sink.
 //!
 //! Needs `TAILGATE_PYTHON` (set by scripts/test.sh, which installs scripts/requirements-interop.txt
-//! into a venv); without it each test prints why it is skipped and passes.
+//! into a venv). Without it each test fails under CI (`CI` set) and is skipped, loudly, elsewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -10,12 +10,13 @@ use std::collections::BTreeSet;
 
 use support::{Sink, Tailgate};
 
-fn python() -> Option<String> {
+fn python(test: &str) -> Option<String> {
     match std::env::var("TAILGATE_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
         _ => {
-            eprintln!(
-                "skipping interop test: TAILGATE_PYTHON is not set (scripts/test.sh sets it)"
+            tailgate_perf::ci::missing_prerequisite(
+                test,
+                "TAILGATE_PYTHON is not set (scripts/test.sh sets it)",
             );
             None
         }
@@ -43,7 +44,9 @@ service:
 }
 
 async fn run_client(mode: &str, key: &str, count: usize) {
-    let Some(python) = python() else { return };
+    let Some(python) = python(&format!("interop {mode}")) else {
+        return;
+    };
     let sink = Sink::start().await;
     let tg = Tailgate::start(&config(sink.addr), &["--cores", "2"]);
     let addr = tg.addr(key).to_string();

@@ -40,6 +40,26 @@ fn value(tg: &Tailgate, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing from the scrape"))
 }
 
+/// `otelcol_process_cpu_seconds_total` lies between the kernel's count for the process read just
+/// before and just after the scrape (10 ms ticks in `/proc`, so 20 ms of slack), once the process
+/// has used a measurable amount: a series stuck at 0, or counting something else, fails.
+fn cpu_seconds_match_the_kernels_count(tg: &Tailgate) {
+    let pid = tg.child.id();
+    // Scrapes cost the process CPU: scrape until the kernel has counted some (bounded).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while support::cpu_seconds(pid) < 0.05 {
+        assert!(Instant::now() < deadline, "tailgate used no CPU");
+        value(tg, "otelcol_process_cpu_seconds_total");
+    }
+    let before = support::cpu_seconds(pid);
+    let cpu = value(tg, "otelcol_process_cpu_seconds_total");
+    let after = support::cpu_seconds(pid);
+    assert!(
+        before - 0.02 <= cpu && cpu <= after + 0.02,
+        "otelcol_process_cpu_seconds_total {cpu}, kernel says {before}..{after}"
+    );
+}
+
 #[test]
 fn process_metrics_are_exposed_with_sane_values() {
     let tg = Tailgate::start(CONFIG, &["--cores", "1"]);
@@ -49,7 +69,7 @@ fn process_metrics_are_exposed_with_sane_values() {
     assert!(heap > 0.0 && heap < 8e9, "heap {heap}");
     assert!(value(&tg, "otelcol_process_runtime_total_sys_memory_bytes") >= heap);
     assert!(value(&tg, "otelcol_process_runtime_total_alloc_bytes_total") >= heap);
-    assert!(value(&tg, "otelcol_process_cpu_seconds_total") >= 0.0);
+    cpu_seconds_match_the_kernels_count(&tg);
     let first = value(&tg, "otelcol_process_uptime_total");
     assert!(first > 0.0 && first < 600.0, "uptime {first}");
     // Uptime grows: poll against a deadline.

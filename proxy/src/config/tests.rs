@@ -432,3 +432,33 @@ fn retry_intervals_of_zero_and_a_blocking_queue_are_refused_with_key_paths() {
     );
     assert!(load_one("ok.yaml", &text).is_ok());
 }
+
+#[test]
+fn health_check_readiness_path_defaults_and_is_checked() {
+    let text = |ext: &str| {
+        format!("{MINIMAL}extensions:\n  health_check: {ext}\n")
+            .replace("service:\n", "service:\n  extensions: [health_check]\n")
+    };
+    let c = load_one("h.yaml", &text("")).unwrap();
+    let Some(ExtensionConfig::HealthCheck(h)) = c.extensions.values().next() else {
+        panic!("no health_check in {:?}", c.extensions.keys());
+    };
+    assert_eq!(
+        (h.path.as_str(), h.tailgate.readiness_path.as_str()),
+        ("/", "/ready")
+    );
+
+    let m = messages(&load_one("h.yaml", &text("{path: /ready}")).unwrap_err());
+    assert!(
+        m.iter().any(|x| x.starts_with("h.yaml: extensions.health_check.tailgate.readiness_path: \"/ready\" is also the liveness `path`")),
+        "{m:#?}"
+    );
+    let m =
+        messages(&load_one("h.yaml", &text("{tailgate: {readiness_path: ready}}")).unwrap_err());
+    assert!(
+        m.iter().any(|x| x.starts_with(
+            "h.yaml: extensions.health_check.tailgate.readiness_path: must start with '/'"
+        )),
+        "{m:#?}"
+    );
+}

@@ -97,7 +97,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
     } else {
         shutdown.set();
     }
-    let unflushed = cores_running.wait_stopped(&shared);
+    let unflushed = cores_running.wait_stopped();
     stop_threads.store(true, Ordering::Relaxed);
     signals.close();
     result?;
@@ -232,7 +232,7 @@ impl Cores {
     }
 
     /// Waits for every core to stop (after a stop request); returns spans they could not flush.
-    fn wait_stopped(self, shared: &Shared) -> u64 {
+    fn wait_stopped(self) -> u64 {
         let mut unflushed = 0;
         let mut running = self.running;
         while running > 0 {
@@ -244,7 +244,6 @@ impl Cores {
                 Ok(_) => {}
                 Err(_) => break,
             }
-            shared.healthy.store(false, Ordering::Relaxed);
         }
         for t in self.threads {
             let _ = t.join();

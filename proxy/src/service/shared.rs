@@ -35,7 +35,7 @@ pub struct Shared {
     pub shutdown: Arc<stop::Shutdown>,
     /// Set once every core has built every component: listeners accept only after it.
     pub go: Arc<stop::Latch>,
-    /// What the health endpoint answers.
+    /// Set once every core runs: the health endpoint's readiness (liveness ignores it).
     pub healthy: Arc<AtomicBool>,
     /// How long a core may spend flushing at shutdown.
     pub drain_deadline: Duration,
@@ -72,7 +72,7 @@ pub fn start(
     let registry = Registry::new(cores);
     let memory = start_memory_limiters(&config, stop_threads)?;
     let healthy = Arc::new(AtomicBool::new(false));
-    let mut ports = start_admin(&config, &registry, &healthy, stop_threads)?;
+    let mut ports = start_admin(&config, &registry, &healthy, &shutdown, stop_threads)?;
     let spanmetrics = crate::connector::start::start(&config, &registry, stop_threads, &mut ports)
         .map_err(|e| StartError::component("connectors", e))?;
     let binds = listen_binds(&config)?;
@@ -199,6 +199,7 @@ fn start_admin(
     config: &Config,
     registry: &Arc<Registry>,
     healthy: &Arc<AtomicBool>,
+    shutdown: &Arc<stop::Shutdown>,
     stop: &Arc<AtomicBool>,
 ) -> Result<BTreeMap<String, SocketAddr>, StartError> {
     let mut ports = BTreeMap::new();
@@ -225,11 +226,14 @@ fn start_admin(
             bind(
                 &format!("extensions::{id}"),
                 &h.endpoint,
-                Endpoint::Health {
+                Endpoint::Health(Arc::new(admin::Health {
                     path: h.path.clone(),
-                    healthy: healthy.clone(),
+                    readiness_path: h.tailgate.readiness_path.clone(),
+                    bodies: h.response_body.clone(),
+                    running: healthy.clone(),
+                    shutdown: shutdown.clone(),
                     since: Instant::now(),
-                },
+                })),
             )?;
         }
     }

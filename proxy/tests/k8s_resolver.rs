@@ -406,20 +406,65 @@ async fn in_cluster_https_uses_the_service_account_ca_token_and_namespace() {
 
 // === a hostile or broken API server ===
 
+/// A fake API server holding slice `gw-a` (one ready endpoint) with `prepare` applied to its
+/// state, and tailgate (one core) following it with the config `yaml` makes from its address.
+/// Returns once tailgate has listed (`gw-a` published, or the first list failed with `prepare`).
+async fn follow_gw_a(
+    port: u16,
+    prepare: impl FnOnce(&mut ApiState),
+    yaml: impl FnOnce(SocketAddr, u16) -> String,
+) -> (FakeApi, Tailgate) {
+    let api = FakeApi::default();
+    api.set_slice("gw-a", &[(ip(2), true)]);
+    prepare(&mut api.state.lock().unwrap());
+    let api_addr = api.start().await;
+    let tg = Tailgate::start(&yaml(api_addr, port), &["--cores", "1"]);
+    wait_for("a first list", || api.counts().0 >= 1).await;
+    (api, tg)
+}
+
+/// Lists, watches and counted failures at one moment, to wait for what follows.
+struct Seen {
+    lists: u64,
+    watches: u64,
+    failed: f64,
+}
+
+impl Seen {
+    /// Waits until gw-a is published and a watch is open, then takes the counts.
+    async fn watching(api: &FakeApi, tg: &Tailgate) -> Seen {
+        wait_for("one backend", || metric(tg, BACKENDS) == 1.0).await;
+        wait_for("an open watch", || api.open_watches() >= 1).await;
+        let (lists, watches) = api.counts();
+        Seen {
+            lists,
+            watches,
+            failed: metric(tg, FAILED),
+        }
+    }
+
+    /// Waits for a counted failure and a list after it; the last set must have been kept.
+    async fn refused_then_listed(&self, api: &FakeApi, tg: &Tailgate, what: &str) {
+        wait_for(what, || {
+            api.counts().0 > self.lists && metric(tg, FAILED) > self.failed
+        })
+        .await;
+        assert_eq!(metric(tg, BACKENDS), 1.0, "{what}: the answer was used");
+    }
+}
+
 /// A watch request answered with nothing at all (the TCP connection open, not a byte back), as
 /// after a connection a NAT forgot: after `k8s_watch_idle_timeout` the resolver gives the watch up,
 /// counts it, and lists again, so a change the watch never delivered still arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_watch_is_given_up_after_its_idle_timeout_and_the_slices_listed_again() {
     let (_sinks, port) = sinks_on_one_port(2).await;
-    let api = FakeApi::default();
-    api.set_slice("gw-a", &[(ip(2), true)]);
-    api.state.lock().unwrap().blackhole_watches = true;
-    let api_addr = api.start().await;
-    let tg = Tailgate::start(
-        &config_with_idle(api_addr, port, "500ms"),
-        &["--cores", "1"],
-    );
+    let (api, tg) = follow_gw_a(
+        port,
+        |st| st.blackhole_watches = true,
+        |api, port| config_with_idle(api, port, "500ms"),
+    )
+    .await;
     wait_for("one backend", || metric(&tg, BACKENDS) == 1.0).await;
     wait_for("a watch request", || api.counts().1 >= 1).await;
     // A change only a new list can bring: the silent watch never tells.
@@ -442,23 +487,13 @@ async fn a_silent_watch_is_given_up_after_its_idle_timeout_and_the_slices_listed
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_list_is_refused_and_the_last_set_kept() {
     let (_sinks, port) = sinks_on_one_port(2).await;
-    let api = FakeApi::default();
-    api.set_slice("gw-a", &[(ip(2), true)]);
-    let api_addr = api.start().await;
-    let tg = Tailgate::start(&config(api_addr, port), &["--cores", "1"]);
-    wait_for("one backend", || metric(&tg, BACKENDS) == 1.0).await;
-    wait_for("an open watch", || api.open_watches() >= 1).await;
-    let (lists, _) = api.counts();
-    let failed = metric(&tg, FAILED);
+    let (api, tg) = follow_gw_a(port, |_| {}, config).await;
+    let seen = Seen::watching(&api, &tg).await;
     api.state.lock().unwrap().list_padding = 33 << 20;
     // 410 Gone makes the resolver list again; the change after it reaches no watch.
     api.expire_watches();
     api.set_slice("gw-b", &[(ip(3), true)]);
-    wait_for("a refused list", || {
-        api.counts().0 > lists && metric(&tg, FAILED) > failed
-    })
-    .await;
-    assert_eq!(metric(&tg, BACKENDS), 1.0, "an oversized list was used");
+    seen.refused_then_listed(&api, &tg, "a refused list").await;
     api.state.lock().unwrap().list_padding = 0;
     wait_for("two backends once the list is sane", || {
         metric(&tg, BACKENDS) == 2.0
@@ -474,26 +509,17 @@ async fn an_oversized_list_is_refused_and_the_last_set_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_watch_event_is_refused_and_the_slices_listed_again() {
     let (_sinks, port) = sinks_on_one_port(3).await;
-    let api = FakeApi::default();
-    api.set_slice("gw-a", &[(ip(2), true)]);
-    let api_addr = api.start().await;
-    let tg = Tailgate::start(&config(api_addr, port), &["--cores", "1"]);
-    wait_for("one backend", || metric(&tg, BACKENDS) == 1.0).await;
-    wait_for("an open watch", || api.open_watches() >= 1).await;
-    let (lists, watches) = api.counts();
-    let failed = metric(&tg, FAILED);
+    let (api, tg) = follow_gw_a(port, |_| {}, config).await;
+    let seen = Seen::watching(&api, &tg).await;
     let big = json!({"type": "ADDED", "object": {
         "metadata": {"name": "gw-big", "resourceVersion": "99", "padding": "x".repeat(4 << 20)},
         "endpoints": [{"addresses": [ip(3).to_string()], "conditions": {"ready": true}}],
     }});
     broadcast(&mut api.state.lock().unwrap(), &big);
-    wait_for("a refused event and a new list", || {
-        api.counts().0 > lists && metric(&tg, FAILED) > failed
-    })
-    .await;
-    assert_eq!(metric(&tg, BACKENDS), 1.0, "an oversized event was applied");
+    seen.refused_then_listed(&api, &tg, "a refused event and a new list")
+        .await;
     wait_for("a new watch", || {
-        api.counts().1 > watches && api.open_watches() >= 1
+        api.counts().1 > seen.watches && api.open_watches() >= 1
     })
     .await;
     api.set_slice("gw-c", &[(ip(4), true)]);
@@ -510,11 +536,7 @@ async fn an_oversized_watch_event_is_refused_and_the_slices_listed_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_error_body_is_read_only_up_to_its_bound() {
     let (_sinks, port) = sinks_on_one_port(2).await;
-    let api = FakeApi::default();
-    api.set_slice("gw-a", &[(ip(2), true)]);
-    api.state.lock().unwrap().list_error_body = Some(16 << 20);
-    let api_addr = api.start().await;
-    let tg = Tailgate::start(&config(api_addr, port), &["--cores", "1"]);
+    let (api, tg) = follow_gw_a(port, |st| st.list_error_body = Some(16 << 20), config).await;
     wait_for("two failed lists", || metric(&tg, FAILED) >= 2.0).await;
     let log = tg.stderr();
     assert!(log.contains("HTTP 500"), "{}", &log[..log.len().min(4096)]);

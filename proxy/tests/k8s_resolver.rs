@@ -1,6 +1,8 @@
 //! The k8s resolver against a fake API server started by the test: EndpointSlice list and watch
-//! with a not-ready endpoint, a removal, a watch the server ends and a 410 Gone; and the in-cluster
-//! path (HTTPS with the service account's CA, bearer token re-read after rotation).
+//! with a not-ready endpoint, a removal, a watch the server ends and a 410 Gone; the in-cluster
+//! path (HTTPS with the service account's CA, bearer token re-read after rotation); and a hostile
+//! or broken server: a watch that never answers, an oversized list, an oversized watch event and a
+//! huge error body.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod lb_workload;
@@ -39,6 +41,12 @@ struct ApiState {
     token: Option<String>,
     /// Requests answered 401 for a missing or wrong token.
     unauthorized: u64,
+    /// Watch requests get nothing back, not even headers (a connection dropped without a FIN).
+    blackhole_watches: bool,
+    /// Bytes of padding (an unknown metadata field) added to every list answer.
+    list_padding: usize,
+    /// Lists are answered 500 with a body of this many bytes.
+    list_error_body: Option<usize>,
 }
 
 #[derive(Clone, Default)]
@@ -68,7 +76,15 @@ impl FakeApi {
     {
         let service = hyper::service::service_fn(move |req| {
             let api = self.clone();
-            async move { Ok::<_, Infallible>(api.handle(&req)) }
+            async move {
+                let blackhole = api.state.lock().unwrap().blackhole_watches;
+                if blackhole && req.uri().query().unwrap_or("").contains("watch=true") {
+                    api.state.lock().unwrap().watches += 1;
+                    // Hold the connection open and say nothing, ever.
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, Infallible>(api.handle(&req))
+            }
         });
         let _ = hyper::server::conn::http1::Builder::new()
             .serve_connection(io, service)
@@ -119,10 +135,15 @@ impl FakeApi {
             return hyper::Response::new(body.boxed());
         }
         st.lists += 1;
+        if let Some(size) = st.list_error_body {
+            let mut r = hyper::Response::new(Full::new(Bytes::from(vec![b'e'; size])).boxed());
+            *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            return r;
+        }
         let list = json!({
             "kind": "EndpointSliceList",
             "apiVersion": "discovery.k8s.io/v1",
-            "metadata": {"resourceVersion": st.rv.to_string()},
+            "metadata": {"resourceVersion": st.rv.to_string(), "padding": "x".repeat(st.list_padding)},
             "items": st.slices.values().collect::<Vec<_>>(),
         });
         hyper::Response::new(Full::new(Bytes::from(list.to_string())).boxed())
@@ -177,6 +198,10 @@ impl FakeApi {
         let st = self.state.lock().unwrap();
         (st.lists, st.watches)
     }
+
+    fn open_watches(&self) -> usize {
+        self.state.lock().unwrap().watchers.len()
+    }
 }
 
 fn broadcast(st: &mut ApiState, event: &serde_json::Value) {
@@ -219,6 +244,7 @@ exporters:
         timeout: 2s
     tailgate:
       k8s_api_server: http://{api}
+      k8s_allow_insecure_token: true
 service:
   telemetry:
     metrics:
@@ -233,6 +259,15 @@ service:
 }
 
 const BACKENDS: &str = "otelcol_loadbalancer_num_backends{resolver=\"k8s\"}";
+const FAILED: &str = "otelcol_loadbalancer_num_resolutions{resolver=\"k8s\",success=\"false\"}";
+
+/// [`config`] with `tailgate.k8s_watch_idle_timeout: idle`.
+fn config_with_idle(api: SocketAddr, port: u16, idle: &str) -> String {
+    config(api, port).replace(
+        "k8s_allow_insecure_token: true\n",
+        &format!("k8s_allow_insecure_token: true\n      k8s_watch_idle_timeout: {idle}\n"),
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_table_follows_endpointslices_through_watch_restarts() {
@@ -324,7 +359,7 @@ async fn in_cluster_https_uses_the_service_account_ca_token_and_namespace() {
     let config = config(api_addr, port)
         .replace("service: gw.obs", "service: gw")
         .replace(
-            &format!("    tailgate:\n      k8s_api_server: http://{api_addr}\n"),
+            &format!("    tailgate:\n      k8s_api_server: http://{api_addr}\n      k8s_allow_insecure_token: true\n"),
             "",
         );
     assert!(!config.contains("k8s_api_server"), "{config}");
@@ -367,4 +402,154 @@ async fn in_cluster_https_uses_the_service_account_ca_token_and_namespace() {
     );
     traffic.settle(&sinks).await;
     assert_eq!(accepted(&sinks).iter().sum::<u64>(), traffic.sent);
+}
+
+// === a hostile or broken API server ===
+
+/// A fake API server holding slice `gw-a` (one ready endpoint) with `prepare` applied to its
+/// state, and tailgate (one core) following it with the config `yaml` makes from its address.
+/// Returns once tailgate has listed (`gw-a` published, or the first list failed with `prepare`).
+async fn follow_gw_a(
+    port: u16,
+    prepare: impl FnOnce(&mut ApiState),
+    yaml: impl FnOnce(SocketAddr, u16) -> String,
+) -> (FakeApi, Tailgate) {
+    let api = FakeApi::default();
+    api.set_slice("gw-a", &[(ip(2), true)]);
+    prepare(&mut api.state.lock().unwrap());
+    let api_addr = api.start().await;
+    let tg = Tailgate::start(&yaml(api_addr, port), &["--cores", "1"]);
+    wait_for("a first list", || api.counts().0 >= 1).await;
+    (api, tg)
+}
+
+/// Lists, watches and counted failures at one moment, to wait for what follows.
+struct Seen {
+    lists: u64,
+    watches: u64,
+    failed: f64,
+}
+
+impl Seen {
+    /// Waits until gw-a is published and a watch is open, then takes the counts.
+    async fn watching(api: &FakeApi, tg: &Tailgate) -> Seen {
+        wait_for("one backend", || metric(tg, BACKENDS) == 1.0).await;
+        wait_for("an open watch", || api.open_watches() >= 1).await;
+        let (lists, watches) = api.counts();
+        Seen {
+            lists,
+            watches,
+            failed: metric(tg, FAILED),
+        }
+    }
+
+    /// Waits for a counted failure and a list after it; the last set must have been kept.
+    async fn refused_then_listed(&self, api: &FakeApi, tg: &Tailgate, what: &str) {
+        wait_for(what, || {
+            api.counts().0 > self.lists && metric(tg, FAILED) > self.failed
+        })
+        .await;
+        assert_eq!(metric(tg, BACKENDS), 1.0, "{what}: the answer was used");
+    }
+}
+
+/// A watch request answered with nothing at all (the TCP connection open, not a byte back), as
+/// after a connection a NAT forgot: after `k8s_watch_idle_timeout` the resolver gives the watch up,
+/// counts it, and lists again, so a change the watch never delivered still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_watch_is_given_up_after_its_idle_timeout_and_the_slices_listed_again() {
+    let (_sinks, port) = sinks_on_one_port(2).await;
+    let (api, tg) = follow_gw_a(
+        port,
+        |st| st.blackhole_watches = true,
+        |api, port| config_with_idle(api, port, "500ms"),
+    )
+    .await;
+    wait_for("one backend", || metric(&tg, BACKENDS) == 1.0).await;
+    wait_for("a watch request", || api.counts().1 >= 1).await;
+    // A change only a new list can bring: the silent watch never tells.
+    api.set_slice("gw-b", &[(ip(3), true)]);
+    wait_for("two backends, from a new list", || {
+        metric(&tg, BACKENDS) == 2.0
+    })
+    .await;
+    assert!(api.counts().0 >= 2, "lists: {:?}", api.counts());
+    assert!(
+        metric(&tg, FAILED) >= 1.0,
+        "the stalled watch is not counted"
+    );
+    let status = tg.terminate();
+    assert!(status.success(), "{status}");
+}
+
+/// A list answer past 32 MiB (here valid JSON, padded by an unknown field) is refused whole: the
+/// failure is counted and the last set kept. Once the server answers sanely the list is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_list_is_refused_and_the_last_set_kept() {
+    let (_sinks, port) = sinks_on_one_port(2).await;
+    let (api, tg) = follow_gw_a(port, |_| {}, config).await;
+    let seen = Seen::watching(&api, &tg).await;
+    api.state.lock().unwrap().list_padding = 33 << 20;
+    // 410 Gone makes the resolver list again; the change after it reaches no watch.
+    api.expire_watches();
+    api.set_slice("gw-b", &[(ip(3), true)]);
+    seen.refused_then_listed(&api, &tg, "a refused list").await;
+    api.state.lock().unwrap().list_padding = 0;
+    wait_for("two backends once the list is sane", || {
+        metric(&tg, BACKENDS) == 2.0
+    })
+    .await;
+    let status = tg.terminate();
+    assert!(status.success(), "{status}");
+}
+
+/// One watch event past 4 MiB is refused (counted), the watch dropped and the slices listed again:
+/// the event's slice (which the server's list does not hold) never becomes a backend, and the
+/// next watch delivers events as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_watch_event_is_refused_and_the_slices_listed_again() {
+    let (_sinks, port) = sinks_on_one_port(3).await;
+    let (api, tg) = follow_gw_a(port, |_| {}, config).await;
+    let seen = Seen::watching(&api, &tg).await;
+    let big = json!({"type": "ADDED", "object": {
+        "metadata": {"name": "gw-big", "resourceVersion": "99", "padding": "x".repeat(4 << 20)},
+        "endpoints": [{"addresses": [ip(3).to_string()], "conditions": {"ready": true}}],
+    }});
+    broadcast(&mut api.state.lock().unwrap(), &big);
+    seen.refused_then_listed(&api, &tg, "a refused event and a new list")
+        .await;
+    wait_for("a new watch", || {
+        api.counts().1 > seen.watches && api.open_watches() >= 1
+    })
+    .await;
+    api.set_slice("gw-c", &[(ip(4), true)]);
+    wait_for("two backends from the new watch", || {
+        metric(&tg, BACKENDS) == 2.0
+    })
+    .await;
+    let status = tg.terminate();
+    assert!(status.success(), "{status}");
+}
+
+/// A 500 with a 16 MiB body: the resolver reads at most 64 KiB of it and logs 1 KiB, so each
+/// failure costs a bounded amount of memory and log (the log would hold the whole body otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_error_body_is_read_only_up_to_its_bound() {
+    let (_sinks, port) = sinks_on_one_port(2).await;
+    let (api, tg) = follow_gw_a(port, |st| st.list_error_body = Some(16 << 20), config).await;
+    wait_for("two failed lists", || metric(&tg, FAILED) >= 2.0).await;
+    let log = tg.stderr();
+    assert!(log.contains("HTTP 500"), "{}", &log[..log.len().min(4096)]);
+    assert!(
+        log.len() < 1 << 20,
+        "{} bytes of log for two failures",
+        log.len()
+    );
+    api.state.lock().unwrap().list_error_body = None;
+    wait_for("one backend once lists succeed", || {
+        metric(&tg, BACKENDS) == 1.0
+    })
+    .await;
+    let status = tg.terminate();
+    assert!(status.success(), "{status}");
 }

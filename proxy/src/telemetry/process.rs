@@ -17,7 +17,7 @@ pub struct ProcessReading {
     pub elapsed_ms: u64,
     /// User plus system CPU time in milliseconds.
     pub cpu_ms: u64,
-    /// Resident set size from `/proc/self/statm` (0 when unreadable).
+    /// Resident set size from `/proc/self/status` `VmRSS` (0 when unreadable).
     pub rss: u64,
     /// Memory mimalloc currently has committed (its heap, free pages not yet purged included).
     pub heap_committed: u64,
@@ -52,11 +52,20 @@ pub fn read() -> ProcessReading {
     }
 }
 
-/// Resident set size of this process from `/proc/self/statm`.
+/// Resident set size of this process: `VmRSS` from `/proc/self/status`.
 pub fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    resident_bytes_in(std::path::Path::new("/proc/self"))
+}
+
+/// [`resident_bytes`] of the `/proc/<pid>` directory `proc_dir` (tests pass a fake one).
+///
+/// `VmRSS` is in kB whatever the page size; `statm` counts pages, and taking a page as 4 KiB
+/// reads a 64 KiB-page kernel (arm64) 16 times too low, so memory_limiter would never fire there.
+pub fn resident_bytes_in(proc_dir: &std::path::Path) -> Option<u64> {
+    let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// Asks mimalloc to free and purge what it can now (the analogue of the collector's forced GC).
@@ -141,5 +150,24 @@ mod tests {
         assert!(out.contains(&format!("otelcol_process_memory_rss {}\n", r.rss)));
         assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 6);
         assert_eq!(secs(12_345), "12.345");
+    }
+
+    /// A process on a 64 KiB-page kernel (arm64): 100 resident pages are 6400 kB. Reading pages
+    /// and assuming 4 KiB would report 16 times too little, and memory_limiter would never fire.
+    #[test]
+    fn rss_does_not_assume_the_page_size() {
+        let dir = std::env::temp_dir().join(format!("tailgate-rss-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("statm"), "150 100 20 10 0 80 0\n").unwrap();
+        std::fs::write(
+            dir.join("status"),
+            "Name:\ttailgate\nVmHWM:\t    7000 kB\nVmRSS:\t    6400 kB\nThreads:\t4\n",
+        )
+        .unwrap();
+        let rss = resident_bytes_in(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(rss, Some(100 * 64 * 1024));
+        // This process: the same figure as the kernel's own kB count, on any page size.
+        assert!(resident_bytes().unwrap() > 0);
     }
 }

@@ -130,6 +130,12 @@ pub struct TailgateKeys {
     pub dns_server: Option<String>,
     /// Kubernetes API server URL for the k8s resolver instead of the in-cluster / kubeconfig one.
     pub k8s_api_server: Option<String>,
+    /// Allows an `http://` `k8s_api_server`, which sends the service-account token unencrypted
+    /// (e.g. `kubectl proxy` on loopback). Refused by validate without it.
+    pub k8s_allow_insecure_token: bool,
+    /// Longest the k8s watch may stay silent (no answer, event or bookmark) before it is dropped
+    /// and the slices listed again (default 5m30s: the watch's `timeoutSeconds` plus 30 s).
+    pub k8s_watch_idle_timeout: Option<GoDuration>,
 }
 
 /// What routes a span.
@@ -282,15 +288,48 @@ impl LoadBalancingConfig {
                 errors.push(join(path, "dns_server"), "only applies to resolver.dns");
             }
         }
+        self.validate_k8s_keys(path, errors);
+    }
+
+    fn validate_k8s_keys(&self, path: &str, errors: &mut ConfigErrors) {
+        let t = &self.tailgate;
+        let k8s = self.resolver.k8s.is_some();
         if let Some(s) = &t.k8s_api_server {
-            if !(s.starts_with("http://") || s.starts_with("https://")) {
+            let at = join(path, "k8s_api_server");
+            if s.starts_with("http://") {
+                if !t.k8s_allow_insecure_token {
+                    errors.push(
+                        at.clone(),
+                        format!(
+                            "{s:?} is plain http: the service-account token would be sent unencrypted; \
+                             use https://, or set {} (e.g. kubectl proxy on loopback)",
+                            join(path, "k8s_allow_insecure_token: true")
+                        ),
+                    );
+                }
+            } else if !s.starts_with("https://") {
                 errors.push(
-                    join(path, "k8s_api_server"),
+                    at.clone(),
                     format!("{s:?} must be an http:// or https:// URL"),
                 );
             }
-            if self.resolver.k8s.is_none() {
-                errors.push(join(path, "k8s_api_server"), "only applies to resolver.k8s");
+            if !k8s {
+                errors.push(at, "only applies to resolver.k8s");
+            }
+        }
+        if t.k8s_allow_insecure_token && !k8s {
+            errors.push(
+                join(path, "k8s_allow_insecure_token"),
+                "only applies to resolver.k8s",
+            );
+        }
+        if let Some(idle) = t.k8s_watch_idle_timeout {
+            let at = join(path, "k8s_watch_idle_timeout");
+            if idle.0.is_zero() {
+                errors.push(at.clone(), "must be greater than zero (default 5m30s)");
+            }
+            if !k8s {
+                errors.push(at, "only applies to resolver.k8s");
             }
         }
     }
@@ -481,6 +520,42 @@ mod tests {
         assert!(
             errs[0].starts_with("exporters.loadbalancing.tailgate.colour: unknown field"),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn the_token_is_not_sent_over_plain_http_without_the_opt_in() {
+        let k8s = "resolver: {k8s: {service: gw.obs}}\ntailgate: ";
+        let errs = parse(&format!(
+            "{k8s}{{k8s_api_server: \"http://10.0.0.1:8080\"}}"
+        ))
+        .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("exporters.loadbalancing.tailgate.k8s_api_server: \"http://10.0.0.1:8080\" is plain http")
+                && errs[0].contains("exporters.loadbalancing.tailgate.k8s_allow_insecure_token: true"),
+            "{errs:?}"
+        );
+        let c = parse(&format!(
+            "{k8s}{{k8s_api_server: \"http://127.0.0.1:8001\", k8s_allow_insecure_token: true}}"
+        ))
+        .unwrap();
+        assert!(c.tailgate.k8s_allow_insecure_token);
+        parse(&format!("{k8s}{{k8s_api_server: \"https://10.0.0.1\"}}")).unwrap();
+        let errs = parse(
+            "resolver: {dns: {hostname: gw}}\ntailgate: {k8s_allow_insecure_token: true, k8s_watch_idle_timeout: 1m}",
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        let errs = parse(&format!("{k8s}{{k8s_watch_idle_timeout: 0s}}")).unwrap_err();
+        assert!(
+            errs[0].starts_with("exporters.loadbalancing.tailgate.k8s_watch_idle_timeout: must be greater than zero"),
+            "{errs:?}"
+        );
+        let c = parse(&format!("{k8s}{{k8s_watch_idle_timeout: 90s}}")).unwrap();
+        assert_eq!(
+            c.tailgate.k8s_watch_idle_timeout.map(|d| d.0),
+            Some(Duration::from_secs(90))
         );
     }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::config::MemoryLimiterConfig;
+use super::machine;
 use crate::pipeline::{Consumer, Payload, Refusal};
 use crate::telemetry::metrics::Local;
 use crate::telemetry::process;
@@ -180,17 +181,16 @@ pub fn start_checker(
 
 pub use crate::telemetry::process::resident_bytes;
 
-/// Memory available to the process: the cgroup v2 limit when set, else the host's MemTotal.
+/// Memory available to the process (for `limit_percentage`): the cgroup v2 limit, else the
+/// cgroup v1 limit, else the host's MemTotal (see [`machine`]).
 pub fn total_memory() -> Option<u64> {
-    if let Ok(max) = std::fs::read_to_string("/sys/fs/cgroup/memory.max") {
-        if let Ok(v) = max.trim().parse::<u64>() {
-            return Some(v);
-        }
-    }
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let total = machine::total_memory(std::path::Path::new("/"))?;
+    tracing::info!(
+        total_mib = total.bytes / MIB,
+        source = ?total.source,
+        "memory_limiter: total memory"
+    );
+    Some(total.bytes)
 }
 
 /// One core's memory_limiter stage.

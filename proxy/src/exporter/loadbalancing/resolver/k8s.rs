@@ -3,8 +3,14 @@
 //!
 //! List, then watch from the list's resource version; apply each event to a per-slice map and
 //! publish the union of ready endpoints × `ports`. A watch the server ends (timeout) resumes from
-//! the last version seen; an ERROR event (410 Gone: too old) or a broken stream lists again. A failed
-//! list keeps the last set and retries after a second.
+//! the last version seen; an ERROR event (410 Gone: too old) lists again at once. A watch that
+//! fails (cannot start, breaks, sends something refused, or stays silent past its idle timeout)
+//! and a failed list are counted, keep the last set, and list again after a pause.
+//!
+//! Why an idle timeout: a connection the network drops without a FIN or RST (a NAT or firewall
+//! forgetting it, an API server host gone) leaves the watch waiting forever, and the member list
+//! frozen. A healthy watch always says something within `timeoutSeconds` (the server ends it) and
+//! usually sooner (bookmarks, about once a minute), so nothing for longer means the connection is dead.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -12,16 +18,26 @@ use std::time::Duration;
 
 use tailgate_routing::Member;
 
-use super::kube_api::{EndpointSlice, KubeApi, WatchEvent};
-use crate::exporter::loadbalancing::config::K8sResolver;
+use super::kube_api::{EndpointSlice, KubeApi, WatchEvent, WATCH_TIMEOUT_SECS};
+use crate::exporter::loadbalancing::config::{K8sResolver, TailgateKeys};
 use crate::exporter::loadbalancing::routes::Publisher;
+
+/// The default of `tailgate.k8s_watch_idle_timeout`: the watch's `timeoutSeconds` plus a margin
+/// for the server's own lateness, so a healthy but quiet watch is never cut.
+pub const DEFAULT_WATCH_IDLE_TIMEOUT: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS + 30);
+
+/// Pause after a failed list or watch before listing again (no tight loop against a broken server).
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// One k8s resolver's state.
 pub struct K8sTask {
     name: String,
     namespace: String,
     ports: Vec<u16>,
+    /// Deadline of a list (`resolver.k8s.timeout`).
     timeout: Duration,
+    /// Longest a watch may stay silent (no headers, event or bookmark) before it is dropped.
+    idle: Duration,
     return_hostnames: bool,
     api: KubeApi,
     publisher: Publisher,
@@ -31,15 +47,18 @@ pub struct K8sTask {
 
 /// Why a watch ended.
 enum WatchEnd {
-    /// List again (410 Gone, broken stream).
-    Relist(String),
+    /// 410 Gone (the version is too old): list again at once; expected now and then.
+    Expired(String),
+    /// The watch failed: counted as a failed resolution, then list again after [`RETRY_PAUSE`].
+    Failed(String),
 }
 
 impl K8sTask {
-    /// A resolver for `config` talking to `api_server` (or the in-cluster API server).
+    /// A resolver for `config` with the `tailgate:` keys `keys` (API server, insecure-token
+    /// opt-in, watch idle timeout).
     pub fn new(
         config: &K8sResolver,
-        api_server: Option<&str>,
+        keys: &TailgateKeys,
         publisher: Publisher,
     ) -> Result<Self, String> {
         let (name, namespace) = config.name_and_namespace();
@@ -52,13 +71,21 @@ impl K8sTask {
                     .unwrap_or_else(|_| "default".to_owned())
             }
         };
+        let api = KubeApi::new(
+            keys.k8s_api_server.as_deref(),
+            keys.k8s_allow_insecure_token,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(K8sTask {
             name: name.to_owned(),
             namespace,
             ports: config.ports.clone(),
             timeout: config.timeout.0,
+            idle: keys
+                .k8s_watch_idle_timeout
+                .map_or(DEFAULT_WATCH_IDLE_TIMEOUT, |d| d.0),
             return_hostnames: config.return_hostnames,
-            api: KubeApi::new(api_server)?,
+            api,
             publisher,
             slices: BTreeMap::new(),
         })
@@ -68,76 +95,106 @@ impl K8sTask {
     pub async fn run(mut self, ready: mpsc::Sender<()>) {
         let mut ready = Some(ready);
         loop {
-            let listed =
-                tokio::time::timeout(self.timeout, self.api.list(&self.namespace, &self.name))
-                    .await;
-            let rv = match listed {
-                Ok(Ok((rv, items))) => {
-                    self.slices = items
-                        .iter()
-                        .map(|s| (s.metadata.name.clone(), self.ready_of(s)))
-                        .collect();
-                    self.publish();
-                    Some(rv)
-                }
-                Ok(Err(e)) => {
-                    self.publisher.failed(&format!(
-                        "listing EndpointSlices of {}: {e}",
-                        self.service()
-                    ));
-                    None
-                }
-                Err(_) => {
-                    self.publisher.failed(&format!(
-                        "listing EndpointSlices of {}: timed out",
-                        self.service()
-                    ));
-                    None
-                }
-            };
+            let rv = self.list().await;
             if let Some(r) = ready.take() {
                 let _ = r.send(());
             }
-            match rv {
-                Some(rv) => {
-                    let WatchEnd::Relist(why) = self.watch(rv).await;
+            let Some(rv) = rv else {
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            };
+            match self.watch(rv).await {
+                WatchEnd::Expired(why) => {
                     tracing::debug!(service = %self.service(), "listing again: {why}");
                 }
-                None => tokio::time::sleep(Duration::from_secs(1)).await,
+                WatchEnd::Failed(why) => {
+                    self.publisher.failed(&format!(
+                        "watching EndpointSlices of {}: {why}",
+                        self.service()
+                    ));
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
             }
         }
     }
 
-    /// Applies watch events until the watch cannot continue from a known version.
+    /// Lists the slices and publishes them; the list's resource version, or `None` after a failure
+    /// (counted; the last set stays).
+    async fn list(&mut self) -> Option<String> {
+        let listed =
+            tokio::time::timeout(self.timeout, self.api.list(&self.namespace, &self.name)).await;
+        let why = match listed {
+            Ok(Ok((rv, items))) => {
+                self.slices = items
+                    .iter()
+                    .map(|s| (s.metadata.name.clone(), self.ready_of(s)))
+                    .collect();
+                self.publish();
+                return Some(rv);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("timed out after {:?}", self.timeout),
+        };
+        self.publisher.failed(&format!(
+            "listing EndpointSlices of {}: {why}",
+            self.service()
+        ));
+        None
+    }
+
+    /// Applies watch events until the watch cannot continue from a known version. Every wait
+    /// (the answer to the watch request, each next event) is bounded by the idle timeout.
     async fn watch(&mut self, mut rv: String) -> WatchEnd {
+        let silent = |idle: Duration| {
+            WatchEnd::Failed(format!(
+                "nothing received for {idle:?} (tailgate.k8s_watch_idle_timeout): the connection is presumed dead"
+            ))
+        };
         loop {
-            let mut watch = match self.api.watch(&self.namespace, &self.name, &rv).await {
-                Ok(w) => w,
-                Err(e) => return WatchEnd::Relist(e),
+            let started =
+                tokio::time::timeout(self.idle, self.api.watch(&self.namespace, &self.name, &rv))
+                    .await;
+            let mut watch = match started {
+                Ok(Ok(w)) => w,
+                Ok(Err(e)) => return WatchEnd::Failed(e.to_string()),
+                Err(_) => return silent(self.idle),
             };
             loop {
-                let event = match watch.next().await {
-                    Ok(Some(e)) => e,
-                    Ok(None) => break, // the server ended the watch: resume from `rv`
-                    Err(e) => return WatchEnd::Relist(e),
+                let event = match tokio::time::timeout(self.idle, watch.next()).await {
+                    Ok(Ok(Some(e))) => e,
+                    Ok(Ok(None)) => break, // the server ended the watch: resume from `rv`
+                    Ok(Err(e)) => return WatchEnd::Failed(e.to_string()),
+                    Err(_) => return silent(self.idle),
                 };
-                match event {
-                    WatchEvent::Upsert(s) => {
-                        rv.clone_from(&s.metadata.resource_version);
-                        let ready = self.ready_of(&s);
-                        self.slices.insert(s.metadata.name, ready);
-                        self.publish();
-                    }
-                    WatchEvent::Deleted(s) => {
-                        rv.clone_from(&s.metadata.resource_version);
-                        self.slices.remove(&s.metadata.name);
-                        self.publish();
-                    }
-                    WatchEvent::Bookmark(v) => rv = v,
-                    WatchEvent::Error(e) => return WatchEnd::Relist(e),
+                if let Some(end) = self.apply(event, &mut rv) {
+                    return end;
                 }
             }
         }
+    }
+
+    /// Applies one event; `Some` when the watch must end.
+    fn apply(&mut self, event: WatchEvent, rv: &mut String) -> Option<WatchEnd> {
+        match event {
+            WatchEvent::Upsert(s) => {
+                rv.clone_from(&s.metadata.resource_version);
+                let ready = self.ready_of(&s);
+                self.slices.insert(s.metadata.name, ready);
+                self.publish();
+            }
+            WatchEvent::Deleted(s) => {
+                rv.clone_from(&s.metadata.resource_version);
+                self.slices.remove(&s.metadata.name);
+                self.publish();
+            }
+            WatchEvent::Bookmark(v) => *rv = v,
+            WatchEvent::Error { gone: true, status } => return Some(WatchEnd::Expired(status)),
+            WatchEvent::Error {
+                gone: false,
+                status,
+            } => return Some(WatchEnd::Failed(status)),
+        }
+        None
     }
 
     /// The ready endpoints of a slice: addresses, or `hostname.service.namespace` with
@@ -217,7 +274,12 @@ mod tests {
             return_hostnames: true,
             ..K8sResolver::default()
         };
-        let mut task = K8sTask::new(&config, Some("http://127.0.0.1:1"), publisher).unwrap();
+        let keys = TailgateKeys {
+            k8s_api_server: Some("http://127.0.0.1:1".to_owned()),
+            k8s_allow_insecure_token: true,
+            ..TailgateKeys::default()
+        };
+        let mut task = K8sTask::new(&config, &keys, publisher).unwrap();
         let slice = EndpointSlice {
             metadata: ObjectMeta {
                 name: "gw-x".to_owned(),

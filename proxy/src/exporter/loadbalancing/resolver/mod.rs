@@ -105,7 +105,7 @@ fn start_one(
             Ok(Some((maker, d.timeout.0)))
         }
         ResolverChoice::K8s(k) => {
-            let task = k8s::K8sTask::new(k, config.tailgate.k8s_api_server.as_deref(), publisher)
+            let task = k8s::K8sTask::new(k, &config.tailgate, publisher)
                 .map_err(|e| format!("{path}.resolver.k8s: {e}"))?;
             let maker: TaskMaker = Box::new(move |ready| Box::pin(task.run(ready)));
             Ok(Some((maker, k.timeout.0)))

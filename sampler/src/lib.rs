@@ -22,7 +22,8 @@
 //!   the fields the scan already parsed, so a span's bytes are walked once.
 //! - **Timer wheel**: each new trace is scheduled at `decision_wait` after its first span (moved
 //!   earlier to `decision_wait_after_root_received` after its root). O(1) insert and expiry;
-//!   [`Engine::advance`] fires what is due by the clock.
+//!   [`Engine::advance`] fires what is due by the clock, and [`Engine::next_due`] says when that
+//!   next decides something (so a runtime need not tick when nothing is due).
 //! - **Decision**: every policy is evaluated (drop policies first); any `Dropped` wins, then any
 //!   inverted-not-sampled, then any `Sampled`, then inverted-sampled without a `NotSampled`;
 //!   otherwise not sampled. `sample_on_first_match` stops at the first `Sampled`.

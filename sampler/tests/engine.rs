@@ -4,7 +4,8 @@
 use tailgate_sampler::config::SamplerConfig;
 use tailgate_sampler::testing::{FakeClock, OwnedValue, TestSpan};
 use tailgate_sampler::{
-    DecidedTrace, DecisionCause, DropReason, Engine, FinalDecision, InsertOutcome, StatusCode,
+    Clock, DecidedTrace, DecisionCause, DropReason, Engine, FinalDecision, InsertOutcome,
+    StatusCode,
 };
 
 const SEC: u64 = 1_000_000_000;
@@ -91,6 +92,71 @@ fn root_span_brings_the_decision_forward() {
         drain(&mut e).is_empty(),
         "the original timer is stale and does not decide again"
     );
+}
+
+/// Advances the engine to Unix ns `at` and returns how many traces it decided.
+fn decided_at(e: &mut Engine<TestSpan, FakeClock>, clock: &FakeClock, at: u64) -> usize {
+    clock.advance_ns(at - clock.now_unix_nanos());
+    e.advance();
+    drain(e).len()
+}
+
+#[test]
+fn next_due_is_the_next_tick_a_pending_trace_falls_due_at() {
+    const MS: u64 = 1_000_000;
+    let (mut e, clock) = engine(&format!(
+        "decision_wait: 10s\ndecision_wait_after_root_received: 2s\n\
+         maximum_trace_size_bytes: 500\ntailgate: {{timer_tick: 100ms}}\n{ERRORS}"
+    ));
+    assert_eq!(e.next_due(), None);
+    clock.advance_ms(50); // off the 100 ms grid: deadlines round up to the next tick
+    e.insert(span(1, 1));
+    assert_eq!(e.next_due(), Some(T0 + 10_100 * MS));
+    clock.advance_ms(1_000);
+    e.insert(span(2, 1));
+    e.insert(span(2, 2).root());
+    assert_eq!(
+        e.next_due(),
+        Some(T0 + 3_100 * MS),
+        "the root moved trace 2 earlier"
+    );
+    assert_eq!(decided_at(&mut e, &clock, T0 + 3_100 * MS - 1), 0);
+    assert_eq!(decided_at(&mut e, &clock, T0 + 3_100 * MS), 1);
+    assert_eq!(e.next_due(), Some(T0 + 10_100 * MS));
+    e.insert(span(1, 2));
+    e.insert(span(1, 3)); // 675 bytes > 500: decided at once
+    assert_eq!(drain(&mut e).len(), 1);
+    assert_eq!(
+        e.next_due(),
+        None,
+        "nothing is pending: trace 2's first deadline (11.1 s) was moved, trace 1 is decided"
+    );
+
+    // After an hour with nothing due (the wheel not advanced, many rotations behind), a new
+    // trace is due `decision_wait` after it arrived, not at the wheel's first non-empty bucket.
+    clock.advance_ms(3_600_000);
+    e.insert(span(3, 1));
+    let due = clock.now_unix_nanos() + 10_000 * MS;
+    assert_eq!(e.next_due(), Some(due));
+    assert_eq!(decided_at(&mut e, &clock, due - 1), 0);
+    assert_eq!(decided_at(&mut e, &clock, due), 1);
+    assert_eq!(e.next_due(), None);
+}
+
+#[test]
+fn next_due_forgets_evicted_and_shut_down_traces() {
+    let yaml = format!("decision_wait: 10s\ntailgate: {{max_buffered_bytes: 500}}\n{ERRORS}");
+    let (mut e, clock) = engine(&yaml);
+    e.insert(span(1, 1));
+    clock.advance_ms(1_000);
+    e.insert(span(2, 1));
+    clock.advance_ms(1_000);
+    e.insert(span(3, 1)); // 675 bytes > 500: trace 1 is evicted
+    assert_eq!(e.counters().sampling_trace_dropped_too_early, 1);
+    assert_eq!(e.next_due(), Some(T0 + 11 * SEC));
+    e.shutdown();
+    assert_eq!(drain(&mut e).len(), 2);
+    assert_eq!(e.next_due(), None);
 }
 
 #[test]

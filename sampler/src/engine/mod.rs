@@ -242,9 +242,13 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         &self.counters
     }
 
-    /// Wall time (Unix ns) at which [`Engine::advance`] next has work to look at.
-    pub fn next_tick_ns(&self) -> u64 {
-        self.wheel.next_tick_ns()
+    /// When the next decision falls due, as Unix ns on the engine's clock: [`Engine::advance`]
+    /// at any earlier time decides no trace by its timer, and at this time or later decides at
+    /// least one. The start of the earliest `timer_tick` at which a pending trace's
+    /// `decision_wait` (or `decision_wait_after_root_received`) ends; `None` while no trace is
+    /// pending. O(1), so a runtime can ask after every insert and sleep until then.
+    pub fn next_due(&self) -> Option<u64> {
+        self.wheel.next_due_ns()
     }
 
     /// Traces decided since the last call, with their spans if kept.
@@ -451,6 +455,13 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         });
     }
 
+    /// Tells the wheel that a pending trace stops waiting for its deadline (it is being decided
+    /// or evicted), so that [`Engine::next_due`] no longer counts it.
+    fn unschedule(&mut self, idx: u32) {
+        self.wheel
+            .cancel(self.table.times[idx as usize].deadline_tick);
+    }
+
     fn buffer(&mut self, idx: u32, span: S, fields: SummaryFields, now: u64) -> InsertOutcome<S> {
         let is_root = fields.is_root;
         let wire_len = span.wire_len();
@@ -479,7 +490,9 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         if is_root && !had_root {
             if let Some(after) = self.settings.after_root_ns {
                 let earlier = self.wheel.tick_for(now.saturating_add(after));
-                if earlier < self.table.times[idx as usize].deadline_tick {
+                let deadline = self.table.times[idx as usize].deadline_tick;
+                if earlier < deadline {
+                    self.wheel.cancel(deadline);
                     self.schedule(idx, earlier);
                 }
             }
@@ -582,6 +595,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         now: u64,
     ) {
         self.counters.final_decision(decision);
+        self.unschedule(idx);
         let slot = &mut self.table.slots[idx as usize];
         slot.state = SlotState::Decided(decision);
         let trace_id = slot.id;
@@ -622,6 +636,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
 
     /// Drops an undecided trace's spans (pushed out by a limit), as the collector does.
     fn evict(&mut self, idx: u32, _now: u64) {
+        self.unschedule(idx);
         let n = self.table.slots[idx as usize].span_count();
         let ledger = &mut self.ledger;
         self.table
@@ -688,6 +703,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             }
             if self.settings.drop_pending_on_shutdown {
                 let n = slot.span_count();
+                self.wheel.cancel(e.deadline);
                 let ledger = &mut self.ledger;
                 self.table
                     .take_spans(e.slot, |s| ledger.release(s.buffer(), s.wire_len()));

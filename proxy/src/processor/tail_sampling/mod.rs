@@ -10,10 +10,11 @@
 //!   is either taken whole or refused whole with a retryable status (never half-delivered).
 //! - **Owner core**: scans the part into views with the fields the scan parsed
 //!   (`tailgate_sampler::span::proto_view::scan_summarized`) and inserts them with
-//!   `Engine::insert_batch_summarized` (each span's bytes walked once); a
-//!   timer task ticks the engine every `tailgate.timer_tick`. Kept traces are re-framed into one
-//!   request per tick and handed to the next stage (batch → exporters) on the owner core; dropped
-//!   traces are released at once.
+//!   `Engine::insert_batch_summarized` (each span's bytes walked once). The engine is ticked only
+//!   when a decision falls due (`Engine::next_due`, on the `tailgate.timer_tick` grid): by an
+//!   alarm set for that instant, or by a request that arrives after it. Kept traces are re-framed
+//!   into one request per tick and handed to the next stage (batch → exporters) on the owner
+//!   core; dropped traces are released at once.
 //! - **Shutdown**: every core stops taking data, waits until all cores have stopped sending,
 //!   drains its inbound channels, then decides pending traces early (or drops them with
 //!   `drop_pending_traces_on_shutdown`) and flushes kept ones before the batches are flushed.

@@ -1,14 +1,12 @@
 //! The per-core `tail_sampling` stage: routing to owner cores, the owner's engine, its timer.
 //!
-//! Decisions are not ticked periodically: every trace falls due `decision_wait` (or the shorter
-//! `decision_wait_after_root_received`) after its first span, on the engine's tick grid, so the
-//! owner notes that instant for each insert that created traces ([`Dues`]) and ticks the engine
-//! only then: on an [`Alarm`] set for the earliest noted instant, or earlier when a request
-//! arrives after it anyway (one wake-up for both). An idle core is not woken at all, and at a low
-//! rate the core wakes for decisions only as often as traces actually fall due.
+//! Decisions are not ticked periodically: the owner asks its engine when the next decision falls
+//! due ([`Engine::next_due`], from the engine's timer wheel) and ticks the engine only then: on an
+//! [`Alarm`] set for that instant, or earlier when a request arrives after it anyway (one wake-up
+//! for both). An idle core is not woken at all, and at a low rate the core wakes for decisions
+//! only as often as traces actually fall due.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,64 +54,9 @@ pub struct Owner {
     metrics: TailMetrics,
     stage: StageMetrics,
     tick: Duration,
-    /// When traces inserted so far fall due.
-    dues: RefCell<Dues>,
-    /// Rings at the earliest of `dues` (or the next tick while spans wait in `blocked`).
+    /// Rings when the engine's next decision falls due (or at the next tick while spans wait in
+    /// `blocked`).
     alarm: Alarm,
-}
-
-/// Wall times (Unix ns, on the engine's tick grid) at which traces inserted so far fall due,
-/// earliest first. A trace's deadline is its first span's arrival plus a constant wait, so
-/// arrival order is deadline order and the front is the next instant [`Engine::advance`] has
-/// work. The instants are taken *after* each insert and rounded up to the tick as the engine's
-/// wheel rounds, so none is earlier than the deadline the engine gave.
-struct Dues {
-    at: VecDeque<u64>,
-    /// The shorter of `decision_wait` and `decision_wait_after_root_received`.
-    wait_ns: u64,
-    tick_ns: u64,
-    /// With `decision_wait_after_root_received` a root span moves an existing trace's deadline
-    /// earlier, so every insert is noted, not only those that created traces.
-    every_insert: bool,
-}
-
-impl Dues {
-    fn new(config: &SamplerConfig) -> Self {
-        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let after_root = config.decision_wait_after_root_received.map(ns);
-        Dues {
-            at: VecDeque::new(),
-            wait_ns: after_root.map_or(ns(config.decision_wait), |r| {
-                r.min(ns(config.decision_wait))
-            }),
-            tick_ns: ns(config.timer_tick).max(1),
-            every_insert: after_root.is_some(),
-        }
-    }
-
-    /// Notes an insert done before `now` that created traces (`created`).
-    fn note(&mut self, now: u64, created: bool) {
-        if !created && !self.every_insert {
-            return;
-        }
-        let due = now
-            .saturating_add(self.wait_ns)
-            .div_ceil(self.tick_ns)
-            .saturating_mul(self.tick_ns);
-        if self.at.back().is_none_or(|&last| last < due) {
-            self.at.push_back(due);
-        }
-    }
-
-    /// Whether anything is due at `now`; forgets the instants that are.
-    fn take_due(&mut self, now: u64) -> bool {
-        let mut any = false;
-        while self.at.front().is_some_and(|&t| t <= now) {
-            self.at.pop_front();
-            any = true;
-        }
-        any
-    }
 }
 
 /// The stage a pipeline calls on each core.
@@ -149,7 +92,6 @@ pub fn build(
         metrics,
         stage,
         tick: config.timer_tick,
-        dues: RefCell::new(Dues::new(&config)),
         alarm: Alarm::new(),
     });
     for (_, rx, in_flight) in mesh.take_receivers() {
@@ -260,45 +202,37 @@ impl Owner {
         }
         let mut out = self.out.borrow_mut();
         let mut engine = self.engine.borrow_mut();
-        let before = engine.counters().new_trace_id_received;
         engine.insert_batch_summarized(views, fields, &mut out);
-        self.noted(&mut engine, before);
+        // No periodic tick would publish the buffered spans before their traces fall due.
+        self.metrics.publish(engine.counters());
         drop(engine);
         drop(scratch);
         self.after_insert(&mut out);
         self.due_work();
     }
 
-    /// Notes when the traces an insert created fall due (`before`: the new-trace count before
-    /// it) and publishes the counters (no periodic tick would otherwise publish the buffered
-    /// spans before their traces fall due).
-    fn noted(&self, engine: &mut Engine<SpanView, SystemClock>, before: u64) {
-        let created = engine.counters().new_trace_id_received != before;
-        self.dues
-            .borrow_mut()
-            .note(SystemClock.now_unix_nanos(), created);
-        self.metrics.publish(engine.counters());
-    }
-
     /// Ticks the engine if anything is due (by the alarm or on a request's wake-up), then sets
     /// the alarm for the next instant anything is.
     fn due_work(&self) {
         let now = SystemClock.now_unix_nanos();
-        let due = self.dues.borrow_mut().take_due(now);
+        let due = self.engine.borrow().next_due().is_some_and(|at| at <= now);
         if due || !self.blocked.borrow().is_empty() {
             self.tick();
         }
-        let next = self.dues.borrow().at.front().copied();
+        let next = self.engine.borrow().next_due();
         match next {
             Some(at) => {
-                let wait = Duration::from_nanos(at.saturating_sub(now));
+                // Still due after a tick only if the system clock stepped back in between:
+                // try again a tick later rather than spin.
+                let wait = if at > now {
+                    Duration::from_nanos(at - now)
+                } else {
+                    self.tick
+                };
                 self.alarm.set_at(Instant::now() + wait);
             }
-            // Spans waiting for room, or (never expected) spans buffered without a noted
-            // instant: keep ticking.
-            None if !self.blocked.borrow().is_empty()
-                || self.engine.borrow().counters().spans_buffered > 0 =>
-            {
+            // Spans waiting for room: keep ticking.
+            None if !self.blocked.borrow().is_empty() => {
                 self.alarm.set_no_later_than(Instant::now() + self.tick);
             }
             None => self.alarm.clear(),
@@ -323,9 +257,8 @@ impl Owner {
         }
         let mut out = self.out.borrow_mut();
         let mut engine = self.engine.borrow_mut();
-        let before = engine.counters().new_trace_id_received;
         engine.insert_batch(&mut blocked, &mut out);
-        self.noted(&mut engine, before);
+        self.metrics.publish(engine.counters());
         drop(engine);
         self.after_insert(&mut out);
     }

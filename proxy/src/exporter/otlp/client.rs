@@ -14,7 +14,7 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::config::DialTarget;
 use super::status::{classify, code_for_http_status, ExportError};
-use crate::exporter::dial::dial;
+use crate::exporter::dial::Dialer;
 use crate::receiver::otlp::grpc::TRACE_EXPORT_PATH;
 
 /// Same windows as the receiver: the sending side limits throughput just as much.
@@ -33,6 +33,8 @@ pub struct Client {
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     /// Serialises dialling so concurrent consumers share one connection.
     dialing: glommio::sync::Semaphore,
+    /// Resolves (off the core) and connects.
+    dialer: Dialer,
 }
 
 impl Client {
@@ -44,6 +46,7 @@ impl Client {
         timeout: Duration,
         authority: Option<String>,
         tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+        dialer: Dialer,
     ) -> Client {
         let authority = authority.unwrap_or_else(|| format!("{}:{}", target.host, target.port));
         Client {
@@ -55,6 +58,7 @@ impl Client {
             conn: RefCell::new(None),
             tls,
             dialing: glommio::sync::Semaphore::new(1),
+            dialer,
         }
     }
 
@@ -144,7 +148,10 @@ impl Client {
         if let Some(s) = self.conn.borrow().as_ref() {
             return Ok(s.clone());
         }
-        let (io, addr) = dial(&self.target.host, self.target.port, self.tls.as_ref()).await?;
+        let (io, addr) = self
+            .dialer
+            .dial(&self.target.host, self.target.port, self.tls.as_ref())
+            .await?;
         let (send, conn) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONN_WINDOW)

@@ -12,6 +12,7 @@ use self::client::Client;
 use self::config::OtlpExporterConfig;
 use self::exporter::{ExporterMetrics, OtlpExporter};
 use crate::config::common::header_map;
+use crate::exporter::dial::{Dialer, DEFAULT_USER_TIMEOUT};
 use crate::pipeline::Signal;
 use crate::telemetry::metrics::Registry;
 use crate::tls::ClientSetup;
@@ -56,6 +57,7 @@ pub fn start_labelled(
         config.timeout.0,
         config.authority.clone(),
         tls,
+        Dialer::new(DEFAULT_USER_TIMEOUT),
     );
     let metrics = ExporterMetrics::register(registry, core, labels, Signal::Traces);
     let (queue, consumers) = config.sending_queue.shape();

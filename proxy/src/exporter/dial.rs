@@ -1,5 +1,5 @@
 //! The one way exporters open a connection: resolve the host off the core ([`Resolver`]),
-//! connect TCP (no Nagle, `TCP_USER_TIMEOUT`), and run the TLS handshake when the exporter has
+//! connect TCP (no Nagle, `TCP_USER_TIMEOUT`, TCP keepalive), and run the TLS handshake when the exporter has
 //! client TLS. The `otlp` client, the `otlphttp` client and the loadbalancing backends (through
 //! `otlp`) all dial here.
 
@@ -17,6 +17,13 @@ use crate::tls::ClientSetup;
 /// unacknowledged before the kernel drops the connection. Linux's default is the retransmission
 /// limit (`tcp_retries2`, about 15 minutes), during which a blackholed backend fails every export.
 pub const DEFAULT_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// TCP keepalive of exporter sockets, as Go's `net.Dialer` sets it for the collector's exporters
+/// (grpc-go and net/http dial through it): probes after 15 s idle, every 15 s, 9 of them. It ends
+/// an idle connection to a host that vanished; a peer whose kernel still answers needs the h2
+/// keepalive or the export timeouts (see `otlp::client`).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+const TCP_KEEPALIVE_PROBES: u32 = 9;
 
 /// How one exporter dials: where its names are resolved and the `TCP_USER_TIMEOUT` of its sockets.
 #[derive(Clone)]
@@ -75,10 +82,17 @@ impl Dialer {
             .map_err(|e| ExportError::transport(format!("connect {addr}: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let socket = socket2_glommio::SockRef::from(&tcp);
-        if let Err(e) = socket.set_tcp_user_timeout(Some(self.user_timeout)) {
-            // Only an old kernel refuses it; the connection still works, it is just slower to
-            // give up on a blackholed peer.
-            tracing::debug!("TCP_USER_TIMEOUT on the connection to {addr}: {e}");
+        let keepalive = socket2_glommio::TcpKeepalive::new()
+            .with_time(TCP_KEEPALIVE)
+            .with_interval(TCP_KEEPALIVE)
+            .with_retries(TCP_KEEPALIVE_PROBES);
+        let set = socket
+            .set_tcp_user_timeout(Some(self.user_timeout))
+            .and_then(|()| socket.set_tcp_keepalive(&keepalive));
+        if let Err(e) = set {
+            // Only an old kernel refuses these; the connection still works, it is just slower
+            // to give up on a blackholed peer.
+            tracing::debug!("socket options of the connection to {addr}: {e}");
         }
         Ok(tcp)
     }
@@ -91,7 +105,7 @@ mod tests {
     use crate::runtime::on_test_executor;
 
     #[test]
-    fn exporter_sockets_carry_tcp_user_timeout() {
+    fn exporter_sockets_carry_tcp_user_timeout_and_keepalive() {
         // The kernel completes the handshake from the listen backlog: no accept needed.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -104,6 +118,10 @@ mod tests {
                 Some(Duration::from_millis(7_500))
             );
             assert!(socket.nodelay().unwrap());
+            assert!(socket.keepalive().unwrap());
+            assert_eq!(socket.keepalive_time().unwrap(), TCP_KEEPALIVE);
+            assert_eq!(socket.keepalive_interval().unwrap(), TCP_KEEPALIVE);
+            assert_eq!(socket.keepalive_retries().unwrap(), TCP_KEEPALIVE_PROBES);
         });
     }
 

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{export, make_request, Tailgate};
+use support::{export, make_request, one_exporter, Tailgate};
 use tailgate_proto::compression::Compression;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -78,25 +78,6 @@ impl Blackhole {
     }
 }
 
-fn config(id: &str, body: &str) -> String {
-    format!(
-        "
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:0
-exporters:
-  {id}:
-{body}
-service:
-  telemetry: {{metrics: {{address: 127.0.0.1:0}}}}
-  pipelines:
-    traces: {{receivers: [otlp], exporters: [{id}]}}
-"
-    )
-}
-
 /// Retries soon, so a test waits for the exporter's rule, not for its backoff.
 const QUICK_RETRY: &str = "    retry_on_failure: {initial_interval: 50ms, max_interval: 100ms}\n";
 
@@ -111,7 +92,7 @@ async fn time_to_notice(
 ) -> Duration {
     let hole = Blackhole::start().await;
     let body = format!("    endpoint: {}\n{keys}", endpoint(hole.addr));
-    let tg = Tailgate::start(&config(id, &body), &["--cores", "1"]);
+    let tg = Tailgate::start(&one_exporter(id, &body), &["--cores", "1"]);
     let req = make_request(1, 1, 1, 3);
     assert_eq!(export(tg.grpc(), &req, Compression::Identity).await.0, 0);
     let lived = hole.wait_redial(&tg).await;

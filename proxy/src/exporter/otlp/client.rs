@@ -238,7 +238,7 @@ impl Client {
     fn current(&self) -> Option<(SendRequest<Bytes>, Rc<Link>)> {
         let mut conn = self.conn.borrow_mut();
         match conn.as_ref() {
-            Some(c) if !c.link.ended.get() => Some((c.send.clone(), c.link.clone())),
+            Some(c) if c.link.usable() => Some((c.send.clone(), c.link.clone())),
             Some(_) => {
                 conn.take();
                 None
@@ -345,6 +345,11 @@ impl Link {
             self.wake();
         }
         StreamGuard(self.clone())
+    }
+
+    /// Whether new exports may use the connection: not ended, and not about to be dropped.
+    fn usable(&self) -> bool {
+        !self.ended.get() && self.drop_requested.get().is_none()
     }
 
     /// An export on this connection timed out.

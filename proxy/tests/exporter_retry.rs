@@ -12,32 +12,11 @@ mod support;
 use base64::Engine as _;
 use prost::Message;
 use support::http_sink::{Answer, HttpSink};
-use support::{export, make_request, Sink, Tailgate};
+use support::{export, make_request, one_exporter, Sink, Tailgate};
 use tailgate_proto::compression::Compression;
 
 const CORES: [&str; 2] = ["--cores", "1"];
 const DAY: u64 = 86_400;
-
-/// A pipeline from the gRPC receiver to the one exporter `id` with `body` as its keys (the default
-/// `retry_on_failure`: `max_elapsed_time` 5 min).
-fn config(id: &str, body: &str) -> String {
-    format!(
-        "
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:0
-exporters:
-  {id}:
-{body}
-service:
-  telemetry: {{metrics: {{address: 127.0.0.1:0}}}}
-  pipelines:
-    traces: {{receivers: [otlp], exporters: [{id}]}}
-"
-    )
-}
 
 /// The first batch is answered with the scripted delay and must be given up without a retry; the
 /// second is delivered (`delivered` waits until the sink holds its 4 spans).
@@ -119,7 +98,7 @@ async fn otlp_backend_asks_for(seconds: i64) {
         "    endpoint: {}\n    tls: {{insecure: true}}\n    retry_on_failure: {{initial_interval: 10ms, max_interval: 50ms}}\n",
         sink.addr
     );
-    let tg = Tailgate::start(&config("otlp/r", &body), &CORES);
+    let tg = Tailgate::start(&one_exporter("otlp/r", &body), &CORES);
     gives_up_then_delivers(&tg, "otlp/r", sink.wait_total(4)).await;
     assert_eq!(sink.refused(), 1, "the refused batch was not retried");
 }
@@ -147,7 +126,7 @@ async fn otlphttp_backend_asks_for(retry_after: &str) {
         "    endpoint: http://{}\n    retry_on_failure: {{initial_interval: 10ms, max_interval: 50ms}}\n",
         sink.addr
     );
-    let tg = Tailgate::start(&config("otlphttp/r", &body), &CORES);
+    let tg = Tailgate::start(&one_exporter("otlphttp/r", &body), &CORES);
     gives_up_then_delivers(&tg, "otlphttp/r", sink.wait_total(4)).await;
     assert_eq!(sink.refused(), 1, "the refused batch was not retried");
 }

@@ -5,6 +5,7 @@
 //! - [`otlphttp`]: OTLP/HTTP over the same queue.
 //! - [`loadbalancing`]: routes by trace ID to `otlp` backends found by its resolvers.
 //! - [`dial`]: the one way an exporter connects (resolve, TCP, TLS).
+//! - [`resolve`]: host names resolved on a resolver thread, off the data-plane cores.
 //! - [`debug`], [`prometheus`]: local outputs.
 
 pub mod debug;
@@ -13,3 +14,4 @@ pub mod loadbalancing;
 pub mod otlp;
 pub mod otlphttp;
 pub mod prometheus;
+pub mod resolve;

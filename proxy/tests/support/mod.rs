@@ -267,6 +267,27 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body)
 }
 
+/// A config with one pipeline from the gRPC receiver to the one exporter `id` with `body` as its
+/// keys (indented four spaces), self-metrics on an OS-chosen port.
+pub fn one_exporter(id: &str, body: &str) -> String {
+    format!(
+        "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+exporters:
+  {id}:
+{body}
+service:
+  telemetry: {{metrics: {{address: 127.0.0.1:0}}}}
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [{id}]}}
+"
+    )
+}
+
 // === spans ===
 
 /// A request of `resources` × `scopes` × `spans` spans with distinct ids; `seed` keeps them unique.

@@ -476,6 +476,21 @@ mod tests {
     }
 
     #[test]
+    fn protocol_keepalive_reaches_every_backend() {
+        let c = parse(
+            "protocol: {otlp: {keepalive: {time: 10s, timeout: 5s}}}\nresolver: {static: {hostnames: [a:4317]}}",
+        )
+        .unwrap();
+        let backend = c.backend_config("a:4317");
+        let k = backend.keepalive().unwrap();
+        assert_eq!(
+            (k.time, k.timeout),
+            (Duration::from_secs(10), Duration::from_secs(5))
+        );
+        assert_eq!(backend.user_timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
     fn defaults_and_string_ports() {
         let c = parse("resolver: {dns: {hostname: gw, port: \"4318\"}}").unwrap();
         let Some(ResolverChoice::Dns(d)) = c.resolver() else {

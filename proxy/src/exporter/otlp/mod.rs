@@ -8,12 +8,13 @@ pub mod status;
 
 use std::rc::Rc;
 
-use self::client::Client;
+use self::client::{Client, DropReason, GrpcSettings};
 use self::config::OtlpExporterConfig;
 use self::exporter::{ExporterMetrics, OtlpExporter};
 use crate::config::common::header_map;
+use crate::exporter::dial::Dialer;
 use crate::pipeline::Signal;
-use crate::telemetry::metrics::Registry;
+use crate::telemetry::metrics::{Kind, Registry};
 use crate::tls::ClientSetup;
 
 /// Starts one `otlp` exporter on this core: its client and sending queue, metrics labelled
@@ -48,15 +49,28 @@ pub fn start_labelled(
     tls: Option<ClientSetup>,
     seed: u64,
 ) -> Result<Rc<OtlpExporter>, String> {
-    let target = config.dial_target()?;
-    let client = Client::new(
-        target,
-        config.compression().wire(),
-        header_map(&config.headers),
-        config.timeout.0,
-        config.authority.clone(),
+    let client = Client::new(GrpcSettings {
+        target: config.dial_target()?,
+        authority: config.authority.clone(),
+        compression: config.compression().wire(),
+        headers: header_map(&config.headers),
+        timeout: config.timeout.0,
         tls,
-    );
+        keepalive: config.keepalive(),
+        dialer: Dialer::new(config.user_timeout()),
+        dropped: DropReason::ALL.map(|reason| {
+            let mut l = labels.to_vec();
+            l.push(("reason", reason.label()));
+            registry
+                .register(
+                    "tailgate_exporter_connections_dropped_total",
+                    "Exporter connections given up because the backend went silent, by reason.",
+                    Kind::Counter,
+                    &l,
+                )
+                .local(core)
+        }),
+    });
     let metrics = ExporterMetrics::register(registry, core, labels, Signal::Traces);
     let (queue, consumers) = config.sending_queue.shape();
     Ok(exporter::start(

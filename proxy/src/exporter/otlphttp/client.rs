@@ -18,7 +18,7 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::config::{Encoding, HttpCompression, TracesUrl};
 use super::status::{classify, partial_success};
-use crate::exporter::dial::dial;
+use crate::exporter::dial::Dialer;
 use crate::exporter::otlp::exporter::Transport;
 use crate::exporter::otlp::status::ExportError;
 use crate::telemetry::metrics::Local;
@@ -52,6 +52,8 @@ pub struct HttpSettings {
     pub idle_limit: usize,
     /// How long an idle connection may be reused.
     pub idle_timeout: Option<Duration>,
+    /// Resolves (off the core) and connects.
+    pub dialer: Dialer,
 }
 
 /// A lazily connected OTLP/HTTP trace client.
@@ -163,7 +165,11 @@ impl HttpClient {
 
     async fn dial(&self) -> Result<Sender, ExportError> {
         let url = &self.settings.url;
-        let (io, addr) = dial(&url.host, url.port, self.settings.tls.as_ref()).await?;
+        let (io, addr) = self
+            .settings
+            .dialer
+            .dial(&url.host, url.port, self.settings.tls.as_ref())
+            .await?;
         let (sender, conn) = http1::handshake(TokioIo::new(io.compat()))
             .await
             .map_err(|e| ExportError::transport(format!("HTTP handshake with {addr}: {e}")))?;

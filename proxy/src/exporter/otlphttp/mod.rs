@@ -17,6 +17,7 @@ use crate::tls::ClientSetup;
 
 use self::client::{HttpClient, HttpSettings};
 use self::config::OtlpHttpExporterConfig;
+use crate::exporter::dial::{Dialer, DEFAULT_USER_TIMEOUT};
 use crate::exporter::otlp::exporter::{self as queue, ExporterMetrics, OtlpExporter};
 use crate::telemetry::metrics::{Kind, Registry};
 
@@ -69,6 +70,7 @@ pub fn start(setup: CoreSetup<'_>) -> Result<Rc<OtlpExporter>, String> {
             c.idle_limit()
         },
         idle_timeout: c.idle_timeout(),
+        dialer: Dialer::new(DEFAULT_USER_TIMEOUT),
     };
     let (queue_size, consumers) = c.sending_queue.shape();
     Ok(queue::start(

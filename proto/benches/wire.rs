@@ -2,6 +2,8 @@
 //! split done the conventional way (prost decode → regroup → encode), on a realistic request
 //! (1000 spans of ~225 bytes with 8 attributes) and on a large-attribute request.
 //!
+//! `json/…` compares OTLP/JSON decoding, streaming against the old value tree.
+//!
 //! Each benchmark runs twice, once reporting spans/s (`spans/…`) and once MB/s (`bytes/…`).
 //! Time is the benchmark thread's *CPU time* (not wall time): the machine these run on is shared
 //! with compilers, and spans per CPU-second on one core is the figure that matters.
@@ -24,6 +26,8 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
+use tailgate_proto::fuzzing::value_tree_json_to_protobuf;
+use tailgate_proto::json::json_to_protobuf;
 use tailgate_proto::{reframe, scan, Splitter};
 
 /// Criterion measurement: CPU time of the benchmarking thread.
@@ -272,9 +276,45 @@ fn bench_request(c: &mut Criterion<CpuTime>, label: &str, buf: &Bytes) {
     }
 }
 
+/// OTLP/JSON to protobuf: the streaming transcoder against the value-tree decoder it replaced
+/// (same process, same text, alternating samples), on the request as opentelemetry-proto's serde
+/// writes it.
+fn bench_json(c: &mut Criterion<CpuTime>, label: &str, buf: &Bytes) {
+    let Ok(req) = ExportTraceServiceRequest::decode(&buf[..]) else {
+        return;
+    };
+    let Ok(json) = serde_json::to_vec(&req) else {
+        return;
+    };
+    let spans = tailgate_proto::count_spans(buf).unwrap_or(0) as u64;
+    eprintln!("json/{label}: {spans} spans, {} bytes of JSON", json.len());
+    let mut g = c.benchmark_group(format!("json/{label}"));
+    g.throughput(Throughput::Elements(spans));
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    g.bench_function("streaming", |b| {
+        b.iter(|| json_to_protobuf(black_box(&json)).map(|p| p.len()))
+    });
+    g.bench_function("value_tree", |b| {
+        b.iter(|| value_tree_json_to_protobuf(black_box(&json)).map(|p| p.len()))
+    });
+    // Reference only: serde straight into the prost structs, then encode. No value tree, but no
+    // budget either, and it refuses numeric timestamps (which this text does not have).
+    g.bench_function("prost_structs", |b| {
+        b.iter(|| {
+            serde_json::from_slice::<ExportTraceServiceRequest>(black_box(&json))
+                .map(|r| r.encode_to_vec().len())
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion<CpuTime>) {
     bench_request(c, "realistic_1000x225B", &request(1000, 0));
     bench_request(c, "large_attr_100x4KiB", &request(100, 4096));
+    bench_json(c, "realistic_1000x225B", &request(1000, 0));
+    bench_json(c, "large_attr_100x4KiB", &request(100, 4096));
 }
 
 criterion_group! {

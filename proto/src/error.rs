@@ -94,6 +94,9 @@ pub struct DecompressError {
 pub enum JsonErrorKind {
     /// Not JSON, or JSON that does not match the OTLP schema (including bad hex ids).
     Syntax,
+    /// The body holds more objects, or would decode to more protobuf, than its size allows
+    /// ([`crate::json::JsonBudget`]): a request made mostly of empty objects.
+    OverBudget,
 }
 
 /// An OTLP/JSON body that could not be converted: what is wrong and where.
@@ -102,7 +105,7 @@ pub enum JsonErrorKind {
 pub struct JsonError {
     /// What is wrong.
     pub kind: JsonErrorKind,
-    /// Byte offset in the JSON text (0 when the parser could not tell).
+    /// Byte offset in the JSON text (0 for schema errors, as before the streaming decoder).
     pub at: usize,
 }
 

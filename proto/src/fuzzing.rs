@@ -139,3 +139,107 @@ pub fn zstd(data: &[u8]) {
 pub fn snappy(data: &[u8]) {
     decompress(Compression::Snappy, data);
 }
+
+/// JSON target: transcode arbitrary bytes as OTLP/JSON.
+///
+/// Oracles: no panic; output within the budget and decodable by prost; and against the previous
+/// decoder (value tree + opentelemetry-proto serde + prost, [`value_tree_json_to_protobuf`]):
+/// whatever it accepted, the streaming decoder accepts with the same request, once the text is
+/// put in the form the value tree saw (keys deduplicated and sorted). Allowed differences, all
+/// documented in `json::transcode`: a message given as a JSON array, the budget, and keys in the
+/// proto spelling (which the old decoder ignored).
+pub fn json(data: &[u8]) {
+    let budget = crate::json::JsonBudget::for_text(data.len());
+    if let Ok(pb) = crate::json::transcode::transcode(data, budget) {
+        assert!(pb.len() <= budget.max_output, "output past the budget");
+        assert!(
+            ExportTraceServiceRequest::decode(&pb[..]).is_ok(),
+            "transcoded protobuf does not decode"
+        );
+    }
+    let Ok(old) = value_tree_json_to_protobuf(data) else {
+        return;
+    };
+    let Ok(tree) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return; // cannot happen: the old decoder parsed it
+    };
+    if has_proto_name_key(&tree) {
+        return;
+    }
+    let Ok(canonical) = serde_json::to_vec(&tree) else {
+        return;
+    };
+    match crate::json::transcode::transcode(&canonical, budget) {
+        Ok(new) => assert_eq!(
+            ExportTraceServiceRequest::decode(&new[..]).ok(),
+            ExportTraceServiceRequest::decode(&old[..]).ok(),
+            "the streaming decoder disagrees with the value-tree decoder"
+        ),
+        Err(f) => assert!(
+            f.over_budget
+                || f.error
+                    .to_string()
+                    .starts_with(crate::json::transcode::POSITIONAL),
+            "the streaming decoder refused what the value-tree decoder accepted: {}",
+            f.error
+        ),
+    }
+}
+
+/// Whether any object key in `v` is the proto spelling of a field (`resource_spans`).
+fn has_proto_name_key(v: &serde_json::Value) -> bool {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Object(map) => {
+                if map
+                    .keys()
+                    .any(|k| crate::json::schema::is_proto_name_alias(k))
+                {
+                    return true;
+                }
+                stack.extend(map.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The OTLP/JSON decoder tailgate used before the streaming one, kept as the fuzz and property
+/// test oracle: the text parsed into a `serde_json::Value`, numeric timestamps rewritten as the
+/// strings opentelemetry-proto 0.31 insists on, the tree mapped onto the prost types with their
+/// serde support, then encoded. Memory is tens of times the text; never use it on input paths.
+pub fn value_tree_json_to_protobuf(json: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(json)?;
+    stringify_u64_fields(&mut value);
+    let req: ExportTraceServiceRequest = serde_json::from_value(value)?;
+    Ok(req.encode_to_vec())
+}
+
+/// The `fixed64` fields of the trace schema, which OTLP/JSON may carry as numbers or strings.
+const U64_KEYS: [&str; 3] = ["startTimeUnixNano", "endTimeUnixNano", "timeUnixNano"];
+
+/// Rewrites numeric values of [`U64_KEYS`] as strings, everywhere in the tree.
+fn stringify_u64_fields(root: &mut serde_json::Value) {
+    use serde_json::Value;
+    let mut stack = vec![root];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    if let Value::Number(n) = child {
+                        if U64_KEYS.contains(&k.as_str()) {
+                            *child = Value::String(n.to_string());
+                            continue;
+                        }
+                    }
+                    stack.push(child);
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
+    }
+}

@@ -17,12 +17,13 @@ use tailgate_proto::{fuzzing, grpc, Compression};
 /// A fuzz target: its name and entry function.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 5] = [
+const TARGETS: [Target; 6] = [
     ("scanner", fuzzing::scan),
     ("grpc_deframer", fuzzing::grpc_deframer),
     ("gzip", fuzzing::gzip),
     ("zstd", fuzzing::zstd),
     ("snappy", fuzzing::snappy),
+    ("json", fuzzing::json),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -46,6 +47,10 @@ fn replay_corpus() {
 }
 
 fn request() -> Vec<u8> {
+    message().encode_to_vec()
+}
+
+fn message() -> ExportTraceServiceRequest {
     let kv = |k: &str, v: Value| KeyValue {
         key: k.into(),
         value: Some(AnyValue { value: Some(v) }),
@@ -84,7 +89,41 @@ fn request() -> Vec<u8> {
             schema_url: String::new(),
         }],
     }
-    .encode_to_vec()
+}
+
+/// JSON seeds: the request as opentelemetry-proto writes it, respelled the ways OTLP/JSON allows,
+/// issue 17's bomb shape (small), deep nesting, and forms the decoder refuses.
+fn json_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let json = serde_json::to_string(&message()).unwrap();
+    let respelled = json
+        .replace("\"kind\":2", "\"kind\":\"SPAN_KIND_SERVER\"")
+        .replace("\"startTimeUnixNano\":\"1\"", "\"start_time_unix_nano\":1")
+        .replace("\"traceId\":\"", "\"trace_id\":\"0x");
+    let mut bomb = b"{\"resourceSpans\":[".to_vec();
+    bomb.extend_from_slice(&b"{},".repeat(20_000));
+    bomb.extend_from_slice(b"{}]}");
+    let nest = |depth: usize| {
+        let open = "{\"kvlistValue\":{\"values\":[{\"key\":\"k\",\"value\":".repeat(depth);
+        let close = "}]}}".repeat(depth);
+        format!(
+            "{{\"resourceSpans\":[{{\"resource\":{{\"attributes\":[{{\"key\":\"k\",\"value\":{open}{{\"intValue\":1}}{close}}}]}}}}]}}"
+        )
+        .into_bytes()
+    };
+    vec![
+        ("request", json.clone().into_bytes()),
+        ("respelled", respelled.into_bytes()),
+        ("truncated", json.as_bytes()[..json.len() / 2].to_vec()),
+        ("empty_request", b"{\"resourceSpans\":[]}".to_vec()),
+        ("bomb", bomb),
+        ("nested_20", nest(20)),
+        ("nested_40", nest(40)),
+        (
+            "positional",
+            b"{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"status\":[\"m\",2]}]}]}]}"
+                .to_vec(),
+        ),
+    ]
 }
 
 #[test]
@@ -115,6 +154,9 @@ fn write_seed_corpus() {
         seeds.push((target, "request", z.clone()));
         seeds.push((target, "truncated", z[..z.len() / 2].to_vec()));
         seeds.push((target, "zeros", codec.compress(&[0u8; 4096]).unwrap()));
+    }
+    for (name, data) in json_seeds() {
+        seeds.push(("json", name, data));
     }
     for (target, name, data) in seeds {
         let dir = corpus_dir(target);

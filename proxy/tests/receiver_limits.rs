@@ -570,3 +570,46 @@ async fn sigterm_sends_goaway_to_open_h2_connections() {
     drop(s);
     assert!(stopped.join().unwrap().success());
 }
+
+/// Peak resident memory of process `pid` (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib << 10
+}
+
+/// Issue 17's JSON bomb: 18–92 KiB of gzip that inflates to 19.5 MiB of `{"resourceSpans":[{},…]}`
+/// (6.5 M empty objects, under the default 20 MiB body limit). It used to be answered 200 after
+/// seconds with a peak of 1.4 GiB; now the decode budget refuses it with 413, the core's memory
+/// stays bounded, and the next request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_json_bomb_gets_413_within_bounded_memory() {
+    let tg = start("", "");
+    let mut json = b"{\"resourceSpans\":[".to_vec();
+    json.extend_from_slice(&b"{},".repeat(6_500_000));
+    json.extend_from_slice(b"{}]}");
+    let body = Compression::Gzip.compress(&json).unwrap();
+    drop(json);
+    let before = peak_rss(tg.child.id());
+    let (status, text) = http_post(
+        http_addr(&tg),
+        "/v1/traces",
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ],
+        &body,
+    );
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("OverBudget"), "{text}");
+    let after = peak_rss(tg.child.id());
+    // The body inflates to 19.5 MiB; the transcoder's output stays under a third of that.
+    assert!(
+        after < before + (96 << 20),
+        "peak RSS went from {} to {} MiB",
+        before >> 20,
+        after >> 20
+    );
+    export_ok(&tg, 97).await;
+}

@@ -2,7 +2,8 @@
 //! JSON bodies, optionally gzip/zstd/snappy encoded (`tailgate_proto::json::decode_body`).
 //!
 //! Status codes follow the collector's otlpreceiver: 200 with an empty ExportTraceServiceResponse,
-//! 400 for bodies that do not decode, 413 over `max_request_body_size`, 415 for other content types,
+//! 400 for bodies that do not decode, 413 over `max_request_body_size` or
+//! over the JSON decode budget (`tailgate_proto::json::JsonBudget`), 415 for other content types,
 //! 404 for other paths, 405 for other methods, 503 when a memory_limiter refuses (clients retry).
 
 use std::convert::Infallible;
@@ -16,7 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tailgate_proto::error::BodyError;
+use tailgate_proto::error::{BodyError, JsonError, JsonErrorKind};
 use tailgate_proto::json::{decode_body, BodyFormat};
 
 use crate::pipeline::{wire, Consumer, Metadata, Payload};
@@ -182,7 +183,13 @@ async fn respond(
         Err(e) => {
             rx.failed_requests.add(1);
             let status = match e {
-                BodyError::Oversize { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                // Over the JSON decode budget (a body of mostly empty objects) is "too large to
+                // process", like an oversize body: 413, which OTLP clients do not retry.
+                BodyError::Oversize { .. }
+                | BodyError::Json(JsonError {
+                    kind: JsonErrorKind::OverBudget,
+                    ..
+                }) => StatusCode::PAYLOAD_TOO_LARGE,
                 BodyError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 _ => StatusCode::BAD_REQUEST,
             };

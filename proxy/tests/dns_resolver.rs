@@ -404,3 +404,60 @@ async fn removed_backends_series_are_folded_and_totals_still_add_up() {
     }
     assert_eq!(accepted(&sinks).iter().sum::<u64>(), traffic.sent);
 }
+
+/// A backend removed from the table while data for it waits (queued, or in a retry backoff after
+/// its address refused the connection): that data is routed through the current table at once
+/// (consistent hashing moved its traces to the remaining backend, where their new spans go too),
+/// counted in `tailgate_loadbalancer_rerouted_spans_total`, and arrives exactly once; nothing is
+/// retried against the removed address until `max_elapsed_time` and nothing is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_backends_queued_spans_are_routed_through_the_current_table() {
+    let (sinks, port) = sinks_on_one_port(1).await;
+    // 127.0.0.3 on that port has no listener: connections are refused.
+    let dead = format!("{}:{port}", ip(3));
+    let dns = DnsServer::start("gateways.test", &[ip(2), ip(3)]).await;
+    let config = config(dns.addr, port).replace(
+        "retry_on_failure: {initial_interval: 50ms, max_interval: 100ms}",
+        "retry_on_failure: {initial_interval: 10s, max_interval: 10s}\n        sending_queue: {num_consumers: 1}",
+    );
+    let tg = Tailgate::start(&config, &["--cores", "1"]);
+    let mut traffic = Traffic::new(13, tg.grpc());
+    traffic
+        .until("two backends", || metric(&tg, BACKENDS) == 2.0)
+        .await;
+    // One batch in a 10 s backoff, the rest queued behind it.
+    let queued =
+        format!("otelcol_exporter_queue_size{{exporter=\"loadbalancing\",endpoint=\"{dead}\"");
+    traffic
+        .until("batches waiting for the dead backend", || {
+            metric(&tg, &queued) >= 3.0
+        })
+        .await;
+    let live_before = accepted(&sinks)[0];
+    assert!(traffic.sent > live_before, "some spans wait for {dead}");
+    dns.set(&[ip(2)]);
+    // Well within the first 10 s backoff, and far within max_elapsed_time (300 s).
+    let started = std::time::Instant::now();
+    traffic.settle(&sinks).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "took {:?}: the removed backend's data waited for its retry",
+        started.elapsed()
+    );
+    let rerouted = metric(
+        &tg,
+        "tailgate_loadbalancer_rerouted_spans_total{exporter=\"loadbalancing\"}",
+    );
+    assert!(rerouted > 0.0, "nothing counted as rerouted");
+    assert!(rerouted <= (traffic.sent - live_before) as f64);
+    let dropped = metric(
+        &tg,
+        "otelcol_loadbalancer_dropped_spans_total{exporter=\"loadbalancing\",reason=\"backend_removed\"}",
+    );
+    assert_eq!(dropped, 0.0);
+    let failed = metric(
+        &tg,
+        &format!("otelcol_exporter_send_failed_spans_total{{exporter=\"loadbalancing\",endpoint=\"{dead}\"}}"),
+    );
+    assert_eq!(failed, 0.0, "nothing given up at the removed backend");
+}

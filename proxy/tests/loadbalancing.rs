@@ -306,3 +306,63 @@ async fn routing_key_service_keeps_each_service_on_one_backend() {
     }
     assert_eq!(services.len(), 3, "{services:?}");
 }
+
+/// A backend that is ready but never answers may hold only its share of the exporter's byte cap
+/// per core (the cap over the number of backends): its parts beyond that are dropped and counted,
+/// and the other backend keeps receiving every span of its traces. Before the cap, the slow
+/// backend's queue grew to 1,000 batches and pushed the agent to its memory limit, where it
+/// refused every client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_backend_holds_only_its_share_of_the_byte_cap() {
+    let live = Sink::start().await;
+    let slow = Sink::start().await;
+    slow.stall();
+    let hostnames = vec![live.addr.to_string(), slow.addr.to_string()];
+    const CAP: u64 = 100_000;
+    let extra = format!(
+        "        timeout: 60s
+        sending_queue: {{queue_size: 1000, num_consumers: 1, tailgate: {{max_bytes_per_core: {CAP}}}}}"
+    );
+    let tg = Tailgate::start(&agent_config(&hostnames, &extra, ""), &["--cores", "1"]);
+    let table = RoutingTable::build(Mode::Jump, Member::static_list(&hostnames)).unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    let (_, spans) = workload(&mut rng, 400);
+    let to_live = |s: &&lb_workload::SpanId| {
+        table.member_for_trace(&s.trace).unwrap().endpoint() == hostnames[0]
+    };
+    let mut live_so_far = 0;
+    for chunk in spans.chunks(spans.len().div_ceil(20)) {
+        let (code, msg) = export(tg.grpc(), &request(&mut rng, chunk), Compression::Identity).await;
+        assert_eq!(code, 0, "the live backend's part is taken: {msg}");
+        live_so_far += chunk.iter().filter(to_live).count();
+        live.wait_total(live_so_far).await;
+    }
+    let slow_ep = &hostnames[1];
+    let held = tg
+        .metric(&format!(
+            "tailgate_exporter_queue_bytes{{exporter=\"loadbalancing\",endpoint=\"{slow_ep}\""
+        ))
+        .unwrap();
+    assert!(
+        held > 0.0 && held <= (CAP / 2) as f64,
+        "the slow backend holds {held} bytes, its share is {}",
+        CAP / 2
+    );
+    let dropped = tg
+        .metric(&format!(
+            "otelcol_loadbalancer_dropped_spans_total{{exporter=\"loadbalancing\",endpoint=\"{slow_ep}\",reason=\"queue_full\"}}"
+        ))
+        .unwrap_or(0.0);
+    let refused_bytes = tg
+        .metric(&format!(
+            "tailgate_exporter_send_failed_spans_total{{exporter=\"loadbalancing\",endpoint=\"{slow_ep}\",reason=\"queue_byte_limit\"}}"
+        ))
+        .unwrap_or(0.0);
+    assert!(dropped > 0.0, "nothing dropped for the slow backend");
+    assert_eq!(dropped, refused_bytes, "every drop was the byte cap's");
+    assert_eq!(
+        live.total(),
+        live_so_far,
+        "the live backend got each span once"
+    );
+}

@@ -37,7 +37,9 @@ exporters:
     tls: {{insecure: true}}
     compression: none
     timeout: 60s
-    sending_queue: {{queue_size: 5000, num_consumers: 2}}
+    # The default byte cap (half the soft limit over cores and exporters) would keep the queue
+    # below the point where memory_limiter refuses; this test is about memory_limiter.
+    sending_queue: {{queue_size: 5000, num_consumers: 2, tailgate: {{max_bytes_per_core: 4294967296}}}}
 service:
   telemetry: {{metrics: {{address: 127.0.0.1:0}}}}
   pipelines:

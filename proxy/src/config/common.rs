@@ -147,6 +147,48 @@ impl Compression {
     }
 }
 
+/// What `sending_queue.queue_size` counts (exporterhelper's `sizer`, collector core v0.123.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sizer {
+    /// One per request (batch): the collector's default.
+    #[default]
+    Requests,
+    /// Spans (the collector's items: spans, data points or log records).
+    Items,
+    /// Bytes of the serialized (uncompressed) OTLP request, as the collector's proto sizer.
+    Bytes,
+}
+
+impl Sizer {
+    /// Parses the collector's spelling.
+    pub fn parse(text: &str) -> Option<Sizer> {
+        match text {
+            "requests" => Some(Sizer::Requests),
+            "items" => Some(Sizer::Items),
+            "bytes" => Some(Sizer::Bytes),
+            _ => None,
+        }
+    }
+
+    /// The size of one request of `items` items and `bytes` bytes in this unit.
+    pub fn size_of(self, items: u64, bytes: u64) -> u64 {
+        match self {
+            Sizer::Requests => 1,
+            Sizer::Items => items,
+            Sizer::Bytes => bytes,
+        }
+    }
+
+    /// The unit's name, as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sizer::Requests => "requests",
+            Sizer::Items => "items",
+            Sizer::Bytes => "bytes",
+        }
+    }
+}
+
 /// `sending_queue` of an exporter (exporterhelper's QueueConfig).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -155,24 +197,74 @@ pub struct SendingQueue {
     pub enabled: bool,
     /// Concurrent senders draining the queue (per core in tailgate).
     pub num_consumers: usize,
-    /// Queue capacity in requests (batches).
-    pub queue_size: usize,
-    /// Block instead of refusing when full (newer collectors): not supported, rejected by validate.
+    /// Queue capacity per core, in the unit of `sizer`; what is being sent counts until it is done.
+    pub queue_size: u64,
+    /// Block instead of refusing when full (deprecated name): not supported, rejected by validate.
     pub blocking: bool,
+    /// Block instead of refusing when full (collector v0.123.0): rejected by validate.
+    pub block_on_overflow: bool,
     /// Persistent storage extension id: not supported.
     pub storage: Option<String>,
-    /// What `queue_size` counts; only `requests` is implemented.
+    /// What `queue_size` counts: `requests` (default), `items` or `bytes`.
     pub sizer: Option<String>,
+    /// tailgate-only limits (the collector rejects this block).
+    pub tailgate: QueueLimits,
+}
+
+/// `sending_queue.tailgate`: limits the collector does not have.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueLimits {
+    /// Bytes (serialized requests) one exporter may hold queued or in flight on one core,
+    /// whatever the sizer. A loadbalancing exporter's backends share it on each core. Absent:
+    /// derived from the memory_limiter's soft limit, else [`DEFAULT_QUEUE_BYTES_PER_CORE`].
+    pub max_bytes_per_core: Option<u64>,
+}
+
+/// The byte cap of one exporter's queue on one core without a memory_limiter to size it by.
+pub const DEFAULT_QUEUE_BYTES_PER_CORE: u64 = 256 << 20;
+
+/// The capacity of one exporter's queue on one core, resolved from the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueShape {
+    /// What `capacity` counts.
+    pub sizer: Sizer,
+    /// `queue_size` in `sizer` units.
+    pub capacity: u64,
+    /// Consumer tasks.
+    pub consumers: usize,
+    /// Bytes held at most (queued and in flight), whatever the sizer.
+    pub max_bytes: u64,
 }
 
 impl SendingQueue {
-    /// Queue capacity and consumers per core: disabled means one request at a time.
-    pub fn shape(&self) -> (usize, usize) {
+    /// The queue's shape per core; `default_bytes` is the byte cap when `tailgate.max_bytes_per_core`
+    /// is absent. A disabled queue holds one request waiting and one being sent.
+    pub fn shape(&self, default_bytes: u64) -> QueueShape {
+        let max_bytes = self.tailgate.max_bytes_per_core.unwrap_or(default_bytes);
         if self.enabled {
-            (self.queue_size, self.num_consumers)
+            QueueShape {
+                sizer: self.sizer(),
+                capacity: self.queue_size,
+                consumers: self.num_consumers,
+                max_bytes,
+            }
         } else {
-            (1, 1)
+            QueueShape {
+                sizer: Sizer::Requests,
+                capacity: 2,
+                consumers: 1,
+                max_bytes,
+            }
         }
+    }
+
+    /// The configured sizer (validated; the default when absent).
+    pub fn sizer(&self) -> Sizer {
+        self.sizer
+            .as_deref()
+            .and_then(Sizer::parse)
+            .unwrap_or_default()
     }
 }
 
@@ -183,8 +275,10 @@ impl Default for SendingQueue {
             num_consumers: 10,
             queue_size: 1000,
             blocking: false,
+            block_on_overflow: false,
             storage: None,
             sizer: None,
+            tailgate: QueueLimits::default(),
         }
     }
 }
@@ -204,11 +298,16 @@ impl SendingQueue {
         // A pipeline hands a batch to the queue without waiting (a full queue refuses it, counted
         // in otelcol_exporter_enqueue_failed_spans_total): silently ignoring `blocking: true` would
         // drop what the user asked to keep.
-        if self.blocking {
-            errors.push(
-                join(path, "blocking"),
-                "true is not supported in tailgate yet (a full queue refuses the batch); remove it or set it to false",
-            );
+        for (key, on) in [
+            ("blocking", self.blocking),
+            ("block_on_overflow", self.block_on_overflow),
+        ] {
+            if on {
+                errors.push(
+                    join(path, key),
+                    "true is not supported in tailgate yet (a full queue refuses the batch); remove it or set it to false",
+                );
+            }
         }
         if self.storage.is_some() {
             errors.push(
@@ -217,12 +316,18 @@ impl SendingQueue {
             );
         }
         if let Some(s) = &self.sizer {
-            if s != "requests" {
+            if Sizer::parse(s).is_none() {
                 errors.push(
                     join(path, "sizer"),
-                    format!("{s:?} is not implemented; allowed: requests"),
+                    format!("invalid sizer {s:?}; allowed: requests (default), items, bytes"),
                 );
             }
+        }
+        if self.tailgate.max_bytes_per_core == Some(0) {
+            errors.push(
+                join(path, "tailgate.max_bytes_per_core"),
+                "must be greater than zero (bytes)",
+            );
         }
     }
 }

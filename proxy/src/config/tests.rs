@@ -433,6 +433,97 @@ fn retry_intervals_of_zero_and_a_blocking_queue_are_refused_with_key_paths() {
     assert!(load_one("ok.yaml", &text).is_ok());
 }
 
+/// MINIMAL with `keys` (one YAML line, four-space indent) added to the otlp exporter.
+fn with_exporter_keys(keys: &str) -> String {
+    MINIMAL.replace(
+        "    tls:\n      insecure: true\n",
+        &format!("    tls:\n      insecure: true\n{keys}\n"),
+    )
+}
+
+fn otlp_exporter(c: &Config) -> &crate::exporter::otlp::config::OtlpExporterConfig {
+    match &c.exporters[&ComponentId::parse("otlp").unwrap()] {
+        ExporterConfig::Otlp(e) => e,
+        _ => panic!("not an otlp exporter"),
+    }
+}
+
+#[test]
+fn sending_queue_sizers_parse_as_the_collector_spells_them() {
+    use crate::config::common::Sizer;
+    let c = load_one("m.yaml", MINIMAL).unwrap();
+    let q = &otlp_exporter(&c).sending_queue;
+    assert_eq!(q.sizer(), Sizer::Requests, "the collector's default");
+    assert_eq!(q.tailgate.max_bytes_per_core, None);
+    for (text, sizer) in [
+        ("requests", Sizer::Requests),
+        ("items", Sizer::Items),
+        ("bytes", Sizer::Bytes),
+    ] {
+        let keys = format!(
+            "    sending_queue: {{sizer: {text}, queue_size: 5000, tailgate: {{max_bytes_per_core: 1048576}}}}"
+        );
+        let c = load_one("s.yaml", &with_exporter_keys(&keys)).unwrap();
+        let shape = otlp_exporter(&c).sending_queue.shape(7);
+        assert_eq!(
+            (shape.sizer, shape.capacity, shape.max_bytes),
+            (sizer, 5000, 1 << 20)
+        );
+    }
+    // Without the tailgate key, the default handed in (from memory_limiter) applies.
+    let c = load_one(
+        "d.yaml",
+        &with_exporter_keys("    sending_queue: {sizer: items}"),
+    )
+    .unwrap();
+    assert_eq!(otlp_exporter(&c).sending_queue.shape(7).max_bytes, 7);
+}
+
+#[test]
+fn a_bad_sizer_a_zero_byte_cap_and_block_on_overflow_are_refused_with_key_paths() {
+    let keys = "    sending_queue: {sizer: spans, block_on_overflow: true, tailgate: {max_bytes_per_core: 0}}";
+    let m = messages(&load_one("q.yaml", &with_exporter_keys(keys)).unwrap_err());
+    let expect = [
+        "q.yaml: exporters.otlp.sending_queue.sizer: invalid sizer \"spans\"; allowed: requests (default), items, bytes",
+        "q.yaml: exporters.otlp.sending_queue.block_on_overflow: true is not supported in tailgate yet",
+        "q.yaml: exporters.otlp.sending_queue.tailgate.max_bytes_per_core: must be greater than zero",
+    ];
+    for e in expect {
+        assert!(
+            m.iter().any(|x| x.starts_with(e)),
+            "missing {e:?} in {m:#?}"
+        );
+    }
+    assert_eq!(m.len(), expect.len(), "{m:#?}");
+    // The loadbalancing exporter's backends take the same block.
+    let lb = "
+receivers: {otlp: {protocols: {grpc: }}}
+exporters:
+  loadbalancing:
+    protocol: {otlp: {sending_queue: {sizer: Bytes}}}
+    resolver: {static: {hostnames: [a]}}
+service: {pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}}
+";
+    let m = messages(&load_one("lb.yaml", lb).unwrap_err());
+    assert!(
+        m.iter().any(|x| x.starts_with(
+            "lb.yaml: exporters.loadbalancing.protocol.otlp.sending_queue.sizer: invalid sizer \"Bytes\""
+        )),
+        "{m:#?}"
+    );
+}
+
+#[test]
+fn an_initial_interval_of_zero_alone_is_refused() {
+    let keys = "    retry_on_failure: {initial_interval: 0s}";
+    let m = messages(&load_one("r.yaml", &with_exporter_keys(keys)).unwrap_err());
+    assert_eq!(
+        m,
+        ["r.yaml: exporters.otlp.retry_on_failure.initial_interval: must be greater than zero"],
+        "{m:#?}"
+    );
+}
+
 #[test]
 fn health_check_readiness_path_defaults_and_is_checked() {
     let text = |ext: &str| {

@@ -192,7 +192,8 @@ impl Cx<'_> {
         let tls = self.shared.tls_clients.get(id).cloned();
         let consumer: Rc<dyn Consumer> = match self.shared.config.exporters.get(id) {
             Some(ExporterConfig::Otlp(c)) => {
-                let e = otlp::start(self.core, self.registry(), &name, c, tls)
+                let bytes = self.shared.queue_bytes_default;
+                let e = otlp::start(self.core, self.registry(), &name, c, tls, bytes)
                     .map_err(|e| StartError::component(path.clone(), e))?;
                 self.drain(&e);
                 e
@@ -204,6 +205,7 @@ impl Cx<'_> {
                     name: &name,
                     config: c,
                     tls,
+                    default_bytes: self.shared.queue_bytes_default,
                 };
                 let e = crate::exporter::otlphttp::start(setup)
                     .map_err(|e| StartError::component(path.clone(), e))?;
@@ -218,12 +220,20 @@ impl Cx<'_> {
             Some(ExporterConfig::Nop(_)) => Rc::new(NopExporter { sent: sent(self) }),
             Some(ExporterConfig::LoadBalancing(c)) => {
                 let b = self.shared.balancers.get(id).ok_or_else(missing)?;
+                let max_bytes = c
+                    .protocol
+                    .otlp
+                    .sending_queue
+                    .shape(self.shared.queue_bytes_default)
+                    .max_bytes;
                 let factory = BackendFactory {
                     core: self.core,
                     registry: self.shared.registry.clone(),
                     name: name.clone(),
                     config: Arc::new((**c).clone()),
                     tls: b.tls.clone(),
+                    max_bytes,
+                    byte_share: Rc::new(std::cell::Cell::new(max_bytes)),
                 };
                 let lb = LoadBalancer::new(b.routes.clone(), c.routing_key(), factory);
                 self.drain(&lb);

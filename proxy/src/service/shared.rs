@@ -16,6 +16,7 @@ use crate::config::{
 };
 use crate::connector::spanmetrics::merger::MergerHandle;
 use crate::exporter::loadbalancing::routes::Balancer;
+use crate::exporter::otlp::occupancy::default_max_bytes;
 use crate::processor::memory_limiter::processor::{self as memlimit, Limits, MemoryState};
 use crate::processor::tail_sampling::processor::Part;
 use crate::runtime::{listen, mesh, stop};
@@ -51,6 +52,9 @@ pub struct Shared {
     pub tls_clients: BTreeMap<ComponentId, ClientSetup>,
     /// Core meshes of `tail_sampling` instances, by `pipeline/processor` key ([`mesh_key`]).
     pub meshes: BTreeMap<String, Arc<mesh::MeshSetup<Part>>>,
+    /// Byte cap of each exporter's sending queue per core unless the exporter sets
+    /// `sending_queue.tailgate.max_bytes_per_core` (`occupancy::default_max_bytes`).
+    pub queue_bytes_default: u64,
 }
 
 /// The key of one `tail_sampling` instance's mesh: processors are instantiated per pipeline.
@@ -70,7 +74,12 @@ pub fn start(
     stop_threads: &Arc<AtomicBool>,
 ) -> Result<(Arc<Shared>, BTreeMap<String, SocketAddr>), StartError> {
     let registry = Registry::new(cores);
-    let memory = start_memory_limiters(&config, stop_threads)?;
+    let (memory, soft_limit) = start_memory_limiters(&config, stop_threads)?;
+    let queue_bytes_default = default_max_bytes(soft_limit, cores, queued_exporters(&config));
+    tracing::info!(
+        queue_bytes_default,
+        "sending queues hold at most this many bytes per exporter and core unless sending_queue.tailgate.max_bytes_per_core is set"
+    );
     let healthy = Arc::new(AtomicBool::new(false));
     let mut ports = start_admin(&config, &registry, &healthy, &shutdown, stop_threads)?;
     let spanmetrics = crate::connector::start::start(&config, &registry, stop_threads, &mut ports)
@@ -96,6 +105,7 @@ pub fn start(
         tls_clients,
         balancers,
         spanmetrics,
+        queue_bytes_default,
     });
     Ok((shared, ports))
 }
@@ -172,11 +182,32 @@ fn client_tls(config: &Config) -> Result<BTreeMap<ComponentId, ClientSetup>, Sta
     Ok(clients)
 }
 
+/// Exporters with a sending queue (each gets its own byte cap per core).
+fn queued_exporters(config: &Config) -> usize {
+    config
+        .exporters
+        .values()
+        .filter(|e| {
+            matches!(
+                e,
+                ExporterConfig::Otlp(_)
+                    | ExporterConfig::OtlpHttp(_)
+                    | ExporterConfig::LoadBalancing(_)
+            )
+        })
+        .count()
+}
+
+/// Each memory_limiter's measurement by processor id.
+type MemoryStates = BTreeMap<ComponentId, Arc<MemoryState>>;
+
+/// Starts one checker per memory_limiter; also returns the lowest soft limit (bytes).
 fn start_memory_limiters(
     config: &Config,
     stop: &Arc<AtomicBool>,
-) -> Result<BTreeMap<ComponentId, Arc<MemoryState>>, StartError> {
+) -> Result<(MemoryStates, Option<u64>), StartError> {
     let mut out = BTreeMap::new();
+    let mut lowest_soft: Option<u64> = None;
     for (id, p) in &config.processors {
         if let ProcessorConfig::MemoryLimiter(c) = p {
             let path = format!("processors.{id}");
@@ -190,9 +221,10 @@ fn start_memory_limiters(
             let state = memlimit::start_checker(limits, c, stop.clone())
                 .map_err(|e| StartError::component(path, format!("cannot start checker: {e}")))?;
             out.insert(id.clone(), state);
+            lowest_soft = Some(lowest_soft.map_or(limits.soft, |s| s.min(limits.soft)));
         }
     }
-    Ok(out)
+    Ok((out, lowest_soft))
 }
 
 fn start_admin(

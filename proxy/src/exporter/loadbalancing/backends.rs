@@ -1,7 +1,9 @@
 //! One core's backends: an `otlp` exporter per backend endpoint, made when the endpoint appears
-//! in a published table and dropped when it leaves (its queue then drains on its own: the sending
-//! half goes away, the consumers finish what is queued and stop).
+//! in a published table and retired when it leaves: its consumers stop retrying and hand what it
+//! holds back to the load balancer, which routes it through the current table; once it holds
+//! nothing it is dropped (its consumers stop).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -38,6 +40,9 @@ pub enum DropReason {
     NoExporter,
     /// The batch could not be split (malformed protobuf).
     Malformed,
+    /// Queued for a backend that left the table and could not be routed again (no backend
+    /// left, or shutdown came first).
+    BackendRemoved,
 }
 
 impl DropReason {
@@ -47,6 +52,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::NoExporter => "no_exporter",
             DropReason::Malformed => "malformed",
+            DropReason::BackendRemoved => "backend_removed",
         }
     }
 }
@@ -102,6 +108,20 @@ impl Backend {
     pub fn abandon(&self) -> u64 {
         self.exporter.as_ref().map_or(0, |e| e.abandon())
     }
+
+    /// The backend left the table: stop retrying and hand what is held back.
+    fn retire(&self) {
+        if let Some(e) = &self.exporter {
+            e.retire();
+        }
+    }
+
+    /// What a retired backend handed back since the last call.
+    fn take_orphans(&self) -> Vec<Payload> {
+        self.exporter
+            .as_ref()
+            .map_or_else(Vec::new, |e| e.take_orphans())
+    }
 }
 
 /// What a core needs to make backend exporters.
@@ -116,6 +136,11 @@ pub struct BackendFactory {
     pub config: Arc<LoadBalancingConfig>,
     /// TLS client settings when the backends are dialled with TLS.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Bytes all backends' queues may hold together on this core (`max_bytes_per_core`).
+    pub max_bytes: u64,
+    /// Each backend's byte cap: `max_bytes` over the number of backends in the table, so one
+    /// slow backend cannot take the room of the others. Shared by every backend's queue.
+    pub byte_share: Rc<Cell<u64>>,
 }
 
 impl BackendFactory {
@@ -188,6 +213,7 @@ impl BackendFactory {
             &c,
             tls,
             seed(self.core, endpoint),
+            self.byte_share.clone(),
         )
     }
 }
@@ -208,6 +234,8 @@ pub struct Backends {
     generation: u64,
     /// `by_index[i]` serves member `i` of the current table.
     by_index: Vec<Rc<Backend>>,
+    /// Backends that left the table and still hold data (queued, in flight or handed back).
+    retired: Vec<Rc<Backend>>,
 }
 
 impl Backends {
@@ -230,10 +258,13 @@ impl Backends {
                     .unwrap_or_else(|| Rc::new(factory.make(endpoint)))
             })
             .collect();
-        for gone in old.keys() {
-            tracing::debug!(exporter = %factory.name, endpoint = %gone, core = factory.core, "backend removed; its queue drains");
+        for (endpoint, gone) in old {
+            tracing::debug!(exporter = %factory.name, %endpoint, core = factory.core, "backend removed; what it holds is routed again");
+            gone.retire();
+            self.retired.push(gone);
         }
-        drop(old);
+        let share = factory.max_bytes / self.by_index.len().max(1) as u64;
+        factory.byte_share.set(share);
         // Series of backends gone on every core whose queues have drained are folded into
         // `endpoint="_removed"`: the output stays bounded under churn and totals stay correct.
         factory.registry.fold_unused("endpoint", REMOVED_ENDPOINT);
@@ -246,13 +277,32 @@ impl Backends {
         self.by_index.get(index)
     }
 
-    /// Batches queued or being sent over all current backends.
+    /// Batches queued or being sent over all backends, retired ones included.
     pub fn pending(&self) -> usize {
-        self.by_index.iter().map(|b| b.pending()).sum()
+        self.all().map(|b| b.pending()).sum()
     }
 
     /// Counts what is still queued as failed; returns the spans.
     pub fn abandon(&self) -> u64 {
-        self.by_index.iter().map(|b| b.abandon()).sum()
+        self.all().map(|b| b.abandon()).sum()
+    }
+
+    /// What retired backends handed back; retired backends that hold nothing more are dropped
+    /// (their consumers then stop and their metric series can be folded).
+    pub fn take_orphans(&mut self) -> Vec<Payload> {
+        let mut out = Vec::new();
+        for b in &self.retired {
+            out.extend(b.take_orphans());
+        }
+        let before = self.retired.len();
+        self.retired.retain(|b| b.pending() > 0);
+        if self.retired.len() != before {
+            tracing::debug!(retired = self.retired.len(), "removed backends drained");
+        }
+        out
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Rc<Backend>> {
+        self.by_index.iter().chain(&self.retired)
     }
 }

@@ -1,6 +1,12 @@
 //! The per-core `loadbalancing` exporter: one atomic load of the published routes per batch, a
 //! `proto` split of the batch by owner, and each part handed to that owner's `otlp` exporter on
 //! this core.
+//!
+//! What a removed backend still held is routed again through the current table (split by trace
+//! ID as any batch): consistent hashing has moved that backend's traces to other members, and
+//! their new spans already go there, so the queued spans join them instead of being lost or
+//! retried against an address that left. This splits no trace that the table change did not
+//! split already (what the removed backend received before is there, the rest at the new owner).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -35,6 +41,10 @@ pub struct LoadBalancer {
     scratch: RefCell<Scratch>,
     /// Batches that could not be split.
     dropped_malformed: Local,
+    /// Spans of removed backends that could not be routed again.
+    dropped_removed: Local,
+    /// `tailgate_loadbalancer_rerouted_spans_total`: spans of removed backends routed again.
+    rerouted: Local,
 }
 
 impl LoadBalancer {
@@ -44,16 +54,29 @@ impl LoadBalancer {
         factory
             .registry
             .fold_on_scrape("endpoint", super::backends::REMOVED_ENDPOINT);
-        let dropped_malformed = factory
+        let dropped = |reason: DropReason| {
+            factory
+                .registry
+                .register(
+                    DROPPED,
+                    DROPPED_HELP,
+                    Kind::Counter,
+                    &[
+                        ("exporter", factory.name.as_str()),
+                        ("reason", reason.label()),
+                    ],
+                )
+                .local(factory.core)
+        };
+        let dropped_malformed = dropped(DropReason::Malformed);
+        let dropped_removed = dropped(DropReason::BackendRemoved);
+        let rerouted = factory
             .registry
             .register(
-                DROPPED,
-                DROPPED_HELP,
+                "tailgate_loadbalancer_rerouted_spans_total",
+                "Spans queued for a backend that left the routing table, routed again through the current table.",
                 Kind::Counter,
-                &[
-                    ("exporter", factory.name.as_str()),
-                    ("reason", DropReason::Malformed.label()),
-                ],
+                &[("exporter", factory.name.as_str())],
             )
             .local(factory.core);
         let lb = Rc::new(LoadBalancer {
@@ -63,6 +86,8 @@ impl LoadBalancer {
             backends: RefCell::default(),
             scratch: RefCell::default(),
             dropped_malformed,
+            dropped_removed,
+            rerouted,
         });
         // Connect to the backends known at start-up before traffic arrives.
         lb.backends
@@ -71,14 +96,80 @@ impl LoadBalancer {
         lb
     }
 
-    /// Batches queued or being sent to the current backends (shutdown drain).
+    /// Batches queued or being sent to the backends, removed ones included (shutdown drain).
     pub fn pending(&self) -> usize {
         self.backends.borrow().pending()
     }
 
-    /// Counts what is still queued as failed (shutdown deadline); returns the spans.
+    /// Counts what is still queued as failed (shutdown deadline); returns the spans. What
+    /// removed backends handed back and was not routed yet is dropped as `backend_removed`.
     pub fn abandon(&self) -> u64 {
-        self.backends.borrow().abandon()
+        let mut backends = self.backends.borrow_mut();
+        let orphans: u64 = backends.take_orphans().iter().map(|p| p.items).sum();
+        self.dropped_removed.add(orphans);
+        backends.abandon() + orphans
+    }
+
+    /// Follows the published routes, then routes what removed backends handed back through
+    /// them. Called for every batch and by [`follow_routes`].
+    fn follow(&self) -> arc_swap::Guard<Arc<super::routes::Routes>> {
+        let routes = self.routes.load();
+        let mut backends = self.backends.borrow_mut();
+        backends.follow(&routes, &self.factory);
+        let orphans = backends.take_orphans();
+        if orphans.is_empty() {
+            return routes;
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        for data in orphans {
+            self.reroute(&mut scratch, &backends, &routes.table, &data);
+        }
+        routes
+    }
+
+    /// Routes one request a removed backend handed back. Parts the new owners' queues refuse
+    /// are dropped and counted at those backends (`queue_full`); nobody waits for an answer.
+    fn reroute(
+        &self,
+        scratch: &mut Scratch,
+        backends: &Backends,
+        table: &RoutingTable,
+        data: &Payload,
+    ) {
+        if table.is_empty() {
+            self.dropped_removed.add(data.items);
+            return;
+        }
+        match self.split(scratch, data, table) {
+            Ok(()) => {
+                self.rerouted.add(data.items);
+                // `Whole::Drop` never refuses: every refused part is counted where it was refused.
+                let _ = hand_over(scratch, backends, data, Whole::Drop);
+            }
+            Err(e) => {
+                tracing::warn!(exporter = %self.factory.name, spans = data.items, "dropping a removed backend's batch that cannot be split: {e}");
+                self.dropped_malformed.add(data.items);
+            }
+        }
+    }
+
+    /// Splits `data` by the routing key into `scratch`, one output per member of `table`.
+    fn split(
+        &self,
+        scratch: &mut Scratch,
+        data: &Payload,
+        table: &RoutingTable,
+    ) -> Result<(), tailgate_proto::ScanError> {
+        let n = table.len();
+        scratch.outs.resize_with(n, Vec::new);
+        scratch.outs.truncate(n);
+        scratch.outs.iter_mut().for_each(Vec::clear);
+        scratch.counts.clear();
+        scratch.counts.resize(n, 0);
+        match self.key {
+            RoutingKey::TraceId => split_by_trace(scratch, &data.body, table),
+            RoutingKey::Service => split_by_service(scratch, &data.body, table),
+        }
     }
 }
 
@@ -95,45 +186,47 @@ pub async fn follow_routes(lb: std::rc::Weak<LoadBalancer>) {
         let Some(lb) = lb.upgrade() else {
             return;
         };
-        let routes = lb.routes.load();
-        lb.backends.borrow_mut().follow(&routes, &lb.factory);
+        lb.follow();
     }
 }
 
 impl Consumer for LoadBalancer {
     fn consume(&self, data: Payload) -> Result<(), Refusal> {
-        let routes = self.routes.load();
-        let mut backends = self.backends.borrow_mut();
-        backends.follow(&routes, &self.factory);
+        let routes = self.follow();
         let table = &routes.table;
-        let n = table.len();
-        if n == 0 {
+        if table.is_empty() {
             tracing::warn!(exporter = %self.factory.name, spans = data.items, "no backends resolved yet: refusing");
             return Err(Refusal::NoRoute);
         }
+        let backends = self.backends.borrow();
         let mut scratch = self.scratch.borrow_mut();
-        let scratch = &mut *scratch;
-        scratch.outs.resize_with(n, Vec::new);
-        scratch.outs.truncate(n);
-        scratch.outs.iter_mut().for_each(Vec::clear);
-        scratch.counts.clear();
-        scratch.counts.resize(n, 0);
-        let split = match self.key {
-            RoutingKey::TraceId => split_by_trace(scratch, &data.body, table),
-            RoutingKey::Service => split_by_service(scratch, &data.body, table),
-        };
-        if let Err(e) = split {
+        if let Err(e) = self.split(&mut scratch, &data, table) {
             tracing::warn!(exporter = %self.factory.name, spans = data.items, "dropping a batch that cannot be split: {e}");
             self.dropped_malformed.add(data.items);
             return Ok(());
         }
-        hand_over(scratch, &backends, &data)
+        hand_over(&mut scratch, &backends, &data, Whole::Refuse)
     }
 }
 
+/// What [`hand_over`] does when every part is refused.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Whole {
+    /// Refuse the whole request uncounted (the client is answered and may retry all of it).
+    Refuse,
+    /// Drop and count every part (nobody to answer: a removed backend's data routed again).
+    Drop,
+}
+
 /// Hands each destination's part to its backend. Refused parts are dropped and counted, except
-/// when every part was refused: then nothing was taken and the caller may retry all of it.
-fn hand_over(scratch: &mut Scratch, backends: &Backends, data: &Payload) -> Result<(), Refusal> {
+/// when every part was refused and `whole` is [`Whole::Refuse`]: then nothing was taken and the
+/// caller may retry all of it.
+fn hand_over(
+    scratch: &mut Scratch,
+    backends: &Backends,
+    data: &Payload,
+    whole: Whole,
+) -> Result<(), Refusal> {
     let mut accepted = false;
     let mut refused: Vec<(usize, u64)> = Vec::new();
     for (d, out) in scratch.outs.iter_mut().enumerate() {
@@ -151,7 +244,7 @@ fn hand_over(scratch: &mut Scratch, backends: &Backends, data: &Payload) -> Resu
             Err(_) => refused.push((d, spans)),
         }
     }
-    if !accepted && !refused.is_empty() {
+    if !accepted && !refused.is_empty() && whole == Whole::Refuse {
         return Err(Refusal::QueueFull);
     }
     for (d, spans) in refused {
@@ -216,7 +309,8 @@ fn split_by_service(
 
 impl Drain for LoadBalancer {
     fn flush(&self, _until: std::time::Instant) -> LocalFuture<'_> {
-        // Backends' queues send on their own; the drain only waits for them.
+        // Backends' queues send on their own; what removed backends handed back is routed now.
+        self.follow();
         Box::pin(std::future::ready(()))
     }
 

@@ -7,8 +7,14 @@
 //! batch is given up at once. A server's delay is untrusted input, so the time arithmetic is
 //! checked: an absurd delay is past every budget, never an `Instant` overflow (a panic that
 //! `panic = "abort"` turns into the loss of the process).
+//!
+//! The queue is bounded twice (see [`super::occupancy`]): by `queue_size` in the unit of the
+//! collector's `sizer` and by a byte cap that is always on, both counting what is being sent
+//! until its send is over. A loadbalancing backend that leaves the routing table is *retired*:
+//! its consumers stop retrying and hand what they hold back ([`OtlpExporter::take_orphans`]) for
+//! the load balancer to route through the current table.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -18,9 +24,12 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use bytes::Bytes;
 
 use super::client::Client;
+use super::occupancy::{Admit, Full, Held, Occupancy};
 use super::status::ExportError;
-use crate::config::common::RetryOnFailure;
+use crate::config::common::{QueueShape, RetryOnFailure};
 use crate::pipeline::{Consumer, Drain, LocalFuture, Payload, Refusal, Signal};
+use crate::runtime::stop::Latch;
+use crate::runtime::time::unless;
 use crate::telemetry::metrics::{Kind, Local, Registry};
 
 /// One attempt to deliver a serialized `ExportTraceServiceRequest`: what the queue's consumers
@@ -50,8 +59,10 @@ const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Every span counted in `otelcol_exporter_send_failed_spans_total` is counted here once too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailReason {
-    /// The sending queue was full.
+    /// The sending queue was full (`queue_size` in the sizer's unit).
     QueueFull,
+    /// The sending queue's byte cap (`sending_queue.tailgate.max_bytes_per_core`) was reached.
+    QueueBytes,
     /// The backend answered with a status that is not retried.
     Permanent,
     /// A retryable failure with `retry_on_failure.enabled: false`.
@@ -64,8 +75,9 @@ pub enum FailReason {
 
 impl FailReason {
     /// Every reason, in declaration order (so `ALL[r as usize] == r`).
-    const ALL: [FailReason; 5] = [
+    const ALL: [FailReason; 6] = [
         FailReason::QueueFull,
+        FailReason::QueueBytes,
         FailReason::Permanent,
         FailReason::RetryDisabled,
         FailReason::RetryBudget,
@@ -76,6 +88,7 @@ impl FailReason {
     pub fn label(self) -> &'static str {
         match self {
             FailReason::QueueFull => "queue_full",
+            FailReason::QueueBytes => "queue_byte_limit",
             FailReason::Permanent => "permanent",
             FailReason::RetryDisabled => "retry_disabled",
             FailReason::RetryBudget => "retry_budget",
@@ -92,13 +105,15 @@ pub struct ExporterMetrics {
     /// `otelcol_exporter_send_failed_spans_total`; add through [`ExporterMetrics::failed`].
     pub send_failed: Local,
     /// `tailgate_exporter_send_failed_spans_total{reason}`, indexed by `FailReason as usize`.
-    failed_by_reason: [Local; 5],
+    failed_by_reason: [Local; 6],
     /// `otelcol_exporter_enqueue_failed_spans_total`.
     pub enqueue_failed: Local,
-    /// `otelcol_exporter_queue_size` (batches).
+    /// `otelcol_exporter_queue_size`, in the sizer's unit (what is being sent included).
     pub queue_size: Local,
-    /// `otelcol_exporter_queue_capacity`.
+    /// `otelcol_exporter_queue_capacity`, in the sizer's unit.
     pub queue_capacity: Local,
+    /// `tailgate_exporter_queue_bytes`: bytes queued or being sent.
+    pub queue_bytes: Local,
 }
 
 impl ExporterMetrics {
@@ -159,6 +174,10 @@ impl ExporterMetrics {
                 "otelcol_exporter_queue_capacity",
                 "Fixed capacity of the retry queue (in batches).",
             ),
+            queue_bytes: gauge(
+                "tailgate_exporter_queue_bytes",
+                "Bytes of serialized requests in the sending queue or being sent.",
+            ),
         }
     }
 
@@ -195,57 +214,91 @@ impl WarnGate {
     }
 }
 
-/// The queue's sending half, which is what pipelines consume into.
-pub struct OtlpExporter {
-    queue: LocalSender<Payload>,
-    /// Batches a consumer has taken and not finished (for the shutdown drain).
-    busy: Rc<Cell<usize>>,
-    /// Spans queued or being sent (what shutdown reports as lost if the deadline passes).
-    pending_spans: Rc<Cell<u64>>,
-    metrics: ExporterMetrics,
-    name: String,
-    warn: Rc<WarnGate>,
+/// A request in the queue and what it holds of the queue's limits.
+struct Queued {
+    data: Payload,
+    held: Held,
 }
 
-/// Starts the consumers of one exporter on the current core.
+/// What the queue's sending half and its consumers share on one core.
+struct QueueState {
+    occupancy: Occupancy,
+    /// Batches a consumer has taken and not finished (for the shutdown drain).
+    busy: Cell<usize>,
+    /// Spans queued or being sent (what shutdown reports as lost if the deadline passes).
+    pending_spans: Cell<u64>,
+    metrics: ExporterMetrics,
+    name: String,
+    warn: WarnGate,
+    /// Set when a loadbalancing backend leaves the table: consumers stop retrying and hand
+    /// what they hold to `orphans` instead of sending it.
+    retired: Latch,
+    /// Requests handed back after retirement, for the load balancer to route again.
+    orphans: RefCell<Vec<Payload>>,
+}
+
+impl QueueState {
+    /// Gives back what a request held once it left the queue for good (sent, failed, orphaned).
+    fn finish(&self, items: u64, held: Held) {
+        self.occupancy.release(held);
+        self.metrics.queue_size.sub(held.size);
+        self.metrics.queue_bytes.sub(held.bytes);
+        self.pending_spans
+            .set(self.pending_spans.get().saturating_sub(items));
+    }
+
+    /// Hands `data` back for re-routing (the backend was retired).
+    fn orphan(&self, data: Payload, held: Held) {
+        self.finish(data.items, held);
+        self.orphans.borrow_mut().push(data);
+    }
+}
+
+/// The queue's sending half, which is what pipelines consume into.
+pub struct OtlpExporter {
+    queue: LocalSender<Queued>,
+    state: Rc<QueueState>,
+}
+
+/// Starts the consumers of one exporter on the current core. `max_bytes` is the byte cap,
+/// read at each admission (a loadbalancing exporter's backends share one and it changes with
+/// their number); `shape.max_bytes` is not used here.
+#[allow(clippy::too_many_arguments)]
 pub fn start<T: Transport + 'static>(
     name: String,
     client: T,
     retry: RetryOnFailure,
-    queue_size: usize,
-    consumers: usize,
+    shape: QueueShape,
+    max_bytes: Rc<Cell<u64>>,
     metrics: ExporterMetrics,
     seed: u64,
 ) -> Rc<OtlpExporter> {
-    let (tx, rx) = local_channel::new_bounded(queue_size.max(1));
-    metrics.queue_capacity.set(queue_size as u64);
+    // Unbounded as a channel: the occupancy bounds it, in the sizer's unit and in bytes.
+    let (tx, rx) = local_channel::new_unbounded();
+    metrics.queue_capacity.set(shape.capacity);
     let rx = Rc::new(rx);
     let client = Rc::new(client);
-    let busy = Rc::new(Cell::new(0));
-    let pending_spans = Rc::new(Cell::new(0));
-    let warn = Rc::new(WarnGate::default());
-    for i in 0..consumers.max(1) {
+    let state = Rc::new(QueueState {
+        occupancy: Occupancy::new(&shape, max_bytes),
+        busy: Cell::new(0),
+        pending_spans: Cell::new(0),
+        metrics,
+        name,
+        warn: WarnGate::default(),
+        retired: Latch::default(),
+        orphans: RefCell::default(),
+    });
+    for i in 0..shape.consumers.max(1) {
         let worker = Worker {
-            busy: busy.clone(),
-            pending_spans: pending_spans.clone(),
+            state: state.clone(),
             rx: rx.clone(),
             client: client.clone(),
             retry: retry.clone(),
-            metrics: metrics.clone(),
-            name: name.clone(),
-            warn: warn.clone(),
             rng: seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         };
         glommio::spawn_local(worker.run()).detach();
     }
-    Rc::new(OtlpExporter {
-        queue: tx,
-        busy,
-        pending_spans,
-        metrics,
-        name,
-        warn,
-    })
+    Rc::new(OtlpExporter { queue: tx, state })
 }
 
 impl OtlpExporter {
@@ -254,66 +307,105 @@ impl OtlpExporter {
         self.queue.len()
     }
 
-    /// Batches queued or being sent.
+    /// Batches queued, being sent, or handed back after retirement and not taken yet.
     pub fn pending(&self) -> usize {
-        self.queue.len() + self.busy.get()
+        self.queue.len() + self.state.busy.get() + self.state.orphans.borrow().len()
+    }
+
+    /// Bytes queued or being sent.
+    pub fn bytes(&self) -> u64 {
+        self.state.occupancy.bytes()
     }
 
     /// Counts the spans still queued or in flight as failed (shutdown deadline passed); returns them.
     pub fn abandon(&self) -> u64 {
-        let spans = self.pending_spans.replace(0);
-        self.metrics.failed(FailReason::Shutdown, spans);
+        let spans = self.state.pending_spans.replace(0);
+        self.state.metrics.failed(FailReason::Shutdown, spans);
         spans
+    }
+
+    /// Stops retrying: from now on the consumers hand what they take, and what fails or waits
+    /// for a retry, to [`OtlpExporter::take_orphans`] instead (a removed loadbalancing backend).
+    /// An attempt already on the wire finishes (cutting it could deliver the spans twice).
+    pub fn retire(&self) {
+        self.state.retired.set();
+    }
+
+    /// Requests handed back since the last call (see [`OtlpExporter::retire`]).
+    pub fn take_orphans(&self) -> Vec<Payload> {
+        std::mem::take(&mut *self.state.orphans.borrow_mut())
+    }
+
+    /// Counts `spans` refused at the queue for `full`, warning at most every 10 s.
+    fn refuse(&self, spans: u64, full: Full) -> Refusal {
+        let s = &self.state;
+        let reason = match full {
+            Full::Capacity => FailReason::QueueFull,
+            Full::Bytes => FailReason::QueueBytes,
+        };
+        s.metrics.enqueue_failed.add(spans);
+        s.metrics.failed(reason, spans);
+        if let Some(quiet) = s.warn.due() {
+            tracing::warn!(exporter = %s.name, spans, reason = reason.label(), batches_given_up_since_last_warning = quiet, "sending queue is full: dropping");
+        }
+        Refusal::QueueFull
     }
 }
 
 impl Consumer for OtlpExporter {
     fn consume(&self, data: Payload) -> Result<(), Refusal> {
+        let s = &self.state;
         let spans = data.items;
-        match self.queue.try_send(data) {
+        let held = match s.occupancy.admit(spans, data.body.len() as u64) {
+            Admit::Taken(held) => held,
+            Admit::Empty => return Ok(()),
+            Admit::Full(full) => return Err(self.refuse(spans, full)),
+        };
+        match self.queue.try_send(Queued { data, held }) {
             Ok(()) => {
-                self.metrics.queue_size.add(1);
-                self.pending_spans.set(self.pending_spans.get() + spans);
+                s.metrics.queue_size.add(held.size);
+                s.metrics.queue_bytes.add(held.bytes);
+                s.pending_spans.set(s.pending_spans.get() + spans);
                 Ok(())
             }
             Err(_) => {
-                self.metrics.enqueue_failed.add(spans);
-                self.metrics.failed(FailReason::QueueFull, spans);
-                if let Some(quiet) = self.warn.due() {
-                    tracing::warn!(exporter = %self.name, spans, batches_given_up_since_last_warning = quiet, "sending queue is full: dropping");
-                }
-                Err(Refusal::QueueFull)
+                // Unbounded: only a closed channel refuses, which a live sender never sees.
+                s.occupancy.release(held);
+                Err(self.refuse(spans, Full::Capacity))
             }
         }
     }
 }
 
 struct Worker<T> {
-    busy: Rc<Cell<usize>>,
-    pending_spans: Rc<Cell<u64>>,
-    rx: Rc<LocalReceiver<Payload>>,
+    state: Rc<QueueState>,
+    rx: Rc<LocalReceiver<Queued>>,
     client: Rc<T>,
     retry: RetryOnFailure,
-    metrics: ExporterMetrics,
-    name: String,
-    warn: Rc<WarnGate>,
     rng: u64,
 }
 
 impl<T: Transport> Worker<T> {
     async fn run(mut self) {
-        while let Some(data) = self.rx.recv().await {
-            self.metrics.queue_size.sub(1);
-            self.busy.set(self.busy.get() + 1);
+        while let Some(Queued { data, held }) = self.rx.recv().await {
+            if self.state.retired.is_set() {
+                self.state.orphan(data, held);
+                continue;
+            }
+            self.state.busy.set(self.state.busy.get() + 1);
             let spans = data.items;
-            self.send(data).await;
-            self.busy.set(self.busy.get() - 1);
-            self.pending_spans
-                .set(self.pending_spans.get().saturating_sub(spans));
+            let orphan = self.send(data).await;
+            self.state.busy.set(self.state.busy.get() - 1);
+            match orphan {
+                Some(data) => self.state.orphan(data, held),
+                None => self.state.finish(spans, held),
+            }
         }
     }
 
-    async fn send(&mut self, data: Payload) {
+    /// Sends with retries; `Some(data)` when the exporter was retired before the data was
+    /// delivered or given up (it is then routed again by the load balancer).
+    async fn send(&mut self, data: Payload) -> Option<Payload> {
         // The retry budget's end; `None`: retry forever (0, or a budget past `Instant`'s range).
         let deadline = Some(self.retry.max_elapsed_time.0)
             .filter(|d| !d.is_zero())
@@ -322,11 +414,14 @@ impl<T: Transport> Worker<T> {
         loop {
             let err = match self.client.send(&data.body).await {
                 Ok(()) => {
-                    self.metrics.sent.add(data.items);
-                    return;
+                    self.state.metrics.sent.add(data.items);
+                    return None;
                 }
                 Err(e) => e,
             };
+            if self.state.retired.is_set() {
+                return Some(data);
+            }
             let next = if !err.retryable {
                 Err(FailReason::Permanent)
             } else if !self.retry.enabled {
@@ -337,10 +432,16 @@ impl<T: Transport> Worker<T> {
             };
             let wait = match next {
                 Ok(wait) => wait,
-                Err(reason) => return self.give_up(&data, reason, &err),
+                Err(reason) => {
+                    self.give_up(&data, reason, &err);
+                    return None;
+                }
             };
-            tracing::debug!(exporter = %self.name, ?wait, "export failed, retrying: {}", err.message);
-            glommio::timer::Timer::new(wait).await;
+            tracing::debug!(exporter = %self.state.name, ?wait, "export failed, retrying: {}", err.message);
+            let waited = unless(glommio::timer::Timer::new(wait), self.state.retired.wait()).await;
+            if waited.is_none() {
+                return Some(data);
+            }
             interval = Duration::from_secs_f64(
                 (interval.as_secs_f64() * self.retry.multiplier)
                     .min(self.retry.max_interval.0.as_secs_f64()),
@@ -349,10 +450,10 @@ impl<T: Transport> Worker<T> {
     }
 
     fn give_up(&self, data: &Payload, reason: FailReason, err: &ExportError) {
-        self.metrics.failed(reason, data.items);
-        if let Some(quiet) = self.warn.due() {
+        self.state.metrics.failed(reason, data.items);
+        if let Some(quiet) = self.state.warn.due() {
             tracing::warn!(
-                exporter = %self.name,
+                exporter = %self.state.name,
                 spans = data.items,
                 reason = reason.label(),
                 throttle = ?err.throttle,

@@ -1,11 +1,14 @@
 //! The `otlp` (gRPC) exporter: `config` keys, `client` (h2 over glommio), `status` (retry rule),
-//! `exporter` (the sending queue + consumers that `otlphttp` and the loadbalancing backends share).
+//! `exporter` (the sending queue + consumers that `otlphttp` and the loadbalancing backends share),
+//! `occupancy` (the queue's limits: `queue_size` by sizer, and the byte cap).
 
 pub mod client;
 pub mod config;
 pub mod exporter;
+pub mod occupancy;
 pub mod status;
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use self::client::{Client, DropReason, GrpcSettings};
@@ -19,14 +22,17 @@ use crate::tls::ClientSetup;
 
 /// Starts one `otlp` exporter on this core: its client and sending queue, metrics labelled
 /// `exporter="name"`. The one construction the service and the loadbalancing backends share.
+/// `default_bytes` is the queue's byte cap unless `sending_queue.tailgate.max_bytes_per_core` is set.
 pub fn start(
     core: usize,
     registry: &Registry,
     name: &str,
     config: &OtlpExporterConfig,
     tls: Option<ClientSetup>,
+    default_bytes: u64,
 ) -> Result<Rc<OtlpExporter>, String> {
     let labels = [("exporter", name)];
+    let max_bytes = config.sending_queue.shape(default_bytes).max_bytes;
     start_labelled(
         core,
         registry,
@@ -35,11 +41,13 @@ pub fn start(
         config,
         tls,
         core as u64 + 1,
+        Rc::new(Cell::new(max_bytes)),
     )
 }
 
-/// [`start`] with the queue's name, metric labels and retry-jitter seed chosen by the caller
-/// (a loadbalancing backend adds its `endpoint`).
+/// [`start`] with the queue's name, metric labels, retry-jitter seed and byte cap chosen by the
+/// caller (a loadbalancing backend adds its `endpoint` and shares the cap with its siblings).
+#[allow(clippy::too_many_arguments)]
 pub fn start_labelled(
     core: usize,
     registry: &Registry,
@@ -48,6 +56,7 @@ pub fn start_labelled(
     config: &OtlpExporterConfig,
     tls: Option<ClientSetup>,
     seed: u64,
+    max_bytes: Rc<Cell<u64>>,
 ) -> Result<Rc<OtlpExporter>, String> {
     let client = Client::new(GrpcSettings {
         target: config.dial_target()?,
@@ -72,13 +81,14 @@ pub fn start_labelled(
         }),
     });
     let metrics = ExporterMetrics::register(registry, core, labels, Signal::Traces);
-    let (queue, consumers) = config.sending_queue.shape();
+    // The byte cap comes from `max_bytes`; the shape's own is not used.
+    let shape = config.sending_queue.shape(0);
     Ok(exporter::start(
         queue_name,
         client,
         config.retry_on_failure.clone(),
-        queue,
-        consumers,
+        shape,
+        max_bytes,
         metrics,
         seed,
     ))

@@ -33,6 +33,8 @@ pub struct CoreSetup<'a> {
     pub config: &'a OtlpHttpExporterConfig,
     /// From the config's `client_tls`, built once at start.
     pub tls: Option<ClientSetup>,
+    /// The queue's byte cap unless `sending_queue.tailgate.max_bytes_per_core` is set.
+    pub default_bytes: u64,
 }
 
 /// Starts the exporter's queue consumers on the current core; fails if the URL is invalid
@@ -44,6 +46,7 @@ pub fn start(setup: CoreSetup<'_>) -> Result<Rc<OtlpExporter>, String> {
         name,
         config: c,
         tls,
+        default_bytes,
     } = setup;
     let url = c.traces_url()?;
     let labels = [("exporter", name)];
@@ -72,13 +75,13 @@ pub fn start(setup: CoreSetup<'_>) -> Result<Rc<OtlpExporter>, String> {
         idle_timeout: c.idle_timeout(),
         dialer: Dialer::new(DEFAULT_USER_TIMEOUT),
     };
-    let (queue_size, consumers) = c.sending_queue.shape();
+    let shape = c.sending_queue.shape(default_bytes);
     Ok(queue::start(
         name.to_owned(),
         HttpClient::new(settings, rejected),
         c.retry_on_failure.clone(),
-        queue_size,
-        consumers,
+        shape,
+        Rc::new(std::cell::Cell::new(shape.max_bytes)),
         metrics,
         core as u64 + 1,
     ))

@@ -3,6 +3,8 @@
 //! (1000 spans of ~225 bytes with 8 attributes) and on a large-attribute request.
 //!
 //! `json/…` compares OTLP/JSON decoding, streaming against the old value tree.
+//! `receive_walk/…` compares the receivers' walk before (`count_spans`) and after (`check_spans`)
+//! the pdata check, and prints an alternating before/after figure.
 //!
 //! Each benchmark runs twice, once reporting spans/s (`spans/…`) and once MB/s (`bytes/…`).
 //! Time is the benchmark thread's *CPU time* (not wall time): the machine these run on is shared
@@ -276,6 +278,57 @@ fn bench_request(c: &mut Criterion<CpuTime>, label: &str, buf: &Bytes) {
     }
 }
 
+/// The receive path's walk before and after the pdata check: `count_spans` (structure only, what
+/// the receivers ran before) against `check_spans` (the same walk checking every span's ids and
+/// wire types). Criterion measures each; `alternate` then runs both in interleaved rounds in this
+/// process and prints the median CPU ns per span of each, so a busy neighbour slows both alike.
+fn bench_receive_walk(c: &mut Criterion<CpuTime>, label: &str, buf: &Bytes) {
+    let spans = tailgate_proto::count_spans(buf).unwrap_or(0) as u64;
+    let mut g = c.benchmark_group(format!("receive_walk/{label}"));
+    g.throughput(Throughput::Elements(spans));
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    g.bench_function("count_spans_before", |b| {
+        b.iter(|| tailgate_proto::count_spans(black_box(buf)))
+    });
+    g.bench_function("check_spans_after", |b| {
+        b.iter(|| tailgate_proto::check_spans(black_box(buf)))
+    });
+    g.finish();
+    alternate(label, buf, spans.max(1));
+}
+
+/// Interleaved rounds of both walks; prints median CPU ns per span.
+fn alternate(label: &str, buf: &[u8], spans: u64) {
+    const ROUNDS: usize = 31;
+    const ITERS: u64 = 200;
+    let per_span = |start: ThreadTime| start.elapsed().as_nanos() as f64 / (ITERS * spans) as f64;
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let t = ThreadTime::now();
+        for _ in 0..ITERS {
+            let _ = black_box(tailgate_proto::count_spans(black_box(buf)));
+        }
+        before.push(per_span(t));
+        let t = ThreadTime::now();
+        for _ in 0..ITERS {
+            let _ = black_box(tailgate_proto::check_spans(black_box(buf)));
+        }
+        after.push(per_span(t));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (b, a) = (median(&mut before), median(&mut after));
+    eprintln!(
+        "receive_walk/{label} alternating ({ROUNDS} rounds × {ITERS}): count_spans {b:.2} ns/span, \
+         check_spans {a:.2} ns/span, added {:.2} ns/span",
+        a - b
+    );
+}
+
 /// OTLP/JSON to protobuf: the streaming transcoder against the value-tree decoder it replaced
 /// (same process, same text, alternating samples), on the request as opentelemetry-proto's serde
 /// writes it.
@@ -313,6 +366,8 @@ fn bench_json(c: &mut Criterion<CpuTime>, label: &str, buf: &Bytes) {
 fn benches(c: &mut Criterion<CpuTime>) {
     bench_request(c, "realistic_1000x225B", &request(1000, 0));
     bench_request(c, "large_attr_100x4KiB", &request(100, 4096));
+    bench_receive_walk(c, "realistic_1000x225B", &request(1000, 0));
+    bench_receive_walk(c, "large_attr_100x4KiB", &request(100, 4096));
     bench_json(c, "realistic_1000x225B", &request(1000, 0));
     bench_json(c, "large_attr_100x4KiB", &request(100, 4096));
 }

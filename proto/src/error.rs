@@ -131,3 +131,90 @@ pub enum BodyError {
     #[error(transparent)]
     Scan(#[from] ScanError),
 }
+
+/// What is wrong with one span that the collector's pdata refuses when it unmarshals a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpanProblem {
+    /// An id whose length is neither 0 (the zero id) nor `want` bytes.
+    IdLength {
+        /// Bytes found.
+        len: usize,
+        /// The id's size: 16 for trace ids, 8 for span ids.
+        want: u8,
+    },
+    /// A known field with a wire type its schema does not allow.
+    WireType {
+        /// Wire type found.
+        got: u8,
+        /// The schema's wire type.
+        want: u8,
+    },
+    /// The span's own fields do not walk (a bad tag or varint, a length past the span's end).
+    Malformed(ScanErrorKind),
+}
+
+/// The first span of a request that pdata would refuse: where it is (as indices into the
+/// request's repeated fields, as a decoder numbers them), which field, and what is wrong.
+///
+/// Displays as the path of the field, e.g.
+/// `resource_spans[0].scope_spans[0].spans[3].trace_id: 8 bytes, want 16 or 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InvalidSpan {
+    /// Index in `ExportTraceServiceRequest.resource_spans`.
+    pub resource: u32,
+    /// Index in that `ResourceSpans.scope_spans`.
+    pub scope: u32,
+    /// Index in that `ScopeSpans.spans`.
+    pub span: u32,
+    /// Index in `Span.links` when the field is a link's.
+    pub link: Option<u32>,
+    /// The field's name in `trace.proto` (`status.code` for the status's); empty when the span
+    /// itself does not walk.
+    pub field: &'static str,
+    /// What is wrong.
+    pub problem: SpanProblem,
+    /// Byte offset of the field (or of the failure) in the request.
+    pub at: usize,
+}
+
+impl std::fmt::Display for InvalidSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "resource_spans[{}].scope_spans[{}].spans[{}]",
+            self.resource, self.scope, self.span
+        )?;
+        if let Some(l) = self.link {
+            write!(f, ".links[{l}]")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ".{}", self.field)?;
+        }
+        match self.problem {
+            SpanProblem::IdLength { len, want } => write!(f, ": {len} bytes, want {want} or 0"),
+            SpanProblem::WireType { got, want } => write!(f, ": wire type {got}, want {want}"),
+            SpanProblem::Malformed(kind) => {
+                write!(f, ": malformed protobuf: {kind:?} at byte {}", self.at)
+            }
+        }
+    }
+}
+
+impl std::error::Error for InvalidSpan {}
+
+/// Why a receiver refuses a request ([`crate::scan::check_spans`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum RequestError {
+    /// The request, a ResourceSpans or a ScopeSpans does not walk: spans cannot be counted.
+    #[error(transparent)]
+    Malformed(#[from] ScanError),
+    /// The structure walks, but a span is one pdata refuses (so the collector refuses the whole
+    /// request); `first` is the first such span, `spans` how many spans the request holds.
+    #[error("invalid span: {first}")]
+    InvalidSpan {
+        /// The first bad span.
+        first: InvalidSpan,
+        /// Spans in the request, bad or not.
+        spans: usize,
+    },
+}

@@ -45,6 +45,12 @@ pub fn scan(data: &[u8]) {
             "scanner rejected what prost accepts"
         );
     }
+    check_agrees(
+        data,
+        &count,
+        views.as_ref().map(Vec::len).ok(),
+        oracle.as_ref(),
+    );
     let Ok(views) = views else { return };
     assert_eq!(count.ok(), Some(views.len()));
     for v in &views {
@@ -82,6 +88,55 @@ pub fn scan(data: &[u8]) {
         };
         let again = again.map(|r| spans(&r));
         assert_eq!(again, Some(spans(&req)), "re-framed request differs");
+    }
+}
+
+/// Oracles of the receivers' check ([`crate::scan::check_spans`]): it counts like
+/// [`crate::scan::count_spans`] (the same structural errors), it is at least as strict as the
+/// gateway's scan (what it accepts scans into as many views), and it accepts whatever prost
+/// decodes with every id 0 or 16 (trace) / 0 or 8 (span) bytes long, which is what pdata accepts
+/// at the depth the check looks.
+fn check_agrees(
+    data: &[u8],
+    count: &Result<usize, crate::ScanError>,
+    views: Option<usize>,
+    oracle: Option<&ExportTraceServiceRequest>,
+) {
+    use crate::error::RequestError;
+    let checked = crate::scan::check_spans(data);
+    match checked {
+        Ok(n) => {
+            assert_eq!(count.ok(), Some(n), "check_spans and count_spans disagree");
+            assert_eq!(views, Some(n), "check_spans accepted what the scan refuses");
+        }
+        Err(RequestError::InvalidSpan { spans, .. }) => assert_eq!(count.ok(), Some(spans)),
+        Err(RequestError::Malformed(e)) => assert_eq!(count.err(), Some(e)),
+    }
+    // Only where prost's re-encoding is as long as the input: prost keeps the last of a repeated
+    // id field where pdata checks every occurrence, and a re-encoding drops exactly such
+    // duplicates (and unknown fields, defaults written out, long varints), so it comes out
+    // shorter.
+    if let Some(req) = oracle.filter(|r| r.encoded_len() == data.len()) {
+        let ok = |id: &[u8], n: usize| id.is_empty() || id.len() == n;
+        let ids_ok = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .all(|s| {
+                ok(&s.trace_id, 16)
+                    && ok(&s.span_id, 8)
+                    && ok(&s.parent_span_id, 8)
+                    && s.links
+                        .iter()
+                        .all(|l| ok(&l.trace_id, 16) && ok(&l.span_id, 8))
+            });
+        if ids_ok {
+            assert!(
+                checked.is_ok(),
+                "check refused what pdata accepts: {checked:?}"
+            );
+        }
     }
 }
 

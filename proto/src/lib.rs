@@ -20,8 +20,8 @@
 //! # Layout
 //!
 //! - [`wire`]: protobuf primitives (varints, tags, a field iterator with prost's validation rules).
-//! - [`scan`]: the structural walk of a request (resource/scope headers, span ranges) and
-//!   [`scan::count_spans`].
+//! - [`scan`]: the structural walk of a request (resource/scope headers, span ranges),
+//!   [`scan::count_spans`] and the receivers' [`scan::check_spans`] (pdata's rules for every span).
 //! - [`span`]: reading one span in place: [`span::SpanRef`] (borrowed, for routing) and
 //!   [`span::SpanFields`] (hot fields read in one walk).
 //! - [`attributes`]: lazy typed attribute lookup ([`attributes::AnyValue`]).
@@ -50,9 +50,9 @@ pub mod view;
 pub mod wire;
 
 pub use compression::{Compression, DEFAULT_MAX_DECODED_SIZE};
-pub use error::{ScanError, ScanErrorKind};
+pub use error::{InvalidSpan, RequestError, ScanError, ScanErrorKind};
 pub use reframe::{reframe, RequestBuilder};
-pub use scan::count_spans;
+pub use scan::{check_spans, count_spans};
 pub use span::SpanRef;
 pub use split::{split, Splitter};
 pub use view::{compact, scan, SpanView};

@@ -10,7 +10,7 @@
 
 use std::ops::Range;
 
-use crate::error::{ScanError, ScanErrorKind};
+use crate::error::{InvalidSpan, RequestError, ScanError, ScanErrorKind};
 use crate::wire::{Fields, LEN};
 
 /// `ExportTraceServiceRequest.resource_spans`.
@@ -242,4 +242,67 @@ pub fn count_spans(buf: &[u8]) -> Result<usize, ScanError> {
         }
     }
     Ok(spans)
+}
+
+/// What the receivers run on every request: [`count_spans`]'s walk, and in the same pass every
+/// span checked as the collector's pdata checks it when it unmarshals (id lengths, wire types of
+/// known span, status and link fields: see [`crate::span`]'s `check`). Returns the span count.
+///
+/// The collector cannot unmarshal a request holding such a span and refuses it whole, so the
+/// receivers do too: [`RequestError::InvalidSpan`] names the first bad span and says how many
+/// spans the request holds (the walk goes on counting after the first bad span, checking no
+/// more). Anything this accepts, [`crate::view::scan`] accepts too, so nothing downstream finds a
+/// span it cannot read.
+///
+/// Cost: measured against [`count_spans`] in `benches/wire.rs` (`receive_walk/…`), see
+/// docs/proto.md.
+pub fn check_spans(buf: &[u8]) -> Result<usize, RequestError> {
+    if u32::try_from(buf.len()).is_err() {
+        return Err(ScanError::new(ScanErrorKind::TooLarge, 0).into());
+    }
+    let mut spans = 0;
+    let mut first: Option<InvalidSpan> = None;
+    let mut resource = 0u32;
+    let mut fields = Fields::new(buf, 0);
+    while let Some(f) = fields.next_field()? {
+        if f.number != REQUEST_RESOURCE_SPANS {
+            continue;
+        }
+        f.expect(LEN, 0)?;
+        let mut scope = 0u32;
+        walk_group(
+            buf,
+            f.value_start,
+            f.end,
+            RESOURCE_SPANS_SCOPE_SPANS,
+            |_, s, e| {
+                let mut span = 0u32;
+                walk_group(
+                    buf,
+                    s,
+                    e,
+                    SCOPE_SPANS_SPANS,
+                    |_, start, end| {
+                        if first.is_none() {
+                            if let Err(fault) = crate::span::check(&buf[start..end], start) {
+                                first = Some(fault.at(resource, scope, span));
+                            }
+                        }
+                        span += 1;
+                        spans += 1;
+                        Ok(())
+                    },
+                    |_, _| {},
+                )?;
+                scope += 1;
+                Ok(())
+            },
+            |_, _| {},
+        )?;
+        resource += 1;
+    }
+    match first {
+        None => Ok(spans),
+        Some(first) => Err(RequestError::InvalidSpan { first, spans }),
+    }
 }

@@ -6,8 +6,8 @@
 //! `opentelemetry/proto/trace/v1/trace.proto`.
 
 use crate::attributes::{find_attribute, AnyValue, Attributes};
-use crate::error::{ScanError, ScanErrorKind};
-use crate::wire::{Fields, FIXED32, FIXED64, LEN, VARINT};
+use crate::error::{InvalidSpan, ScanError, ScanErrorKind, SpanProblem};
+use crate::wire::{Field, Fields, FIXED32, FIXED64, LEN, VARINT};
 
 const TRACE_ID: u32 = 1;
 const SPAN_ID: u32 = 2;
@@ -20,8 +20,54 @@ const END_TIME: u32 = 8;
 const ATTRIBUTES: u32 = 9;
 const STATUS: u32 = 15;
 const FLAGS: u32 = 16;
+const LINKS: u32 = 13;
 /// `Status.code`.
 const STATUS_CODE: u32 = 3;
+/// `Status.message`.
+const STATUS_MESSAGE: u32 = 2;
+/// `Span.Link.trace_id`, `Span.Link.span_id`.
+const LINK_TRACE_ID: u32 = 1;
+const LINK_SPAN_ID: u32 = 2;
+
+/// Name and wire type of every `Span` field, indexed by field number (0 is not a field).
+const SPAN_SCHEMA: [(&str, u8); 17] = [
+    ("", LEN),
+    ("trace_id", LEN),
+    ("span_id", LEN),
+    ("trace_state", LEN),
+    ("parent_span_id", LEN),
+    ("name", LEN),
+    ("kind", VARINT),
+    ("start_time_unix_nano", FIXED64),
+    ("end_time_unix_nano", FIXED64),
+    ("attributes", LEN),
+    ("dropped_attributes_count", VARINT),
+    ("events", LEN),
+    ("dropped_events_count", VARINT),
+    ("links", LEN),
+    ("dropped_links_count", VARINT),
+    ("status", LEN),
+    ("flags", FIXED32),
+];
+
+/// Name and wire type of every `Span.Link` field, indexed by field number.
+const LINK_SCHEMA: [(&str, u8); 7] = [
+    ("", LEN),
+    ("trace_id", LEN),
+    ("span_id", LEN),
+    ("trace_state", LEN),
+    ("attributes", LEN),
+    ("dropped_attributes_count", VARINT),
+    ("flags", FIXED32),
+];
+
+/// Name and wire type of every `Status` field, indexed by field number (1 is reserved).
+const STATUS_SCHEMA: [(&str, u8); 4] = [
+    ("", LEN),
+    ("", LEN),
+    ("status.message", LEN),
+    ("status.code", VARINT),
+];
 
 /// A span inside some buffer, borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -251,6 +297,145 @@ impl SpanFields {
     }
 }
 
+// === the receivers' check ===
+
+/// What is wrong with one span, before the receiver's walk adds where the span is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpanFault {
+    /// Index in `Span.links` when the field is a link's.
+    pub link: Option<u32>,
+    /// Field name (see [`InvalidSpan::field`]).
+    pub field: &'static str,
+    /// What is wrong.
+    pub problem: SpanProblem,
+    /// Absolute offset.
+    pub at: usize,
+}
+
+impl SpanFault {
+    fn malformed(e: ScanError) -> Self {
+        SpanFault {
+            link: None,
+            field: "",
+            problem: SpanProblem::Malformed(e.kind),
+            at: e.at,
+        }
+    }
+
+    /// The fault of span `span` of scope `scope` of resource `resource`.
+    pub(crate) fn at(self, resource: u32, scope: u32, span: u32) -> InvalidSpan {
+        InvalidSpan {
+            resource,
+            scope,
+            span,
+            link: self.link,
+            field: self.field,
+            problem: self.problem,
+            at: self.at,
+        }
+    }
+}
+
+/// Checks one Span message (found at absolute offset `base`) as the collector's pdata does when
+/// it unmarshals: trace_id 0 or 16 bytes, span_id and parent_span_id 0 or 8, the same for every
+/// link's trace_id and span_id, and the wire type of every known field of the span, its status and
+/// its links. That covers everything [`SpanFields::parse`] rejects (so a span that passes here
+/// also scans into a view) and allocates nothing.
+///
+/// Not entered, as the scan does not enter them either: attributes, events, and the contents of
+/// strings (pdata does not check UTF-8 either).
+pub(crate) fn check(span: &[u8], base: usize) -> Result<(), SpanFault> {
+    let mut fields = Fields::new(span, base);
+    let mut links = 0u32;
+    while let Some(f) = fields.next_field().map_err(SpanFault::malformed)? {
+        let Some(&(name, want)) = SPAN_SCHEMA.get(f.number as usize) else {
+            continue; // unknown fields are kept as they are
+        };
+        expect(&f, name, want, base)?;
+        match f.number {
+            TRACE_ID => id_len(&f, name, 16, base)?,
+            SPAN_ID | PARENT_SPAN_ID => id_len(&f, name, 8, base)?,
+            STATUS => check_status(f.payload(span), base + f.value_start)?,
+            LINKS => {
+                check_link(f.payload(span), base + f.value_start).map_err(|e| SpanFault {
+                    link: Some(links),
+                    ..e
+                })?;
+                links += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks the wire type of a known field.
+#[inline(always)]
+fn expect(f: &Field, name: &'static str, want: u8, base: usize) -> Result<(), SpanFault> {
+    if f.wire_type == want {
+        return Ok(());
+    }
+    Err(SpanFault {
+        link: None,
+        field: name,
+        problem: SpanProblem::WireType {
+            got: f.wire_type,
+            want,
+        },
+        at: base + f.start,
+    })
+}
+
+/// Checks the length of an id field (already known to be length-delimited).
+#[inline(always)]
+fn id_len(f: &Field, name: &'static str, want: u8, base: usize) -> Result<(), SpanFault> {
+    let len = f.end - f.value_start;
+    if len == 0 || len == usize::from(want) {
+        return Ok(());
+    }
+    Err(SpanFault {
+        link: None,
+        field: name,
+        problem: SpanProblem::IdLength { len, want },
+        at: base + f.start,
+    })
+}
+
+/// Checks a `Status` message: the wire types [`status_code`] checks.
+fn check_status(status: &[u8], base: usize) -> Result<(), SpanFault> {
+    let mut fields = Fields::new(status, base);
+    let malformed = |e| SpanFault {
+        field: "status",
+        ..SpanFault::malformed(e)
+    };
+    while let Some(f) = fields.next_field().map_err(malformed)? {
+        if let Some(&(name, want)) = STATUS_SCHEMA.get(f.number as usize) {
+            if !name.is_empty() {
+                expect(&f, name, want, base)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `Span.Link` message: id lengths and the wire types of its known fields. The fault's
+/// `link` is set by the caller.
+fn check_link(link: &[u8], base: usize) -> Result<(), SpanFault> {
+    let mut fields = Fields::new(link, base);
+    while let Some(f) = fields.next_field().map_err(SpanFault::malformed)? {
+        let Some(&(name, want)) = LINK_SCHEMA.get(f.number as usize) else {
+            continue;
+        };
+        expect(&f, name, want, base)?;
+        match f.number {
+            LINK_TRACE_ID => id_len(&f, name, 16, base)?,
+            LINK_SPAN_ID => id_len(&f, name, 8, base)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// An id field: empty means absent (all zero), else exactly `N` bytes, as the collector's pdata
 /// requires.
 fn id<const N: usize>(payload: &[u8], at: usize) -> Result<[u8; N], ScanError> {
@@ -275,7 +460,7 @@ fn status_code(status: &[u8], base: usize) -> Result<Option<i32>, ScanError> {
                 f.expect(VARINT, base)?;
                 code = Some(f.varint as i32);
             }
-            2 => f.expect(LEN, base)?,
+            STATUS_MESSAGE => f.expect(LEN, base)?,
             _ => {}
         }
     }

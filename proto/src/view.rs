@@ -143,7 +143,7 @@ pub fn scan(buf: &Bytes) -> Result<Vec<SpanView>, ScanError> {
     let mut index = Index::default();
     index.build(buf)?;
     let mut out = Vec::with_capacity(index.spans.len());
-    views_from_index(buf, &index, &mut out, |_| {})?;
+    views_from_index(buf, &index, &mut out, |_| {}, Bad::Fail)?;
     Ok(out)
 }
 
@@ -163,21 +163,52 @@ pub fn scan_with<T>(
     let (v0, f0) = (views.len(), fields.len());
     views.reserve(index.spans.len());
     fields.reserve(index.spans.len());
-    let done = views_from_index(buf, &index, views, |span| fields.push(f(span)));
+    let done = views_from_index(buf, &index, views, |span| fields.push(f(span)), Bad::Fail);
     if done.is_err() {
         views.truncate(v0);
         fields.truncate(f0);
     }
-    done
+    done.map(|_| ())
 }
 
-/// Pushes a view of every span in `index` to `out`, handing each span's parsed fields to `each`.
+/// [`scan_with`] for a consumer that must not lose a whole request for one bad span (the
+/// gateway's owner core, whose parts batch many clients' spans): a span whose fields do not parse
+/// is left out, and the number left out is returned for the caller to count. Only a request whose
+/// structure does not walk fails (then nothing is appended). The receivers refuse such spans
+/// ([`crate::scan::check_spans`]), so this leaves nothing out unless something else built the
+/// request.
+pub fn scan_with_skipping<T>(
+    buf: &Bytes,
+    views: &mut Vec<SpanView>,
+    fields: &mut Vec<T>,
+    mut f: impl FnMut(&SpanFields) -> T,
+) -> Result<usize, ScanError> {
+    let mut index = Index::default();
+    index.build(buf)?;
+    views.reserve(index.spans.len());
+    fields.reserve(index.spans.len());
+    views_from_index(buf, &index, views, |span| fields.push(f(span)), Bad::Skip)
+}
+
+/// What [`views_from_index`] does with a span whose fields do not parse.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bad {
+    /// Fail the whole request.
+    Fail,
+    /// Leave the span out and count it.
+    Skip,
+}
+
+/// Pushes a view of every span in `index` to `out`, handing each span's parsed fields to `each`;
+/// returns how many spans were left out (always 0 with [`Bad::Fail`]).
 fn views_from_index(
     buf: &Bytes,
     index: &Index,
     out: &mut Vec<SpanView>,
     mut each: impl FnMut(&SpanFields),
-) -> Result<(), ScanError> {
+    bad: Bad,
+) -> Result<usize, ScanError> {
+    let mut skipped = 0;
     let headers = Arc::new(Headers {
         resources: index
             .resources
@@ -193,7 +224,14 @@ fn views_from_index(
     for (scope_no, scope) in index.scopes.iter().enumerate() {
         for loc in &index.spans[scope.spans.start as usize..scope.spans.end as usize] {
             let (start, end) = (loc.start as usize, loc.end as usize);
-            let fields = SpanFields::parse(&buf[start..end], start)?;
+            let fields = match SpanFields::parse(&buf[start..end], start) {
+                Ok(f) => f,
+                Err(_) if bad == Bad::Skip => {
+                    skipped += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             each(&fields);
             out.push(SpanView {
                 buf: buf.clone(),
@@ -206,7 +244,7 @@ fn views_from_index(
             });
         }
     }
-    Ok(())
+    Ok(skipped)
 }
 
 impl SpanView {

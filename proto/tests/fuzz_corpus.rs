@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::common::v1::{
     any_value::Value, AnyValue, InstrumentationScope, KeyValue,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::Link;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 use tailgate_proto::{fuzzing, grpc, Compression};
@@ -91,6 +92,20 @@ fn message() -> ExportTraceServiceRequest {
     }
 }
 
+/// Issue 17 case 3's shape: good spans and, in the same ScopeSpans, one with an 8-byte trace id
+/// and one whose link has a 3-byte span id (what the receivers' check refuses).
+fn bad_ids() -> Vec<u8> {
+    let mut m = message();
+    let spans = &mut m.resource_spans[0].scope_spans[0].spans;
+    spans[1].trace_id.truncate(8);
+    spans[2].links.push(Link {
+        trace_id: vec![4; 16],
+        span_id: vec![4; 3],
+        ..Default::default()
+    });
+    m.encode_to_vec()
+}
+
 /// JSON seeds: the request as opentelemetry-proto writes it, respelled the ways OTLP/JSON allows,
 /// issue 17's bomb shape (small), deep nesting, and forms the decoder refuses.
 fn json_seeds() -> Vec<(&'static str, Vec<u8>)> {
@@ -135,6 +150,7 @@ fn write_seed_corpus() {
         ("scanner", "truncated", req[..req.len() / 2].to_vec()),
         ("scanner", "empty", Vec::new()),
         ("scanner", "group", vec![0xa3, 0x06, 0x08, 0x01, 0xa4, 0x06]),
+        ("scanner", "bad_ids", bad_ids()),
     ];
     let framed = grpc::encode_message(&req, Compression::Identity).unwrap();
     let zipped = grpc::encode_message(&req, Compression::Gzip).unwrap();

@@ -5,8 +5,15 @@ mod support;
 mod traffic;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use support::{Sink, Tailgate};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use support::{export, http_post, span_set, Sink, Tailgate};
+use tailgate_proto::compression::Compression;
 use tailgate_sampler::policy::probabilistic::Probabilistic;
 use traffic::{
     make_trace, request_of, requests, send_all, tally, workload, Arrivals, Arrived, Class, Rng,
@@ -253,4 +260,178 @@ async fn sigterm_decides_pending_traces_early_unless_told_to_drop_them() {
             assert_eq!(arrivals.state(t), want, "drop_pending={drop_pending}");
         }
     }
+}
+
+// === issue 17 case 3: a span pdata cannot unmarshal ===
+
+/// A gateway on both OTLP transports keeping every trace (`always_sample`), with `processors`.
+fn keep_all_config(sink: SocketAddr, processors: &str) -> String {
+    format!(
+        "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+      http:
+        endpoint: 127.0.0.1:0
+processors:
+  batch:
+    timeout: 300ms
+    send_batch_size: 10000
+  tail_sampling:
+    decision_wait: 200ms
+    policies:
+      - name: all
+        type: always_sample
+exporters:
+  otlp/backend:
+    endpoint: {sink}
+    tls: {{insecure: true}}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: {processors}
+      exporters: [otlp/backend]
+"
+    )
+}
+
+fn span(trace: [u8; 16], id: u8, parent: Option<u8>) -> Span {
+    Span {
+        trace_id: trace.to_vec(),
+        span_id: vec![id; 8],
+        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+        name: format!("op-{id}"),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_001_000_000,
+        ..Default::default()
+    }
+}
+
+/// A good 3-span trace.
+fn good_trace(trace: [u8; 16]) -> Vec<Span> {
+    vec![
+        span(trace, 1, None),
+        span(trace, 2, Some(1)),
+        span(trace, 3, Some(1)),
+    ]
+}
+
+fn one_scope(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(service.into())),
+                    }),
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Case 3 as filed: the good trace and, in the same ScopeSpans, a span with an 8-byte trace id.
+fn case_3_request() -> ExportTraceServiceRequest {
+    let mut spans = good_trace([0x33; 16]);
+    let mut bad = span([0x44; 16], 9, None);
+    bad.trace_id.truncate(8);
+    spans.push(bad);
+    one_scope("cart", spans)
+}
+
+const CASE_3_SPAN: &str =
+    "resource_spans[0].scope_spans[0].spans[3].trace_id: 8 bytes, want 16 or 0";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_pdata_refuses_gets_the_whole_request_refused_on_every_transport() {
+    let sink = Sink::start().await;
+    let config = keep_all_config(sink.addr, "[tail_sampling, batch]");
+    let tg = Tailgate::start(&config, &["--cores", "2"]);
+
+    // gRPC: INVALID_ARGUMENT (3), naming the span.
+    let (code, message) = export(tg.grpc(), &case_3_request(), Compression::Identity).await;
+    assert_eq!(code, 3, "{message}");
+    assert!(message.contains(CASE_3_SPAN), "{message}");
+
+    // HTTP, protobuf and JSON: 400, naming the span.
+    let http = tg.addr("receivers::otlp::http");
+    let bodies = [
+        ("application/x-protobuf", case_3_request().encode_to_vec()),
+        (
+            "application/json",
+            serde_json::to_vec(&case_3_request()).unwrap(),
+        ),
+    ];
+    for (content_type, body) in bodies {
+        let (status, text) = tokio::task::spawn_blocking(move || {
+            http_post(http, "/v1/traces", &[("content-type", content_type)], &body)
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 400, "{content_type}: {text}");
+        assert!(text.contains(CASE_3_SPAN), "{content_type}: {text}");
+    }
+    let refused = |transport: &str| {
+        tg.metric(&format!(
+            "otelcol_receiver_refused_spans_total{{receiver=\"otlp\",transport=\"{transport}\"}}"
+        ))
+    };
+    assert_eq!(refused("grpc"), Some(4.0));
+    assert_eq!(refused("http"), Some(8.0));
+
+    // Only the good trace: taken, and it reaches the backend whole.
+    let good = one_scope("cart", good_trace([0x33; 16]));
+    let (code, message) = export(tg.grpc(), &good, Compression::Identity).await;
+    assert_eq!(code, 0, "{message}");
+    tokio::time::timeout(Duration::from_secs(20), sink.wait_spans(3))
+        .await
+        .expect("the good trace arrives");
+    assert_eq!(span_set(&sink.requests()), span_set(&[good]));
+    assert_eq!(
+        tg.metric("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"),
+        Some(3.0)
+    );
+    assert!(tg.terminate().success());
+}
+
+/// Before: the bad request was answered OK, batched with a second client's good one, and the
+/// owner core's scan dropped the whole batch. Now the bad request is refused at the receiver and
+/// the second client's trace arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_clients_good_spans_batched_with_a_bad_request_are_not_lost() {
+    let sink = Sink::start().await;
+    // One core, batch before tail_sampling: both clients' requests share one batch.
+    let config = keep_all_config(sink.addr, "[batch, tail_sampling]");
+    let tg = Tailgate::start(&config, &["--cores", "1"]);
+    let second = one_scope("checkout", good_trace([0x55; 16]));
+    let first = case_3_request();
+    let (bad, good) = tokio::join!(
+        export(tg.grpc(), &first, Compression::Identity),
+        export(tg.grpc(), &second, Compression::Identity),
+    );
+    assert_eq!(good.0, 0, "{}", good.1);
+    tokio::time::timeout(Duration::from_secs(20), sink.wait_spans(3))
+        .await
+        .expect("the second client's trace arrives");
+    assert_eq!(span_set(&sink.requests()), span_set(&[second]));
+    assert_eq!(bad.0, 3, "{}", bad.1);
+    // Nothing was dropped downstream.
+    let dropped = tg
+        .metric("otelcol_processor_dropped_spans_total{processor=\"tail_sampling\"}")
+        .unwrap_or(0.0);
+    assert_eq!(dropped, 0.0);
+    assert!(tg.terminate().success());
 }

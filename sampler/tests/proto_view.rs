@@ -421,6 +421,23 @@ fn scan_summarized_hands_on_each_views_summary_fields() {
     assert_eq!((views.len(), fields.len()), (plain.len(), plain.len()));
 }
 
+/// One span pdata would refuse (an 8-byte trace id) costs that span only: the others of its
+/// request are scanned and the bad one is counted as left out.
+#[test]
+fn scan_summarized_leaves_out_only_the_bad_span() {
+    let t = id16(0xabc);
+    let mut spans = fast_trace(&t, 100, 3);
+    let mut bad = span(&t, 9, Some(100), T0, T0 + SEC);
+    bad.trace_id = vec![7; 8];
+    spans.insert(1, bad);
+    let buf = encode(&request("cart", spans));
+    assert!(tailgate_proto::scan(&buf).is_err(), "the strict scan fails");
+    let (mut views, mut fields) = (Vec::new(), Vec::new());
+    assert_eq!(scan_summarized(&buf, &mut views, &mut fields).unwrap(), 1);
+    assert_eq!((views.len(), fields.len()), (3, 3));
+    assert!(views.iter().all(|v| v.trace_id_bytes() == t.as_slice()));
+}
+
 #[test]
 fn summarized_batches_decide_like_plain_batches() {
     let (mut plain, plain_clock) = gateway_engine();

@@ -1,5 +1,5 @@
-//! Span counting and splitting of OTLP trace requests for the pipeline, on `tailgate-proto`'s
-//! scanner (`count_spans`) and splitter: one piece of wire code for the receivers, the batch
+//! Span counting (and the receivers' check) and splitting of OTLP trace requests for the
+//! pipeline, on `tailgate-proto`'s scanner (`count_spans`, `check_spans`) and splitter: one piece of wire code for the receivers, the batch
 //! processor and the rest of the crate. Splitting copies each span once and keeps every other
 //! field (resource, scope, schema_url, unknown fields) byte for byte.
 
@@ -27,6 +27,16 @@ impl From<tailgate_proto::ScanError> for WireError {
 /// Counts the spans of a request.
 pub fn count_spans(body: &[u8]) -> Result<u64, WireError> {
     Ok(tailgate_proto::count_spans(body)? as u64)
+}
+
+pub use tailgate_proto::RequestError;
+
+/// The receivers' one walk of a request: counts its spans and checks every span as the
+/// collector's pdata does when it unmarshals (trace ids 0 or 16 bytes, span ids 0 or 8, links'
+/// too, wire types). A request holding a bad span is refused whole, as the collector refuses it;
+/// the error names the first bad span and says how many spans the request holds.
+pub fn check_spans(body: &[u8]) -> Result<u64, RequestError> {
+    Ok(tailgate_proto::check_spans(body)? as u64)
 }
 
 /// Splits a request into requests of at most `max` spans each (in order), grouped under their

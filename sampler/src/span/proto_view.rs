@@ -193,13 +193,16 @@ pub fn summary_of(f: &SpanFields) -> SummaryFields {
 
 /// Scans a request into views (appended to `views`) and their [`SummaryFields`] (appended to
 /// `fields`, same order), parsing each span once, for
-/// [`crate::Engine::insert_batch_summarized`]. On error nothing is appended.
+/// [`crate::Engine::insert_batch_summarized`]. A span whose fields do not parse is left out and
+/// counted in the result (the caller counts the drop), so one bad span never costs the others
+/// (`tailgate_proto::view::scan_with_skipping`). A request whose structure does not walk is an
+/// error, and then nothing is appended.
 pub fn scan_summarized(
     buf: &Bytes,
     views: &mut Vec<SpanView>,
     fields: &mut Vec<SummaryFields>,
-) -> Result<(), ScanError> {
-    tailgate_proto::view::scan_with(buf, views, fields, summary_of)
+) -> Result<usize, ScanError> {
+    tailgate_proto::view::scan_with_skipping(buf, views, fields, summary_of)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! `otelcol_processor_tail_sampling_*` from the engine's counters, one slot per core.
+//! `otelcol_processor_tail_sampling_*` from the engine's counters, one slot per core, and the
+//! stage's own drops by reason ([`Drops`]).
 //!
 //! The engine keeps plain cumulative counters ([`Counters`]); after each tick the owner core adds
 //! what changed since its last publication to its own slots, so several engines (one per core, or
@@ -8,10 +9,12 @@
 //! `sampled` ("true"/"false"; `dropped` decisions count as "false").
 
 use std::cell::RefCell;
+use std::time::Duration;
 
 use tailgate_sampler::engine::{DecisionCounts, Histogram as EngineHistogram};
 use tailgate_sampler::Counters;
 
+use crate::telemetry::logging::WarnGate;
 use crate::telemetry::metrics::{Histogram, Kind, Local, Registry};
 
 /// A counter with true/false `sampled` series.
@@ -252,5 +255,106 @@ impl TailMetrics {
             now.sum.saturating_sub(before.sum),
             now.count.saturating_sub(before.count),
         );
+    }
+}
+
+// === spans the stage itself drops ===
+
+/// Why the stage (not the engine's policies) dropped spans: the `reason` label of
+/// `tailgate_processor_dropped_spans_total`. Every span counted there is counted once in
+/// `otelcol_processor_dropped_spans_total{processor}` too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// A span whose fields do not parse, left out of its part (the others are inserted). The
+    /// receivers refuse such spans, so this counts only what came some other way.
+    MalformedSpan,
+    /// A request or part whose structure does not walk (cannot be split or scanned at all).
+    MalformedRequest,
+    /// Kept spans the next stage refused: decided spans have nowhere to wait.
+    NextRefused,
+    /// A part for a core that had already stopped (shutdown).
+    CoreStopped,
+}
+
+impl DropReason {
+    /// Every reason, in declaration order (so `ALL[r as usize] == r`).
+    pub const ALL: [DropReason; 4] = [
+        DropReason::MalformedSpan,
+        DropReason::MalformedRequest,
+        DropReason::NextRefused,
+        DropReason::CoreStopped,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::MalformedSpan => "malformed_span",
+            DropReason::MalformedRequest => "malformed_request",
+            DropReason::NextRefused => "next_stage_refused",
+            DropReason::CoreStopped => "core_stopped",
+        }
+    }
+}
+
+/// At most one warning per this interval per core about dropped spans.
+const DROP_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Counts the stage's drops by reason and warns about them, rate-limited.
+pub struct Drops {
+    component: String,
+    /// `otelcol_processor_dropped_spans_total{processor}`.
+    total: Local,
+    /// `tailgate_processor_dropped_spans_total{processor,reason}`, indexed by `DropReason as usize`.
+    by_reason: [Local; 4],
+    warn: WarnGate,
+}
+
+impl Drops {
+    /// Registers the by-reason series of `component` on `core`; `total` is the collector's
+    /// `otelcol_processor_dropped_spans_total` series of the same processor.
+    pub fn register(reg: &Registry, core: usize, component: &str, total: Local) -> Self {
+        let by_reason = DropReason::ALL.map(|r| {
+            reg.register(
+                "tailgate_processor_dropped_spans_total",
+                "Spans counted in otelcol_processor_dropped_spans_total, by reason (tailgate).",
+                Kind::Counter,
+                &[("processor", component), ("reason", r.label())],
+            )
+            .local(core)
+        });
+        Drops {
+            component: component.to_owned(),
+            total,
+            by_reason,
+            warn: WarnGate::new(DROP_WARN_INTERVAL),
+        }
+    }
+
+    /// Counts `spans` dropped for `reason` and warns (at most once per interval; the line says
+    /// how many drops went unlogged since the last one).
+    pub fn count(&self, reason: DropReason, spans: u64, detail: &dyn std::fmt::Display) {
+        self.total.add(spans);
+        self.by_reason[reason as usize].add(spans);
+        if let Some(quiet) = self.warn.due() {
+            tracing::warn!(
+                processor = %self.component,
+                spans,
+                reason = reason.label(),
+                drops_since_last_warning = quiet,
+                "tail_sampling dropped spans: {detail}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropReason;
+
+    #[test]
+    fn reasons_index_their_counters() {
+        for (i, r) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, i, "{}", r.label());
+        }
     }
 }

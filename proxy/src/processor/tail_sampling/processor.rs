@@ -21,22 +21,28 @@ use tailgate_sampler::{
     shard_for, BatchOutput, Clock, DecidedTrace, Engine, SamplerConfig, SystemClock,
 };
 
-use super::metrics::TailMetrics;
+use super::metrics::{DropReason, Drops, TailMetrics};
 use crate::pipeline::{Consumer, Drain, LocalFuture, Payload, Refusal};
 use crate::runtime::alarm::Alarm;
 use crate::runtime::mesh::Mesh;
 use crate::telemetry::metrics::Local;
 
 /// Messages between cores: one request part holding only spans the receiving core owns.
-pub type Part = Bytes;
+#[derive(Debug)]
+pub struct Part {
+    /// An `ExportTraceServiceRequest`.
+    pub body: Bytes,
+    /// Its spans (counted while splitting), so a part that is lost is counted exactly.
+    pub spans: u64,
+}
 
 /// Counters of the stage itself (the engine's own counters go through [`TailMetrics`]).
 pub struct StageMetrics {
     /// `otelcol_processor_refused_spans_total{processor}`: refused with a retryable status
     /// (owner core's channel full, shutting down, `block_on_overflow`).
     pub refused: Local,
-    /// `otelcol_processor_dropped_spans_total{processor}`: malformed parts, or kept spans the next
-    /// stage refused.
+    /// `otelcol_processor_dropped_spans_total{processor}`: malformed spans or parts, kept spans
+    /// the next stage refused, parts for a stopped core; also counted by reason ([`Drops`]).
     pub dropped: Local,
 }
 
@@ -52,7 +58,10 @@ pub struct Owner {
     /// ~140 KB of them, and fresh allocations that size cost page faults on every request.
     scratch: RefCell<(Vec<SpanView>, Vec<SummaryFields>)>,
     metrics: TailMetrics,
-    stage: StageMetrics,
+    /// `refused` of [`StageMetrics`].
+    refused: Local,
+    /// Drops by reason (and `dropped` of [`StageMetrics`]).
+    drops: Drops,
     tick: Duration,
     /// Rings when the engine's next decision falls due (or at the next tick while spans wait in
     /// `blocked`).
@@ -64,6 +73,8 @@ pub struct TailSampling {
     core: usize,
     mesh: Mesh<Part>,
     splitter: RefCell<Splitter>,
+    /// Spans per destination core of the request being split (scratch).
+    counts: RefCell<Vec<u64>>,
     owner: Rc<Owner>,
     closing: Cell<bool>,
 }
@@ -90,7 +101,8 @@ pub fn build(
         out: RefCell::new(BatchOutput::default()),
         scratch: RefCell::new((Vec::new(), Vec::new())),
         metrics,
-        stage,
+        refused: stage.refused,
+        drops: Drops::register(registry, core, component, stage.dropped),
         tick: config.timer_tick,
         alarm: Alarm::new(),
     });
@@ -101,6 +113,7 @@ pub fn build(
         core,
         mesh,
         splitter: RefCell::new(Splitter::new()),
+        counts: RefCell::new(Vec::new()),
         owner: owner.clone(),
         closing: Cell::new(false),
     });
@@ -116,27 +129,39 @@ fn trace_id_of(id: &[u8]) -> [u8; 16] {
 impl Consumer for TailSampling {
     fn consume(&self, data: Payload) -> Result<(), Refusal> {
         if self.closing.get() {
-            self.owner.stage.refused.add(data.items);
+            self.owner.refused.add(data.items);
             return Err(Refusal::ShuttingDown);
         }
         if !self.owner.blocked.borrow().is_empty() {
-            self.owner.stage.refused.add(data.items);
+            self.owner.refused.add(data.items);
             return Err(Refusal::Overloaded);
         }
         let cores = self.mesh.cores();
         if cores == 1 {
-            self.owner.insert(data.body);
+            self.owner.insert(Part {
+                body: data.body,
+                spans: data.items,
+            });
             return Ok(());
         }
         let shards = u32::try_from(cores).unwrap_or(u32::MAX);
+        let mut counts = self.counts.borrow_mut();
+        counts.clear();
+        counts.resize(cores, 0);
         let parts = self.splitter.borrow_mut().split(&data.body, cores, |span| {
-            shard_for(&trace_id_of(span.trace_id()), shards) as usize
+            let to = shard_for(&trace_id_of(span.trace_id()), shards) as usize % cores;
+            counts[to] += 1;
+            to
         });
         let parts = match parts {
             Ok(p) => p,
             Err(e) => {
-                tracing::debug!("tail_sampling: cannot split a request: {e}");
-                self.owner.stage.dropped.add(data.items);
+                // The receivers walk every request, so only a bug gets here: the spans cannot be
+                // told apart, and the request was answered already.
+                let detail = format!("cannot split a request: {e}");
+                self.owner
+                    .drops
+                    .count(DropReason::MalformedRequest, data.items, &detail);
                 return Ok(());
             }
         };
@@ -146,18 +171,22 @@ impl Consumer for TailSampling {
             .enumerate()
             .any(|(to, p)| !p.is_empty() && to != self.core && !self.mesh.has_room(to));
         if busy {
-            self.owner.stage.refused.add(data.items);
+            self.owner.refused.add(data.items);
             return Err(Refusal::Overloaded);
         }
-        for (to, part) in parts.into_iter().enumerate() {
-            if part.is_empty() {
+        for ((to, body), &spans) in parts.into_iter().enumerate().zip(counts.iter()) {
+            if body.is_empty() {
                 continue;
             }
+            let part = Part { body, spans };
             if to == self.core {
                 self.owner.insert(part);
             } else if self.mesh.try_send(to, part).is_err() {
                 // Only when the peer core is gone (shutdown): room was checked above.
-                tracing::warn!("tail_sampling: core {to} is gone; a request part was lost");
+                let detail = format!("core {to} has stopped; a request part was lost");
+                self.owner
+                    .drops
+                    .count(DropReason::CoreStopped, spans, &detail);
             }
         }
         Ok(())
@@ -186,19 +215,27 @@ impl TailSampling {
 }
 
 impl Owner {
-    /// Scans a part this core owns and inserts its spans.
+    /// Scans a part this core owns and inserts its spans. A span the scan cannot read is left
+    /// out and counted; the others of the part (other clients' spans batched with it) go in.
     fn insert(&self, part: Part) {
         // The scan hands on the fields it parses, so the engine does not walk each span again.
         let mut scratch = self.scratch.borrow_mut();
         let (views, fields) = &mut *scratch;
         views.clear();
         fields.clear();
-        if let Err(e) = scan_summarized(&part, views, fields) {
-            tracing::debug!("tail_sampling: cannot scan a request part: {e}");
-            self.stage
-                .dropped
-                .add(tailgate_proto::count_spans(&part).unwrap_or(0) as u64);
-            return;
+        match scan_summarized(&part.body, views, fields) {
+            Ok(0) => {}
+            Ok(skipped) => {
+                let detail = "spans whose fields do not parse were left out of a request part";
+                self.drops
+                    .count(DropReason::MalformedSpan, skipped as u64, &detail);
+            }
+            Err(e) => {
+                let detail = format!("cannot scan a request part: {e}");
+                self.drops
+                    .count(DropReason::MalformedRequest, part.spans, &detail);
+                return;
+            }
         }
         let mut out = self.out.borrow_mut();
         let mut engine = self.engine.borrow_mut();
@@ -292,12 +329,8 @@ impl Owner {
         let data = Payload::traces(builder.finish(), n);
         if let Err(r) = self.next.consume(data) {
             // Decided spans have nowhere to wait; the collector logs and loses them too.
-            self.stage.dropped.add(n);
-            tracing::warn!(
-                spans = n,
-                "tail_sampling: next stage refused kept spans: {}",
-                r.message()
-            );
+            let detail = format!("next stage refused kept spans: {}", r.message());
+            self.drops.count(DropReason::NextRefused, n, &detail);
         }
     }
 }

@@ -1,8 +1,11 @@
 //! OTLP/gRPC server: h2 over a glommio `TcpStream`, one task per connection and per stream.
 //!
 //! Only `TraceService/Export` is served; the metrics and logs services get UNIMPLEMENTED. Status
-//! codes follow grpc-go's server (what the collector runs): framing and decompression failures are
-//! INTERNAL, oversize messages RESOURCE_EXHAUSTED, memory_limiter refusals UNAVAILABLE.
+//! codes follow grpc-go's server (what the collector runs): framing, decompression and structural
+//! decoding failures are INTERNAL, oversize messages RESOURCE_EXHAUSTED, memory_limiter refusals
+//! UNAVAILABLE. A request holding a span the collector's pdata cannot unmarshal (a trace id of 8
+//! bytes, say) is refused whole with INVALID_ARGUMENT, the OTLP specification's non-retryable code
+//! for bad data, where the collector answers INTERNAL from grpc-go's codec.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -16,7 +19,8 @@ use tailgate_proto::compression::Compression;
 use tailgate_proto::error::{DecompressErrorKind, FrameError, FrameErrorKind};
 use tailgate_proto::grpc::{self, Deframer};
 
-use crate::pipeline::{wire, Consumer, Metadata, Payload, Refusal};
+use crate::pipeline::wire::{self, RequestError};
+use crate::pipeline::{Consumer, Metadata, Payload, Refusal};
 use crate::receiver::limits::GrpcLimits;
 use crate::receiver::metadata_headers;
 use crate::receiver::metrics::ConnMetrics;
@@ -208,18 +212,37 @@ async fn handle_stream(
                 }
             }
         }
-        Err((code, message)) => {
-            rx.failed_requests.add(1);
-            send_status(&mut respond, code, &message);
+        Err(failure) => {
+            match failure.refused {
+                Some(spans) => rx.refused.add(spans),
+                None => rx.failed_requests.add(1),
+            }
+            send_status(&mut respond, failure.code, &failure.message);
+        }
+    }
+}
+
+/// A request answered with an error status.
+struct Failure {
+    code: Code,
+    message: String,
+    /// The request's spans, when they could be counted (refused as a whole); else the request
+    /// counts in `failed_requests`.
+    refused: Option<u64>,
+}
+
+impl From<(Code, String)> for Failure {
+    fn from((code, message): (Code, String)) -> Self {
+        Failure {
+            code,
+            message,
+            refused: None,
         }
     }
 }
 
 /// Reads and checks one request; the error is the status to answer with.
-async fn receive(
-    req: Request<h2::RecvStream>,
-    rx: &GrpcReceiver,
-) -> Result<Payload, (Code, String)> {
+async fn receive(req: Request<h2::RecvStream>, rx: &GrpcReceiver) -> Result<Payload, Failure> {
     let path = req.uri().path();
     if path != TRACE_EXPORT_PATH {
         let what = if path.starts_with("/opentelemetry.proto.collector.metrics.")
@@ -229,7 +252,7 @@ async fn receive(
         } else {
             "unknown method"
         };
-        return Err((Code::Unimplemented, format!("{what}: {path}")));
+        return Err((Code::Unimplemented, format!("{what}: {path}")).into());
     }
     let encoding = match req
         .headers()
@@ -259,7 +282,8 @@ async fn receive(
                 return Err((
                     Code::Unimplemented,
                     "more than one message on a unary method".to_owned(),
-                ));
+                )
+                    .into());
             }
             message = Some(m);
         }
@@ -284,11 +308,16 @@ async fn receive(
                 format!("grpc: failed to decompress the received message: {other}"),
             ),
         })?;
-    let spans = wire::count_spans(&payload).map_err(|e| {
-        (
+    let spans = wire::check_spans(&payload).map_err(|e| match e {
+        RequestError::Malformed(e) => Failure::from((
             Code::Internal,
             format!("grpc: error unmarshalling request: {e}"),
-        )
+        )),
+        RequestError::InvalidSpan { spans, .. } => Failure {
+            code: Code::InvalidArgument,
+            message: format!("{e}; all {spans} spans of the request refused"),
+            refused: Some(spans as u64),
+        },
     })?;
     Ok(Payload::traces(payload, spans))
 }

@@ -2,7 +2,8 @@
 //! JSON bodies, optionally gzip/zstd/snappy encoded (`tailgate_proto::json::decode_body`).
 //!
 //! Status codes follow the collector's otlpreceiver: 200 with an empty ExportTraceServiceResponse,
-//! 400 for bodies that do not decode, 413 over `max_request_body_size` or
+//! 400 for bodies that do not decode (including a span pdata cannot unmarshal, such as an 8-byte
+//! trace id: the whole request is refused, naming the span), 413 over `max_request_body_size` or
 //! over the JSON decode budget (`tailgate_proto::json::JsonBudget`), 415 for other content types,
 //! 404 for other paths, 405 for other methods, 503 when a memory_limiter refuses (clients retry).
 
@@ -20,7 +21,8 @@ use hyper_util::rt::TokioIo;
 use tailgate_proto::error::{BodyError, JsonError, JsonErrorKind};
 use tailgate_proto::json::{decode_body, BodyFormat};
 
-use crate::pipeline::{wire, Consumer, Metadata, Payload};
+use crate::pipeline::wire::{self, RequestError};
+use crate::pipeline::{Consumer, Metadata, Payload};
 use crate::receiver::limits::HttpLimits;
 use crate::receiver::metadata_headers;
 use crate::receiver::metrics::ConnMetrics;
@@ -196,11 +198,19 @@ async fn respond(
             return plain(status, &e.to_string());
         }
     };
-    let spans = match wire::count_spans(&payload) {
+    let spans = match wire::check_spans(&payload) {
         Ok(n) => n,
-        Err(e) => {
+        Err(e @ RequestError::Malformed(_)) => {
             rx.failed_requests.add(1);
             return plain(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+        Err(e @ RequestError::InvalidSpan { spans, .. }) => {
+            // pdata cannot unmarshal it: the collector answers 400 and takes none of it.
+            rx.refused.add(spans as u64);
+            return plain(
+                StatusCode::BAD_REQUEST,
+                &format!("{e}; all {spans} spans of the request refused"),
+            );
         }
     };
     let data = Payload {

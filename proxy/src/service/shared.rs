@@ -31,6 +31,11 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// memory_limiter measurements by processor id.
     pub memory: BTreeMap<ComponentId, Arc<MemoryState>>,
+    /// The lowest soft limit of the memory_limiters, bytes (receivers size their default budget
+    /// of bytes in flight from it).
+    pub memory_soft_limit: Option<u64>,
+    /// Cores running pipelines.
+    pub cores: usize,
     /// Set by SIGTERM/SIGINT (or a core failing at start-up).
     pub shutdown: Arc<stop::Shutdown>,
     /// Set once every core has built every component: listeners accept only after it.
@@ -70,7 +75,7 @@ pub fn start(
     stop_threads: &Arc<AtomicBool>,
 ) -> Result<(Arc<Shared>, BTreeMap<String, SocketAddr>), StartError> {
     let registry = Registry::new(cores);
-    let memory = start_memory_limiters(&config, stop_threads)?;
+    let (memory, memory_soft_limit) = start_memory_limiters(&config, stop_threads)?;
     let healthy = Arc::new(AtomicBool::new(false));
     let mut ports = start_admin(&config, &registry, &healthy, &shutdown, stop_threads)?;
     let spanmetrics = crate::connector::start::start(&config, &registry, stop_threads, &mut ports)
@@ -87,6 +92,8 @@ pub fn start(
         config,
         registry,
         memory,
+        memory_soft_limit,
+        cores,
         shutdown,
         go: Arc::new(stop::Latch::default()),
         healthy,
@@ -172,11 +179,15 @@ fn client_tls(config: &Config) -> Result<BTreeMap<ComponentId, ClientSetup>, Sta
     Ok(clients)
 }
 
+/// Memory states by processor id, and the lowest soft limit.
+type MemoryLimiters = (BTreeMap<ComponentId, Arc<MemoryState>>, Option<u64>);
+
 fn start_memory_limiters(
     config: &Config,
     stop: &Arc<AtomicBool>,
-) -> Result<BTreeMap<ComponentId, Arc<MemoryState>>, StartError> {
+) -> Result<MemoryLimiters, StartError> {
     let mut out = BTreeMap::new();
+    let mut lowest: Option<u64> = None;
     for (id, p) in &config.processors {
         if let ProcessorConfig::MemoryLimiter(c) = p {
             let path = format!("processors.{id}");
@@ -187,12 +198,13 @@ fn start_memory_limiters(
                 soft_mib = limits.soft >> 20,
                 "{id} limits"
             );
+            lowest = Some(lowest.map_or(limits.soft, |l| l.min(limits.soft)));
             let state = memlimit::start_checker(limits, c, stop.clone())
                 .map_err(|e| StartError::component(path, format!("cannot start checker: {e}")))?;
             out.insert(id.clone(), state);
         }
     }
-    Ok(out)
+    Ok((out, lowest))
 }
 
 fn start_admin(

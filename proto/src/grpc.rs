@@ -7,8 +7,12 @@
 //! once, into a buffer of exactly their length.
 //!
 //! The length prefix is checked against the maximum message size *before* anything is buffered
-//! for it, so a peer cannot make us reserve 4 GiB with five bytes. The bytes buffered while a
-//! message is incomplete are bounded by the caller's h2 flow-control window.
+//! for it, so a peer cannot make us reserve 4 GiB with five bytes. An incomplete message is copied
+//! out of the chunks it arrived in, into a buffer of exactly its size reserved when its prefix is
+//! read (the one copy assembling it needs anyway): a stalled stream then holds its own bytes only,
+//! not the rest of the receive buffers its chunks were cut from. [`Deframer::held`] says how much
+//! that is, reservation included, for the caller to account (tailgate's receivers charge it to
+//! their per-core budget of bytes in flight).
 
 use std::collections::VecDeque;
 
@@ -65,12 +69,16 @@ pub enum MessageError {
 /// Incremental parser of a gRPC message stream, fed arbitrary chunks.
 #[derive(Debug)]
 pub struct Deframer {
-    /// Received bytes not yet returned, in order. Kept as the original chunks so that a message
-    /// inside one chunk can be sliced out without copying.
+    /// The first buffered bytes when they are an incomplete message, copied out of their chunks;
+    /// its capacity is the message's size once the prefix is known. Whenever
+    /// [`Deframer::next_message`] returns `Ok(None)`, every buffered byte is here.
+    partial: Vec<u8>,
+    /// Received bytes not yet returned, after `partial`, in order. Kept as the original chunks so
+    /// that a message inside one chunk can be sliced out without copying.
     chunks: VecDeque<Bytes>,
-    /// Total length of `chunks`.
+    /// Total length of `partial` and `chunks`.
     buffered: usize,
-    /// Stream offset of the first byte in `chunks`.
+    /// Stream offset of the first buffered byte.
     offset: u64,
     /// Largest payload accepted (wire length, before decompression).
     max_message_size: usize,
@@ -86,6 +94,7 @@ impl Deframer {
     /// A deframer refusing messages whose wire length exceeds `max_message_size`.
     pub fn new(max_message_size: usize) -> Self {
         Self {
+            partial: Vec::new(),
             chunks: VecDeque::new(),
             buffered: 0,
             offset: 0,
@@ -106,12 +115,28 @@ impl Deframer {
         self.buffered
     }
 
+    /// Memory the deframer holds for bytes not yet returned: the incomplete message's buffer
+    /// (its whole reserved size) plus chunks not yet looked at.
+    pub fn held(&self) -> usize {
+        self.partial.capacity() + (self.buffered - self.partial.len())
+    }
+
     /// Returns the next complete message, `Ok(None)` if more bytes are needed. After an error the
     /// stream is unusable (the peer broke the framing); the caller resets it.
     pub fn next_message(&mut self) -> Result<Option<Message>, FrameError> {
-        let Some(prefix) = self.peek_prefix() else {
-            return Ok(None);
-        };
+        if self.partial.is_empty() {
+            if let Some(m) = self.whole_in_chunks()? {
+                return Ok(Some(m));
+            }
+            if self.buffered == 0 {
+                return Ok(None);
+            }
+        }
+        self.assemble()
+    }
+
+    /// Checks a prefix: (compressed, payload length).
+    fn parse_prefix(&self, prefix: [u8; PREFIX_LEN]) -> Result<(bool, usize), FrameError> {
         let at = self.offset;
         let compressed = match prefix[0] {
             0 => false,
@@ -130,6 +155,17 @@ impl Deframer {
                 at,
             });
         }
+        Ok((compressed, len))
+    }
+
+    /// The next message when it lies whole in `chunks` (sliced when inside one chunk); `Ok(None)`
+    /// when it is incomplete, leaving the chunks as they are.
+    fn whole_in_chunks(&mut self) -> Result<Option<Message>, FrameError> {
+        let Some(prefix) = self.peek_prefix() else {
+            return Ok(None);
+        };
+        let at = self.offset;
+        let (compressed, len) = self.parse_prefix(prefix)?;
         if self.buffered < PREFIX_LEN + len {
             return Ok(None);
         }
@@ -140,6 +176,51 @@ impl Deframer {
             payload,
             at,
         }))
+    }
+
+    /// Moves buffered bytes from `chunks` into `partial`: the prefix first, then (the size now
+    /// known, and reserved exactly) up to the message's end. Returns the message once whole.
+    fn assemble(&mut self) -> Result<Option<Message>, FrameError> {
+        if self.partial.len() < PREFIX_LEN {
+            self.partial.reserve_exact(PREFIX_LEN - self.partial.len());
+            self.move_into_partial(PREFIX_LEN);
+            if self.partial.len() < PREFIX_LEN {
+                return Ok(None);
+            }
+        }
+        let mut prefix = [0u8; PREFIX_LEN];
+        prefix.copy_from_slice(&self.partial[..PREFIX_LEN]);
+        let (compressed, len) = self.parse_prefix(prefix)?;
+        let total = PREFIX_LEN + len;
+        self.partial.reserve_exact(total - self.partial.len());
+        self.move_into_partial(total);
+        if self.partial.len() < total {
+            return Ok(None);
+        }
+        let whole = Bytes::from(std::mem::take(&mut self.partial));
+        let at = self.offset;
+        self.buffered -= total;
+        self.offset += total as u64;
+        Ok(Some(Message {
+            compressed,
+            payload: whole.slice(PREFIX_LEN..),
+            at,
+        }))
+    }
+
+    /// Copies bytes from the front of `chunks` to the end of `partial` until it holds `upto`.
+    fn move_into_partial(&mut self, upto: usize) {
+        while self.partial.len() < upto {
+            let Some(front) = self.chunks.front_mut() else {
+                return;
+            };
+            let k = front.len().min(upto - self.partial.len());
+            self.partial.extend_from_slice(&front[..k]);
+            front.advance(k);
+            if front.is_empty() {
+                self.chunks.pop_front();
+            }
+        }
     }
 
     /// Checks the stream ended on a message boundary (call at end of stream).
@@ -309,6 +390,40 @@ mod tests {
         d.push(wire.clone());
         let m = d.next_message().unwrap().unwrap();
         assert_eq!(m.payload.as_ptr(), wire[5..].as_ptr());
+    }
+
+    #[test]
+    fn an_incomplete_message_is_copied_out_of_its_chunk_into_a_buffer_of_its_size() {
+        let wire = Bytes::from(stream(&[(&[7; 1000], false), (b"next", true)]));
+        let mut d = Deframer::default();
+        // A stalled stream's first 300 bytes: the receive buffer they came in is not kept.
+        let first = wire.slice(..300);
+        d.push(first.clone());
+        assert!(d.next_message().unwrap().is_none());
+        drop(first);
+        assert!(wire.is_unique(), "the deframer still pins the chunk");
+        assert_eq!((d.buffered(), d.held()), (300, 1005));
+        // The prefix split across chunks too.
+        let mut e = Deframer::default();
+        e.push(wire.slice(..3));
+        assert!(e.next_message().unwrap().is_none());
+        assert_eq!(e.held(), 5);
+        e.push(wire.slice(3..10));
+        assert!(e.next_message().unwrap().is_none());
+        assert_eq!(e.held(), 1005);
+        // The rest, with the next message behind it: both come out, the first in one buffer.
+        d.push(wire.slice(300..));
+        let m = d.next_message().unwrap().unwrap();
+        assert_eq!((m.payload.len(), m.at), (1000, 0));
+        assert!(m.payload.iter().all(|b| *b == 7));
+        let n = d.next_message().unwrap().unwrap();
+        assert_eq!(
+            (&n.payload[..], n.compressed, n.at),
+            (&b"next"[..], true, 1005)
+        );
+        assert!(d.next_message().unwrap().is_none());
+        assert_eq!((d.buffered(), d.held()), (0, 0));
+        d.finish().unwrap();
     }
 
     #[test]

@@ -613,3 +613,237 @@ async fn a_gzip_json_bomb_gets_413_within_bounded_memory() {
     );
     export_ok(&tg, 97).await;
 }
+
+// === bytes in flight, body deadline, limiter at the start (issue 17) ===
+
+/// Issue 17: streams that send part of a message and stall used to hold their bytes, and their
+/// stream, for ever (window released as chunks arrived, no body deadline). Now the core holds at
+/// most `max_request_bytes_in_flight_per_core` of them (a stream whose next chunk would pass it
+/// is answered UNAVAILABLE at once) and the others are answered DEADLINE_EXCEEDED at
+/// `body_timeout`, after which nothing is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_grpc_streams_stay_under_the_budget_and_end_at_the_body_timeout() {
+    const BUDGET: u64 = 3 << 20;
+    let tg = start(
+        &format!(
+            "        max_recv_msg_size_mib: 1
+        tailgate: {{max_request_bytes_in_flight_per_core: {BUDGET}, body_timeout: 500ms}}"
+        ),
+        "",
+    );
+    let tcp = tokio::net::TcpStream::connect(tg.grpc()).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    // 8 streams × 768 KiB of a declared 1 MiB message: 6 MiB, twice the budget.
+    let started = Instant::now();
+    let payload = bytes::Bytes::from(vec![0x0a; 768 << 10]);
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        streams.push(support::stalled_export(&client, tg.grpc(), 1 << 20, &payload).await);
+    }
+    let grpc = ("transport", "grpc");
+    wait_series(
+        &tg,
+        "otelcol_receiver_refused_requests_total",
+        &[grpc, ("reason", "bytes_in_flight")],
+        1.0,
+    );
+    let held = series(&tg, "otelcol_receiver_request_bytes_in_flight", &[grpc]);
+    assert!(held <= BUDGET as f64, "{held} bytes held");
+    let mut codes = Vec::new();
+    for (resp, _send) in streams {
+        let resp = tokio::time::timeout(DEADLINE, resp)
+            .await
+            .expect("a stalled stream was never answered")
+            .unwrap();
+        codes.push(support::header_status(&resp).expect("no grpc-status").0);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(490),
+        "{:?}",
+        started.elapsed()
+    );
+    codes.sort_unstable();
+    codes.dedup();
+    assert_eq!(codes, [4, 14], "DEADLINE_EXCEEDED and UNAVAILABLE");
+    wait_series(
+        &tg,
+        "otelcol_receiver_refused_requests_total",
+        &[grpc, ("reason", "body_timeout")],
+        1.0,
+    );
+    let peak = series(
+        &tg,
+        "otelcol_receiver_request_bytes_in_flight_peak",
+        &[grpc],
+    );
+    assert!(
+        peak > 0.0 && peak <= BUDGET as f64,
+        "peak {peak} bytes, budget {BUDGET}"
+    );
+    let until = Instant::now() + DEADLINE;
+    while series(&tg, "otelcol_receiver_request_bytes_in_flight", &[grpc]) > 0.0 {
+        assert!(
+            Instant::now() < until,
+            "bytes still held after every answer"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    export_ok(&tg, 100).await;
+}
+
+/// Writes `head` and then the body a byte every 50 ms (at most `DEADLINE`) from another thread;
+/// returns what the server answered before closing and how long that took.
+fn trickle(addr: SocketAddr, head: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for _ in 0..(DEADLINE.as_millis() / 50) {
+            if w.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50)); // pacing the trickle, not waiting
+        }
+    });
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut s)).into_owned();
+    let took = started.elapsed();
+    drop(s);
+    writer.join().unwrap();
+    (answer, took)
+}
+
+/// A body trickled a byte every 50 ms used to be read for `read_timeout` (1 m by default) and
+/// then cut without an answer; now it is answered 408 at `body_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_body_trickled_past_the_body_timeout_gets_408() {
+    let tg = start("", "        tailgate: {body_timeout: 300ms}");
+    let (answer, took) = trickle(
+        http_addr(&tg),
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(took >= Duration::from_millis(290), "{took:?}");
+    wait_series(
+        &tg,
+        "otelcol_receiver_refused_requests_total",
+        &[("transport", "http"), ("reason", "body_timeout")],
+        1.0,
+    );
+    export_ok(&tg, 110).await;
+}
+
+/// Two stalled bodies of 800 KB where the core may hold 1.5 MiB: the second is answered 503 (the
+/// first is still held), and both are released when their connections go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bodies_past_the_bytes_in_flight_budget_get_503() {
+    let tg = start(
+        "",
+        "        max_request_body_size: 1048576
+        tailgate: {max_request_bytes_in_flight_per_core: 1572864}",
+    );
+    let http = ("transport", "http");
+    let head = "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000000\r\n\r\n";
+    let part = vec![b'x'; 800_000];
+    let mut first = TcpStream::connect(http_addr(&tg)).unwrap();
+    first.write_all(head.as_bytes()).unwrap();
+    first.write_all(&part).unwrap();
+    wait_series(
+        &tg,
+        "otelcol_receiver_request_bytes_in_flight",
+        &[http],
+        800_000.0,
+    );
+    let mut second = TcpStream::connect(http_addr(&tg)).unwrap();
+    second.write_all(head.as_bytes()).unwrap();
+    // The server may answer and close before it has read all of this.
+    let _ = second.write_all(&part);
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut second)).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("in flight"), "{answer}");
+    wait_series(
+        &tg,
+        "otelcol_receiver_refused_requests_total",
+        &[http, ("reason", "bytes_in_flight")],
+        1.0,
+    );
+    let peak = series(
+        &tg,
+        "otelcol_receiver_request_bytes_in_flight_peak",
+        &[http],
+    );
+    assert!(peak <= 1_572_864.0, "peak {peak}");
+    drop(first);
+    let until = Instant::now() + DEADLINE;
+    while series(&tg, "otelcol_receiver_request_bytes_in_flight", &[http]) > 0.0 {
+        assert!(
+            Instant::now() < until,
+            "bytes still held after the client left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    export_ok(&tg, 120).await;
+}
+
+/// A memory_limiter over its limit used to be asked only after the whole body was read and
+/// decoded; now a new request is refused as soon as its head arrives (the body is never sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_memory_limiter_refuses_requests_before_their_body_is_read() {
+    // 1 MiB: the process is always above it, so the limiter refuses from its first check.
+    let tg = Tailgate::start(
+        "
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: 127.0.0.1:0}
+      http: {endpoint: 127.0.0.1:0}
+processors:
+  memory_limiter: {check_interval: 1s, limit_mib: 1}
+exporters:
+  nop:
+service:
+  telemetry: {metrics: {address: 127.0.0.1:0}}
+  pipelines:
+    traces: {receivers: [otlp], processors: [memory_limiter], exporters: [nop]}
+",
+        &["--cores", "1"],
+    );
+    let mut s = TcpStream::connect(http_addr(&tg)).unwrap();
+    s.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut s)).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("high memory usage"), "{answer}");
+    // gRPC: headers only, the message never sent.
+    let tcp = tokio::net::TcpStream::connect(tg.grpc()).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut c = client.ready().await.unwrap();
+    let req = http::Request::post(format!("http://{}{}", tg.grpc(), support::EXPORT_PATH))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (resp, _send) = c.send_request(req, false).unwrap();
+    let resp = tokio::time::timeout(DEADLINE, resp)
+        .await
+        .expect("the stream was not answered before its body")
+        .unwrap();
+    let (code, message) = support::header_status(&resp).expect("no grpc-status");
+    assert_eq!(code, 14, "{message}");
+    assert!(message.contains("high memory usage"), "{message}");
+    for transport in ["grpc", "http"] {
+        wait_series(
+            &tg,
+            "otelcol_receiver_refused_requests_total",
+            &[("transport", transport), ("reason", "memory_limiter")],
+            1.0,
+        );
+    }
+}

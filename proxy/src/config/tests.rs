@@ -349,6 +349,7 @@ fn receiver_limits_are_typed_with_defaults_and_key_paths() {
     assert_eq!(g.keepalive_timeout, Duration::from_secs(20));
     assert_eq!(g.conn.max_connections, 4096);
     assert_eq!(g.conn.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(g.conn.body_timeout, Duration::from_secs(30));
     let h = HttpLimits::from_config(&Default::default());
     assert_eq!(h.read_header, Some(Duration::from_secs(60)));
     assert_eq!(h.write, Some(Duration::from_secs(30)));
@@ -395,12 +396,14 @@ fn receiver_limits_are_typed_with_defaults_and_key_paths() {
     );
     let bad = MINIMAL.replace(
         "      grpc:\n",
-        "      grpc:\n        tailgate: {max_connections_per_core: 0, handshake_timeout: 0s}\n",
+        "      grpc:\n        tailgate: {max_connections_per_core: 0, handshake_timeout: 0s, body_timeout: 0s, max_request_bytes_in_flight_per_core: 4194303}\n",
     );
     let m = messages(&load_one("b.yaml", &bad).unwrap_err());
     for e in [
         "b.yaml: receivers.otlp.protocols.grpc.tailgate.max_connections_per_core: must be greater than zero",
         "b.yaml: receivers.otlp.protocols.grpc.tailgate.handshake_timeout: must be greater than zero",
+        "b.yaml: receivers.otlp.protocols.grpc.tailgate.body_timeout: must be greater than zero",
+        "b.yaml: receivers.otlp.protocols.grpc.tailgate.max_request_bytes_in_flight_per_core: 4194303 is below the largest request this protocol accepts (4194304 bytes)",
     ] {
         assert!(m.iter().any(|x| x.starts_with(e)), "missing {e:?} in {m:#?}");
     }

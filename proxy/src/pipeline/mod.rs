@@ -129,6 +129,14 @@ impl Refusal {
 pub trait Consumer {
     /// Takes `data` or refuses it.
     fn consume(&self, data: Payload) -> Result<(), Refusal>;
+
+    /// Whether this stage would refuse data now. Receivers ask when a request starts, before they
+    /// read its body: a request that will be refused anyway should not cost its bytes first (the
+    /// collector's memory_limiter is only asked after decoding). Only a stage whose refusal comes
+    /// from a flag it already holds answers (memory_limiter); the default is ready.
+    fn ready(&self) -> Result<(), Refusal> {
+        Ok(())
+    }
 }
 
 /// A future a stage returns from [`Drain::flush`]; local to the core.
@@ -168,6 +176,12 @@ impl Consumer for Fanout {
             }
         }
         result
+    }
+
+    /// Not ready when any consumer is not: consume would refuse, and the client retries the whole
+    /// request anyway.
+    fn ready(&self) -> Result<(), Refusal> {
+        self.consumers.iter().try_for_each(|c| c.ready())
     }
 }
 

@@ -28,6 +28,8 @@ pub struct ConnLimits {
     pub handshake_timeout: Duration,
     /// Largest request header block, bytes.
     pub max_header_list_size: u32,
+    /// A request's body must have arrived this long after the request started.
+    pub body_timeout: Duration,
 }
 
 impl From<&ServerLimits> for ConnLimits {
@@ -36,8 +38,40 @@ impl From<&ServerLimits> for ConnLimits {
             max_connections: t.max_connections_per_core.max(1),
             handshake_timeout: t.handshake_timeout.0,
             max_header_list_size: t.max_header_list_size,
+            body_timeout: t.body_timeout.0,
         }
     }
+}
+
+/// `tailgate.max_request_bytes_in_flight_per_core` when the config leaves it 0 and no
+/// memory_limiter is configured: 16 whole 4 MiB gRPC messages, or three 20 MiB HTTP bodies, per
+/// core and listener; at the receive rate measured in DESIGN.md (~1.8 GB/s per core) that is
+/// ~35 ms of data, far more than a LAN's bandwidth-delay product.
+pub const DEFAULT_BYTES_IN_FLIGHT: u64 = 64 << 20;
+
+/// The per-core budget of request bytes in flight for one listener.
+///
+/// - Configured (non-zero): as written, but never below `largest` plus the gRPC prefix (5 bytes),
+///   so the largest request the listener accepts always fits (validation refuses values below
+///   `largest`).
+/// - Derived: [`DEFAULT_BYTES_IN_FLIGHT`], lowered with a memory_limiter to a quarter of its soft
+///   limit shared by the cores (`soft / 4 / cores`), so partial requests alone cannot push the
+///   process to the point where memory_limiter refuses everything; again never below `largest`.
+pub fn bytes_in_flight(
+    configured: u64,
+    largest: u64,
+    memory_soft_limit: Option<u64>,
+    cores: usize,
+) -> u64 {
+    let floor = largest.saturating_add(tailgate_proto::grpc::PREFIX_LEN as u64);
+    if configured != 0 {
+        return configured.max(floor);
+    }
+    let cores = u64::try_from(cores.max(1)).unwrap_or(u64::MAX);
+    let derived = memory_soft_limit.map_or(DEFAULT_BYTES_IN_FLIGHT, |soft| {
+        (soft / 4 / cores).min(DEFAULT_BYTES_IN_FLIGHT)
+    });
+    derived.max(floor)
 }
 
 /// gRPC (h2) connection limits: configgrpc keys with grpc-go's meaning.
@@ -121,5 +155,31 @@ impl HttpLimits {
             .into_iter()
             .flatten()
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bytes_in_flight_budget_is_derived_below_the_memory_limit_and_fits_the_largest_request() {
+        const MIB: u64 = 1 << 20;
+        let grpc = 4 * MIB;
+        // No memory_limiter: the fixed default.
+        assert_eq!(bytes_in_flight(0, grpc, None, 2), 64 * MIB);
+        // A quarter of the soft limit shared by the cores, capped by the default.
+        assert_eq!(bytes_in_flight(0, grpc, Some(544 * MIB), 2), 64 * MIB);
+        assert_eq!(bytes_in_flight(0, grpc, Some(400 * MIB), 2), 50 * MIB);
+        assert_eq!(bytes_in_flight(0, grpc, Some(544 * MIB), 4), 34 * MIB);
+        // Never below the largest request (+ the gRPC prefix), however small the limit.
+        assert_eq!(bytes_in_flight(0, grpc, Some(8 * MIB), 8), grpc + 5);
+        assert_eq!(
+            bytes_in_flight(0, 20 * MIB, Some(100 * MIB), 2),
+            20 * MIB + 5
+        );
+        // Configured: as written, above the floor.
+        assert_eq!(bytes_in_flight(10 * MIB, grpc, Some(8 * MIB), 8), 10 * MIB);
+        assert_eq!(bytes_in_flight(grpc, grpc, None, 1), grpc + 5);
     }
 }

@@ -1,4 +1,5 @@
-//! Counters of one receiver listener on one core (connections opened, refused, closed by reason).
+//! Counters of one receiver listener on one core (connections opened, refused, closed by reason;
+//! requests refused by a limit; request bytes in flight).
 
 use super::watch::Reason;
 use crate::telemetry::metrics::{Kind, Local, Registry};
@@ -84,6 +85,108 @@ impl ConnMetrics {
             .iter()
             .position(|r| *r == reason)
             .and_then(|i| self.closed.get(i))
+        {
+            c.add(1);
+        }
+    }
+}
+
+/// Why a receiver limit refused a request before its spans could be counted: the `reason` label
+/// of `otelcol_receiver_refused_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestRefusal {
+    /// A memory_limiter of the pipelines fed was refusing when the request started; its body was
+    /// not read (gRPC UNAVAILABLE, HTTP 503).
+    MemoryLimiter,
+    /// Another stage of the pipelines fed said at the request's start that it would refuse.
+    PipelineNotReady,
+    /// The core's `max_request_bytes_in_flight_per_core` was used up (gRPC UNAVAILABLE, HTTP 503).
+    BytesInFlight,
+    /// The body did not arrive within `body_timeout` (gRPC DEADLINE_EXCEEDED, HTTP 408).
+    BodyTimeout,
+}
+
+impl RequestRefusal {
+    /// Every reason, in label order.
+    pub const ALL: [RequestRefusal; 4] = [
+        RequestRefusal::MemoryLimiter,
+        RequestRefusal::PipelineNotReady,
+        RequestRefusal::BytesInFlight,
+        RequestRefusal::BodyTimeout,
+    ];
+
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestRefusal::MemoryLimiter => "memory_limiter",
+            RequestRefusal::PipelineNotReady => "pipeline_not_ready",
+            RequestRefusal::BytesInFlight => "bytes_in_flight",
+            RequestRefusal::BodyTimeout => "body_timeout",
+        }
+    }
+
+    /// The reason for a pipeline's answer to [`crate::pipeline::Consumer::ready`].
+    pub fn from_pipeline(r: crate::pipeline::Refusal) -> RequestRefusal {
+        match r {
+            crate::pipeline::Refusal::MemoryLimited => RequestRefusal::MemoryLimiter,
+            _ => RequestRefusal::PipelineNotReady,
+        }
+    }
+}
+
+/// Request-level counters and the bytes-in-flight gauges of one receiver listener on one core.
+pub struct RequestMetrics {
+    /// `otelcol_receiver_refused_requests_total{reason}`, indexed like [`RequestRefusal::ALL`].
+    refused: Vec<Local>,
+    /// `otelcol_receiver_request_bytes_in_flight` (gauge).
+    pub bytes_in_flight: Local,
+    /// `otelcol_receiver_request_bytes_in_flight_peak` (gauge: this core's most since start).
+    pub bytes_in_flight_peak: Local,
+}
+
+impl RequestMetrics {
+    /// Registers the series of `receiver`'s `transport` listener for `core`.
+    pub fn register(registry: &Registry, core: usize, receiver: &str, transport: &str) -> Self {
+        let labels = [("receiver", receiver), ("transport", transport)];
+        let refused = RequestRefusal::ALL
+            .iter()
+            .map(|r| {
+                let mut l = labels.to_vec();
+                l.push(("reason", r.label()));
+                registry
+                    .register(
+                        "otelcol_receiver_refused_requests_total",
+                        "Requests refused by a receiver limit before their body was read or decoded, so their spans are not counted (tailgate).",
+                        Kind::Counter,
+                        &l,
+                    )
+                    .local(core)
+            })
+            .collect();
+        let gauge = |name, help| {
+            registry
+                .register(name, help, Kind::Gauge, &labels)
+                .local(core)
+        };
+        RequestMetrics {
+            refused,
+            bytes_in_flight: gauge(
+                "otelcol_receiver_request_bytes_in_flight",
+                "Bytes of request bodies held while they arrive and are decoded (tailgate).",
+            ),
+            bytes_in_flight_peak: gauge(
+                "otelcol_receiver_request_bytes_in_flight_peak",
+                "Most bytes of request bodies held at once since start, summed over cores (tailgate).",
+            ),
+        }
+    }
+
+    /// Counts a request refused for `reason`.
+    pub fn refused(&self, reason: RequestRefusal) {
+        if let Some(c) = RequestRefusal::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .and_then(|i| self.refused.get(i))
         {
             c.add(1);
         }

@@ -3,11 +3,13 @@
 //! # Layout
 //! - [`otlp`]: the `otlp` receiver (config, gRPC over h2, HTTP over hyper http1).
 //! - [`listener`]: per-core accept loop: connection limit, TLS, handshake deadline, counters.
-//! - [`metrics`]: per-listener connection counters.
+//! - [`metrics`]: per-listener connection and request counters.
 //! - [`limits`]: limit settings resolved from the config (defaults applied).
+//! - [`in_flight`]: the per-core budget of request bytes still arriving.
 //! - [`watch`]: per-connection watchdog (idle, age, keepalive, slow clients) on glommio timers.
 //! - [`stopping`]: the per-core stop notice that ends open connections gracefully on shutdown.
 
+pub mod in_flight;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

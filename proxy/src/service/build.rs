@@ -25,8 +25,11 @@ use crate::pipeline::{fan_out, Consumer, Drain, LocalFuture};
 use crate::processor::batch::processor::{BatchMetrics, Batcher};
 use crate::processor::memory_limiter::processor::MemoryLimiter;
 use crate::processor::tail_sampling::processor::{self as tail_sampling, Part, StageMetrics};
-use crate::receiver::limits::{ConnLimits, GrpcLimits, HttpLimits};
+use crate::receiver::in_flight::InFlight;
+use crate::receiver::limits::{self, ConnLimits, GrpcLimits, HttpLimits};
 use crate::receiver::listener::Handler;
+use crate::receiver::metrics::RequestMetrics;
+use crate::receiver::otlp::config::ServerLimits;
 use crate::receiver::otlp::grpc::GrpcReceiver;
 use crate::receiver::otlp::http::HttpReceiver;
 use crate::runtime::mesh::Mesh;
@@ -371,6 +374,21 @@ pub fn receiver_handler(
         "otelcol_receiver_failed_requests_total",
         "Requests answered with an error before their spans were counted (tailgate).",
     );
+    let requests = RequestMetrics::register(&shared.registry, core, &name, transport);
+    // This listener's budget on this core, sized from its own largest request.
+    let in_flight = |t: &ServerLimits, largest: u64, requests: &RequestMetrics| {
+        let limit = limits::bytes_in_flight(
+            t.max_request_bytes_in_flight_per_core,
+            largest,
+            shared.memory_soft_limit,
+            shared.cores,
+        );
+        InFlight::new(
+            limit,
+            requests.bytes_in_flight.clone(),
+            requests.bytes_in_flight_peak.clone(),
+        )
+    };
     match (
         bind.protocol,
         cfg.protocols.grpc.as_ref(),
@@ -378,6 +396,8 @@ pub fn receiver_handler(
     ) {
         (Protocol::Grpc, Some(g), _) => {
             let limits = GrpcLimits::from_config(g);
+            let largest = g.max_recv_msg_size_mib.saturating_mul(1 << 20);
+            let in_flight = in_flight(&g.tailgate, largest, &requests);
             let handler = Handler::Grpc(Rc::new(GrpcReceiver {
                 next,
                 max_message: usize::try_from(g.max_recv_msg_size_mib.saturating_mul(1 << 20))
@@ -387,11 +407,14 @@ pub fn receiver_handler(
                 refused,
                 include_metadata: g.include_metadata,
                 failed_requests,
+                requests,
+                in_flight,
             }));
             Ok((handler, limits.conn))
         }
         (Protocol::Http, _, Some(h)) => {
             let limits = HttpLimits::from_config(h);
+            let in_flight = in_flight(&h.tailgate, h.max_request_body_size, &requests);
             let handler = Handler::Http(Rc::new(HttpReceiver {
                 next,
                 traces_path: h.traces_url_path.clone(),
@@ -402,6 +425,8 @@ pub fn receiver_handler(
                 refused,
                 include_metadata: h.include_metadata,
                 failed_requests,
+                requests,
+                in_flight,
             }));
             Ok((handler, limits.conn))
         }

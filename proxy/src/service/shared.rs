@@ -32,6 +32,11 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// memory_limiter measurements by processor id.
     pub memory: BTreeMap<ComponentId, Arc<MemoryState>>,
+    /// The lowest soft limit of the memory_limiters, bytes (receivers size their default budget
+    /// of bytes in flight from it).
+    pub memory_soft_limit: Option<u64>,
+    /// Cores running pipelines.
+    pub cores: usize,
     /// Set by SIGTERM/SIGINT (or a core failing at start-up).
     pub shutdown: Arc<stop::Shutdown>,
     /// Set once every core has built every component: listeners accept only after it.
@@ -74,8 +79,8 @@ pub fn start(
     stop_threads: &Arc<AtomicBool>,
 ) -> Result<(Arc<Shared>, BTreeMap<String, SocketAddr>), StartError> {
     let registry = Registry::new(cores);
-    let (memory, soft_limit) = start_memory_limiters(&config, stop_threads)?;
-    let queue_bytes_default = default_max_bytes(soft_limit, cores, queued_exporters(&config));
+    let (memory, memory_soft_limit) = start_memory_limiters(&config, stop_threads)?;
+    let queue_bytes_default = default_max_bytes(memory_soft_limit, cores, queued_exporters(&config));
     tracing::info!(
         queue_bytes_default,
         "sending queues hold at most this many bytes per exporter and core unless sending_queue.tailgate.max_bytes_per_core is set"
@@ -96,6 +101,8 @@ pub fn start(
         config,
         registry,
         memory,
+        memory_soft_limit,
+        cores,
         shutdown,
         go: Arc::new(stop::Latch::default()),
         healthy,

@@ -685,6 +685,44 @@ async fn request_on(
     status(&trailers).ok_or_else(|| "no grpc-status in trailers".to_owned())
 }
 
+/// Opens an Export stream on `client` whose one message declares `declared` payload bytes but
+/// carries only `payload` (shared, not copied, so a thousand streams cost the client one buffer),
+/// then stalls with the stream open. Keep the returned send half alive: dropping both halves
+/// resets the stream.
+pub async fn stalled_export(
+    client: &h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+    declared: u32,
+    payload: &Bytes,
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let mut c = client.clone().ready().await.unwrap();
+    let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (resp, mut stream) = c.send_request(req, false).unwrap();
+    let mut prefix = BytesMut::with_capacity(5);
+    prefix.put_u8(0);
+    prefix.put_u32(declared);
+    stream.send_data(prefix.freeze(), false).unwrap();
+    stream.send_data(payload.clone(), false).unwrap();
+    (resp, stream)
+}
+
+/// The grpc-status and grpc-message of a response whose status is in its headers (a
+/// trailers-only answer, as refusals are); `None` when the headers carry no status.
+pub fn header_status(resp: &http::Response<h2::RecvStream>) -> Option<(u32, String)> {
+    let h = resp.headers();
+    let code = h.get("grpc-status")?.to_str().ok()?.parse().ok()?;
+    let message = h
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Some((code, message))
+}
+
 /// Frames a payload: compressed with `encoding` unless it is identity.
 pub fn frame(payload: &[u8], encoding: Compression) -> Bytes {
     let (flag, data) = match encoding {

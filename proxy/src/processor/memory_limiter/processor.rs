@@ -215,6 +215,15 @@ impl Consumer for MemoryLimiter {
         }
         self.next.consume(data)
     }
+
+    /// Refusing while over the soft limit, so receivers refuse before reading a body (the
+    /// refusal is counted by the receiver: it has no spans to count yet).
+    fn ready(&self) -> Result<(), Refusal> {
+        if self.state.over_soft.load(Ordering::Relaxed) {
+            return Err(Refusal::MemoryLimited);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -163,7 +163,8 @@ impl OtlpReceiverConfig {
             if let Some(k) = &g.keepalive {
                 k.validate(&join(&p, "keepalive"), warnings);
             }
-            g.tailgate.validate(&join(&p, "tailgate"), errors);
+            let largest = g.max_recv_msg_size_mib.saturating_mul(1 << 20);
+            g.tailgate.validate(&join(&p, "tailgate"), largest, errors);
             not_yet(
                 &g.auth.as_ref().map(|_| ()),
                 &join(&p, "auth"),
@@ -183,7 +184,8 @@ impl OtlpReceiverConfig {
                     errors.push(join(&p, key), format!("{value:?} must start with '/'"));
                 }
             }
-            h.tailgate.validate(&join(&p, "tailgate"), errors);
+            h.tailgate
+                .validate(&join(&p, "tailgate"), h.max_request_body_size, errors);
             not_yet(
                 &h.auth.as_ref().map(|_| ()),
                 &join(&p, "auth"),
@@ -266,6 +268,11 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_CORE: u32 = 4096;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `tailgate.max_header_list_size` (bytes).
 pub const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 << 10;
+/// Default `tailgate.body_timeout`: a request's body must have arrived this long after the
+/// request started. OTel SDKs give an export 10 s and the collector's exporters 5 s, so a body
+/// still arriving after 30 s belongs to a client that has given up; holding its bytes longer only
+/// pins memory. 30 s still lets a 4 MiB message through at ~140 KB/s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `tailgate:` under `protocols.grpc` / `protocols.http`.
 #[derive(Debug, Clone, Deserialize)]
@@ -277,6 +284,12 @@ pub struct ServerLimits {
     pub handshake_timeout: GoDuration,
     /// Largest request header block in bytes (h2 SETTINGS_MAX_HEADER_LIST_SIZE; HTTP/1 head size).
     pub max_header_list_size: u32,
+    /// Bytes of request bodies still arriving that each core holds for this listener; a request
+    /// whose next bytes would pass it is refused (retryable). 0: derived (see
+    /// `receiver::limits::default_bytes_in_flight`).
+    pub max_request_bytes_in_flight_per_core: u64,
+    /// A request's whole body must arrive within this long of the request's start.
+    pub body_timeout: GoDuration,
 }
 
 impl Default for ServerLimits {
@@ -285,12 +298,16 @@ impl Default for ServerLimits {
             max_connections_per_core: DEFAULT_MAX_CONNECTIONS_PER_CORE,
             handshake_timeout: GoDuration(DEFAULT_HANDSHAKE_TIMEOUT),
             max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
+            max_request_bytes_in_flight_per_core: 0,
+            body_timeout: GoDuration(DEFAULT_BODY_TIMEOUT),
         }
     }
 }
 
 impl ServerLimits {
-    fn validate(&self, path: &str, errors: &mut ConfigErrors) {
+    /// `largest` is the largest request the protocol accepts (bytes): a budget below it would
+    /// refuse such a request every time.
+    fn validate(&self, path: &str, largest: u64, errors: &mut ConfigErrors) {
         if self.max_connections_per_core == 0 {
             errors.push(
                 join(path, "max_connections_per_core"),
@@ -305,6 +322,19 @@ impl ServerLimits {
                 join(path, "max_header_list_size"),
                 "must be at least 1024 (bytes)",
             );
+        }
+        let budget = self.max_request_bytes_in_flight_per_core;
+        if budget != 0 && budget < largest {
+            errors.push(
+                join(path, "max_request_bytes_in_flight_per_core"),
+                format!(
+                    "{budget} is below the largest request this protocol accepts ({largest} bytes), \
+                     which would then always be refused; raise it or leave it out (0: derived)"
+                ),
+            );
+        }
+        if self.body_timeout.0.is_zero() {
+            errors.push(join(path, "body_timeout"), "must be greater than zero");
         }
     }
 }

@@ -6,6 +6,12 @@
 //! UNAVAILABLE. A request holding a span the collector's pdata cannot unmarshal (a trace id of 8
 //! bytes, say) is refused whole with INVALID_ARGUMENT, the OTLP specification's non-retryable code
 //! for bad data, where the collector answers INTERNAL from grpc-go's codec.
+//!
+//! tailgate's own limits on a stream (docs/proxy.md, "Receiver limits"): a memory_limiter that is
+//! refusing is asked before the body is read (UNAVAILABLE), every chunk read is charged to the
+//! core's bytes in flight (UNAVAILABLE past `max_request_bytes_in_flight_per_core`), and the whole
+//! body is due `body_timeout` after the stream started (DEADLINE_EXCEEDED). Each answers with a
+//! status, after which h2 resets the unread rest of the stream (RST_STREAM NO_ERROR).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -21,9 +27,10 @@ use tailgate_proto::grpc::{self, Deframer};
 
 use crate::pipeline::wire::{self, RequestError};
 use crate::pipeline::{Consumer, Metadata, Payload, Refusal};
+use crate::receiver::in_flight::{Charge, InFlight};
 use crate::receiver::limits::GrpcLimits;
 use crate::receiver::metadata_headers;
-use crate::receiver::metrics::ConnMetrics;
+use crate::receiver::metrics::{ConnMetrics, RequestMetrics, RequestRefusal};
 use crate::receiver::stopping::Stopping;
 use crate::receiver::watch::{self, Action, Activity, Phase, Reason, Watched};
 use crate::runtime::io::{BoxIo, Unzeroed};
@@ -41,6 +48,8 @@ pub enum Code {
     Ok = 0,
     /// Bad request content.
     InvalidArgument = 3,
+    /// The body did not arrive in time (`tailgate.body_timeout`).
+    DeadlineExceeded = 4,
     /// Too large.
     ResourceExhausted = 8,
     /// Unknown method or encoding.
@@ -67,6 +76,10 @@ pub struct GrpcReceiver {
     pub include_metadata: bool,
     /// Requests answered with an error before their spans could be counted.
     pub failed_requests: Local,
+    /// Requests refused by a limit (by reason), and the bytes-in-flight gauges.
+    pub requests: RequestMetrics,
+    /// This core's budget of request bytes in flight for this listener.
+    pub in_flight: Rc<InFlight>,
 }
 
 /// h2 windows measured in DESIGN.md: 8 MiB per stream / 32 MiB per connection roughly double the
@@ -184,60 +197,84 @@ async fn handle_stream(
     rx: &GrpcReceiver,
     peer: Option<SocketAddr>,
 ) {
+    let started = Instant::now();
     let meta = Metadata {
         client: peer,
-        received: Some(Instant::now()),
+        received: Some(started),
         headers: rx.include_metadata.then(|| metadata_headers(req.headers())),
         hop: None,
     };
-    match receive(req, rx).await.map(|data| Payload { meta, ..data }) {
-        Ok(data) => {
-            let spans = data.items;
-            match rx.next.consume(data) {
-                Ok(()) => {
-                    rx.accepted.add(spans);
-                    send_ok(&mut respond);
-                }
-                Err(r) => {
-                    rx.refused.add(spans);
-                    let code = match r {
-                        Refusal::MemoryLimited
-                        | Refusal::QueueFull
-                        | Refusal::NoRoute
-                        | Refusal::TooManyBatches
-                        | Refusal::ShuttingDown
-                        | Refusal::Overloaded => Code::Unavailable,
-                    };
-                    send_status(&mut respond, code, r.message());
-                }
-            }
+    // The whole body is due `body_timeout` after the stream started; dropping `receive` on the
+    // deadline drops the body (h2 resets the stream once the status is sent) and the charge.
+    let deadline = started.checked_add(rx.limits.conn.body_timeout);
+    let received = match deadline {
+        Some(d) => before(d, async { Some(receive(req, rx).await) }).await,
+        None => Some(receive(req, rx).await),
+    };
+    let failure = match received {
+        Some(Ok(data)) => return consume(Payload { meta, ..data }, rx, &mut respond),
+        Some(Err(f)) => f,
+        None => Failure::Refused(
+            RequestRefusal::BodyTimeout,
+            Code::DeadlineExceeded,
+            format!(
+                "request body not received within {:?} (tailgate.body_timeout)",
+                rx.limits.conn.body_timeout
+            ),
+        ),
+    };
+    let (code, message) = match failure {
+        Failure::Bad(code, message) => {
+            rx.failed_requests.add(1);
+            (code, message)
         }
-        Err(failure) => {
-            match failure.refused {
-                Some(spans) => rx.refused.add(spans),
-                None => rx.failed_requests.add(1),
-            }
-            send_status(&mut respond, failure.code, &failure.message);
+        Failure::Refused(reason, code, message) => {
+            rx.requests.refused(reason);
+            (code, message)
+        }
+        Failure::InvalidSpans(spans, message) => {
+            rx.refused.add(spans);
+            (Code::InvalidArgument, message)
+        }
+    };
+    send_status(&mut respond, code, &message);
+}
+
+/// Hands a request's spans to the pipelines and answers.
+fn consume(data: Payload, rx: &GrpcReceiver, respond: &mut SendResponse<Bytes>) {
+    let spans = data.items;
+    match rx.next.consume(data) {
+        Ok(()) => {
+            rx.accepted.add(spans);
+            send_ok(respond);
+        }
+        Err(r) => {
+            rx.refused.add(spans);
+            let code = match r {
+                Refusal::MemoryLimited
+                | Refusal::QueueFull
+                | Refusal::NoRoute
+                | Refusal::TooManyBatches
+                | Refusal::ShuttingDown
+                | Refusal::Overloaded => Code::Unavailable,
+            };
+            send_status(respond, code, r.message());
         }
     }
 }
 
-/// A request answered with an error status.
-struct Failure {
-    code: Code,
-    message: String,
-    /// The request's spans, when they could be counted (refused as a whole); else the request
-    /// counts in `failed_requests`.
-    refused: Option<u64>,
+/// Why a request was not taken: answered with the status, counted as a failed request (`Bad`),
+/// as refused by a limit with its reason (`Refused`), or as refused spans (`InvalidSpans`: a span
+/// pdata cannot unmarshal refuses the whole request, INVALID_ARGUMENT).
+enum Failure {
+    Bad(Code, String),
+    Refused(RequestRefusal, Code, String),
+    InvalidSpans(u64, String),
 }
 
 impl From<(Code, String)> for Failure {
     fn from((code, message): (Code, String)) -> Self {
-        Failure {
-            code,
-            message,
-            refused: None,
-        }
+        Failure::Bad(code, message)
     }
 }
 
@@ -267,32 +304,17 @@ async fn receive(req: Request<h2::RecvStream>, rx: &GrpcReceiver) -> Result<Payl
             )
         })?,
     };
-    let mut body = req.into_body();
-    let mut deframer = Deframer::new(rx.max_message);
-    let mut message = None;
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| (Code::Internal, format!("stream error: {e}")))?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        deframer.push(chunk);
-        while let Some(m) = deframer
-            .next_message()
-            .map_err(|e| frame_status(e, rx.max_message))?
-        {
-            if message.is_some() {
-                return Err((
-                    Code::Unimplemented,
-                    "more than one message on a unary method".to_owned(),
-                )
-                    .into());
-            }
-            message = Some(m);
-        }
+    // Asked before the body is read: a request the pipelines would refuse costs no bytes.
+    if let Err(r) = rx.next.ready() {
+        return Err(Failure::Refused(
+            RequestRefusal::from_pipeline(r),
+            Code::Unavailable,
+            r.message().to_owned(),
+        ));
     }
-    deframer
-        .finish()
-        .map_err(|e| frame_status(e, rx.max_message))?;
-    let message =
-        message.ok_or_else(|| (Code::Internal, "grpc: request has no message".to_owned()))?;
+    // Held until the message is decoded (dropped with this function).
+    let mut charge = rx.in_flight.charge();
+    let message = read_message(req.into_body(), rx, &mut charge).await?;
     let payload = message
         .decode(encoding, rx.max_message)
         .map_err(|e| match e {
@@ -309,17 +331,63 @@ async fn receive(req: Request<h2::RecvStream>, rx: &GrpcReceiver) -> Result<Payl
             ),
         })?;
     let spans = wire::check_spans(&payload).map_err(|e| match e {
-        RequestError::Malformed(e) => Failure::from((
+        RequestError::Malformed(e) => Failure::Bad(
             Code::Internal,
             format!("grpc: error unmarshalling request: {e}"),
-        )),
-        RequestError::InvalidSpan { spans, .. } => Failure {
-            code: Code::InvalidArgument,
-            message: format!("{e}; all {spans} spans of the request refused"),
-            refused: Some(spans as u64),
-        },
+        ),
+        RequestError::InvalidSpan { spans, .. } => Failure::InvalidSpans(
+            spans as u64,
+            format!("{e}; all {spans} spans of the request refused"),
+        ),
     })?;
     Ok(Payload::traces(payload, spans))
+}
+
+/// Reads the stream's one message, charging what it holds to the core's bytes in flight.
+async fn read_message(
+    mut body: h2::RecvStream,
+    rx: &GrpcReceiver,
+    charge: &mut Charge,
+) -> Result<grpc::Message, Failure> {
+    let mut deframer = Deframer::new(rx.max_message);
+    let mut message: Option<grpc::Message> = None;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| (Code::Internal, format!("stream error: {e}")))?;
+        let len = chunk.len();
+        deframer.push(chunk);
+        while let Some(m) = deframer
+            .next_message()
+            .map_err(|e| frame_status(e, rx.max_message))?
+        {
+            if message.is_some() {
+                return Err((
+                    Code::Unimplemented,
+                    "more than one message on a unary method".to_owned(),
+                )
+                    .into());
+            }
+            message = Some(m);
+        }
+        // An incomplete message is held in a buffer of its declared size (reserved, so charged
+        // whole); a complete one until it is decoded.
+        let holds = deframer.held() + message.as_ref().map_or(0, |m| m.payload.len());
+        if charge.reach(holds).is_err() {
+            return Err(Failure::Refused(
+                RequestRefusal::BytesInFlight,
+                Code::Unavailable,
+                format!(
+                    "receiver is holding its limit of {} bytes of requests in flight on this \
+                     core (tailgate.max_request_bytes_in_flight_per_core); retry later",
+                    rx.in_flight.limit()
+                ),
+            ));
+        }
+        let _ = body.flow_control().release_capacity(len);
+    }
+    deframer
+        .finish()
+        .map_err(|e| frame_status(e, rx.max_message))?;
+    message.ok_or_else(|| Failure::Bad(Code::Internal, "grpc: request has no message".to_owned()))
 }
 
 fn frame_status(e: FrameError, max: usize) -> (Code, String) {

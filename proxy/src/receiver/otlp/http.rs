@@ -6,6 +6,12 @@
 //! trace id: the whole request is refused, naming the span), 413 over `max_request_body_size` or
 //! over the JSON decode budget (`tailgate_proto::json::JsonBudget`), 415 for other content types,
 //! 404 for other paths, 405 for other methods, 503 when a memory_limiter refuses (clients retry).
+//!
+//! tailgate's own limits on a request (docs/proxy.md, "Receiver limits"): a memory_limiter that is
+//! refusing is asked before the body is read (503), the body is charged to the core's bytes in
+//! flight as it is collected (503 past `max_request_bytes_in_flight_per_core`), and it is due
+//! `body_timeout` after the request's head was read (408). Each closes the connection after the
+//! answer (`Connection: close`), since the rest of the body is not read.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,20 +21,22 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_lite::future;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use tailgate_proto::error::{BodyError, JsonError, JsonErrorKind};
 use tailgate_proto::json::{decode_body, BodyFormat};
 
 use crate::pipeline::wire::{self, RequestError};
 use crate::pipeline::{Consumer, Metadata, Payload};
+use crate::receiver::in_flight::{Charge, InFlight};
 use crate::receiver::limits::HttpLimits;
 use crate::receiver::metadata_headers;
-use crate::receiver::metrics::ConnMetrics;
+use crate::receiver::metrics::{ConnMetrics, RequestMetrics, RequestRefusal};
 use crate::receiver::stopping::Stopping;
 use crate::receiver::watch::{self, Action, Activity, Phase, Reason, Watched};
 use crate::runtime::io::{BoxIo, Unzeroed};
+use crate::runtime::time::before;
 use crate::telemetry::metrics::Local;
 
 /// Settings and counters one core's HTTP receiver needs.
@@ -51,6 +59,10 @@ pub struct HttpReceiver {
     pub include_metadata: bool,
     /// Requests rejected before spans could be counted.
     pub failed_requests: Local,
+    /// Requests refused by a limit (by reason), and the bytes-in-flight gauges.
+    pub requests: RequestMetrics,
+    /// This core's budget of request bytes in flight for this listener.
+    pub in_flight: Rc<InFlight>,
 }
 
 /// Serves one HTTP/1.1 connection until the peer closes it or a limit ends it.
@@ -128,7 +140,7 @@ async fn respond(
     rx: &HttpReceiver,
     peer: Option<SocketAddr>,
 ) -> Response<Full<Bytes>> {
-    let received = Instant::now();
+    let started = Instant::now();
     let headers = rx.include_metadata.then(|| metadata_headers(req.headers()));
     let path = req.uri().path();
     if path != rx.traces_path {
@@ -162,23 +174,10 @@ async fn respond(
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = match Limited::new(req.into_body(), rx.max_body).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            rx.failed_requests.add(1);
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("body larger than {} bytes", rx.max_body),
-                );
-            }
-            return plain(
-                StatusCode::BAD_REQUEST,
-                &format!("failed to read body: {e}"),
-            );
-        }
+    // Held until the body is decoded (dropped with this function).
+    let (body, _charge) = match read_limited(req.into_body(), rx, started).await {
+        Ok(read) => read,
+        Err(answer) => return answer,
     };
     let payload = match decode_body(body, encoding.as_deref(), format, rx.max_body) {
         Ok(p) => p,
@@ -216,7 +215,7 @@ async fn respond(
     let data = Payload {
         meta: Metadata {
             client: peer,
-            received: Some(received),
+            received: Some(started),
             headers,
             hop: None,
         },
@@ -239,6 +238,125 @@ async fn respond(
             plain(StatusCode::SERVICE_UNAVAILABLE, refusal.message())
         }
     }
+}
+
+/// Reads the body of a request whose head passed the checks, under the receiver's limits: the
+/// pipelines are asked first, the body is charged to the core's bytes in flight and due
+/// `body_timeout` after `started`. Returns the body and its charge, which the caller holds until
+/// the body is decoded; `Err` is the answer to give.
+async fn read_limited(
+    body: Incoming,
+    rx: &HttpReceiver,
+    started: Instant,
+) -> Result<(Bytes, Charge), Response<Full<Bytes>>> {
+    // Asked before the body is read: a request the pipelines would refuse costs no bytes.
+    if let Err(r) = rx.next.ready() {
+        rx.requests.refused(RequestRefusal::from_pipeline(r));
+        return Err(unread(plain(StatusCode::SERVICE_UNAVAILABLE, r.message())));
+    }
+    let mut charge = rx.in_flight.charge();
+    let read = read_body(body, rx.max_body, &mut charge);
+    let read = match started.checked_add(rx.limits.conn.body_timeout) {
+        Some(deadline) => before(deadline, async { Some(read.await) }).await,
+        None => Some(read.await),
+    };
+    let (status, message) = match read {
+        Some(Ok(b)) => return Ok((b, charge)),
+        Some(Err(BodyFailure::OverBudget)) => {
+            rx.requests.refused(RequestRefusal::BytesInFlight);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "receiver is holding its limit of {} bytes of requests in flight on this core \
+                     (tailgate.max_request_bytes_in_flight_per_core); retry later",
+                    rx.in_flight.limit()
+                ),
+            )
+        }
+        None => {
+            rx.requests.refused(RequestRefusal::BodyTimeout);
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {:?} (tailgate.body_timeout)",
+                    rx.limits.conn.body_timeout
+                ),
+            )
+        }
+        Some(Err(BodyFailure::TooLarge)) => {
+            rx.failed_requests.add(1);
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {} bytes", rx.max_body),
+            )
+        }
+        Some(Err(BodyFailure::Broken(e))) => {
+            rx.failed_requests.add(1);
+            // The connection is gone: nothing is left to read.
+            return Err(plain(
+                StatusCode::BAD_REQUEST,
+                &format!("failed to read body: {e}"),
+            ));
+        }
+    };
+    Err(unread(plain(status, &message)))
+}
+
+/// Why a request body could not be read.
+enum BodyFailure {
+    /// Over `max_request_body_size`.
+    TooLarge,
+    /// The core's bytes in flight would pass the budget.
+    OverBudget,
+    /// The connection broke mid-body.
+    Broken(hyper::Error),
+}
+
+/// Collects a body of at most `max` bytes, charging what it holds to the core's bytes in flight.
+///
+/// The chunks are copied into one buffer, and the charge is its capacity: what the request really
+/// holds. (Keeping hyper's chunks would pin hyper's read buffers, of which a stalled request may
+/// hold a small part of each.) The buffer doubles as it fills, up to `max` and up to the declared
+/// `Content-Length` (trusted for the capacity only, never reserved ahead), so an honest body ends
+/// in a buffer of exactly its size: the payload keeps no slack through the pipelines.
+async fn read_body(
+    mut body: Incoming,
+    max: usize,
+    charge: &mut Charge,
+) -> Result<Bytes, BodyFailure> {
+    let declared = body
+        .size_hint()
+        .upper()
+        .and_then(|n| usize::try_from(n).ok());
+    let mut out: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyFailure::Broken)?.into_data() else {
+            continue; // trailers
+        };
+        let need = out.len().saturating_add(data.len());
+        if need > max {
+            return Err(BodyFailure::TooLarge);
+        }
+        if need > out.capacity() {
+            let cap = declared.unwrap_or(max).min(max).max(need);
+            let want = need.max(out.capacity().saturating_mul(2)).min(cap);
+            charge.reach(want).map_err(|_| BodyFailure::OverBudget)?;
+            out.reserve_exact(want - out.len());
+        }
+        out.extend_from_slice(&data);
+    }
+    if out.capacity() - out.len() > out.len() / 8 {
+        out.shrink_to_fit();
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Marks an answer given before the request's body was read: the connection closes after it, as
+/// the unread rest of the body would otherwise be taken for the next request (or read in full).
+fn unread(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    r.headers_mut()
+        .insert("connection", http::HeaderValue::from_static("close"));
+    r
 }
 
 fn plain(status: StatusCode, message: &str) -> Response<Full<Bytes>> {

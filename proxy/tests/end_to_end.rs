@@ -254,14 +254,16 @@ async fn memory_limiter_refuses_with_unavailable_above_the_soft_limit() {
     let (code, msg) = export(tg.grpc(), &make_request(5, 1, 1, 10), Compression::Identity).await;
     assert_eq!(code, 14, "{msg}");
     assert!(msg.contains("memory"), "{msg}");
+    // Refused when the stream started, before its body was read (docs/proxy.md, "Receiver
+    // limits"): the request is counted with its reason; its spans were never read, so the span
+    // counters stay at zero (the collector decodes first and counts 10 refused spans).
     assert_eq!(
-        tg.metric("otelcol_receiver_refused_spans_total"),
-        Some(10.0)
+        tg.metric(
+            "otelcol_receiver_refused_requests_total{receiver=\"otlp\",transport=\"grpc\",reason=\"memory_limiter\"}"
+        ),
+        Some(1.0)
     );
-    assert_eq!(
-        tg.metric("otelcol_processor_refused_spans_total{processor=\"memory_limiter\"}"),
-        Some(10.0)
-    );
+    assert_eq!(tg.metric("otelcol_receiver_refused_spans_total"), Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

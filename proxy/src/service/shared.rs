@@ -80,7 +80,8 @@ pub fn start(
 ) -> Result<(Arc<Shared>, BTreeMap<String, SocketAddr>), StartError> {
     let registry = Registry::new(cores);
     let (memory, memory_soft_limit) = start_memory_limiters(&config, stop_threads)?;
-    let queue_bytes_default = default_max_bytes(memory_soft_limit, cores, queued_exporters(&config));
+    let queue_bytes_default =
+        default_max_bytes(memory_soft_limit, cores, queued_exporters(&config));
     tracing::info!(
         queue_bytes_default,
         "sending queues hold at most this many bytes per exporter and core unless sending_queue.tailgate.max_bytes_per_core is set"

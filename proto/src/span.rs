@@ -527,3 +527,65 @@ fn status_code(status: &[u8], base: usize) -> Result<Option<i32>, ScanError> {
     }
     Ok(code)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::span::Link;
+    use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+    use proptest::prelude::*;
+    use prost::Message;
+
+    fn encoded_span() -> Vec<u8> {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: vec![3; 8],
+            trace_state: "a=b".into(),
+            name: "GET /".into(),
+            kind: 2,
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            dropped_attributes_count: 1,
+            links: vec![Link {
+                trace_id: vec![4; 16],
+                span_id: vec![5; 8],
+                ..Default::default()
+            }],
+            status: Some(Status {
+                code: 2,
+                message: "x".into(),
+            }),
+            flags: 0x101,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    proptest! {
+        /// The fast path changes nothing: any damage to a span gives the same verdict (and the
+        /// same fault) as the full rules alone.
+        #[test]
+        fn fast_path_agrees_with_the_full_rules(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            cut in any::<usize>(),
+        ) {
+            let mut span = encoded_span();
+            let n = span.len();
+            for (at, b) in edits {
+                span[at % n] = b;
+            }
+            span.truncate(cut % (n + 1));
+            prop_assert_eq!(check(&span, 7), check_fields(&span, 7));
+        }
+    }
+
+    #[test]
+    fn a_plain_span_takes_the_fast_path_to_its_links() {
+        let span = encoded_span();
+        let links_at = span.iter().position(|&b| b == 0x6a).unwrap();
+        assert_eq!(fast_prefix(&span), links_at);
+        assert_eq!(check(&span, 0), Ok(()));
+    }
+}

@@ -345,6 +345,67 @@ impl SpanFault {
 /// Not entered, as the scan does not enter them either: attributes, events, and the contents of
 /// strings (pdata does not check UTF-8 either).
 pub(crate) fn check(span: &[u8], base: usize) -> Result<(), SpanFault> {
+    let pos = fast_prefix(span);
+    check_fields(&span[pos..], base + pos)
+}
+
+/// The fast path of [`check`]: walks the fields an encoder writes for a plain span (one-byte
+/// tags in the schema's wire types, ids of a valid length, lengths under 16 KiB, one-byte
+/// varints) and returns the offset of the first field it does not handle (links, status, unknown
+/// or odd fields, anything wrong), where [`check_fields`] takes over with the full rules and the
+/// exact error. It accepts only what [`check_fields`] would accept.
+#[inline(always)]
+fn fast_prefix(span: &[u8]) -> usize {
+    let mut pos = 0;
+    while let Some(&tag) = span.get(pos) {
+        let next = match tag {
+            // trace_id, span_id, trace_state, parent_span_id, name, attributes, events
+            0x0a | 0x12 | 0x1a | 0x22 | 0x2a | 0x4a | 0x5a => {
+                let Some((len, start)) = short_len(span, pos + 1) else {
+                    return pos;
+                };
+                let id_ok = match tag {
+                    0x0a => len == 0 || len == 16,
+                    0x12 | 0x22 => len == 0 || len == 8,
+                    _ => true,
+                };
+                if !id_ok {
+                    return pos;
+                }
+                start + len
+            }
+            // start_time_unix_nano, end_time_unix_nano
+            0x39 | 0x41 => pos + 9,
+            // kind, dropped_{attributes,events,links}_count
+            0x30 | 0x50 | 0x60 | 0x70 => match span.get(pos + 1) {
+                Some(&b) if b < 0x80 => pos + 2,
+                _ => return pos,
+            },
+            // flags (field 16: a two-byte tag)
+            0x85 if span.get(pos + 1) == Some(&0x01) => pos + 6,
+            _ => return pos,
+        };
+        if next > span.len() {
+            return pos;
+        }
+        pos = next;
+    }
+    pos
+}
+
+/// A length of one or two varint bytes at `at`, and where its payload starts.
+#[inline(always)]
+fn short_len(span: &[u8], at: usize) -> Option<(usize, usize)> {
+    let b0 = *span.get(at)?;
+    if b0 < 0x80 {
+        return Some((usize::from(b0), at + 1));
+    }
+    let b1 = *span.get(at + 1)?;
+    (b1 < 0x80).then(|| (usize::from(b0 & 0x7f) | usize::from(b1) << 7, at + 2))
+}
+
+/// [`check`]'s full rules over the fields of `span` (at absolute offset `base`).
+fn check_fields(span: &[u8], base: usize) -> Result<(), SpanFault> {
     let mut fields = Fields::new(span, base);
     let mut links = 0u32;
     while let Some(f) = fields.next_field().map_err(SpanFault::malformed)? {
@@ -465,4 +526,66 @@ fn status_code(status: &[u8], base: usize) -> Result<Option<i32>, ScanError> {
         }
     }
     Ok(code)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::span::Link;
+    use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+    use proptest::prelude::*;
+    use prost::Message;
+
+    fn encoded_span() -> Vec<u8> {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: vec![3; 8],
+            trace_state: "a=b".into(),
+            name: "GET /".into(),
+            kind: 2,
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            dropped_attributes_count: 1,
+            links: vec![Link {
+                trace_id: vec![4; 16],
+                span_id: vec![5; 8],
+                ..Default::default()
+            }],
+            status: Some(Status {
+                code: 2,
+                message: "x".into(),
+            }),
+            flags: 0x101,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    proptest! {
+        /// The fast path changes nothing: any damage to a span gives the same verdict (and the
+        /// same fault) as the full rules alone.
+        #[test]
+        fn fast_path_agrees_with_the_full_rules(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            cut in any::<usize>(),
+        ) {
+            let mut span = encoded_span();
+            let n = span.len();
+            for (at, b) in edits {
+                span[at % n] = b;
+            }
+            span.truncate(cut % (n + 1));
+            prop_assert_eq!(check(&span, 7), check_fields(&span, 7));
+        }
+    }
+
+    #[test]
+    fn a_plain_span_takes_the_fast_path_to_its_links() {
+        let span = encoded_span();
+        let links_at = span.iter().position(|&b| b == 0x6a).unwrap();
+        assert_eq!(fast_prefix(&span), links_at);
+        assert_eq!(check(&span, 0), Ok(()));
+    }
 }

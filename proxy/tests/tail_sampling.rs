@@ -435,3 +435,100 @@ async fn a_second_clients_good_spans_batched_with_a_bad_request_are_not_lost() {
     assert_eq!(dropped, 0.0);
     assert!(tg.terminate().success());
 }
+
+// === the byte budget and the engine's drops ===
+
+/// One core, `num_traces: 2`, a long decision wait, and `extra` processors before tail_sampling.
+fn small_table_config(sink: SocketAddr, memory_limiter: bool, tailgate: &str) -> String {
+    let (limiter, processors) = if memory_limiter {
+        (
+            "  memory_limiter:\n    check_interval: 1s\n    limit_mib: 6000\n    spike_limit_mib: 1000\n",
+            "[memory_limiter, tail_sampling]",
+        )
+    } else {
+        ("", "[tail_sampling]")
+    };
+    format!(
+        "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+{limiter}  tail_sampling:
+    decision_wait: 1h
+    num_traces: 2
+{tailgate}    policies:
+      - name: all
+        type: always_sample
+exporters:
+  otlp/backend:
+    endpoint: {sink}
+    tls: {{insecure: true}}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: {processors}
+      exporters: [otlp/backend]
+"
+    )
+}
+
+const BUDGET: &str = "tailgate_tail_sampling_max_buffered_bytes{processor=\"tail_sampling\"}";
+
+/// Without `tailgate.max_buffered_bytes` the budget is half the memory_limiter's soft limit
+/// (6000 − 1000 MiB → 2500 MiB); set, it is what it says; with neither there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_byte_budget_is_half_the_memory_limiters_soft_limit() {
+    let sink = Sink::start().await;
+    for (limiter, tailgate, want) in [
+        (true, "", 2500u64 << 20),
+        (
+            true,
+            "    tailgate: {max_buffered_bytes: 1000000}\n",
+            1_000_000,
+        ),
+        (false, "", 0),
+    ] {
+        let tg = Tailgate::start(
+            &small_table_config(sink.addr, limiter, tailgate),
+            &["--cores", "2"],
+        );
+        assert_eq!(
+            tg.metric(BUDGET),
+            Some(want as f64),
+            "{limiter} {tailgate:?}"
+        );
+    }
+}
+
+/// Traces pushed out of a full table before their decision are counted by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engines_drops_are_exported_by_reason() {
+    let sink = Sink::start().await;
+    let tg = Tailgate::start(&small_table_config(sink.addr, false, ""), &["--cores", "1"]);
+    for t in 1..=5u8 {
+        let req = one_scope("cart", good_trace([t; 16]));
+        let (code, message) = export(tg.grpc(), &req, Compression::Identity).await;
+        assert_eq!(code, 0, "{message}");
+    }
+    // Five traces into a table of two: three evicted undecided, 3 spans each.
+    tg.wait_metric(
+        "tailgate_tail_sampling_dropped_spans_total{processor=\"tail_sampling\",reason=\"evicted_too_early\"}",
+        9.0,
+    )
+    .await;
+    assert_eq!(
+        tg.metric("otelcol_processor_tail_sampling_sampling_trace_dropped_too_early_total"),
+        Some(3.0)
+    );
+    assert_eq!(
+        tg.metric("tailgate_tail_sampling_dropped_spans_total{processor=\"tail_sampling\",reason=\"not_sampled\"}"),
+        Some(0.0)
+    );
+}

@@ -24,6 +24,7 @@ use crate::exporter::otlp;
 use crate::pipeline::{fan_out, Consumer, Drain, LocalFuture};
 use crate::processor::batch::processor::{BatchMetrics, Batcher};
 use crate::processor::memory_limiter::processor::MemoryLimiter;
+use crate::processor::tail_sampling::config::default_byte_budget;
 use crate::processor::tail_sampling::processor::{self as tail_sampling, Part, StageMetrics};
 use crate::receiver::in_flight::InFlight;
 use crate::receiver::limits::{self, ConnLimits, GrpcLimits, HttpLimits};
@@ -326,7 +327,22 @@ impl Cx<'_> {
                     refused: refused(self),
                     dropped: dropped(self),
                 };
-                let t = tail_sampling::build(&c.sampler, mesh, next, &name, self.registry(), stage)
+                let mut sampler = c.sampler.clone();
+                if sampler.max_buffered_bytes.is_none() {
+                    let soft = pipeline
+                        .processors
+                        .iter()
+                        .filter_map(|p| self.shared.memory.get(p))
+                        .map(|m| m.soft_limit);
+                    sampler.max_buffered_bytes = default_byte_budget(soft);
+                    if let (0, Some(b)) = (self.core, sampler.max_buffered_bytes) {
+                        tracing::info!(
+                            budget_mib = b >> 20,
+                            "{path}: tailgate.max_buffered_bytes not set: half the memory_limiter's soft limit"
+                        );
+                    }
+                }
+                let t = tail_sampling::build(&sampler, mesh, next, &name, self.registry(), stage)
                     .map_err(|e| StartError::component(path.clone(), e))?;
                 self.drain(&t);
                 t

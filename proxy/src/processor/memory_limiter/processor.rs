@@ -54,6 +54,9 @@ impl Limits {
 /// State shared by every core's stage of one memory_limiter.
 #[derive(Debug, Default)]
 pub struct MemoryState {
+    /// The soft limit in bytes (what other stages size their defaults by: tail_sampling's byte
+    /// budget).
+    pub soft_limit: u64,
     /// Above the soft limit at the last check.
     pub over_soft: AtomicBool,
     /// Last measured usage in bytes.
@@ -138,7 +141,10 @@ pub fn start_checker(
     config: &MemoryLimiterConfig,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<Arc<MemoryState>> {
-    let state = Arc::new(MemoryState::default());
+    let state = Arc::new(MemoryState {
+        soft_limit: limits.soft,
+        ..MemoryState::default()
+    });
     let s = state.clone();
     let interval = config.check_interval.0;
     let mut checker = Checker::new(limits, config);

@@ -13,6 +13,23 @@ pub struct TailSamplingConfig {
     pub sampler: SamplerConfig,
 }
 
+/// The default of `tailgate.max_buffered_bytes` (the engine's byte budget over retained request
+/// buffers) when the config sets none: half the soft limit (limit − spike) of the memory_limiter
+/// in the same pipeline, the smallest if there are several; no budget without one.
+///
+/// Why half: a buffered span costs about 1.5× its retained bytes in RSS (views, trace table,
+/// allocator; docs/proxy-measurements.md, "Gateway"), so a full budget is about three quarters of
+/// the soft limit, and the last quarter is left for requests in flight, batches and sending
+/// queues. Over the budget the engine decides nothing early: it drops its oldest undecided traces
+/// (counted, reason `evicted_too_early`) rather than let memory_limiter refuse every client.
+pub fn default_byte_budget(soft_limits: impl IntoIterator<Item = u64>) -> Option<u64> {
+    soft_limits
+        .into_iter()
+        .filter(|s| *s > 0)
+        .min()
+        .map(|s| s / 2)
+}
+
 /// Parses a `tail_sampling` block at `path` (e.g. `processors.tail_sampling/gw`). The sampler
 /// reports key paths starting with `tail_sampling`; they are re-rooted at `path`. Its warnings
 /// (the seed's top-level cache keys, ...) go to `warnings`.
@@ -84,6 +101,25 @@ mod tests {
                 .all(|w| w.starts_with("processors.tail_sampling/gw.")),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn the_default_budget_is_half_the_smallest_soft_limit() {
+        assert_eq!(default_byte_budget([]), None);
+        assert_eq!(default_byte_budget([0]), None);
+        assert_eq!(default_byte_budget([800 << 20]), Some(400 << 20));
+        assert_eq!(default_byte_budget([800 << 20, 200 << 20]), Some(100 << 20));
+        // The key, when set, is read as written (the default is applied at start-up only when
+        // it is absent).
+        let policy = "policies: [{name: a, type: always_sample}]";
+        let (c, errors, _) = run(&format!("tailgate: {{max_buffered_bytes: 1000}}\n{policy}"));
+        assert_eq!(
+            c.unwrap().sampler.max_buffered_bytes,
+            Some(1000),
+            "{errors:?}"
+        );
+        let (c, _, _) = run(policy);
+        assert_eq!(c.unwrap().sampler.max_buffered_bytes, None);
     }
 
     #[test]

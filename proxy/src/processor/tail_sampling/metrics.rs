@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use tailgate_sampler::engine::{DecisionCounts, Histogram as EngineHistogram};
+use tailgate_sampler::engine::{DecisionCounts, DroppedSpans, Histogram as EngineHistogram};
 use tailgate_sampler::Counters;
 
 use crate::telemetry::logging::WarnGate;
@@ -50,8 +50,24 @@ pub struct TailMetrics {
     removal_age: Histogram,
     buffered_spans: Local,
     retained_bytes: Local,
+    /// `tailgate_tail_sampling_dropped_spans_total{processor,reason}`, in [`ENGINE_DROPS`] order.
+    engine_dropped: Vec<Local>,
     last: RefCell<Counters>,
 }
+
+/// Reads one reason's count.
+type ReadDrops = fn(&DroppedSpans) -> u64;
+
+/// The engine's reasons for letting spans go unexported (`DroppedSpans`), as `reason` labels,
+/// each with its counter.
+const ENGINE_DROPS: [(&str, ReadDrops); 6] = [
+    ("not_sampled", |d| d.not_sampled),
+    ("dropped_by_policy", |d| d.dropped_by_policy),
+    ("evicted_too_early", |d| d.evicted_too_early),
+    ("too_large", |d| d.too_large),
+    ("late_not_sampled", |d| d.late_not_sampled),
+    ("shutdown", |d| d.shutdown),
+];
 
 const PREFIX: &str = "otelcol_processor_tail_sampling_";
 
@@ -177,6 +193,18 @@ impl TailMetrics {
                 "tailgate_tail_sampling_retained_buffer_bytes",
                 "Bytes of request buffers pinned by buffered spans (tailgate).",
             ),
+            engine_dropped: ENGINE_DROPS
+                .iter()
+                .map(|(reason, _)| {
+                    reg.register(
+                        "tailgate_tail_sampling_dropped_spans_total",
+                        "Spans the engine let go without exporting them, by reason: not sampled, a drop policy, evicted before the decision (num_traces or the byte budget), over maximum_trace_size_bytes, late for a not-sampled trace, undecided at shutdown (tailgate).",
+                        Kind::Counter,
+                        &[("processor", component), ("reason", reason)],
+                    )
+                    .local(core)
+                })
+                .collect(),
             last: RefCell::new(initial.clone()),
         }
     }
@@ -221,6 +249,9 @@ impl TailMetrics {
             now.sampling_policy_evaluation_error,
             before.sampling_policy_evaluation_error,
         ));
+        for ((_, read), c) in ENGINE_DROPS.iter().zip(&self.engine_dropped) {
+            c.add(read(&now.spans_dropped).saturating_sub(read(&before.spans_dropped)));
+        }
         self.on_memory.set(now.sampling_traces_on_memory);
         self.buffered_spans.set(now.spans_buffered);
         self.retained_bytes.set(now.retained_buffer_bytes);

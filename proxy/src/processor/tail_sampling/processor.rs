@@ -94,6 +94,17 @@ pub fn build(
     let engine = Engine::new(&config, SystemClock).map_err(|e| e.to_string())?;
     let core = mesh.core();
     let metrics = TailMetrics::register(registry, core, component, engine.counters());
+    // This core's share of the byte budget (the engine divides it by shard), summed on scrape.
+    let shards = u64::from(config.num_shards.max(1));
+    registry
+        .register(
+            "tailgate_tail_sampling_max_buffered_bytes",
+            "Byte budget over retained request buffers (tailgate.max_buffered_bytes, or half the memory_limiter's soft limit by default; 0 = none) (tailgate).",
+            crate::telemetry::metrics::Kind::Gauge,
+            &[("processor", component)],
+        )
+        .local(core)
+        .set(config.max_buffered_bytes.map_or(0, |b| b / shards));
     let owner = Rc::new(Owner {
         engine: RefCell::new(engine),
         next,

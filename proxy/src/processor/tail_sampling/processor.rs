@@ -155,9 +155,19 @@ impl Consumer for TailSampling {
             }
             if to == self.core {
                 self.owner.insert(part);
-            } else if self.mesh.try_send(to, part).is_err() {
-                // Only when the peer core is gone (shutdown): room was checked above.
-                tracing::warn!("tail_sampling: core {to} is gone; a request part was lost");
+            } else {
+                // A clone is a refcount: kept only to count the spans if the hand-over fails.
+                let sent = part.clone();
+                if self.mesh.try_send(to, part).is_err() {
+                    // Only when the peer core is gone (shutdown): room was checked above. The
+                    // client is answered OK, so the loss is counted.
+                    let spans = tailgate_proto::count_spans(&sent).unwrap_or(0) as u64;
+                    self.owner.stage.dropped.add(spans);
+                    tracing::warn!(
+                        spans,
+                        "tail_sampling: core {to} is gone; a request part was lost"
+                    );
+                }
             }
         }
         Ok(())

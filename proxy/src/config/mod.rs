@@ -56,6 +56,8 @@ pub struct Config {
     pub metrics_address: Option<String>,
     /// Log level from `service.telemetry.logs.level`.
     pub log_level: String,
+    /// Shutdown budgets (`service.tailgate`).
+    pub shutdown: service::ServiceTailgate,
     /// Non-fatal notes to log at start (ignored keys, unset variables).
     pub warnings: Vec<String>,
 }
@@ -233,6 +235,7 @@ fn build(root: Value, errors: &mut ConfigErrors) -> Config {
         pipelines,
         metrics_address,
         log_level,
+        shutdown: service.tailgate,
         warnings,
     }
 }

@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 use std::collections::BTreeMap;
 
+use super::duration::GoDuration;
 use super::error::{join, ConfigErrors};
 use super::registry::{ConnectorConfig, ExporterConfig};
 use super::{ComponentId, Pipeline, Signal};
@@ -24,6 +25,35 @@ pub struct ServiceConfig {
     /// Self-telemetry.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// tailgate-only keys (the collector rejects this block).
+    #[serde(default)]
+    pub tailgate: ServiceTailgate,
+}
+
+/// `service.tailgate`: the shutdown budgets.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceTailgate {
+    /// After SIGTERM, how long open connections may take to finish their requests and close
+    /// (GOAWAY / `Connection: close`); requests that finish later are refused (UNAVAILABLE).
+    pub connection_grace: GoDuration,
+    /// After that, how long stages may take to flush and queues to send before what is left is
+    /// counted as lost (`reason="shutdown"`).
+    pub drain_timeout: GoDuration,
+}
+
+/// Default `service.tailgate.connection_grace`.
+pub const DEFAULT_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Default `service.tailgate.drain_timeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Default for ServiceTailgate {
+    fn default() -> Self {
+        ServiceTailgate {
+            connection_grace: GoDuration(DEFAULT_CONNECTION_GRACE),
+            drain_timeout: GoDuration(DEFAULT_DRAIN_TIMEOUT),
+        }
+    }
 }
 
 /// One pipeline's component lists.

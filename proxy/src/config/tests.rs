@@ -556,3 +556,25 @@ fn health_check_readiness_path_defaults_and_is_checked() {
         "{m:#?}"
     );
 }
+
+#[test]
+fn shutdown_budgets_default_and_parse_under_service_tailgate() {
+    use crate::config::service::{DEFAULT_CONNECTION_GRACE, DEFAULT_DRAIN_TIMEOUT};
+    let c = load_one("m.yaml", MINIMAL).unwrap();
+    assert_eq!(c.shutdown.connection_grace.0, DEFAULT_CONNECTION_GRACE);
+    assert_eq!(c.shutdown.drain_timeout.0, DEFAULT_DRAIN_TIMEOUT);
+    let text = MINIMAL.replace(
+        "service:\n",
+        "service:\n  tailgate: {connection_grace: 2s, drain_timeout: 1m}\n",
+    );
+    let c = load_one("s.yaml", &text).unwrap();
+    assert_eq!(c.shutdown.connection_grace.0.as_secs(), 2);
+    assert_eq!(c.shutdown.drain_timeout.0.as_secs(), 60);
+    let bad = MINIMAL.replace("service:\n", "service:\n  tailgate: {grace: 2s}\n");
+    let m = messages(&load_one("b.yaml", &bad).unwrap_err());
+    assert!(
+        m.iter()
+            .any(|x| x.starts_with("b.yaml: service.tailgate.grace: unknown field")),
+        "{m:#?}"
+    );
+}

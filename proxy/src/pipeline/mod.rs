@@ -185,6 +185,30 @@ impl Consumer for Fanout {
     }
 }
 
+/// The head of a receiver's pipelines at shutdown: open until the connection grace is over, then
+/// every request is refused (`ShuttingDown`, which clients retry elsewhere) so that nothing enters
+/// a stage after it was flushed, where it would be answered OK and lost.
+pub struct Gate {
+    next: Rc<dyn Consumer>,
+    closed: Rc<std::cell::Cell<bool>>,
+}
+
+impl Gate {
+    /// A gate in front of `next`, closed when `closed` is set.
+    pub fn new(next: Rc<dyn Consumer>, closed: Rc<std::cell::Cell<bool>>) -> Rc<Gate> {
+        Rc::new(Gate { next, closed })
+    }
+}
+
+impl Consumer for Gate {
+    fn consume(&self, data: Payload) -> Result<(), Refusal> {
+        if self.closed.get() {
+            return Err(Refusal::ShuttingDown);
+        }
+        self.next.consume(data)
+    }
+}
+
 /// The one consumer of `consumers`, or a [`Fanout`] to all of them; `None` for none, so a pipeline
 /// can never end in a fan-out to nobody that answers OK and drops.
 pub fn fan_out(mut consumers: Vec<Rc<dyn Consumer>>) -> Option<Rc<dyn Consumer>> {

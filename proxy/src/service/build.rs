@@ -21,7 +21,7 @@ use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
 use crate::exporter::loadbalancing::backends::BackendFactory;
 use crate::exporter::loadbalancing::exporter::{self as loadbalancing, LoadBalancer};
 use crate::exporter::otlp;
-use crate::pipeline::{fan_out, Consumer, Drain, LocalFuture};
+use crate::pipeline::{fan_out, Consumer, Drain, Gate, LocalFuture};
 use crate::processor::batch::processor::{BatchMetrics, Batcher};
 use crate::processor::memory_limiter::processor::MemoryLimiter;
 use crate::processor::tail_sampling::config::default_byte_budget;
@@ -50,8 +50,10 @@ pub struct Built {
     /// spawned only once every core has built everything. (tail_sampling starts its mesh readers
     /// and decision timer when it is built: they only act on data, and none arrives before then.)
     pub tasks: Vec<LocalFuture<'static>>,
-    /// What each receiver feeds.
+    /// What each receiver feeds (behind a [`Gate`] closed by `closed`).
     pub receivers: BTreeMap<ComponentId, Rc<dyn Consumer>>,
+    /// Set at shutdown once the connection grace is over: receivers' requests are refused.
+    pub closed: Rc<std::cell::Cell<bool>>,
 }
 
 /// Builds every traces pipeline of the config on `core`.
@@ -68,6 +70,7 @@ pub fn build(
             drains: Vec::new(),
             tasks: Vec::new(),
             receivers: BTreeMap::new(),
+            closed: Rc::default(),
         },
     };
     let traces: Vec<&Pipeline> = shared
@@ -103,7 +106,8 @@ pub fn build(
     for (id, v) in heads {
         let head = fan_out(v)
             .ok_or_else(|| StartError::component(format!("receivers.{id}"), "feeds no pipeline"))?;
-        cx.built.receivers.insert(id, head);
+        let gate = Gate::new(head, cx.built.closed.clone());
+        cx.built.receivers.insert(id, gate);
     }
     Ok(cx.built)
 }

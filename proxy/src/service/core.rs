@@ -106,6 +106,7 @@ pub async fn core_main(
         drains,
         tasks,
         receivers: _,
+        closed,
     } = built;
     // Kept (not detached) so shutdown can wait for their connections to end gracefully.
     let mut accepting = Vec::new();
@@ -135,16 +136,24 @@ pub async fn core_main(
         glommio::spawn_local(task).detach();
     }
     shared.shutdown.wait().await;
-    // Open connections get GOAWAY / close and finish their requests first, so what they were
-    // answered OK for is in the stages that drain flushes; the rest of the deadline drains.
-    let until = Instant::now() + shared.drain_deadline;
+    // Open connections get GOAWAY / close and `connection_grace` to finish their requests, so
+    // what they were answered OK for is in the stages that drain flushes. Requests finishing
+    // later are refused (the gate), never taken after the flush. Then `drain_timeout` drains.
+    let grace_over = Instant::now() + shared.connection_grace;
     let connections_closed = async {
         for listener in accepting {
             listener.await;
         }
         Some(())
     };
-    let _ = time::before(until, connections_closed).await;
+    if time::before(grace_over, connections_closed).await.is_none() {
+        tracing::info!(
+            core,
+            "connection grace over with connections still open: their requests are refused from now on"
+        );
+    }
+    closed.set(true);
+    let until = Instant::now() + shared.drain_deadline;
     stopped(drain(&drains, until).await);
 }
 

@@ -43,7 +43,10 @@ pub struct Shared {
     pub go: Arc<stop::Latch>,
     /// Set once every core runs: the health endpoint's readiness (liveness ignores it).
     pub healthy: Arc<AtomicBool>,
-    /// How long a core may spend flushing at shutdown.
+    /// How long open connections may take to finish and close at shutdown
+    /// (`service.tailgate.connection_grace`).
+    pub connection_grace: Duration,
+    /// How long a core may then spend flushing and sending (`service.tailgate.drain_timeout`).
     pub drain_deadline: Duration,
     /// The receivers' listeners, as configured (port 0 resolved by core 0).
     pub binds: Vec<Bind>,
@@ -97,6 +100,7 @@ pub fn start(
         crate::exporter::loadbalancing::resolver::start(&config, &registry, stop_threads)
             .map_err(|e| StartError::component("exporters", e))?;
     let meshes = build_meshes(&config, cores);
+    let budgets = config.shutdown;
     let shared = Arc::new(Shared {
         meshes,
         config,
@@ -107,7 +111,8 @@ pub fn start(
         shutdown,
         go: Arc::new(stop::Latch::default()),
         healthy,
-        drain_deadline: Duration::from_secs(10),
+        connection_grace: budgets.connection_grace.0,
+        drain_deadline: budgets.drain_timeout.0,
         binds,
         tls_servers,
         tls_clients,

@@ -254,16 +254,23 @@ async fn memory_limiter_refuses_with_unavailable_above_the_soft_limit() {
     let (code, msg) = export(tg.grpc(), &make_request(5, 1, 1, 10), Compression::Identity).await;
     assert_eq!(code, 14, "{msg}");
     assert!(msg.contains("memory"), "{msg}");
-    // Refused when the stream started, before its body was read (docs/proxy.md, "Receiver
-    // limits"): the request is counted with its reason; its spans were never read, so the span
-    // counters stay at zero (the collector decodes first and counts 10 refused spans).
-    assert_eq!(
-        tg.metric(
-            "otelcol_receiver_refused_requests_total{receiver=\"otlp\",transport=\"grpc\",reason=\"memory_limiter\"}"
-        ),
-        Some(1.0)
-    );
+    // Refused when the request started, before its body was read: its spans are never counted,
+    // the request is (issue 17: the limiter is asked before decoding).
+    let text = support::http_get(tg.addr("service::telemetry::metrics"), "/metrics").1;
+    let refused_at_start = text
+        .lines()
+        .find(|l| {
+            l.starts_with("otelcol_receiver_refused_requests_total{")
+                && l.contains("transport=\"grpc\"")
+                && l.contains("reason=\"memory_limiter\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert_eq!(refused_at_start, Some(1.0), "{text}");
     assert_eq!(tg.metric("otelcol_receiver_refused_spans_total"), Some(0.0));
+    assert_eq!(
+        tg.metric("otelcol_receiver_accepted_spans_total"),
+        Some(0.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

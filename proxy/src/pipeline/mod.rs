@@ -218,3 +218,48 @@ pub fn fan_out(mut consumers: Vec<Rc<dyn Consumer>>) -> Option<Rc<dyn Consumer>>
         _ => Some(Rc::new(Fanout { consumers })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// Takes everything; not ready while `refusing` is set.
+    struct Stage {
+        refusing: Cell<Option<Refusal>>,
+        taken: Cell<u64>,
+    }
+
+    impl Consumer for Stage {
+        fn consume(&self, data: Payload) -> Result<(), Refusal> {
+            self.taken.set(self.taken.get() + data.items);
+            Ok(())
+        }
+
+        fn ready(&self) -> Result<(), Refusal> {
+            self.refusing.get().map_or(Ok(()), Err)
+        }
+    }
+
+    #[test]
+    fn a_fan_out_is_ready_only_when_every_consumer_is() {
+        let stage = || {
+            Rc::new(Stage {
+                refusing: Cell::new(None),
+                taken: Cell::new(0),
+            })
+        };
+        let (a, b) = (stage(), stage());
+        let fan = fan_out(vec![a.clone(), b.clone()]).expect("two consumers");
+        assert_eq!(fan.ready(), Ok(()));
+        b.refusing.set(Some(Refusal::MemoryLimited));
+        assert_eq!(fan.ready(), Err(Refusal::MemoryLimited));
+        // Asking takes nothing.
+        assert_eq!((a.taken.get(), b.taken.get()), (0, 0));
+        // A stage that does not answer is ready.
+        let nop: Rc<dyn Consumer> = Rc::new(Fanout {
+            consumers: Vec::new(),
+        });
+        assert_eq!(nop.ready(), Ok(()));
+    }
+}

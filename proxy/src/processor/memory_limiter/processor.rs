@@ -350,6 +350,31 @@ mod tests {
     }
 
     #[test]
+    fn ready_answers_from_the_flag_without_counting() {
+        use crate::telemetry::metrics::{Kind, Registry};
+        struct Nop;
+        impl Consumer for Nop {
+            fn consume(&self, _: Payload) -> Result<(), Refusal> {
+                Ok(())
+            }
+        }
+        let r = Registry::new(1);
+        let refused = r.register("r", "", Kind::Counter, &[]);
+        let m = MemoryLimiter {
+            state: Arc::new(MemoryState::default()),
+            next: Rc::new(Nop),
+            refused: refused.local(0),
+            dropped: r.register("d", "", Kind::Counter, &[]).local(0),
+        };
+        assert_eq!(m.ready(), Ok(()));
+        m.state.over_soft.store(true, Ordering::Relaxed);
+        assert_eq!(m.ready(), Err(Refusal::MemoryLimited));
+        assert_eq!(refused.total(), 0);
+        m.state.over_soft.store(false, Ordering::Relaxed);
+        assert_eq!(m.ready(), Ok(()));
+    }
+
+    #[test]
     fn collector_default_intervals() {
         let c = Checker::new(Limits { hard: 2, soft: 1 }, &MemoryLimiterConfig::default());
         assert_eq!(c.soft_interval, Duration::from_secs(10));

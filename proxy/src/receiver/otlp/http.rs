@@ -10,8 +10,9 @@
 //! tailgate's own limits on a request (docs/proxy.md, "Receiver limits"): a memory_limiter that is
 //! refusing is asked before the body is read (503), the body is charged to the core's bytes in
 //! flight as it is collected (503 past `max_request_bytes_in_flight_per_core`), and it is due
-//! `body_timeout` after the request's head was read (408). Each closes the connection after the
-//! answer (`Connection: close`), since the rest of the body is not read.
+//! `body_timeout` after the request's head was read (408). Each answers at once with
+//! `Connection: close`; the rest of a refused body is read and thrown away meanwhile (not that of
+//! a body that timed out), so the client reads the answer rather than a connection reset.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -245,25 +246,28 @@ async fn respond(
 /// `body_timeout` after `started`. Returns the body and its charge, which the caller holds until
 /// the body is decoded; `Err` is the answer to give.
 async fn read_limited(
-    body: Incoming,
+    mut body: Incoming,
     rx: &HttpReceiver,
     started: Instant,
 ) -> Result<(Bytes, Charge), Response<Full<Bytes>>> {
+    let deadline = started.checked_add(rx.limits.conn.body_timeout);
     // Asked before the body is read: a request the pipelines would refuse costs no bytes.
     if let Err(r) = rx.next.ready() {
         rx.requests.refused(RequestRefusal::from_pipeline(r));
+        discard(body, deadline);
         return Err(unread(plain(StatusCode::SERVICE_UNAVAILABLE, r.message())));
     }
     let mut charge = rx.in_flight.charge();
-    let read = read_body(body, rx.max_body, &mut charge);
-    let read = match started.checked_add(rx.limits.conn.body_timeout) {
-        Some(deadline) => before(deadline, async { Some(read.await) }).await,
+    let read = read_body(&mut body, rx.max_body, &mut charge);
+    let read = match deadline {
+        Some(d) => before(d, async { Some(read.await) }).await,
         None => Some(read.await),
     };
     let (status, message) = match read {
         Some(Ok(b)) => return Ok((b, charge)),
         Some(Err(BodyFailure::OverBudget)) => {
             rx.requests.refused(RequestRefusal::BytesInFlight);
+            discard(body, deadline);
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -285,6 +289,7 @@ async fn read_limited(
         }
         Some(Err(BodyFailure::TooLarge)) => {
             rx.failed_requests.add(1);
+            discard(body, deadline);
             (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body larger than {} bytes", rx.max_body),
@@ -300,6 +305,33 @@ async fn read_limited(
         }
     };
     Err(unread(plain(status, &message)))
+}
+
+/// Reads the rest of a refused request's body and throws it away (holding nothing), in its own
+/// task until the body ends or `deadline`, while the answer goes out. A client still sending then
+/// reads the answer: closing with its bytes unread would make the kernel reset the connection,
+/// which can reach the client before the answer does (hyper only drains what it has buffered).
+/// A body that stalls is dropped at the deadline, and the connection closes with it.
+fn discard(mut body: Incoming, deadline: Option<Instant>) {
+    let drain = async move {
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                break;
+            }
+        }
+        Some(())
+    };
+    glommio::spawn_local(async move {
+        match deadline {
+            Some(d) => {
+                before(d, drain).await;
+            }
+            None => {
+                drain.await;
+            }
+        }
+    })
+    .detach();
 }
 
 /// Why a request body could not be read.
@@ -320,7 +352,7 @@ enum BodyFailure {
 /// `Content-Length` (trusted for the capacity only, never reserved ahead), so an honest body ends
 /// in a buffer of exactly its size: the payload keeps no slack through the pipelines.
 async fn read_body(
-    mut body: Incoming,
+    body: &mut Incoming,
     max: usize,
     charge: &mut Charge,
 ) -> Result<Bytes, BodyFailure> {

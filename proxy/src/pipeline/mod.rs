@@ -207,6 +207,15 @@ impl Consumer for Gate {
         }
         self.next.consume(data)
     }
+
+    /// Closed answers as consume would; open passes the question on (a memory_limiter behind
+    /// the gate must still refuse before a body is read).
+    fn ready(&self) -> Result<(), Refusal> {
+        if self.closed.get() {
+            return Err(Refusal::ShuttingDown);
+        }
+        self.next.ready()
+    }
 }
 
 /// The one consumer of `consumers`, or a [`Fanout`] to all of them; `None` for none, so a pipeline
@@ -261,5 +270,20 @@ mod tests {
             consumers: Vec::new(),
         });
         assert_eq!(nop.ready(), Ok(()));
+    }
+
+    #[test]
+    fn the_shutdown_gate_passes_readiness_on_until_it_closes() {
+        let stage = Rc::new(Stage {
+            refusing: Cell::new(Some(Refusal::MemoryLimited)),
+            taken: Cell::new(0),
+        });
+        let closed = Rc::new(Cell::new(false));
+        let gate = Gate::new(stage.clone(), closed.clone());
+        assert_eq!(gate.ready(), Err(Refusal::MemoryLimited));
+        stage.refusing.set(None);
+        assert_eq!(gate.ready(), Ok(()));
+        closed.set(true);
+        assert_eq!(gate.ready(), Err(Refusal::ShuttingDown));
     }
 }

@@ -38,6 +38,21 @@ pub struct Tailgate {
     pub dir: PathBuf,
 }
 
+/// Opens one OTLP/gRPC Export stream on `client` (connected to `addr`) with its headers sent and
+/// no body yet: the caller sends the body and reads the answer.
+async fn open_export(
+    client: &h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let mut c = client.clone().ready().await.unwrap();
+    let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    c.send_request(req, false).unwrap()
+}
+
 /// Starts one OTLP/gRPC Export call with the framed `body` on `client` (connected to `addr`);
 /// the caller reads the answer.
 pub async fn start_export(
@@ -45,13 +60,7 @@ pub async fn start_export(
     addr: SocketAddr,
     body: &Bytes,
 ) -> h2::client::ResponseFuture {
-    let mut c = client.clone().ready().await.unwrap();
-    let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (resp, mut stream) = c.send_request(req, false).unwrap();
+    let (resp, mut stream) = open_export(client, addr).await;
     stream.send_data(body.clone(), true).unwrap();
     resp
 }
@@ -695,13 +704,7 @@ pub async fn stalled_export(
     declared: u32,
     payload: &Bytes,
 ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
-    let mut c = client.clone().ready().await.unwrap();
-    let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (resp, mut stream) = c.send_request(req, false).unwrap();
+    let (resp, mut stream) = open_export(client, addr).await;
     let mut prefix = BytesMut::with_capacity(5);
     prefix.put_u8(0);
     prefix.put_u32(declared);

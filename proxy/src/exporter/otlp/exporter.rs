@@ -30,6 +30,7 @@ use crate::config::common::{QueueShape, RetryOnFailure};
 use crate::pipeline::{Consumer, Drain, LocalFuture, Payload, Refusal, Signal};
 use crate::runtime::stop::Latch;
 use crate::runtime::time::unless;
+use crate::telemetry::logging::WarnGate;
 use crate::telemetry::metrics::{Kind, Local, Registry};
 
 /// One attempt to deliver a serialized `ExportTraceServiceRequest`: what the queue's consumers
@@ -188,32 +189,6 @@ impl ExporterMetrics {
     }
 }
 
-/// Rate-limits the warnings about given-up batches of one exporter on one core.
-#[derive(Default)]
-struct WarnGate {
-    last: Cell<Option<Instant>>,
-    /// Batches given up without a warning since the last one.
-    quiet: Cell<u64>,
-}
-
-impl WarnGate {
-    /// `Some(batches given up silently since the last warning)` when a warning is due now.
-    fn due(&self) -> Option<u64> {
-        let now = Instant::now();
-        let due = self
-            .last
-            .get()
-            .is_none_or(|last| now.saturating_duration_since(last) >= WARN_INTERVAL);
-        if due {
-            self.last.set(Some(now));
-            Some(self.quiet.replace(0))
-        } else {
-            self.quiet.set(self.quiet.get() + 1);
-            None
-        }
-    }
-}
-
 /// A request in the queue and what it holds of the queue's limits.
 struct Queued {
     data: Payload,
@@ -284,7 +259,7 @@ pub fn start<T: Transport + 'static>(
         pending_spans: Cell::new(0),
         metrics,
         name,
-        warn: WarnGate::default(),
+        warn: WarnGate::new(WARN_INTERVAL),
         retired: Latch::default(),
         orphans: RefCell::default(),
     });
@@ -580,16 +555,5 @@ mod tests {
         for (i, r) in FailReason::ALL.into_iter().enumerate() {
             assert_eq!(r as usize, i, "{}", r.label());
         }
-    }
-
-    #[test]
-    fn warnings_are_rate_limited_and_count_the_quiet_ones() {
-        let gate = WarnGate::default();
-        assert_eq!(gate.due(), Some(0));
-        assert_eq!(gate.due(), None);
-        assert_eq!(gate.due(), None);
-        // Pretend the interval passed.
-        gate.last.set(Instant::now().checked_sub(WARN_INTERVAL));
-        assert_eq!(gate.due(), Some(2));
     }
 }

@@ -305,15 +305,18 @@ pub enum DropReason {
     NextRefused,
     /// A part for a core that had already stopped (shutdown).
     CoreStopped,
+    /// A part still unread in a cross-core channel when the drain deadline passed.
+    DrainTimeout,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (so `ALL[r as usize] == r`).
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::MalformedSpan,
         DropReason::MalformedRequest,
         DropReason::NextRefused,
         DropReason::CoreStopped,
+        DropReason::DrainTimeout,
     ];
 
     /// The label value.
@@ -323,6 +326,7 @@ impl DropReason {
             DropReason::MalformedRequest => "malformed_request",
             DropReason::NextRefused => "next_stage_refused",
             DropReason::CoreStopped => "core_stopped",
+            DropReason::DrainTimeout => "drain_timeout",
         }
     }
 }
@@ -336,7 +340,7 @@ pub struct Drops {
     /// `otelcol_processor_dropped_spans_total{processor}`.
     total: Local,
     /// `tailgate_processor_dropped_spans_total{processor,reason}`, indexed by `DropReason as usize`.
-    by_reason: [Local; 4],
+    by_reason: [Local; DropReason::ALL.len()],
     warn: WarnGate,
 }
 

@@ -66,7 +66,15 @@ pub struct Owner {
     /// Rings when the engine's next decision falls due (or at the next tick while spans wait in
     /// `blocked`).
     alarm: Alarm,
+    /// Set when the drain deadline passed with parts still in the inbound channels: from then on
+    /// a part is counted as dropped (`drain_timeout`) instead of entering an engine that has
+    /// already made its last decisions.
+    stopped: Cell<bool>,
 }
+
+/// After the drain deadline, how long the inbound channels are given to be emptied (each part is
+/// only counted, so this is quick) before the core stops with whatever is left unread.
+const DISCARD_BUDGET: Duration = Duration::from_millis(200);
 
 /// The stage a pipeline calls on each core.
 pub struct TailSampling {
@@ -116,6 +124,7 @@ pub fn build(
         drops: Drops::register(registry, core, component, stage.dropped),
         tick: config.timer_tick,
         alarm: Alarm::new(),
+        stopped: Cell::new(false),
     });
     for (_, rx, in_flight) in mesh.take_receivers() {
         glommio::spawn_local(serve_inbound(owner.clone(), rx, in_flight)).detach();
@@ -218,6 +227,15 @@ impl TailSampling {
             glommio::timer::Timer::new(Duration::from_millis(5)).await;
         }
         let owner = &self.owner;
+        if self.mesh.inbound_pending() > 0 {
+            // The deadline passed with parts unread (the next stage kept refusing, say): count
+            // them as they are read instead of inserting them after the engine's last decision.
+            owner.stopped.set(true);
+            let until = Instant::now() + DISCARD_BUDGET;
+            while self.mesh.inbound_pending() > 0 && Instant::now() < until {
+                glommio::timer::Timer::new(Duration::from_millis(1)).await;
+            }
+        }
         owner.retry_blocked();
         let mut engine = owner.engine.borrow_mut();
         engine.shutdown();
@@ -349,10 +367,17 @@ impl Owner {
 /// Reads one inbound channel: parts other cores routed here.
 async fn serve_inbound(owner: Rc<Owner>, rx: ConnectedReceiver<Part>, in_flight: Arc<AtomicUsize>) {
     while let Some(part) = rx.recv().await {
-        while !owner.blocked.borrow().is_empty() {
+        while !owner.blocked.borrow().is_empty() && !owner.stopped.get() {
             glommio::timer::Timer::new(owner.tick).await;
         }
-        owner.insert(part);
+        if owner.stopped.get() {
+            let detail = "a part from another core was still unread when the drain deadline passed";
+            owner
+                .drops
+                .count(DropReason::DrainTimeout, part.spans, &detail);
+        } else {
+            owner.insert(part);
+        }
         in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }

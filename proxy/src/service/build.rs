@@ -173,10 +173,12 @@ impl Cx<'_> {
             self.drain(&s);
             let flushed = Rc::downgrade(&s);
             self.built.tasks.push(Box::pin(async move {
+                // Hand over just before each of the merger's flushes, so counts wait at most one
+                // interval (plus the margin), not one for the hand-over and one for the flush.
                 while let Some(s) = flushed.upgrade() {
-                    let every = s.interval();
+                    let wait = s.until_handover(std::time::Instant::now());
                     drop(s);
-                    glommio::timer::Timer::new(every).await;
+                    glommio::timer::Timer::new(wait).await;
                     if let Some(s) = flushed.upgrade() {
                         s.flush();
                     }

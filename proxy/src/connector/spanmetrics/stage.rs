@@ -1,12 +1,14 @@
 //! The per-core half of `spanmetrics`: a [`Consumer`] at the end of a traces pipeline that
-//! aggregates every span it sees and hands its deltas to the connector's merger thread every
-//! `metrics_flush_interval` (and when its key cache overflows, and at shutdown).
+//! aggregates every span it sees and hands its deltas to the connector's merger thread just
+//! before each of the merger's flushes (see [`super::schedule`]; and when its key cache
+//! overflows, and at shutdown).
 
 use std::cell::RefCell;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::aggregate::Aggregator;
 use super::merger::MergerHandle;
+use super::schedule;
 use crate::pipeline::{Consumer, Drain, LocalFuture, Payload, Refusal};
 use crate::telemetry::metrics::Local;
 
@@ -41,9 +43,11 @@ impl SpanMetricsStage {
         }
     }
 
-    /// The flush period.
-    pub fn interval(&self) -> Duration {
-        self.merger.settings.flush_interval
+    /// How long from `now` until this core's next hand-over: a margin before the merger's next
+    /// flush on the grid they share.
+    pub fn until_handover(&self, now: Instant) -> Duration {
+        let interval = self.merger.settings.flush_interval;
+        schedule::next_handover(self.merger.epoch, interval, now).saturating_duration_since(now)
     }
 }
 
@@ -66,7 +70,7 @@ impl Consumer for SpanMetricsStage {
 }
 
 impl Drain for SpanMetricsStage {
-    fn flush(&self, _until: std::time::Instant) -> LocalFuture<'_> {
+    fn flush(&self, _until: Instant) -> LocalFuture<'_> {
         SpanMetricsStage::flush(self);
         Box::pin(std::future::ready(()))
     }

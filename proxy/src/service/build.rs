@@ -16,7 +16,7 @@ use super::shared::{mesh_key, Shared};
 use crate::config::{
     ComponentId, ExporterConfig, Pipeline, ProcessorConfig, ReceiverConfig, Signal,
 };
-use crate::connector::spanmetrics::stage::SpanMetricsStage;
+use crate::connector::spanmetrics::stage::{Dropped, SpanMetricsStage};
 use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
 use crate::exporter::loadbalancing::backends::BackendFactory;
 use crate::exporter::loadbalancing::exporter::{self as loadbalancing, LoadBalancer};
@@ -144,6 +144,21 @@ impl Cx<'_> {
         Ok(())
     }
 
+    /// The spanmetrics connector `name`'s drop counters, one series per reason.
+    fn spanmetrics_dropped(&self, name: &str) -> Dropped {
+        let by = |reason: &str| {
+            self.counter(
+                &[("connector", name), ("reason", reason)],
+                "tailgate_connector_spanmetrics_dropped_spans_total",
+                "Spans the spanmetrics connector could not count, by reason (tailgate).",
+            )
+        };
+        Dropped {
+            malformed_span: by("malformed_span"),
+            malformed_request: by("malformed_request"),
+        }
+    }
+
     fn counter(&self, labels: &[(&str, &str)], metric: &str, help: &'static str) -> Local {
         self.registry()
             .register(metric, help, Kind::Counter, labels)
@@ -173,14 +188,17 @@ impl Cx<'_> {
                     "tailgate_connector_spanmetrics_failed_requests_total",
                     "Requests the spanmetrics connector could not scan (tailgate).",
                 ),
+                self.spanmetrics_dropped(&name),
             ));
             self.drain(&s);
             let flushed = Rc::downgrade(&s);
             self.built.tasks.push(Box::pin(async move {
+                // Hand over just before each of the merger's flushes, so counts wait at most one
+                // interval (plus the margin), not one for the hand-over and one for the flush.
                 while let Some(s) = flushed.upgrade() {
-                    let every = s.interval();
+                    let wait = s.until_handover(std::time::Instant::now());
                     drop(s);
-                    glommio::timer::Timer::new(every).await;
+                    glommio::timer::Timer::new(wait).await;
                     if let Some(s) = flushed.upgrade() {
                         s.flush();
                     }

@@ -69,6 +69,16 @@ pub struct Aggregator {
     resource_key: Vec<u8>,
 }
 
+/// What [`Aggregator::consume`] did with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consumed {
+    /// Spans counted (spans of a resource without `service.name` are neither counted nor
+    /// skipped: the collector ignores them too).
+    pub counted: u64,
+    /// Spans left out because their fields do not parse.
+    pub skipped: u64,
+}
+
 /// The resource being walked: views of one resource are adjacent in a scanned request.
 struct ResourceState {
     header: *const u8,
@@ -100,15 +110,21 @@ impl Aggregator {
         self.series.is_empty()
     }
 
-    /// Counts every span of `body` (one or more concatenated requests). When the key cache is
-    /// full, everything gathered so far is moved to `spill` (for the merger) and the cache starts
-    /// afresh. Returns the spans counted.
+    /// Counts every span of `body` (one or more concatenated requests) that can be read. A span
+    /// whose fields do not parse is left out and reported in [`Consumed::skipped`], so one bad
+    /// span never costs the others (the receivers refuse such spans; this guards data that came
+    /// another way); only a request whose structure does not walk is an error (nothing counted).
+    /// When the key cache is full, everything gathered so far is moved to `spill` (for the
+    /// merger) and the cache starts afresh.
     pub fn consume(
         &mut self,
         body: &Bytes,
         spill: &mut Vec<SeriesDelta>,
-    ) -> Result<u64, ScanError> {
-        let views = tailgate_proto::scan(body)?;
+    ) -> Result<Consumed, ScanError> {
+        let mut views = Vec::new();
+        // The scan's per-span fields are not needed here: a zero-sized sink.
+        let skipped =
+            tailgate_proto::view::scan_with_skipping(body, &mut views, &mut Vec::new(), |_| ())?;
         let mut res = ResourceState {
             header: std::ptr::null(),
             service: None,
@@ -127,7 +143,10 @@ impl Aggregator {
             self.record(index, v);
             counted += 1;
         }
-        Ok(counted)
+        Ok(Consumed {
+            counted,
+            skipped: skipped as u64,
+        })
     }
 
     /// Hands over every series that counted something since the last call, zeroing them.
@@ -545,8 +564,8 @@ dimensions: [{name: http.method}, {name: region, default: none}, {name: code}]",
             ),
         ]);
         let mut spill = Vec::new();
-        assert_eq!(a.consume(&body, &mut spill).unwrap(), 5);
-        assert_eq!(a.consume(&body, &mut spill).unwrap(), 5);
+        assert_eq!(a.consume(&body, &mut spill).unwrap().counted, 5);
+        assert_eq!(a.consume(&body, &mut spill).unwrap().counted, 5);
         assert!(spill.is_empty());
         let mut d = a.take();
         d.sort_by(|x, y| x.attributes.cmp(&y.attributes));
@@ -592,6 +611,37 @@ dimensions: [{name: http.method}, {name: region, default: none}, {name: code}]",
         // Taken deltas are zeroed.
         assert!(a.take().is_empty());
         assert_eq!(a.len(), 4);
+    }
+
+    #[test]
+    fn a_bad_span_is_left_out_and_the_others_counted() {
+        let mut a = Aggregator::new(settings("{}"));
+        let mut bad = span("bad", 2, false, 5, vec![]);
+        bad.trace_id = vec![7; 8]; // not 16 bytes: the span's fields do not parse
+        let good = || span("good", 2, false, 5, vec![]);
+        let body = request(vec![(
+            vec![kv("service.name", s("api"))],
+            vec![good(), bad, good()],
+        )]);
+        assert!(
+            tailgate_proto::scan(&body).is_err(),
+            "the strict scan fails"
+        );
+        let done = a.consume(&body, &mut Vec::new()).unwrap();
+        assert_eq!(
+            done,
+            Consumed {
+                counted: 2,
+                skipped: 1
+            }
+        );
+        let d = a.take();
+        assert_eq!(d.len(), 1);
+        assert_eq!((label(&d[0], SPAN_NAME), d[0].calls), (Some("good"), 2));
+        // A request that does not walk at all is still an error.
+        assert!(a
+            .consume(&body.slice(..body.len() - 3), &mut Vec::new())
+            .is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::aggregate::SeriesDelta;
 use super::config::Settings;
+use super::schedule;
 use crate::metrics_data::exponential::ExponentialHistogram;
 use crate::metrics_data::{
     Attributes, ExponentialHistogramPoint, HistogramPoint, Metric, MetricData, MetricsBatch,
@@ -28,6 +29,8 @@ pub struct MergerHandle {
     pub settings: Arc<Settings>,
     /// Where cores send their deltas.
     pub tx: Sender<Vec<SeriesDelta>>,
+    /// The start of the flush grid cores and merger share (see [`super::schedule`]).
+    pub epoch: Instant,
 }
 
 /// One merged series.
@@ -218,7 +221,8 @@ pub fn unix_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Starts the merger thread of one connector; it flushes every `flush_interval` and once more
+/// Starts the merger thread of one connector; it flushes at every point of the grid
+/// `epoch + k·flush_interval` (cores hand over just before, [`super::schedule`]) and once more
 /// when `stop` is set (after the cores have handed over their last deltas).
 pub fn start(
     name: String,
@@ -228,10 +232,15 @@ pub fn start(
 ) -> std::io::Result<MergerHandle> {
     let (tx, rx) = std::sync::mpsc::channel();
     let state = MergeState::new(settings.clone(), unix_nanos());
+    let epoch = Instant::now();
     std::thread::Builder::new()
         .name(format!("tailgate-{name}"))
-        .spawn(move || run(state, rx, consumers, stop))?;
-    Ok(MergerHandle { settings, tx })
+        .spawn(move || run(state, rx, consumers, stop, epoch))?;
+    Ok(MergerHandle {
+        settings,
+        tx,
+        epoch,
+    })
 }
 
 fn run(
@@ -239,9 +248,10 @@ fn run(
     rx: Receiver<Vec<SeriesDelta>>,
     consumers: Vec<Arc<dyn MetricsConsumer>>,
     stop: Arc<AtomicBool>,
+    epoch: Instant,
 ) {
     let interval = state.settings.flush_interval;
-    let mut next = Instant::now() + interval;
+    let mut next = schedule::next_flush(epoch, interval, Instant::now());
     let emit = |state: &mut MergeState| {
         let batch = state.flush(Instant::now(), unix_nanos());
         if !batch.resources.is_empty() {
@@ -271,11 +281,13 @@ fn run(
             return;
         }
         if Instant::now() >= next {
-            emit(&mut state);
-            next += interval;
-            if next < Instant::now() {
-                next = Instant::now() + interval;
+            // The cores handed over a margin ago; take everything queued before flushing.
+            while let Ok(d) = rx.try_recv() {
+                state.apply(d, Instant::now(), unix_nanos());
             }
+            emit(&mut state);
+            // A flush that overran skips to the next grid point rather than flushing twice.
+            next = schedule::next_flush(epoch, interval, Instant::now());
         }
     }
 }

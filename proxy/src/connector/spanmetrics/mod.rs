@@ -5,8 +5,10 @@
 //! - [`aggregate`]: one core's aggregation (sans-IO, single-threaded).
 //! - [`stage`]: the per-core pipeline stage and its flush.
 //! - [`merger`]: the per-connector thread merging cores and emitting batches.
+//! - [`schedule`]: the shared grid of hand-overs and flushes (counts lag at most one interval).
 
 pub mod aggregate;
 pub mod config;
 pub mod merger;
+pub mod schedule;
 pub mod stage;

@@ -10,9 +10,9 @@ use serde_yaml::{Mapping, Value};
 use super::error::{join, ConfigErrors};
 use crate::connector::spanmetrics::config::{Settings as SpanMetricsSettings, SpanMetricsConfig};
 use crate::exporter::debug::config::{DebugExporterConfig, NopExporterConfig};
-use crate::exporter::loadbalancing::config::LoadBalancingConfig;
-use crate::exporter::otlp::config::OtlpExporterConfig;
-use crate::exporter::otlphttp::config::OtlpHttpExporterConfig;
+use crate::exporter::loadbalancing::config::{self as loadbalancing, LoadBalancingConfig};
+use crate::exporter::otlp::config::{self as otlp, OtlpExporterConfig};
+use crate::exporter::otlphttp::config::{self as otlphttp, OtlpHttpExporterConfig};
 use crate::exporter::prometheus::config::PrometheusExporterConfig;
 use crate::extension::health_check::config::HealthCheckConfig;
 use crate::processor::batch::config::BatchConfig;
@@ -109,15 +109,15 @@ pub enum ProcessorConfig {
 #[derive(Debug, Clone)]
 pub enum ExporterConfig {
     /// `otlp` (gRPC).
-    Otlp(Box<OtlpExporterConfig>),
+    Otlp(Box<otlp::Validated>),
     /// `otlphttp`.
-    OtlpHttp(Box<OtlpHttpExporterConfig>),
+    OtlpHttp(Box<otlphttp::Validated>),
     /// `debug`.
     Debug(DebugExporterConfig),
     /// `nop`.
     Nop(NopExporterConfig),
     /// `loadbalancing` (agent mode).
-    LoadBalancing(Box<LoadBalancingConfig>),
+    LoadBalancing(Box<loadbalancing::Validated>),
     /// `prometheus` (metrics pipelines only).
     Prometheus(Box<PrometheusExporterConfig>),
 }
@@ -263,8 +263,8 @@ pub fn parse_exporter(
     match kind {
         "otlp" => {
             let c: OtlpExporterConfig = parse_keys(value, path, errors)?;
-            c.validate(path, errors);
-            Some(ExporterConfig::Otlp(Box::new(c)))
+            let v = c.validate(path, errors)?;
+            Some(ExporterConfig::Otlp(Box::new(v)))
         }
         "debug" => {
             let c: DebugExporterConfig = parse_keys(value, path, errors)?;
@@ -274,8 +274,8 @@ pub fn parse_exporter(
         "nop" => parse_keys(value, path, errors).map(ExporterConfig::Nop),
         "loadbalancing" => {
             let c: LoadBalancingConfig = parse_keys(value, path, errors)?;
-            c.validate(path, errors);
-            Some(ExporterConfig::LoadBalancing(Box::new(c)))
+            let v = c.validate(path, errors)?;
+            Some(ExporterConfig::LoadBalancing(Box::new(v)))
         }
         _ => None,
     }
@@ -298,8 +298,8 @@ pub fn parse_exporter_warn(
         }
         "otlphttp" => {
             let c: OtlpHttpExporterConfig = parse_keys(value, path, errors)?;
-            c.validate(path, errors, warnings);
-            Some(ExporterConfig::OtlpHttp(Box::new(c)))
+            let v = c.validate(path, errors, warnings)?;
+            Some(ExporterConfig::OtlpHttp(Box::new(v)))
         }
         _ => parse_exporter(kind, value, path, errors),
     }

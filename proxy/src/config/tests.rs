@@ -59,8 +59,9 @@ fn minimal_config_gets_collector_defaults() {
     let ExporterConfig::Otlp(e) = &c.exporters[&ComponentId::parse("otlp").unwrap()] else {
         panic!("otlp")
     };
-    assert_eq!(e.timeout.0, std::time::Duration::from_secs(5));
     assert_eq!(e.compression(), common::Compression::Gzip);
+    let e = e.keys();
+    assert_eq!(e.timeout.0, std::time::Duration::from_secs(5));
     assert!(e.retry_on_failure.enabled);
     assert_eq!(e.sending_queue.queue_size, 1000);
     assert_eq!(c.metrics_address.as_deref(), Some("localhost:8888"));
@@ -270,7 +271,12 @@ fn set_and_env_feed_validation() {
     let ExporterConfig::Otlp(e) = &c.exporters[&ComponentId::parse("otlp").unwrap()] else {
         panic!()
     };
-    assert_eq!(e.endpoint, "127.0.0.1:9999");
+    assert_eq!(e.keys().endpoint, "127.0.0.1:9999");
+    // What the exporter dials is the substituted endpoint, parsed once by validation.
+    assert_eq!(
+        (e.target().host.as_str(), e.target().port),
+        ("127.0.0.1", 9999)
+    );
     let ReceiverConfig::Otlp(r) = &c.receivers[&ComponentId::parse("otlp").unwrap()];
     assert_eq!(r.protocols.grpc.as_ref().unwrap().endpoint, "127.0.0.1:0");
     let ProcessorConfig::Batch(b) = &c.processors[&ComponentId::parse("batch").unwrap()] else {
@@ -446,7 +452,7 @@ fn with_exporter_keys(keys: &str) -> String {
 
 fn otlp_exporter(c: &Config) -> &crate::exporter::otlp::config::OtlpExporterConfig {
     match &c.exporters[&ComponentId::parse("otlp").unwrap()] {
-        ExporterConfig::Otlp(e) => e,
+        ExporterConfig::Otlp(e) => e.keys(),
         _ => panic!("not an otlp exporter"),
     }
 }

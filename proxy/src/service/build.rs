@@ -219,8 +219,7 @@ impl Cx<'_> {
         let consumer: Rc<dyn Consumer> = match self.shared.config.exporters.get(id) {
             Some(ExporterConfig::Otlp(c)) => {
                 let bytes = self.shared.queue_bytes_default;
-                let e = otlp::start(self.core, self.registry(), &name, c, tls, bytes)
-                    .map_err(|e| StartError::component(path.clone(), e))?;
+                let e = otlp::start(self.core, self.registry(), &name, c, tls, bytes);
                 self.drain(&e);
                 e
             }
@@ -233,8 +232,7 @@ impl Cx<'_> {
                     tls,
                     default_bytes: self.shared.queue_bytes_default,
                 };
-                let e = crate::exporter::otlphttp::start(setup)
-                    .map_err(|e| StartError::component(path.clone(), e))?;
+                let e = crate::exporter::otlphttp::start(setup);
                 self.drain(&e);
                 e
             }
@@ -247,6 +245,7 @@ impl Cx<'_> {
             Some(ExporterConfig::LoadBalancing(c)) => {
                 let b = self.shared.balancers.get(id).ok_or_else(missing)?;
                 let max_bytes = c
+                    .keys()
                     .protocol
                     .otlp
                     .sending_queue
@@ -261,7 +260,7 @@ impl Cx<'_> {
                     max_bytes,
                     byte_share: Rc::new(std::cell::Cell::new(max_bytes)),
                 };
-                let lb = LoadBalancer::new(b.routes.clone(), c.routing_key(), factory);
+                let lb = LoadBalancer::new(b.routes.clone(), c.keys().routing_key(), factory);
                 self.drain(&lb);
                 self.built
                     .tasks

@@ -15,7 +15,7 @@ use crate::exporter::otlp::exporter::OtlpExporter;
 use crate::pipeline::{Consumer, Payload, Refusal};
 use crate::telemetry::metrics::{Histogram, Kind, Local, Registry};
 
-use super::config::LoadBalancingConfig;
+use super::config::Validated;
 
 /// The collector's `otelcol_loadbalancer_backend_latency` buckets (milliseconds).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -133,7 +133,7 @@ pub struct BackendFactory {
     /// Exporter id (`loadbalancing`), the `exporter` label.
     pub name: String,
     /// The exporter's settings.
-    pub config: Arc<LoadBalancingConfig>,
+    pub config: Arc<Validated>,
     /// TLS client settings when the backends are dialled with TLS.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Bytes all backends' queues may hold together on this core (`max_bytes_per_core`).
@@ -194,18 +194,20 @@ impl BackendFactory {
     }
 
     fn exporter(&self, endpoint: &str) -> Result<Rc<OtlpExporter>, String> {
-        let c = self.config.backend_config(endpoint);
-        let target = c.dial_target()?;
-        let tls = if target.tls {
+        let c = self.config.backend(endpoint)?;
+        let tls = if c.target().tls {
             let config = self
                 .tls
                 .clone()
                 .ok_or("TLS is enabled but no TLS client settings were loaded")?;
-            Some((config, crate::tls::server_name(&c.tls, &target.host)?))
+            Some((
+                config,
+                crate::tls::server_name(&c.keys().tls, &c.target().host)?,
+            ))
         } else {
             None
         };
-        otlp::start_labelled(
+        Ok(otlp::start_labelled(
             self.core,
             &self.registry,
             format!("{}/{endpoint}", self.name),
@@ -214,7 +216,7 @@ impl BackendFactory {
             tls,
             seed(self.core, endpoint),
             self.byte_share.clone(),
-        )
+        ))
     }
 }
 

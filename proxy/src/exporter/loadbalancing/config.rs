@@ -8,7 +8,7 @@ use tailgate_routing::{Mode, ResolverKind};
 
 use crate::config::duration::GoDuration;
 use crate::config::error::{join, ConfigErrors};
-use crate::exporter::otlp::config::OtlpExporterConfig;
+use crate::exporter::otlp::config::{self as otlp, OtlpExporterConfig};
 
 /// The port the collector adds to endpoints that have none (`endpointWithPort`).
 pub const DEFAULT_PORT: u16 = 4317;
@@ -138,6 +138,33 @@ pub struct TailgateKeys {
     pub k8s_watch_idle_timeout: Option<GoDuration>,
 }
 
+/// The endpoint `protocol.otlp` is validated with: each backend's replaces it.
+const STAND_IN_ENDPOINT: &str = "backend:4317";
+
+/// A `loadbalancing` exporter's keys that passed validation, with its backends' `otlp` settings
+/// validated once. Only [`LoadBalancingConfig::validate`] makes one.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The keys as written.
+    keys: LoadBalancingConfig,
+    /// `protocol.otlp` validated with a stand-in endpoint; [`Validated::backend`] swaps in each
+    /// backend's.
+    backend: otlp::Validated,
+}
+
+impl Validated {
+    /// The keys as written.
+    pub fn keys(&self) -> &LoadBalancingConfig {
+        &self.keys
+    }
+
+    /// The exporter settings of the backend at `endpoint` (as the resolver hands it over, with
+    /// its port). Fails only on the endpoint, which resolvers produce at run time.
+    pub fn backend(&self, endpoint: &str) -> Result<otlp::Validated, String> {
+        self.backend.with_endpoint(endpoint)
+    }
+}
+
 /// What routes a span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoutingKey {
@@ -205,15 +232,10 @@ impl LoadBalancingConfig {
             .and_then(|h| h.parse().ok())
     }
 
-    /// The backend exporter's settings with `endpoint` set to `endpoint`.
-    pub fn backend_config(&self, endpoint: &str) -> OtlpExporterConfig {
-        let mut c = self.protocol.otlp.clone();
-        c.endpoint = endpoint.to_owned();
-        c
-    }
-
-    /// The collector's rules plus tailgate's; every problem with its key path.
-    pub fn validate(&self, path: &str, errors: &mut ConfigErrors) {
+    /// The collector's rules plus tailgate's; every problem with its key path. The validated
+    /// settings come back only when there was none.
+    pub fn validate(self, path: &str, errors: &mut ConfigErrors) -> Option<Validated> {
+        let before = errors.problems.len();
         match self.routing_key.as_deref() {
             None | Some("traceID") | Some("service") => {}
             Some(other) => errors.push(
@@ -224,13 +246,26 @@ impl LoadBalancingConfig {
             ),
         }
         // The backend endpoint replaces `endpoint`; check everything else with a stand-in.
-        self.backend_config("backend:4317")
-            .validate(&join(path, "protocol.otlp"), errors);
-        self.validate_resolver(&join(path, "resolver"), errors);
+        let mut template = self.protocol.otlp.clone();
+        STAND_IN_ENDPOINT.clone_into(&mut template.endpoint);
+        let backend = template.validate(&join(path, "protocol.otlp"), errors);
+        self.validate_resolver(&join(path, "resolver"), backend.as_ref(), errors);
         self.validate_tailgate(&join(path, "tailgate"), errors);
+        if errors.problems.len() > before {
+            return None;
+        }
+        Some(Validated {
+            backend: backend?,
+            keys: self,
+        })
     }
 
-    fn validate_resolver(&self, path: &str, errors: &mut ConfigErrors) {
+    fn validate_resolver(
+        &self,
+        path: &str,
+        backend: Option<&otlp::Validated>,
+        errors: &mut ConfigErrors,
+    ) {
         let r = &self.resolver;
         if r.aws_cloud_map.is_some() {
             errors.push(
@@ -252,7 +287,7 @@ impl LoadBalancingConfig {
             );
         }
         if let Some(s) = &r.static_list {
-            validate_static(s, &join(path, "static"), errors);
+            validate_static(s, &join(path, "static"), backend, errors);
         }
         if let Some(d) = &r.dns {
             validate_dns(d, &join(path, "dns"), errors);
@@ -335,7 +370,14 @@ impl LoadBalancingConfig {
     }
 }
 
-fn validate_static(s: &StaticResolver, path: &str, errors: &mut ConfigErrors) {
+/// Checks each static backend as a backend's exporter will dial it (the same parse as at run
+/// time), when the `protocol.otlp` settings are valid.
+fn validate_static(
+    s: &StaticResolver,
+    path: &str,
+    backend: Option<&otlp::Validated>,
+    errors: &mut ConfigErrors,
+) {
     if s.hostnames.is_empty() {
         errors.push(
             join(path, "hostnames"),
@@ -344,7 +386,11 @@ fn validate_static(s: &StaticResolver, path: &str, errors: &mut ConfigErrors) {
     }
     for (i, h) in s.hostnames.iter().enumerate() {
         let at = format!("{}[{i}]", join(path, "hostnames"));
-        if let Err(e) = dial_endpoint(h) {
+        let dialled = dial_endpoint(h).and_then(|d| match backend {
+            Some(b) => b.with_endpoint(&d).map(drop),
+            None => Ok(()),
+        });
+        if let Err(e) = dialled {
             errors.push(at, e);
         }
     }
@@ -445,18 +491,20 @@ mod tests {
     use super::*;
     use crate::config::registry::parse_keys;
 
-    fn parse(yaml: &str) -> Result<LoadBalancingConfig, Vec<String>> {
+    fn validated(yaml: &str) -> Result<Validated, Vec<String>> {
         let mut errors = ConfigErrors::default();
         let v: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
         let c: Option<LoadBalancingConfig> = parse_keys(v, "exporters.loadbalancing", &mut errors);
-        if let Some(c) = &c {
-            c.validate("exporters.loadbalancing", &mut errors);
-        }
+        let c = c.and_then(|c| c.validate("exporters.loadbalancing", &mut errors));
         if errors.problems.is_empty() {
             Ok(c.unwrap())
         } else {
             Err(errors.problems.iter().map(ToString::to_string).collect())
         }
+    }
+
+    fn parse(yaml: &str) -> Result<LoadBalancingConfig, Vec<String>> {
+        validated(yaml).map(|v| v.keys().clone())
     }
 
     #[test]
@@ -477,17 +525,17 @@ mod tests {
 
     #[test]
     fn protocol_keepalive_reaches_every_backend() {
-        let c = parse(
+        let c = validated(
             "protocol: {otlp: {keepalive: {time: 10s, timeout: 5s}}}\nresolver: {static: {hostnames: [a:4317]}}",
         )
         .unwrap();
-        let backend = c.backend_config("a:4317");
-        let k = backend.keepalive().unwrap();
+        let backend = c.backend("a:4317").unwrap();
+        let k = backend.keys().keepalive().unwrap();
         assert_eq!(
             (k.time, k.timeout),
             (Duration::from_secs(10), Duration::from_secs(5))
         );
-        assert_eq!(backend.user_timeout(), Duration::from_secs(5));
+        assert_eq!(backend.keys().user_timeout(), Duration::from_secs(5));
     }
 
     #[test]
@@ -582,5 +630,34 @@ mod tests {
         assert_eq!(dial_endpoint("[::1]:4317").unwrap(), "[::1]:4317");
         assert_eq!(dial_endpoint("::1").unwrap(), "[::1]:4317");
         assert!(dial_endpoint("gw:port").is_err());
+    }
+
+    #[test]
+    fn backends_get_the_validated_settings_with_their_own_target() {
+        let c = validated(
+            "protocol: {otlp: {compression: zstd, tls: {insecure: true}}}\nresolver: {static: {hostnames: [gw-0]}}",
+        )
+        .unwrap();
+        let b = c.backend("gw-0:4317").unwrap();
+        let want = otlp::DialTarget {
+            host: "gw-0".into(),
+            port: 4317,
+            tls: false,
+        };
+        assert_eq!(b.target(), &want);
+        assert_eq!(b.keys().endpoint, "gw-0:4317");
+        assert_eq!(b.compression(), crate::config::common::Compression::Zstd);
+        // Endpoints from resolvers stay fallible at run time, through the same parse.
+        assert!(c
+            .backend(":4317")
+            .unwrap_err()
+            .contains("the host is empty"));
+        // A static backend that would fail that parse is refused at validation.
+        let errs = validated("resolver: {static: {hostnames: [a, \":4317\"]}}").unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("exporters.loadbalancing.resolver.static.hostnames[1]: invalid endpoint \":4317\": the host is empty"),
+            "{errs:?}"
+        );
     }
 }

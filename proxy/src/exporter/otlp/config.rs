@@ -105,48 +105,87 @@ pub struct DialTarget {
     pub tls: bool,
 }
 
-impl OtlpExporterConfig {
-    /// The client TLS to dial with when the endpoint uses TLS (`None` for plaintext).
-    pub fn client_tls(&self) -> Result<Option<crate::tls::ClientSetup>, String> {
-        let target = self.dial_target()?;
-        if !target.tls {
-            return Ok(None);
-        }
-        crate::tls::client_setup(&self.tls, &target.host, b"h2").map(Some)
+/// Parses an `otlp` endpoint: a `http://` scheme means plaintext, `https://` TLS, none follows
+/// `insecure` (`tls.insecure`). The one parse of an endpoint: validation runs it for configured
+/// exporters, and the loadbalancing exporter for each backend it is handed at run time.
+pub fn parse_dial_target(endpoint: &str, insecure: bool) -> Result<DialTarget, String> {
+    let (rest, scheme_tls) = if let Some(r) = endpoint.strip_prefix("http://") {
+        (r, Some(false))
+    } else if let Some(r) = endpoint.strip_prefix("https://") {
+        (r, Some(true))
+    } else {
+        (endpoint, None)
+    };
+    let rest = rest.trim_end_matches('/');
+    if endpoint.is_empty() {
+        return Err("is required, e.g. backend:4317".to_owned());
+    }
+    let (host, port) = crate::config::common::split_host_port(rest).map_err(|_| {
+        format!("invalid endpoint {endpoint:?}: expected host:port (gRPC needs an explicit port)")
+    })?;
+    if host.is_empty() {
+        return Err(format!("invalid endpoint {endpoint:?}: the host is empty"));
+    }
+    Ok(DialTarget {
+        host,
+        port,
+        tls: scheme_tls.unwrap_or(!insecure),
+    })
+}
+
+/// An `otlp` exporter's keys that passed validation, with what validation parsed from them.
+/// Only [`OtlpExporterConfig::validate`] and [`Validated::with_endpoint`] make one, so starting
+/// the exporter from it has nothing left to parse.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The keys as written (endpoint included, for messages).
+    keys: OtlpExporterConfig,
+    /// Parsed `endpoint` (+ `tls.insecure`).
+    target: DialTarget,
+    /// Parsed `compression`.
+    compression: Compression,
+}
+
+impl Validated {
+    /// The keys as written.
+    pub fn keys(&self) -> &OtlpExporterConfig {
+        &self.keys
     }
 
-    /// Parses the endpoint: a `http://` scheme means plaintext, `https://` TLS, none follows `tls.insecure`.
-    pub fn dial_target(&self) -> Result<DialTarget, String> {
-        let (rest, scheme_tls) = if let Some(r) = self.endpoint.strip_prefix("http://") {
-            (r, Some(false))
-        } else if let Some(r) = self.endpoint.strip_prefix("https://") {
-            (r, Some(true))
-        } else {
-            (self.endpoint.as_str(), None)
-        };
-        let rest = rest.trim_end_matches('/');
-        if self.endpoint.is_empty() {
-            return Err("is required, e.g. backend:4317".to_owned());
-        }
-        let (host, port) = crate::config::common::split_host_port(rest).map_err(|_| {
-            format!(
-                "invalid endpoint {:?}: expected host:port (gRPC needs an explicit port)",
-                self.endpoint
-            )
-        })?;
-        if host.is_empty() {
-            return Err(format!(
-                "invalid endpoint {:?}: the host is empty",
-                self.endpoint
-            ));
-        }
-        Ok(DialTarget {
-            host,
-            port,
-            tls: scheme_tls.unwrap_or(!self.tls.insecure),
+    /// Where and how to dial.
+    pub fn target(&self) -> &DialTarget {
+        &self.target
+    }
+
+    /// The payload compression.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// The same settings dialling `endpoint` instead: how a loadbalancing backend gets its
+    /// exporter. Fails only on the endpoint (resolvers hand them over at run time).
+    pub fn with_endpoint(&self, endpoint: &str) -> Result<Validated, String> {
+        let target = parse_dial_target(endpoint, self.keys.tls.insecure)?;
+        let mut keys = self.keys.clone();
+        endpoint.clone_into(&mut keys.endpoint);
+        Ok(Validated {
+            keys,
+            target,
+            compression: self.compression,
         })
     }
 
+    /// The client TLS to dial with when the endpoint uses TLS (`None` for plaintext). Fails
+    /// only on the TLS material (files read now) or a host that is not a valid server name.
+    pub fn client_tls(&self) -> Result<Option<crate::tls::ClientSetup>, String> {
+        if !self.target.tls {
+            return Ok(None);
+        }
+        crate::tls::client_setup(&self.keys.tls, &self.target.host, b"h2").map(Some)
+    }
+}
+
+impl OtlpExporterConfig {
     /// The keepalive to run: `None` without a `keepalive` block or with `time: 0`, as grpc-go.
     /// (grpc-go raises a `time` below 10 s to 10 s; tailgate uses it as written.)
     pub fn keepalive(&self) -> Option<Keepalive> {
@@ -171,18 +210,16 @@ impl OtlpExporterConfig {
         self.keepalive().map_or(DEFAULT_USER_TIMEOUT, |k| k.timeout)
     }
 
-    /// Parsed compression (validated).
-    pub fn compression(&self) -> Compression {
-        Compression::parse(&self.compression).unwrap_or_default()
-    }
-
-    /// The collector's rules plus what tailgate implements.
-    pub fn validate(&self, path: &str, errors: &mut ConfigErrors) {
-        if let Err(e) = self.dial_target() {
-            errors.push(join(path, "endpoint"), e);
-        }
+    /// The collector's rules plus what tailgate implements: every problem is recorded; the
+    /// parsed settings come back only when there was none.
+    pub fn validate(self, path: &str, errors: &mut ConfigErrors) -> Option<Validated> {
+        let before = errors.problems.len();
+        let target = parse_dial_target(&self.endpoint, self.tls.insecure)
+            .map_err(|e| errors.push(join(path, "endpoint"), e))
+            .ok();
         check_headers_and_client_tls(&self.headers, &self.tls, path, errors);
-        if Compression::parse(&self.compression).is_none() {
+        let compression = Compression::parse(&self.compression);
+        if compression.is_none() {
             errors.push(
                 join(path, "compression"),
                 format!(
@@ -204,6 +241,14 @@ impl OtlpExporterConfig {
             .validate(&join(path, "sending_queue"), errors);
         self.retry_on_failure
             .validate(&join(path, "retry_on_failure"), errors);
+        if errors.problems.len() > before {
+            return None;
+        }
+        Some(Validated {
+            target: target?,
+            compression: compression?,
+            keys: self,
+        })
     }
 }
 
@@ -263,5 +308,63 @@ mod tests {
                 .any(|e| e.starts_with("exporters.otlp.keepalive.tme: unknown field")),
             "{errs:?}"
         );
+    }
+
+    fn validated(yaml: &str) -> Result<Validated, Vec<String>> {
+        let c = parse(yaml)?;
+        let mut errors = ConfigErrors::default();
+        let v = c.validate("exporters.otlp", &mut errors);
+        if errors.problems.is_empty() {
+            Ok(v.unwrap())
+        } else {
+            assert!(v.is_none(), "a config with problems must not validate");
+            Err(errors.problems.iter().map(ToString::to_string).collect())
+        }
+    }
+
+    #[test]
+    fn validation_carries_the_parsed_target_and_compression() {
+        let v = validated("endpoint: gw:4317\ncompression: zstd").unwrap();
+        let want = DialTarget {
+            host: "gw".into(),
+            port: 4317,
+            tls: true,
+        };
+        assert_eq!(v.target(), &want);
+        assert_eq!(v.compression(), Compression::Zstd);
+        // A scheme decides TLS over `tls.insecure`; IPv6 brackets are stripped.
+        let v = validated("endpoint: \"http://[::1]:4317/\"").unwrap();
+        assert_eq!(
+            (v.target().host.as_str(), v.target().port, v.target().tls),
+            ("::1", 4317, false)
+        );
+        let v = validated("endpoint: gw:4317\ntls: {insecure: true}").unwrap();
+        assert!(!v.target().tls);
+        // Plaintext needs no TLS material.
+        assert!(v.client_tls().unwrap().is_none());
+        // The same settings for another endpoint: only the target changes.
+        let b = v.with_endpoint("10.0.0.2:4318").unwrap();
+        assert_eq!(
+            (b.target().host.as_str(), b.target().port, b.target().tls),
+            ("10.0.0.2", 4318, false)
+        );
+        assert_eq!(b.compression(), Compression::Gzip);
+        assert!(v.with_endpoint("no-port").is_err());
+    }
+
+    #[test]
+    fn every_problem_is_reported_and_nothing_validates() {
+        let errs = validated("endpoint: gw\ncompression: lz4\ntimeout: 0s").unwrap_err();
+        for key in ["endpoint", "compression", "timeout"] {
+            let prefix = format!("exporters.otlp.{key}:");
+            assert!(
+                errs.iter().any(|e| e.starts_with(&prefix)),
+                "{key}: {errs:?}"
+            );
+        }
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        // A problem outside the parsed keys also keeps the value from being made.
+        let errs = validated("endpoint: gw:4317\ntimeout: 0s").unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
     }
 }

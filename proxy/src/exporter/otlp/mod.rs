@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use self::client::{Client, DropReason, GrpcSettings};
-use self::config::OtlpExporterConfig;
+use self::config::Validated;
 use self::exporter::{ExporterMetrics, OtlpExporter};
 use crate::config::common::header_map;
 use crate::exporter::dial::Dialer;
@@ -27,12 +27,12 @@ pub fn start(
     core: usize,
     registry: &Registry,
     name: &str,
-    config: &OtlpExporterConfig,
+    config: &Validated,
     tls: Option<ClientSetup>,
     default_bytes: u64,
-) -> Result<Rc<OtlpExporter>, String> {
+) -> Rc<OtlpExporter> {
     let labels = [("exporter", name)];
-    let max_bytes = config.sending_queue.shape(default_bytes).max_bytes;
+    let max_bytes = config.keys().sending_queue.shape(default_bytes).max_bytes;
     start_labelled(
         core,
         registry,
@@ -53,20 +53,21 @@ pub fn start_labelled(
     registry: &Registry,
     queue_name: String,
     labels: &[(&str, &str)],
-    config: &OtlpExporterConfig,
+    config: &Validated,
     tls: Option<ClientSetup>,
     seed: u64,
     max_bytes: Rc<Cell<u64>>,
-) -> Result<Rc<OtlpExporter>, String> {
+) -> Rc<OtlpExporter> {
+    let keys = config.keys();
     let client = Client::new(GrpcSettings {
-        target: config.dial_target()?,
-        authority: config.authority.clone(),
+        target: config.target().clone(),
+        authority: keys.authority.clone(),
         compression: config.compression().wire(),
-        headers: header_map(&config.headers),
-        timeout: config.timeout.0,
+        headers: header_map(&keys.headers),
+        timeout: keys.timeout.0,
         tls,
-        keepalive: config.keepalive(),
-        dialer: Dialer::new(config.user_timeout()),
+        keepalive: keys.keepalive(),
+        dialer: Dialer::new(keys.user_timeout()),
         dropped: DropReason::ALL.map(|reason| {
             let mut l = labels.to_vec();
             l.push(("reason", reason.label()));
@@ -82,14 +83,14 @@ pub fn start_labelled(
     });
     let metrics = ExporterMetrics::register(registry, core, labels, Signal::Traces);
     // The byte cap comes from `max_bytes`; the shape's own is not used.
-    let shape = config.sending_queue.shape(0);
-    Ok(exporter::start(
+    let shape = keys.sending_queue.shape(0);
+    exporter::start(
         queue_name,
         client,
-        config.retry_on_failure.clone(),
+        keys.retry_on_failure.clone(),
         shape,
         max_bytes,
         metrics,
         seed,
-    ))
+    )
 }

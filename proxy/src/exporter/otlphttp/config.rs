@@ -111,6 +111,17 @@ pub enum Encoding {
     Json,
 }
 
+impl Encoding {
+    /// Parses the collector's spelling.
+    pub fn parse(text: &str) -> Option<Encoding> {
+        match text {
+            "proto" => Some(Encoding::Proto),
+            "json" => Some(Encoding::Json),
+            _ => None,
+        }
+    }
+}
+
 /// Payload compression as confighttp names it (`Content-Encoding` carries the same name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpCompression {
@@ -158,16 +169,53 @@ pub struct TracesUrl {
     pub authority: String,
 }
 
-impl OtlpHttpExporterConfig {
-    /// The client TLS to dial with when the URL is `https` (`None` for `http`).
-    pub fn client_tls(&self) -> Result<Option<crate::tls::ClientSetup>, String> {
-        let url = self.traces_url()?;
-        if !url.tls {
-            return Ok(None);
-        }
-        crate::tls::client_setup(&self.tls, &url.host, b"http/1.1").map(Some)
+/// An `otlphttp` exporter's keys that passed validation, with what validation parsed from them.
+/// Only [`OtlpHttpExporterConfig::validate`] makes one, so starting the exporter from it has
+/// nothing left to parse.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The keys as written.
+    keys: OtlpHttpExporterConfig,
+    /// Parsed `traces_endpoint` or `endpoint`.
+    url: TracesUrl,
+    /// Parsed `encoding`.
+    encoding: Encoding,
+    /// Parsed `compression`.
+    compression: HttpCompression,
+}
+
+impl Validated {
+    /// The keys as written.
+    pub fn keys(&self) -> &OtlpHttpExporterConfig {
+        &self.keys
     }
 
+    /// Where to POST traces.
+    pub fn url(&self) -> &TracesUrl {
+        &self.url
+    }
+
+    /// The body encoding.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The payload compression.
+    pub fn compression(&self) -> HttpCompression {
+        self.compression
+    }
+
+    /// The client TLS to dial with when the URL is `https` (`None` for `http`). Fails only on
+    /// the TLS material (files read now) or a host that is not a valid server name.
+    pub fn client_tls(&self) -> Result<Option<crate::tls::ClientSetup>, String> {
+        if !self.url.tls {
+            return Ok(None);
+        }
+        crate::tls::client_setup(&self.keys.tls, &self.url.host, b"http/1.1").map(Some)
+    }
+}
+
+impl OtlpHttpExporterConfig {
     /// The traces URL: `traces_endpoint` as is, else `endpoint` + `/v1/traces`.
     pub fn traces_url(&self) -> Result<TracesUrl, String> {
         let (text, append) = if !self.traces_endpoint.is_empty() {
@@ -217,20 +265,6 @@ impl OtlpHttpExporterConfig {
         })
     }
 
-    /// Parsed encoding (validated).
-    pub fn encoding(&self) -> Encoding {
-        if self.encoding == "json" {
-            Encoding::Json
-        } else {
-            Encoding::Proto
-        }
-    }
-
-    /// Parsed compression (validated).
-    pub fn compression(&self) -> HttpCompression {
-        HttpCompression::parse(&self.compression).unwrap_or(HttpCompression::Gzip)
-    }
-
     /// Idle connections kept per core: `max_idle_conns` (default 100) capped by
     /// `max_idle_conns_per_host` when set; 0 in either means no limit, as in Go's transport.
     pub fn idle_limit(&self) -> usize {
@@ -253,22 +287,34 @@ impl OtlpHttpExporterConfig {
     }
 
     /// The collector's rules plus what tailgate implements; accepted-but-unused keys warn.
-    pub fn validate(&self, path: &str, errors: &mut ConfigErrors, warnings: &mut Vec<String>) {
-        if let Err(e) = self.traces_url() {
-            let key = if self.traces_endpoint.is_empty() {
-                "endpoint"
-            } else {
-                "traces_endpoint"
-            };
-            errors.push(join(path, key), e);
-        }
-        if !matches!(self.encoding.as_str(), "proto" | "json") {
+    /// Every problem is recorded; the parsed settings come back only when there was none.
+    pub fn validate(
+        self,
+        path: &str,
+        errors: &mut ConfigErrors,
+        warnings: &mut Vec<String>,
+    ) -> Option<Validated> {
+        let before = errors.problems.len();
+        let url = self
+            .traces_url()
+            .map_err(|e| {
+                let key = if self.traces_endpoint.is_empty() {
+                    "endpoint"
+                } else {
+                    "traces_endpoint"
+                };
+                errors.push(join(path, key), e);
+            })
+            .ok();
+        let encoding = Encoding::parse(&self.encoding);
+        if encoding.is_none() {
             errors.push(
                 join(path, "encoding"),
                 format!("{:?} is not supported; allowed: proto, json", self.encoding),
             );
         }
-        if HttpCompression::parse(&self.compression).is_none() {
+        let compression = HttpCompression::parse(&self.compression);
+        if compression.is_none() {
             errors.push(
                 join(path, "compression"),
                 format!(
@@ -298,6 +344,15 @@ impl OtlpHttpExporterConfig {
         self.retry_on_failure
             .validate(&join(path, "retry_on_failure"), errors);
         self.warn_unused(path, warnings);
+        if errors.problems.len() > before {
+            return None;
+        }
+        Some(Validated {
+            url: url?,
+            encoding: encoding?,
+            compression: compression?,
+            keys: self,
+        })
     }
 
     fn warn_unused(&self, path: &str, warnings: &mut Vec<String>) {
@@ -404,12 +459,53 @@ mod tests {
         c.http2_ping_timeout = Some(GoDuration(Duration::from_secs(1)));
         let mut errors = ConfigErrors::default();
         let mut warnings = Vec::new();
-        c.validate("exporters.otlphttp", &mut errors, &mut warnings);
+        let v = c.validate("exporters.otlphttp", &mut errors, &mut warnings);
+        assert!(v.is_none());
         let text = format!("{errors:?}");
         assert!(
             text.contains("encoding") && text.contains("compression"),
             "{text}"
         );
         assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn validation_carries_the_parsed_url_encoding_and_compression() {
+        let mut c = with("https://backend:4318/base", "");
+        c.encoding = "json".into();
+        c.compression = "zlib".into();
+        let mut errors = ConfigErrors::default();
+        let v = c
+            .validate("exporters.otlphttp", &mut errors, &mut Vec::new())
+            .unwrap();
+        assert!(errors.problems.is_empty(), "{errors:?}");
+        let want = TracesUrl {
+            host: "backend".into(),
+            port: 4318,
+            tls: true,
+            path: "/base/v1/traces".into(),
+            authority: "backend:4318".into(),
+        };
+        assert_eq!(v.url(), &want);
+        assert_eq!(v.encoding(), Encoding::Json);
+        assert_eq!(v.compression(), HttpCompression::Zlib);
+        // Defaults: proto and gzip; plaintext needs no TLS material.
+        let v = with("http://b:4318", "")
+            .validate("exporters.otlphttp", &mut errors, &mut Vec::new())
+            .unwrap();
+        assert_eq!(
+            (v.encoding(), v.compression()),
+            (Encoding::Proto, HttpCompression::Gzip)
+        );
+        assert!(v.client_tls().unwrap().is_none());
+        // A bad URL is reported under the key it came from, and nothing validates.
+        let v = with("http://ignored:1", "b:9").validate("e", &mut errors, &mut Vec::new());
+        assert!(v.is_none());
+        assert!(
+            errors.problems[0]
+                .to_string()
+                .starts_with("e.traces_endpoint:"),
+            "{errors:?}"
+        );
     }
 }

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use crate::tls::ClientSetup;
 
 use self::client::{HttpClient, HttpSettings};
-use self::config::OtlpHttpExporterConfig;
+use self::config::Validated;
 use crate::exporter::dial::{Dialer, DEFAULT_USER_TIMEOUT};
 use crate::exporter::otlp::exporter::{self as queue, ExporterMetrics, OtlpExporter};
 use crate::telemetry::metrics::{Kind, Registry};
@@ -30,25 +30,24 @@ pub struct CoreSetup<'a> {
     /// `otlphttp/name`.
     pub name: &'a str,
     /// The exporter's keys (validated).
-    pub config: &'a OtlpHttpExporterConfig,
+    pub config: &'a Validated,
     /// From the config's `client_tls`, built once at start.
     pub tls: Option<ClientSetup>,
     /// The queue's byte cap unless `sending_queue.tailgate.max_bytes_per_core` is set.
     pub default_bytes: u64,
 }
 
-/// Starts the exporter's queue consumers on the current core; fails if the URL is invalid
-/// (validation reports that first).
-pub fn start(setup: CoreSetup<'_>) -> Result<Rc<OtlpExporter>, String> {
+/// Starts the exporter's queue consumers on the current core.
+pub fn start(setup: CoreSetup<'_>) -> Rc<OtlpExporter> {
     let CoreSetup {
         core,
         registry,
         name,
-        config: c,
+        config: v,
         tls,
         default_bytes,
     } = setup;
-    let url = c.traces_url()?;
+    let c = v.keys();
     let labels = [("exporter", name)];
     let metrics =
         ExporterMetrics::register(registry, core, &labels, crate::pipeline::Signal::Traces);
@@ -61,9 +60,9 @@ pub fn start(setup: CoreSetup<'_>) -> Result<Rc<OtlpExporter>, String> {
         )
         .local(core);
     let settings = HttpSettings {
-        url,
-        encoding: c.encoding(),
-        compression: c.compression(),
+        url: v.url().clone(),
+        encoding: v.encoding(),
+        compression: v.compression(),
         headers: crate::config::common::header_map(&c.headers),
         timeout: c.timeout.0,
         tls,
@@ -76,7 +75,7 @@ pub fn start(setup: CoreSetup<'_>) -> Result<Rc<OtlpExporter>, String> {
         dialer: Dialer::new(DEFAULT_USER_TIMEOUT),
     };
     let shape = c.sending_queue.shape(default_bytes);
-    Ok(queue::start(
+    queue::start(
         name.to_owned(),
         HttpClient::new(settings, rejected),
         c.retry_on_failure.clone(),
@@ -84,5 +83,5 @@ pub fn start(setup: CoreSetup<'_>) -> Result<Rc<OtlpExporter>, String> {
         Rc::new(std::cell::Cell::new(shape.max_bytes)),
         metrics,
         core as u64 + 1,
-    ))
+    )
 }

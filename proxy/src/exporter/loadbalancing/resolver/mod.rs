@@ -48,6 +48,7 @@ pub fn start(
         let ExporterConfig::LoadBalancing(c) = e else {
             continue;
         };
+        let c = c.keys();
         let path = format!("exporters.{id}");
         let Some(choice) = c.resolver() else {
             return Err(format!("{path}.resolver: no resolver"));

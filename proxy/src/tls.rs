@@ -137,6 +137,29 @@ pub fn server_name(t: &ClientTls, host: &str) -> Result<ServerName<'static>, Str
         .map_err(|e| format!("invalid TLS server name {name:?}: {e}"))
 }
 
+/// The name a client verifies when `tls_on` (`None` for plaintext): [`server_name`], checked
+/// at validation so that starting an exporter cannot fail on it. Also returns the key a bad name
+/// came from, relative to the exporter (`tls.server_name_override` or `endpoint`).
+pub fn verified_name(
+    t: &ClientTls,
+    tls_on: bool,
+    host: &str,
+) -> Result<Option<ServerName<'static>>, (&'static str, String)> {
+    if !tls_on {
+        return Ok(None);
+    }
+    let key = if t
+        .server_name_override
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        "tls.server_name_override"
+    } else {
+        "endpoint"
+    };
+    server_name(t, host).map(Some).map_err(|e| (key, e))
+}
+
 /// A server configuration for a receiver (`alpn`: `h2` or `http/1.1`).
 pub fn server_config(t: &ServerTls, alpn: &[u8]) -> Result<Arc<ServerConfig>, String> {
     let (Some(cert), Some(k)) = (&t.cert_file, &t.key_file) else {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
 use crate::config::common::{
@@ -144,6 +145,8 @@ pub struct Validated {
     target: DialTarget,
     /// Parsed `compression`.
     compression: Compression,
+    /// The TLS server name to verify (`None` for plaintext), checked at validation.
+    server_name: Option<ServerName<'static>>,
 }
 
 impl Validated {
@@ -166,22 +169,26 @@ impl Validated {
     /// exporter. Fails only on the endpoint (resolvers hand them over at run time).
     pub fn with_endpoint(&self, endpoint: &str) -> Result<Validated, String> {
         let target = parse_dial_target(endpoint, self.keys.tls.insecure)?;
+        let server_name = crate::tls::verified_name(&self.keys.tls, target.tls, &target.host)
+            .map_err(|(_, e)| e)?;
         let mut keys = self.keys.clone();
         endpoint.clone_into(&mut keys.endpoint);
         Ok(Validated {
             keys,
             target,
             compression: self.compression,
+            server_name,
         })
     }
 
     /// The client TLS to dial with when the endpoint uses TLS (`None` for plaintext). Fails
-    /// only on the TLS material (files read now) or a host that is not a valid server name.
+    /// only on the TLS material (files read now) the name was checked at validation.
     pub fn client_tls(&self) -> Result<Option<crate::tls::ClientSetup>, String> {
-        if !self.target.tls {
+        let Some(name) = &self.server_name else {
             return Ok(None);
-        }
-        crate::tls::client_setup(&self.keys.tls, &self.target.host, b"h2").map(Some)
+        };
+        let config = crate::tls::client_config(&self.keys.tls, b"h2")?;
+        Ok(Some((config, name.clone())))
     }
 }
 
@@ -217,6 +224,11 @@ impl OtlpExporterConfig {
         let target = parse_dial_target(&self.endpoint, self.tls.insecure)
             .map_err(|e| errors.push(join(path, "endpoint"), e))
             .ok();
+        let server_name = target.as_ref().and_then(|t| {
+            crate::tls::verified_name(&self.tls, t.tls, &t.host)
+                .map_err(|(key, e)| errors.push(join(path, key), e))
+                .ok()
+        });
         check_headers_and_client_tls(&self.headers, &self.tls, path, errors);
         let compression = Compression::parse(&self.compression);
         if compression.is_none() {
@@ -247,6 +259,7 @@ impl OtlpExporterConfig {
         Some(Validated {
             target: target?,
             compression: compression?,
+            server_name: server_name?,
             keys: self,
         })
     }
@@ -366,5 +379,24 @@ mod tests {
         // A problem outside the parsed keys also keeps the value from being made.
         let errs = validated("endpoint: gw:4317\ntimeout: 0s").unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
+    }
+
+    #[test]
+    fn the_tls_server_name_is_checked_and_kept_by_validation() {
+        let errs = validated("endpoint: gw:4317\ntls: {server_name_override: \"not a name\"}")
+            .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("exporters.otlp.tls.server_name_override: invalid TLS server name"),
+            "{errs:?}"
+        );
+        let v = validated("endpoint: gw:4317").unwrap();
+        assert_eq!(
+            v.server_name,
+            Some(ServerName::try_from("gw").unwrap().to_owned())
+        );
+        // Plaintext dials verify no name.
+        let v = validated("endpoint: http://gw:4317").unwrap();
+        assert_eq!(v.server_name, None);
     }
 }

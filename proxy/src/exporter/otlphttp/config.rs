@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
 use crate::config::common::{
@@ -182,6 +183,8 @@ pub struct Validated {
     encoding: Encoding,
     /// Parsed `compression`.
     compression: HttpCompression,
+    /// The TLS server name to verify (`None` for plaintext), checked at validation.
+    server_name: Option<ServerName<'static>>,
 }
 
 impl Validated {
@@ -206,12 +209,13 @@ impl Validated {
     }
 
     /// The client TLS to dial with when the URL is `https` (`None` for `http`). Fails only on
-    /// the TLS material (files read now) or a host that is not a valid server name.
+    /// the TLS material (files read now) the name was checked at validation.
     pub fn client_tls(&self) -> Result<Option<crate::tls::ClientSetup>, String> {
-        if !self.url.tls {
+        let Some(name) = &self.server_name else {
             return Ok(None);
-        }
-        crate::tls::client_setup(&self.keys.tls, &self.url.host, b"http/1.1").map(Some)
+        };
+        let config = crate::tls::client_config(&self.keys.tls, b"http/1.1")?;
+        Ok(Some((config, name.clone())))
     }
 }
 
@@ -306,6 +310,11 @@ impl OtlpHttpExporterConfig {
                 errors.push(join(path, key), e);
             })
             .ok();
+        let server_name = url.as_ref().and_then(|u| {
+            crate::tls::verified_name(&self.tls, u.tls, &u.host)
+                .map_err(|(key, e)| errors.push(join(path, key), e))
+                .ok()
+        });
         let encoding = Encoding::parse(&self.encoding);
         if encoding.is_none() {
             errors.push(
@@ -348,6 +357,7 @@ impl OtlpHttpExporterConfig {
             return None;
         }
         Some(Validated {
+            server_name: server_name?,
             url: url?,
             encoding: encoding?,
             compression: compression?,

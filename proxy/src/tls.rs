@@ -160,6 +160,19 @@ pub fn verified_name(
     server_name(t, host).map(Some).map_err(|e| (key, e))
 }
 
+/// The client TLS of an exporter whose server name validation kept ([`verified_name`]): `None`
+/// for plaintext; fails only on the TLS material (files read now).
+pub fn client_setup_named(
+    t: &ClientTls,
+    name: Option<&ServerName<'static>>,
+    alpn: &[u8],
+) -> Result<Option<ClientSetup>, String> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    Ok(Some((client_config(t, alpn)?, name.clone())))
+}
+
 /// A server configuration for a receiver (`alpn`: `h2` or `http/1.1`).
 pub fn server_config(t: &ServerTls, alpn: &[u8]) -> Result<Arc<ServerConfig>, String> {
     let (Some(cert), Some(k)) = (&t.cert_file, &t.key_file) else {

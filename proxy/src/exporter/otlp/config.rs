@@ -184,11 +184,7 @@ impl Validated {
     /// The client TLS to dial with when the endpoint uses TLS (`None` for plaintext). Fails
     /// only on the TLS material (files read now) the name was checked at validation.
     pub fn client_tls(&self) -> Result<Option<crate::tls::ClientSetup>, String> {
-        let Some(name) = &self.server_name else {
-            return Ok(None);
-        };
-        let config = crate::tls::client_config(&self.keys.tls, b"h2")?;
-        Ok(Some((config, name.clone())))
+        crate::tls::client_setup_named(&self.keys.tls, self.server_name.as_ref(), b"h2")
     }
 }
 

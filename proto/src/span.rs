@@ -354,43 +354,78 @@ pub(crate) fn check(span: &[u8], base: usize) -> Result<(), SpanFault> {
 /// varints) and returns the offset of the first field it does not handle (links, status, unknown
 /// or odd fields, anything wrong), where [`check_fields`] takes over with the full rules and the
 /// exact error. It accepts only what [`check_fields`] would accept.
+///
+/// Shaped for the cost of a walk that must visit every field: the usual head (trace_id, span_id)
+/// is recognised with independent loads instead of a chain, and runs of attributes (most of a
+/// span's fields) are skipped in a loop of their own without the dispatch.
 #[inline(always)]
 fn fast_prefix(span: &[u8]) -> usize {
-    let mut pos = 0;
+    let mut pos = usual_head(span);
     while let Some(&tag) = span.get(pos) {
         let next = match tag {
-            // trace_id, span_id, trace_state, parent_span_id, name, attributes, events
-            0x0a | 0x12 | 0x1a | 0x22 | 0x2a | 0x4a | 0x5a => {
-                let Some((len, start)) = short_len(span, pos + 1) else {
-                    return pos;
-                };
-                let id_ok = match tag {
-                    0x0a => len == 0 || len == 16,
-                    0x12 | 0x22 => len == 0 || len == 8,
-                    _ => true,
-                };
-                if !id_ok {
-                    return pos;
-                }
-                start + len
-            }
+            0x0a => id_field(span, pos, 16),
+            // span_id, parent_span_id
+            0x12 | 0x22 => id_field(span, pos, 8),
+            // trace_state, name, events
+            0x1a | 0x2a | 0x5a => bytes_field(span, pos),
+            0x4a => Some(attribute_run(span, pos)),
             // start_time_unix_nano, end_time_unix_nano
-            0x39 | 0x41 => pos + 9,
+            0x39 | 0x41 => Some(pos + 9),
             // kind, dropped_{attributes,events,links}_count
             0x30 | 0x50 | 0x60 | 0x70 => match span.get(pos + 1) {
-                Some(&b) if b < 0x80 => pos + 2,
-                _ => return pos,
+                Some(&b) if b < 0x80 => Some(pos + 2),
+                _ => None,
             },
             // flags (field 16: a two-byte tag)
-            0x85 if span.get(pos + 1) == Some(&0x01) => pos + 6,
-            _ => return pos,
+            0x85 if span.get(pos + 1) == Some(&0x01) => Some(pos + 6),
+            _ => None,
         };
-        if next > span.len() {
-            return pos;
+        match next {
+            Some(next) if next > pos && next <= span.len() => pos = next,
+            _ => return pos,
         }
-        pos = next;
     }
     pos
+}
+
+/// Where the fields after a 16-byte trace_id and an 8-byte span_id start, when the span begins
+/// with them (as every encoder writes a span); else 0.
+#[inline(always)]
+fn usual_head(span: &[u8]) -> usize {
+    match span.get(..20) {
+        Some([0x0a, 16, .., 0x12, 8]) if span.len() >= 28 => 28,
+        _ => 0,
+    }
+}
+
+/// The end of the length-delimited field at `pos` whose payload must be empty or `want` bytes.
+#[inline(always)]
+fn id_field(span: &[u8], pos: usize, want: usize) -> Option<usize> {
+    let (len, start) = short_len(span, pos + 1)?;
+    (len == want || len == 0).then_some(start + len)
+}
+
+/// The end of the length-delimited field at `pos` (any payload).
+#[inline(always)]
+fn bytes_field(span: &[u8], pos: usize) -> Option<usize> {
+    let (len, start) = short_len(span, pos + 1)?;
+    Some(start + len)
+}
+
+/// Skips the run of attributes (tag 0x4a) at `pos`: returns the offset after the last one whose
+/// length could be read and that ends inside the span (`pos` itself when the first cannot).
+#[inline(always)]
+fn attribute_run(span: &[u8], mut pos: usize) -> usize {
+    loop {
+        let next = match bytes_field(span, pos) {
+            Some(next) if next <= span.len() => next,
+            _ => return pos,
+        };
+        pos = next;
+        if span.get(pos) != Some(&0x4a) {
+            return pos;
+        }
+    }
 }
 
 /// A length of one or two varint bytes at `at`, and where its payload starts.

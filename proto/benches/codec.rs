@@ -44,8 +44,11 @@ struct Codec {
 fn codecs() -> Vec<Codec> {
     let mut out = Vec::new();
     for (name, c) in [
-        ("tailgate gzip (flate2 stream)", Compression::Gzip),
-        ("tailgate zstd (stream, level 1)", Compression::Zstd),
+        ("tailgate gzip (Compression::Gzip)", Compression::Gzip),
+        (
+            "tailgate zstd (Compression::Zstd, stream, level 1)",
+            Compression::Zstd,
+        ),
     ] {
         out.push(Codec {
             name: name.into(),

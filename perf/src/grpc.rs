@@ -264,7 +264,8 @@ mod tests {
     fn decompression_stops_at_the_limit() {
         let big = vec![0u8; 1 << 20];
         let framed = encode_frame(&big, Compression::Gzip);
-        assert!(framed.len() < 10_000);
+        // zlib-rs's level 1 uses fixed Huffman codes: 1 MiB of zeros takes ~10 KB (miniz ~5 KB).
+        assert!(framed.len() < 16_000, "{} bytes", framed.len());
         assert_eq!(
             decode_frames(framed, Some(Compression::Gzip), 1000),
             Err(FrameError::TooLarge { limit: 1000 })

@@ -31,6 +31,7 @@
 //! - [`grpc`]: gRPC 5-byte message framing over arbitrary chunks ([`grpc::Deframer`]).
 //! - [`compression`]: `grpc-encoding` / `Content-Encoding` codecs with a bounded decoder.
 //! - [`json`]: OTLP/HTTP bodies, OTLP/JSON to protobuf.
+//! - [`corpus`]: realistic requests generated from a seed, for the codec bench and the perf rig.
 //! - [`error`]: the error values.
 //! - [`fuzzing`]: entry points shared by the fuzz targets and the corpus-replay test.
 //!
@@ -38,6 +39,7 @@
 
 pub mod attributes;
 pub mod compression;
+pub mod corpus;
 pub mod error;
 pub mod fuzzing;
 pub mod grpc;

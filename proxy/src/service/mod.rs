@@ -35,6 +35,7 @@ use self::shared::Shared;
 use crate::config::Config;
 use crate::runtime::executor::{default_cores, spawn_pinned, usable_cpus};
 use crate::runtime::{hugepages, listen, memlock, stop};
+use crate::telemetry::losses::{self, Losses};
 
 /// Options from the command line that shape the service.
 #[derive(Debug, Clone, Default)]
@@ -94,13 +95,18 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), StartError> {
     if result.is_ok() {
         shared.healthy.store(true, Ordering::Relaxed);
         tracing::info!(cores, "tailgate is running");
+        // Cores run until the stop request; the loss counters are taken then, so the exit can
+        // say what the drain lost (the metrics endpoint ends with the process).
+        futures_lite::future::block_on(shutdown.wait());
     } else {
         shutdown.set();
     }
+    let before = Losses::take(&shared.registry);
     let unflushed = cores_running.wait_stopped();
     stop_threads.store(true, Ordering::Relaxed);
     signals.close();
     result?;
+    losses::report(&shared.registry, &before);
     if unflushed > 0 {
         tracing::warn!(
             spans = unflushed,

@@ -369,6 +369,17 @@ impl Registry {
         }
     }
 
+    /// Every counter series of the family `name`: its labels and its sum over cores (shutdown
+    /// reports; never on the data path).
+    pub fn counters(&self, name: &str) -> Vec<(Vec<(String, String)>, u64)> {
+        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        series
+            .iter()
+            .filter(|s| s.name == name && s.kind == Kind::Counter)
+            .map(|s| (s.labels.clone(), s.values.sum()))
+            .collect()
+    }
+
     /// Prometheus text exposition format 0.0.4 (after the folds asked for with
     /// [`Registry::fold_on_scrape`]).
     pub fn render(&self) -> String {

@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod logging;
+pub mod losses;
 pub mod metrics;
 pub mod process;

@@ -236,10 +236,10 @@ impl TailSampling {
                 glommio::timer::Timer::new(Duration::from_millis(1)).await;
             }
         }
-        owner.retry_blocked();
-        let mut engine = owner.engine.borrow_mut();
-        engine.shutdown();
-        owner.emit(&mut engine);
+        owner.decide_all();
+        // A part read from now on (a peer that sent past the deadline) would enter an engine
+        // that makes no more decisions: counted instead.
+        owner.stopped.set(true);
     }
 }
 
@@ -274,6 +274,9 @@ impl Owner {
         drop(engine);
         drop(scratch);
         self.after_insert(&mut out);
+        // Released first: with spans left in `blocked`, due_work ticks, and the tick's retry
+        // borrows `out` again (a panic, with `panic = "abort"` the whole process).
+        drop(out);
         self.due_work();
     }
 
@@ -312,6 +315,32 @@ impl Owner {
         }
         if !out.rejected.is_empty() {
             self.blocked.borrow_mut().append(&mut out.rejected);
+        }
+    }
+
+    /// Shutdown's last decisions: decides (or drops) every pending trace, then inserts the spans
+    /// waiting for room (`block_on_overflow`; they were answered OK) and decides those, round by
+    /// round until none wait. Each round frees the whole table, so each inserts at least a
+    /// table's worth.
+    fn decide_all(&self) {
+        loop {
+            let mut engine = self.engine.borrow_mut();
+            engine.shutdown();
+            self.emit(&mut engine);
+            drop(engine);
+            let waiting = self.blocked.borrow().len();
+            if waiting == 0 {
+                return;
+            }
+            self.retry_blocked();
+            let left = self.blocked.borrow().len();
+            if left >= waiting {
+                // No room made (decisions free every slot, so this is a bug): count, never spin.
+                let spans = std::mem::take(&mut *self.blocked.borrow_mut()).len() as u64;
+                let detail = "spans waiting for room were still refused after the last decisions";
+                self.drops.count(DropReason::DrainTimeout, spans, &detail);
+                return;
+            }
         }
     }
 

@@ -216,19 +216,22 @@ impl Consumer for TailSampling {
 impl TailSampling {
     /// Shutdown: stop taking data, wait until no core sends any more and every part sent here is
     /// processed, then decide (or drop, per `drop_pending_traces_on_shutdown`) the pending traces
-    /// and hand the kept ones on. Gives up waiting at `deadline`.
+    /// and hand the kept ones on. Gives up waiting halfway to `deadline`: the stages after this one
+    /// (the exporters' queues) keep the other half of the drain budget to send what it decides.
     pub async fn shutdown(&self, deadline: Instant) {
         self.closing.set(true);
         let closed = self.mesh.close_sending();
         let cores = self.mesh.cores();
+        let now = Instant::now();
+        let give_up = now + deadline.saturating_duration_since(now) / 2;
         while (closed.load(Ordering::Acquire) < cores || self.mesh.inbound_pending() > 0)
-            && Instant::now() < deadline
+            && Instant::now() < give_up
         {
             glommio::timer::Timer::new(Duration::from_millis(5)).await;
         }
         let owner = &self.owner;
         if self.mesh.inbound_pending() > 0 {
-            // The deadline passed with parts unread (the next stage kept refusing, say): count
+            // Time ran out with parts unread (the next stage kept refusing, say): count
             // them as they are read instead of inserting them after the engine's last decision.
             owner.stopped.set(true);
             let until = Instant::now() + DISCARD_BUDGET;

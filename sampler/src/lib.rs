@@ -84,8 +84,8 @@ pub mod testing;
 pub use clock::{Clock, SystemClock};
 pub use config::{ConfigError, ConfigWarning, PolicyConfig, PolicySpec, SamplerConfig};
 pub use engine::{
-    BatchOutput, Counters, DecidedTrace, DecisionCause, DropReason, Engine, EngineError,
-    InsertOutcome, MemoryStats, PolicySet,
+    BatchOutput, Counters, DecidedTrace, DecisionCause, DropReason, Engine, EngineError, HeldState,
+    InsertOutcome, MemoryStats, PolicySet, Taken,
 };
 pub use policy::{Decision, FinalDecision, SpanAggregates, TraceSummary};
 pub use span::{AttrValue, BufferRef, SpanData, SpanKind, StatusCode, SummaryFields};

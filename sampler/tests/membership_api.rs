@@ -144,6 +144,31 @@ fn holds_and_held_report_pending_and_decided_traces() {
     );
 }
 
+#[test]
+fn held_in_chunks_visits_what_held_visits() {
+    let (mut e, clock) = engine("decision_wait: 1s\nnum_traces: 20");
+    for t in 0..30u128 {
+        e.insert(span(&clock, t, 1));
+        if t == 12 {
+            clock.advance_ms(1_000);
+            e.advance();
+        }
+    }
+    e.take_pending(&id(25)).unwrap();
+    let mut whole = Vec::new();
+    e.held(|t, h| whole.push((*t, h)));
+    assert_eq!(whole.len(), 19);
+    for chunk in [1, 3, 7, 20, 100] {
+        let (mut got, mut from, mut calls) = (Vec::new(), Some(0), 0);
+        while let Some(start) = from {
+            from = e.held_chunk(start, chunk, |t, h| got.push((*t, h)));
+            calls += 1;
+        }
+        assert_eq!(got, whole, "chunk {chunk}");
+        assert_eq!(calls, 20usize.div_ceil(chunk), "chunk {chunk}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
 

@@ -608,14 +608,33 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
     }
 
     /// Visits every trace in the table, pending or decided, with what is held of it, in slot
-    /// order. Walks the whole ring (`num_traces` per shard slots): a runtime that must not stall
-    /// should call it when the table is small or accept the pause.
+    /// order. Walks the whole ring (`num_traces` per shard slots); [`Engine::held_chunk`] does
+    /// the same walk a piece at a time, for a runtime that must not stall that long.
     pub fn held(&self, mut f: impl FnMut(&[u8; 16], HeldState)) {
-        for (idx, slot) in self.table.slots.iter().enumerate() {
+        let mut from = Some(0);
+        while let Some(start) = from {
+            from = self.held_chunk(start, usize::MAX, &mut f);
+        }
+    }
+
+    /// [`Engine::held`] over at most `slots` ring slots from slot `from`; returns where the next
+    /// chunk starts, `None` once the ring is done. Between chunks the table may change: a trace
+    /// that arrives or moves meanwhile may be missed or visited twice, which a claim scan
+    /// tolerates (claims are re-sent on every change).
+    pub fn held_chunk(
+        &self,
+        from: usize,
+        slots: usize,
+        mut f: impl FnMut(&[u8; 16], HeldState),
+    ) -> Option<usize> {
+        let all = &self.table.slots;
+        let end = from.saturating_add(slots.max(1)).min(all.len());
+        for (idx, slot) in all.iter().enumerate().take(end).skip(from) {
             if matches!(slot.state, SlotState::Pending | SlotState::Decided(_)) {
                 f(&slot.id, self.held_at(idx));
             }
         }
+        (end < all.len()).then_some(end)
     }
 
     fn held_at(&self, idx: usize) -> HeldState {

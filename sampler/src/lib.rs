@@ -35,6 +35,12 @@
 //!   `maximum_trace_size_bytes`, and tailgate's `max_buffered_bytes` budget measured in retained
 //!   request buffers; sparse buffers are compacted by copying survivors out
 //!   ([`SpanData::detach`]).
+//! - **Membership** (issue 18, for gateways that hand traces to one another): [`Engine::take_pending`]
+//!   removes an undecided trace and returns its spans; [`Engine::holds`] / [`Engine::held`] say
+//!   what the table holds; [`Engine::defer`] keeps a trace from being decided before a time;
+//!   [`Engine::import_decisions`] lets decisions taken elsewhere answer late spans here. Every
+//!   span received is exported, dropped, buffered or handed over
+//!   ([`Counters::handed_over_spans`]).
 //! - **Output**: [`Engine::drain_decided`] yields [`DecidedTrace`]s (decision, matched policies,
 //!   spans if kept); [`Engine::counters`] mirrors `otelcol_processor_tail_sampling_*`.
 //!
@@ -84,8 +90,8 @@ pub mod testing;
 pub use clock::{Clock, SystemClock};
 pub use config::{ConfigError, ConfigWarning, PolicyConfig, PolicySpec, SamplerConfig};
 pub use engine::{
-    BatchOutput, Counters, DecidedTrace, DecisionCause, DropReason, Engine, EngineError,
-    InsertOutcome, MemoryStats, PolicySet,
+    BatchOutput, Counters, DecidedTrace, DecisionCause, DropReason, Engine, EngineError, HeldState,
+    InsertOutcome, MemoryStats, PolicySet, Taken,
 };
 pub use policy::{Decision, FinalDecision, SpanAggregates, TraceSummary};
 pub use span::{AttrValue, BufferRef, SpanData, SpanKind, StatusCode, SummaryFields};

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use tailgate_sampler::config::SamplerConfig;
 use tailgate_sampler::policy::decide_whole_trace;
 use tailgate_sampler::testing::{FakeClock, OwnedValue, TestSpan};
-use tailgate_sampler::{Engine, InsertOutcome, SpanKind, StatusCode};
+use tailgate_sampler::{Engine, HeldState, InsertOutcome, SpanKind, StatusCode};
 
 const SEC: u64 = 1_000_000_000;
 const MS: u64 = 1_000_000;
@@ -152,11 +152,12 @@ proptest! {
         prop_assert_eq!(seen.len(), specs.len());
     }
 
-    /// Under pressure (tiny table, byte budget, size limit, caches, late spans, random time), every
-    /// span received is exported, dropped with a reason, or still buffered — after every step.
+    /// Under pressure (tiny table, byte budget, size limit, caches, late spans, random time,
+    /// hand-overs, deferrals and imported decisions), every span received is exported, dropped
+    /// with a reason, still buffered, or handed over — after every step.
     #[test]
     fn every_span_is_accounted_for(
-        steps in prop::collection::vec((0u128..30, 0u64..1500, any::<bool>(), any::<bool>()), 1..300),
+        steps in prop::collection::vec((0u128..30, 0u64..1500, any::<bool>(), any::<bool>(), 0u8..12), 1..300),
         num_traces in 1u64..12,
         cache in 0u64..8,
         budget in prop::option::of(1_000u64..5_000),
@@ -169,20 +170,49 @@ proptest! {
         let (mut e, clock, _) = engine(&extra);
         let mut exported = 0u64;
         let mut dropped_by_outcome = 0u64;
+        let mut handed_over = (0u64, 0u64);
         let mut next_span: HashMap<u128, u64> = HashMap::new();
-        for (trace, advance_ms, root, error) in steps {
-            let id = next_span.entry(trace).or_insert(0);
-            *id += 1;
-            let mut span = TestSpan::new(trace, *id, clock_now(&clock), clock_now(&clock) + MS)
-                .status(if error { StatusCode::Error } else { StatusCode::Unset });
-            if root {
-                span = span.root();
-            }
-            match e.insert(span) {
-                InsertOutcome::Forward(_) => exported += 1,
-                InsertOutcome::Dropped(_) => dropped_by_outcome += 1,
-                InsertOutcome::Buffered => {}
-                InsertOutcome::Rejected(_) => prop_assert!(false, "not blocking"),
+        for (trace, advance_ms, root, error, op) in steps {
+            let trace_id = trace.to_be_bytes();
+            match op {
+                0 => {
+                    let before = e.holds(&trace_id);
+                    let buffered = e.counters().spans_buffered;
+                    match e.take_pending(&trace_id) {
+                        Some(t) => {
+                            prop_assert_eq!(before, HeldState::Pending { first_seen: t.first_seen_ns });
+                            prop_assert!(!t.spans.is_empty());
+                            prop_assert!(t.spans.iter().all(|s| s.trace_id == trace_id));
+                            // Arrival order: span IDs are handed out increasing per trace.
+                            prop_assert!(t.spans.windows(2).all(|w| w[0].span_id < w[1].span_id));
+                            prop_assert_eq!(e.counters().spans_buffered, buffered - t.spans.len() as u64);
+                            handed_over.0 += 1;
+                            handed_over.1 += t.spans.len() as u64;
+                        }
+                        None => prop_assert!(!matches!(before, HeldState::Pending { .. }), "pending not taken"),
+                    }
+                    prop_assert!(!matches!(e.holds(&trace_id), HeldState::Pending { .. }), "still pending");
+                }
+                1 => {
+                    let pending = matches!(e.holds(&trace_id), HeldState::Pending { .. });
+                    prop_assert_eq!(e.defer(&trace_id, clock_now(&clock) + advance_ms * MS), pending);
+                }
+                2 => e.import_decisions(&[(trace_id, error)]),
+                _ => {
+                    let id = next_span.entry(trace).or_insert(0);
+                    *id += 1;
+                    let mut span = TestSpan::new(trace, *id, clock_now(&clock), clock_now(&clock) + MS)
+                        .status(if error { StatusCode::Error } else { StatusCode::Unset });
+                    if root {
+                        span = span.root();
+                    }
+                    match e.insert(span) {
+                        InsertOutcome::Forward(_) => exported += 1,
+                        InsertOutcome::Dropped(_) => dropped_by_outcome += 1,
+                        InsertOutcome::Buffered => {}
+                        InsertOutcome::Rejected(_) => prop_assert!(false, "not blocking"),
+                    }
+                }
             }
             clock.advance_ms(advance_ms);
             e.advance();
@@ -192,10 +222,17 @@ proptest! {
             }
             let c = e.counters();
             prop_assert_eq!(c.spans_exported, exported);
+            prop_assert_eq!((c.handed_over_traces, c.handed_over_spans), handed_over);
             prop_assert!(c.spans_dropped.total() >= dropped_by_outcome);
-            prop_assert_eq!(c.spans_received, c.spans_exported + c.spans_dropped.total() + c.spans_buffered);
+            prop_assert_eq!(
+                c.spans_received,
+                c.spans_exported + c.spans_dropped.total() + c.spans_buffered + c.handed_over_spans
+            );
             prop_assert_eq!(e.memory().spans_buffered, c.spans_buffered);
             prop_assert!(c.sampling_traces_on_memory <= num_traces);
+            let mut held = 0u64;
+            e.held(|_, _| held += 1);
+            prop_assert_eq!(held, c.sampling_traces_on_memory);
         }
         e.shutdown();
         let c = e.counters().clone();
@@ -204,7 +241,7 @@ proptest! {
         }
         prop_assert_eq!(c.spans_buffered, 0);
         prop_assert_eq!(c.spans_exported, exported);
-        prop_assert_eq!(c.spans_received, c.spans_exported + c.spans_dropped.total());
+        prop_assert_eq!(c.spans_received, c.spans_exported + c.spans_dropped.total() + c.handed_over_spans);
         prop_assert_eq!(e.memory().retained_buffer_bytes, 0);
     }
 }

@@ -53,6 +53,11 @@ impl DecisionCache {
         self.capacity != 0 && self.set.contains(&fingerprint(trace_id))
     }
 
+    /// Entries it holds at most (0 = disabled).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Entries held.
     pub fn len(&self) -> usize {
         self.ring.len()

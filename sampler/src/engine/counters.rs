@@ -189,6 +189,16 @@ pub struct Counters {
     pub spans_detached: u64,
     /// tailgate gauge: buffered (undecided) spans.
     pub spans_buffered: u64,
+    /// tailgate: undecided traces removed by [`crate::Engine::take_pending`] (handed to another
+    /// gateway).
+    pub handed_over_traces: u64,
+    /// tailgate: their spans. With them, every span received is exported, dropped, buffered or
+    /// handed over: `spans_received = spans_exported + spans_dropped.total() + spans_buffered +
+    /// handed_over_spans`.
+    pub handed_over_spans: u64,
+    /// tailgate: decisions taken in by [`crate::Engine::import_decisions`] (traces this engine
+    /// holds itself excluded).
+    pub decisions_imported: u64,
     /// tailgate gauge: bytes of distinct buffers pinned by buffered spans.
     pub retained_buffer_bytes: u64,
 }
@@ -222,6 +232,9 @@ impl Counters {
             compactions: 0,
             spans_detached: 0,
             spans_buffered: 0,
+            handed_over_traces: 0,
+            handed_over_spans: 0,
+            decisions_imported: 0,
             retained_buffer_bytes: 0,
         }
     }

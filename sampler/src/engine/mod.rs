@@ -31,6 +31,10 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// lines fetched stay in L2 until used.
 const STAGE_GROUP: usize = 256;
 
+/// Fewest entries of the internal cache [`Engine::import_decisions`] uses when a decision cache
+/// is configured at 0.
+const MIN_IMPORT_CACHE: usize = 1024;
+
 /// What happened to a span handed to [`Engine::insert`].
 #[derive(Debug)]
 pub enum InsertOutcome<S> {
@@ -93,6 +97,36 @@ pub struct DecidedTrace<S> {
     pub spans: Vec<S>,
 }
 
+/// An undecided trace removed by [`Engine::take_pending`].
+#[derive(Debug)]
+pub struct Taken<S> {
+    /// Its spans, in arrival order.
+    pub spans: Vec<S>,
+    /// When its first span arrived here (Unix ns on the engine's clock).
+    pub first_seen_ns: u64,
+}
+
+/// What an engine holds of a trace ([`Engine::holds`], [`Engine::held`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldState {
+    /// Undecided, buffering spans since `first_seen` (Unix ns).
+    Pending {
+        /// When its first span arrived.
+        first_seen: u64,
+    },
+    /// Decided at `at` (Unix ns) and still in the table, so late spans are answered from it.
+    Decided {
+        /// Kept (sampled)?
+        kept: bool,
+        /// When decided.
+        at: u64,
+    },
+    /// Not in the table: never seen, pushed out, evicted, or handed over. Decisions known only
+    /// from the decision caches (local or imported) are `No` too: the caches keep no time, and
+    /// they still answer late spans.
+    No,
+}
+
 /// Settings the engine uses at run time (derived from [`SamplerConfig`] for one shard).
 #[derive(Debug, Clone)]
 struct Settings {
@@ -139,6 +173,10 @@ pub struct Engine<S, C> {
     wheel: TimerWheel,
     sampled_cache: DecisionCache,
     non_sampled_cache: DecisionCache,
+    /// Imported kept decisions when `sampled_cache_size` is 0 (capacity 0 otherwise).
+    imported_sampled: DecisionCache,
+    /// Imported not-kept decisions when `non_sampled_cache_size` is 0 (capacity 0 otherwise).
+    imported_not_sampled: DecisionCache,
     ledger: BufferLedger,
     counters: Counters,
     decided: Vec<DecidedTrace<S>>,
@@ -199,6 +237,11 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         let expected = (config
             .expected_new_traces_per_sec
             .saturating_mul(decision_wait_ns / NS_PER_SEC + 1)) as usize;
+        let sampled_cache = (config.sampled_cache_size / shards) as usize;
+        let non_sampled_cache = (config.non_sampled_cache_size / shards) as usize;
+        // Imported decisions need somewhere to live even when the user turned a cache off: a
+        // leaving gateway's decisions must answer the late spans that follow them here.
+        let import_cache = ((capacity / 4) as usize).max(MIN_IMPORT_CACHE);
         Ok(Engine {
             settings: Settings {
                 decision_wait_ns,
@@ -219,10 +262,14 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
                 decision_wait_ns.max(after_root_ns.unwrap_or(0)),
                 now,
             ),
-            sampled_cache: DecisionCache::new((config.sampled_cache_size / shards) as usize),
-            non_sampled_cache: DecisionCache::new(
-                (config.non_sampled_cache_size / shards) as usize,
-            ),
+            sampled_cache: DecisionCache::new(sampled_cache),
+            non_sampled_cache: DecisionCache::new(non_sampled_cache),
+            imported_sampled: DecisionCache::new(if sampled_cache == 0 { import_cache } else { 0 }),
+            imported_not_sampled: DecisionCache::new(if non_sampled_cache == 0 {
+                import_cache
+            } else {
+                0
+            }),
             ledger: BufferLedger::default(),
             decided: Vec::new(),
             due: Vec::new(),
@@ -266,6 +313,8 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
                 + self.wheel.heap_bytes()
                 + self.sampled_cache.heap_bytes()
                 + self.non_sampled_cache.heap_bytes()
+                + self.imported_sampled.heap_bytes()
+                + self.imported_not_sampled.heap_bytes()
                 + self.ledger.heap_bytes()) as u64,
         }
     }
@@ -392,6 +441,15 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             self.counters.early_releases_from_cache_not_sampled += 1;
             return self.late(span, false);
         }
+        // Capacity 0 (one compare each) unless a cache is configured at 0.
+        if self.imported_sampled.contains(&id) {
+            self.counters.early_releases_from_cache_sampled += 1;
+            return self.late(span, true);
+        }
+        if self.imported_not_sampled.contains(&id) {
+            self.counters.early_releases_from_cache_not_sampled += 1;
+            return self.late(span, false);
+        }
         self.new_trace(span, fields, now)
     }
 
@@ -489,8 +547,12 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
         }
         if is_root && !had_root {
             if let Some(after) = self.settings.after_root_ns {
-                let earlier = self.wheel.tick_for(now.saturating_add(after));
-                let deadline = self.table.times[idx as usize].deadline_tick;
+                let times = self.table.times[idx as usize];
+                // Never before a floor set by `defer` (`decided_ns` while pending).
+                let earlier = self
+                    .wheel
+                    .tick_for(now.saturating_add(after).max(times.decided_ns));
+                let deadline = times.deadline_tick;
                 if earlier < deadline {
                     self.wheel.cancel(deadline);
                     self.schedule(idx, earlier);
@@ -503,6 +565,140 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             }
         }
         InsertOutcome::Buffered
+    }
+
+    // === membership: hand-over, holdings, deferral, imported decisions ===
+
+    /// Removes an undecided trace and returns its spans (in arrival order) and when it was first
+    /// seen, to hand it to another gateway; `None` unless the trace is pending here. Its slot
+    /// becomes empty without pushing another trace out, its timer is cancelled, its bytes leave
+    /// the ledger, and no decision is recorded (a late span of it here starts a new trace).
+    /// Counted in [`Counters::handed_over_traces`] / [`Counters::handed_over_spans`].
+    pub fn take_pending(&mut self, id: &[u8; 16]) -> Option<Taken<S>> {
+        let idx = self.table.find(id)?;
+        if self.table.slots[idx as usize].state != SlotState::Pending {
+            return None;
+        }
+        // The wheel entry stays in its bucket and is recognised as stale when it expires (the
+        // slot is no longer pending), as for a trace decided early or evicted.
+        self.unschedule(idx);
+        let first_seen_ns = self.table.times[idx as usize].first_seen_ns;
+        let spans = self.table.vacate(idx);
+        let ledger = &mut self.ledger;
+        spans
+            .iter()
+            .for_each(|s| ledger.release(s.buffer(), s.wire_len()));
+        let n = spans.len() as u64;
+        self.counters.spans_buffered -= n;
+        self.counters.handed_over_traces += 1;
+        self.counters.handed_over_spans += n;
+        self.refresh_gauges();
+        Some(Taken {
+            spans,
+            first_seen_ns,
+        })
+    }
+
+    /// What the table holds of a trace (one index probe).
+    pub fn holds(&self, id: &[u8; 16]) -> HeldState {
+        match self.table.find(id) {
+            Some(idx) => self.held_at(idx as usize),
+            None => HeldState::No,
+        }
+    }
+
+    /// Visits every trace in the table, pending or decided, with what is held of it, in slot
+    /// order. Walks the whole ring (`num_traces` per shard slots); [`Engine::held_chunk`] does
+    /// the same walk a piece at a time, for a runtime that must not stall that long.
+    pub fn held(&self, mut f: impl FnMut(&[u8; 16], HeldState)) {
+        let mut from = Some(0);
+        while let Some(start) = from {
+            from = self.held_chunk(start, usize::MAX, &mut f);
+        }
+    }
+
+    /// [`Engine::held`] over at most `slots` ring slots from slot `from`; returns where the next
+    /// chunk starts, `None` once the ring is done. Between chunks the table may change: a trace
+    /// that arrives or moves meanwhile may be missed or visited twice, which a claim scan
+    /// tolerates (claims are re-sent on every change).
+    pub fn held_chunk(
+        &self,
+        from: usize,
+        slots: usize,
+        mut f: impl FnMut(&[u8; 16], HeldState),
+    ) -> Option<usize> {
+        let all = &self.table.slots;
+        let end = from.saturating_add(slots.max(1)).min(all.len());
+        for (idx, slot) in all.iter().enumerate().take(end).skip(from) {
+            if matches!(slot.state, SlotState::Pending | SlotState::Decided(_)) {
+                f(&slot.id, self.held_at(idx));
+            }
+        }
+        (end < all.len()).then_some(end)
+    }
+
+    fn held_at(&self, idx: usize) -> HeldState {
+        let times = &self.table.times[idx];
+        match self.table.slots[idx].state {
+            SlotState::Pending => HeldState::Pending {
+                first_seen: times.first_seen_ns,
+            },
+            SlotState::Decided(d) => HeldState::Decided {
+                kept: d.is_sampled(),
+                at: times.decided_ns,
+            },
+            SlotState::Empty | SlotState::Evicted => HeldState::No,
+        }
+    }
+
+    /// Makes sure a pending trace is not decided before `not_before_ns` (Unix ns): its deadline
+    /// moves later if it falls earlier, never earlier, and a root span arriving afterwards does
+    /// not bring it before `not_before_ns` either. Returns whether the trace is pending here.
+    /// Limits still apply: a deferred trace can be pushed out, evicted or decided at shutdown.
+    pub fn defer(&mut self, id: &[u8; 16], not_before_ns: u64) -> bool {
+        let Some(idx) = self.table.find(id) else {
+            return false;
+        };
+        if self.table.slots[idx as usize].state != SlotState::Pending {
+            return false;
+        }
+        let times = &mut self.table.times[idx as usize];
+        times.decided_ns = times.decided_ns.max(not_before_ns);
+        let later = self.wheel.tick_for(not_before_ns);
+        let deadline = times.deadline_tick;
+        if later > deadline {
+            // A new entry; the old one no longer matches the trace's deadline, so it is
+            // recognised as stale when it expires (as when a root span moves it earlier).
+            self.wheel.cancel(deadline);
+            self.schedule(idx, later);
+        }
+        true
+    }
+
+    /// Takes in decisions taken elsewhere (`(trace ID, kept)`), e.g. from a gateway that leaves,
+    /// so that late spans of those traces are forwarded or dropped here as if decided here:
+    /// they take the decision caches' path (`early_releases_from_cache_decision`). Kept ones go
+    /// to the sampled cache, the others to the non-sampled one; when that cache is configured
+    /// at 0, to a small internal cache (`num_traces` per shard / 4 entries, at least 1,024).
+    /// Never takes a ring slot, so it never pushes an undecided trace out. A trace the table
+    /// holds (pending or decided) is skipped: its own record answers its spans.
+    pub fn import_decisions(&mut self, entries: &[([u8; 16], bool)]) {
+        for (id, kept) in entries {
+            if self.table.find(id).is_some() {
+                continue;
+            }
+            // The internal caches have capacity only when the configured one has none.
+            let cache = match (*kept, self.imported_sampled.capacity() > 0) {
+                (true, true) => &mut self.imported_sampled,
+                (true, false) => &mut self.sampled_cache,
+                (false, _) if self.imported_not_sampled.capacity() > 0 => {
+                    &mut self.imported_not_sampled
+                }
+                (false, _) => &mut self.non_sampled_cache,
+            };
+            cache.put(id);
+            self.counters.decisions_imported += 1;
+        }
     }
 
     // === decisions ===

@@ -14,7 +14,7 @@ use crate::policy::{FinalDecision, SpanAggregates, TraceSummary};
 /// Where a trace is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotState {
-    /// Never used.
+    /// Never used, or its trace was handed over ([`crate::Engine::take_pending`]).
     Empty,
     /// Buffering spans, decision pending.
     Pending,
@@ -75,7 +75,9 @@ pub struct SlotTimes {
     pub seq: u64,
     /// First span's arrival (ns).
     pub first_seen_ns: u64,
-    /// When decided (ns).
+    /// When decided (ns). While the trace is pending: the earliest time its decision may be
+    /// taken ([`crate::Engine::defer`]), 0 for none. One field serves both so that the record
+    /// stays 32 bytes (a pending trace has no decision time, a decided one no floor).
     pub decided_ns: u64,
     /// Tick at which the decision is due.
     pub deadline_tick: u64,
@@ -188,6 +190,16 @@ impl<S> TraceTable<S> {
     pub fn unindex(&mut self, idx: u32) {
         let id = self.slots[idx as usize].id;
         self.index.remove(&id, idx);
+    }
+
+    /// Empties a pending trace's slot without giving it to another trace: unindexes the trace,
+    /// hands its spans back in arrival order, and marks the slot [`SlotState::Empty`] (reused
+    /// when the ring comes round to it, like any slot).
+    pub fn vacate(&mut self, idx: u32) -> Vec<S> {
+        self.unindex(idx);
+        let spans = self.take_span_vec(idx);
+        self.slots[idx as usize] = Slot::empty();
+        spans
     }
 
     /// Adds a span to a trace's list.

@@ -2,7 +2,7 @@
 //!
 //! This is the span type the gateway really buffers: a refcounted slice of the request, a shared
 //! handle to the request's resource/scope headers and the hot fields read once by
-//! [`tailgate_proto::scan`]. The mapping:
+//! [`tailgate_proto::scan()`]. The mapping:
 //!
 //! - **Hot fields**: the trace and parent ids are read at offsets the scanner stored; name, kind,
 //!   times, status, flags and tracestate are re-read from the span bytes (one walk of the Span

@@ -4,13 +4,16 @@
 use serde_yaml::{Mapping, Value};
 use tailgate_sampler::SamplerConfig;
 
-use crate::config::error::ConfigErrors;
+use super::membership::{self, MembershipConfig};
+use crate::config::error::{join, ConfigErrors};
 
 /// `processors.tail_sampling`: the sampler's checked settings.
 #[derive(Debug, Clone)]
 pub struct TailSamplingConfig {
     /// What every core's engine is built from (`num_shards` is set to the core count at start).
     pub sampler: SamplerConfig,
+    /// `tailgate.membership`: the gateway's peers (issue 18), when set.
+    pub membership: Option<MembershipConfig>,
 }
 
 /// The default of `tailgate.max_buffered_bytes` (the engine's byte budget over retained request
@@ -39,11 +42,12 @@ pub fn parse(
     errors: &mut ConfigErrors,
     warnings: &mut Vec<String>,
 ) -> Option<TailSamplingConfig> {
-    let value = if value.is_null() {
+    let mut value = if value.is_null() {
         Value::Mapping(Mapping::new())
     } else {
         value
     };
+    let membership_block = membership::take(&mut value);
     match SamplerConfig::from_yaml_value(value) {
         Ok((sampler, found)) => {
             warnings.extend(
@@ -51,7 +55,25 @@ pub fn parse(
                     .iter()
                     .map(|w| format!("{}: {}", reroot(&w.path, path), w.message)),
             );
-            Some(TailSamplingConfig { sampler })
+            let membership = match membership_block {
+                None => None,
+                Some(block) => {
+                    let at = join(path, "tailgate.membership");
+                    let m = membership::parse(
+                        block,
+                        &at,
+                        sampler.decision_wait,
+                        sampler.timer_tick,
+                        errors,
+                    );
+                    membership::not_built(&at, errors);
+                    m
+                }
+            };
+            Some(TailSamplingConfig {
+                sampler,
+                membership,
+            })
         }
         Err(e) => {
             for p in e.problems {

@@ -25,5 +25,6 @@
 //! - [`metrics`]: `otelcol_processor_tail_sampling_*` from the engine's counters, per core.
 
 pub mod config;
+pub mod membership;
 pub mod metrics;
 pub mod processor;

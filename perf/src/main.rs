@@ -65,8 +65,8 @@ struct ScenarioArgs {
     /// on), {listen_port} and {backend} (host:port to forward to) filled in; run with `sh -c`.
     #[arg(long)]
     peer_cmd: Option<String>,
-    /// throughput: compression of the load (grpc-encoding) and of the passthrough target's otlp
-    /// exporter: none, gzip or zstd.
+    /// throughput: compression of every target's hops as the seed's configs compress them:
+    /// passthrough in and out, agent out (loadbalancing), gateway in (the load): none, gzip or zstd.
     #[arg(long, default_value = "none", value_parser = parse_compression)]
     compression: Compression,
     /// throughput/latency/soak: tailgate configuration to measure: passthrough, agent or gateway

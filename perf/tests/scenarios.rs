@@ -55,7 +55,7 @@ fn addr() -> std::net::SocketAddr {
 fn assert_target_valid(ctx: &ScenarioContext, kind: &TargetKind) {
     let config = match kind {
         TargetKind::Passthrough => configs::passthrough(addr()),
-        TargetKind::Agent => configs::agent(&[addr()]),
+        TargetKind::Agent => configs::agent_compressed(&[addr()], "gzip"),
         TargetKind::Gateway => configs::gateway(addr(), &Sampling::default()),
         TargetKind::Peer(_) => return,
     };

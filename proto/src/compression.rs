@@ -7,7 +7,7 @@
 
 use std::io::{self, Read};
 
-use crate::error::{DecompressError, DecompressErrorKind};
+use crate::error::{DecompressError, DecompressErrorKind, LevelError};
 
 /// Largest decoded message accepted by default: 4 MiB, grpc-go's default `MaxRecvMsgSize`
 /// (the collector's `max_recv_msg_size_mib` default).
@@ -69,32 +69,16 @@ impl Compression {
     /// Value for a `grpc-accept-encoding` header listing every supported codec.
     pub const ACCEPT_ENCODING: &'static str = "identity,gzip,zstd,snappy";
 
-    /// Compresses `input`, appending to `out`. Writing into a `Vec` cannot fail for these codecs
-    /// except on an internal codec error, which is reported as `io::Error`.
+    /// Compresses `input` at the codec's fast level ([`Level::Fast`]), appending to `out`.
+    /// Writing into a `Vec` cannot fail for these codecs except on an internal codec error, which
+    /// is reported as `io::Error`.
     pub fn compress_into(self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        use std::io::Write;
-        match self {
-            Compression::Identity => out.extend_from_slice(input),
-            Compression::Gzip => gzip_into(input, out)?,
-            Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(out, 1)?;
-                enc.write_all(input)?;
-                enc.finish()?;
-            }
-            Compression::Snappy => {
-                let mut enc = snap::write::FrameEncoder::new(out);
-                enc.write_all(input)?;
-                enc.flush()?;
-            }
-        }
-        Ok(())
+        Encoder::fast(self).compress_into(input, out)
     }
 
-    /// Compresses `input` into a new buffer.
+    /// Compresses `input` at the codec's fast level into a new buffer.
     pub fn compress(self, input: &[u8]) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(input.len() / 2 + 64);
-        self.compress_into(input, &mut out)?;
-        Ok(out)
+        Encoder::fast(self).compress(input)
     }
 
     /// Decompresses `input`, failing with [`DecompressErrorKind::Oversize`] as soon as the output
@@ -144,6 +128,177 @@ impl Compression {
     }
 }
 
+/// How hard an encoder works. Levels are on each codec's own scale; [`Encoder::new`] checks
+/// that the codec has the level. Mapping the collector's `compression_params.level` onto these is
+/// the config's business (its rules are the collector's, not a codec's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Level {
+    /// The codec's fast level, tailgate's default: deflate level 1 for gzip (and zlib), zstd
+    /// level 1; identity and snappy have only this one. Measured on the realistic corpus
+    /// (docs/perf.md): gzip 1 on zlib-rs gives ratio 4.58 at ~780 ns per span.
+    #[default]
+    Fast,
+    /// A numbered level: deflate 0 (stored) to 9, zstd 1 to 22.
+    Numbered(i32),
+    /// Deflate with Huffman coding only, no string matching (zlib's `Z_HUFFMAN_ONLY`, Go's
+    /// `flate.HuffmanOnly`, the collector's level -2): gzip and zlib only.
+    HuffmanOnly,
+}
+
+/// The deflate level [`Level::Fast`] means.
+const DEFLATE_FAST: i32 = 1;
+/// The zstd level [`Level::Fast`] means.
+const ZSTD_FAST: i32 = 1;
+/// zstd's numbered levels offered (libzstd's negative "fast" levels are not).
+const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
+/// deflate's numbered levels.
+const DEFLATE_LEVELS: std::ops::RangeInclusive<i32> = 0..=9;
+
+/// What a deflate encoder runs: a numbered level, or Huffman coding alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeflateLevel {
+    Numbered(u32),
+    HuffmanOnly,
+}
+
+impl DeflateLevel {
+    /// The deflate setting of `level`, if deflate has it.
+    fn of(level: Level) -> Option<DeflateLevel> {
+        match level {
+            Level::Fast => Some(DeflateLevel::Numbered(DEFLATE_FAST.unsigned_abs())),
+            Level::Numbered(n) if DEFLATE_LEVELS.contains(&n) => {
+                Some(DeflateLevel::Numbered(n.unsigned_abs()))
+            }
+            Level::Numbered(_) => None,
+            Level::HuffmanOnly => Some(DeflateLevel::HuffmanOnly),
+        }
+    }
+}
+
+/// A codec with its level, checked together: what an exporter compresses with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Encoder {
+    codec: Compression,
+    level: Level,
+}
+
+impl From<Compression> for Encoder {
+    fn from(codec: Compression) -> Encoder {
+        Encoder::fast(codec)
+    }
+}
+
+impl Encoder {
+    /// `codec` at its fast level (tailgate's default).
+    pub const fn fast(codec: Compression) -> Encoder {
+        Encoder {
+            codec,
+            level: Level::Fast,
+        }
+    }
+
+    /// `codec` at `level`, if the codec has that level: gzip takes deflate's 0-9 and
+    /// Huffman-only, zstd 1-22, identity and snappy only [`Level::Fast`].
+    pub fn new(codec: Compression, level: Level) -> Result<Encoder, LevelError> {
+        let ok = match codec {
+            Compression::Gzip => DeflateLevel::of(level).is_some(),
+            Compression::Zstd => match level {
+                Level::Fast => true,
+                Level::Numbered(n) => ZSTD_LEVELS.contains(&n),
+                Level::HuffmanOnly => false,
+            },
+            Compression::Identity | Compression::Snappy => level == Level::Fast,
+        };
+        if ok {
+            Ok(Encoder { codec, level })
+        } else {
+            Err(LevelError {
+                codec: codec.name(),
+                level,
+            })
+        }
+    }
+
+    /// The codec (what `grpc-encoding` names).
+    pub const fn codec(self) -> Compression {
+        self.codec
+    }
+
+    /// The level.
+    pub const fn level(self) -> Level {
+        self.level
+    }
+
+    /// Compresses `input`, appending to `out`. Writing into a `Vec` cannot fail for these codecs
+    /// except on an internal codec error, which is reported as `io::Error`.
+    pub fn compress_into(self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        use std::io::Write;
+        match self.codec {
+            Compression::Identity => out.extend_from_slice(input),
+            Compression::Gzip => deflate_into(input, out, self.deflate_level()?, Wrapper::Gzip)?,
+            Compression::Zstd => {
+                let (level, pledge) = match self.level {
+                    Level::Numbered(n) => (n, true),
+                    Level::Fast | Level::HuffmanOnly => (ZSTD_FAST, false),
+                };
+                let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+                // From level 3 up zstd picks a window of 2-128 MiB unless told the size, and
+                // decoders bound the window they accept by the size they accept (ours at twice
+                // the limit, at least 1 MiB): stating the size shrinks the window to the message.
+                // The fast level's window is 512 KiB, under every such bound, and stays the
+                // encoder measured in docs/perf.md.
+                if pledge {
+                    enc.set_pledged_src_size(u64::try_from(input.len()).ok())?;
+                }
+                enc.write_all(input)?;
+                enc.finish()?;
+            }
+            Compression::Snappy => {
+                let mut enc = snap::write::FrameEncoder::new(out);
+                enc.write_all(input)?;
+                enc.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Compresses `input` into a new buffer.
+    pub fn compress(self, input: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(input.len() / 2 + 64);
+        self.compress_into(input, &mut out)?;
+        Ok(out)
+    }
+
+    fn deflate_level(self) -> io::Result<DeflateLevel> {
+        // `new` checked the level; a level it refused cannot reach here.
+        DeflateLevel::of(self.level).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                LevelError {
+                    codec: self.codec.name(),
+                    level: self.level,
+                },
+            )
+        })
+    }
+}
+
+/// Compresses `input` as a zlib stream (RFC 1950) at `level`, appending to `out`: OTLP/HTTP's
+/// `Content-Encoding: zlib` and `deflate`, which the receivers do not accept, so it is no
+/// [`Compression`]. Levels as gzip's; another level is an `InvalidInput` error.
+pub fn zlib_into(input: &[u8], level: Level, out: &mut Vec<u8>) -> io::Result<()> {
+    let deflate = DeflateLevel::of(level).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            LevelError {
+                codec: "zlib",
+                level,
+            },
+        )
+    })?;
+    deflate_into(input, out, deflate, Wrapper::Zlib)
+}
+
 fn oversize(limit: usize) -> DecompressError {
     DecompressError {
         kind: DecompressErrorKind::Oversize,
@@ -167,13 +322,36 @@ fn zstd_decompress(
     read_bounded(&mut dec, limit, guess_capacity(input_len, limit))
 }
 
-/// One-shot gzip at level 1 (`Compression::fast()`): the whole message is in memory, so one
-/// deflate call with `Finish` writes the member (zlib-rs adds header and CRC) straight into `out`,
-/// with no stream wrapper in between. flate2 runs on zlib-rs (workspace `Cargo.toml`): on the
-/// realistic corpus it compresses in about half miniz_oxide's time at the same ratio
-/// (docs/perf.md, "Codecs on the realistic corpus").
-fn gzip_into(input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-    let mut enc = flate2::Compress::new_gzip(flate2::Compression::fast(), 15);
+/// The header and trailer around a deflate stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrapper {
+    /// RFC 1952 (CRC-32, size).
+    Gzip,
+    /// RFC 1950 (Adler-32).
+    Zlib,
+}
+
+/// One-shot deflate (default level 1, `Compression::fast()`): the whole message is in memory, so
+/// one deflate call with `Finish` writes the member (zlib-rs adds header and trailer) straight
+/// into `out`, with no stream wrapper in between. flate2 runs on zlib-rs (workspace
+/// `Cargo.toml`): on the realistic corpus it compresses in about half miniz_oxide's time at the
+/// same ratio (docs/perf.md, "Codecs on the realistic corpus"). flate2 has no way to choose a
+/// strategy, so Huffman-only goes to zlib-rs directly (the same library underneath).
+fn deflate_into(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    level: DeflateLevel,
+    wrapper: Wrapper,
+) -> io::Result<()> {
+    let level = match level {
+        DeflateLevel::Numbered(n) => n,
+        DeflateLevel::HuffmanOnly => return huffman_only_into(input, out, wrapper),
+    };
+    let level = flate2::Compression::new(level);
+    let mut enc = match wrapper {
+        Wrapper::Gzip => flate2::Compress::new_gzip(level, 15),
+        Wrapper::Zlib => flate2::Compress::new(level, true),
+    };
     // Real spans compress 4-5x: a quarter of the input usually suffices; grow if not.
     out.reserve(input.len() / 4 + 64);
     loop {
@@ -193,6 +371,34 @@ fn gzip_into(input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         }
         out.reserve(rest.len() / 2 + 1024);
     }
+}
+
+/// Deflate with Huffman coding only, through zlib-rs's one-shot `compress_slice` into a buffer of
+/// the worst-case size (zeroed first: a rarely chosen setting, so the memset is not worth an
+/// `unsafe` block over spare capacity).
+fn huffman_only_into(input: &[u8], out: &mut Vec<u8>, wrapper: Wrapper) -> io::Result<()> {
+    let config = zlib_rs::DeflateConfig {
+        // Any level but 0 (which stores, whatever the strategy).
+        level: 1,
+        strategy: zlib_rs::Strategy::HuffmanOnly,
+        // 15-bit window; +16 asks for the gzip wrapper, as in zlib's `deflateInit2`.
+        window_bits: match wrapper {
+            Wrapper::Gzip => 15 + 16,
+            Wrapper::Zlib => 15,
+        },
+        ..zlib_rs::DeflateConfig::default()
+    };
+    let start = out.len();
+    // compress_bound counts the zlib wrapper (6 bytes); gzip's is 18.
+    out.resize(start + zlib_rs::compress_bound(input.len()) + 12, 0);
+    let (written, rc) = zlib_rs::compress_slice(&mut out[start..], input, config);
+    let written = written.len();
+    if rc != zlib_rs::ReturnCode::Ok {
+        out.truncate(start);
+        return Err(io::Error::other(format!("deflate failed: {rc:?}")));
+    }
+    out.truncate(start + written);
+    Ok(())
 }
 
 /// Output capacity for a gzip message: the size its trailer states (of the last member, mod 2^32),
@@ -393,6 +599,103 @@ mod tests {
             z[n - 4..].copy_from_slice(&stated.to_le_bytes());
             let err = Compression::Gzip.decompress(&z, 1 << 20).unwrap_err();
             assert_eq!(err.kind, DecompressErrorKind::Corrupt, "ISIZE {stated}");
+        }
+    }
+
+    #[test]
+    fn every_level_round_trips() {
+        let data = sample();
+        let mut levels = vec![Level::Fast, Level::HuffmanOnly];
+        levels.extend((-3..=23).map(Level::Numbered));
+        let mut accepted = 0;
+        for codec in Compression::ALL {
+            for level in levels.iter().copied() {
+                let Ok(enc) = Encoder::new(codec, level) else {
+                    continue;
+                };
+                accepted += 1;
+                assert_eq!((enc.codec(), enc.level()), (codec, level));
+                let mut z = b"head".to_vec();
+                enc.compress_into(&data, &mut z).unwrap();
+                assert_eq!(&z[..4], b"head");
+                let back = codec
+                    .decompress(&z[4..], data.len())
+                    .unwrap_or_else(|e| panic!("{codec:?} {level:?}: {e}"));
+                assert_eq!(back, data, "{codec:?} {level:?}");
+            }
+        }
+        // identity, snappy: Fast; gzip: Fast, Huffman-only, 0-9; zstd: Fast, 1-22.
+        assert_eq!(accepted, 1 + 1 + 12 + 23, "levels accepted");
+    }
+
+    #[test]
+    fn levels_a_codec_lacks_are_refused() {
+        for (codec, level) in [
+            (Compression::Gzip, Level::Numbered(10)),
+            (Compression::Gzip, Level::Numbered(-1)),
+            (Compression::Zstd, Level::Numbered(0)),
+            (Compression::Zstd, Level::Numbered(23)),
+            (Compression::Zstd, Level::HuffmanOnly),
+            (Compression::Snappy, Level::Numbered(1)),
+            (Compression::Identity, Level::HuffmanOnly),
+        ] {
+            let err = Encoder::new(codec, level).unwrap_err();
+            assert_eq!((err.codec, err.level), (codec.name(), level));
+        }
+        let err = zlib_into(b"x", Level::Numbered(11), &mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn levels_change_the_output() {
+        // Text with repeats: string matching pays off, so Huffman-only is larger than level 1,
+        // and level 9 no larger; a level that did nothing would leave these equal.
+        let text: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("span-{} service-{} ", i % 97, i % 13).into_bytes())
+            .collect();
+        let size = |level| {
+            Encoder::new(Compression::Gzip, level)
+                .unwrap()
+                .compress(&text)
+                .unwrap()
+                .len()
+        };
+        let (fast, one, nine, huff, stored) = (
+            size(Level::Fast),
+            size(Level::Numbered(1)),
+            size(Level::Numbered(9)),
+            size(Level::HuffmanOnly),
+            size(Level::Numbered(0)),
+        );
+        assert_eq!(fast, one, "Fast is level 1");
+        assert!(
+            nine < one && one < huff && huff < stored,
+            "{nine} {one} {huff} {stored}"
+        );
+        let zsize = |n| {
+            Encoder::new(Compression::Zstd, Level::Numbered(n))
+                .unwrap()
+                .compress(&text)
+                .unwrap()
+                .len()
+        };
+        assert!(zsize(19) < zsize(1), "{} {}", zsize(19), zsize(1));
+    }
+
+    #[test]
+    fn zlib_streams_decode_at_every_level() {
+        use std::io::Read;
+        let data = sample();
+        let mut levels = vec![Level::Fast, Level::HuffmanOnly];
+        levels.extend((0..=9).map(Level::Numbered));
+        for level in levels {
+            let mut z = b"head".to_vec();
+            zlib_into(&data, level, &mut z).unwrap();
+            let mut back = Vec::new();
+            flate2::read::ZlibDecoder::new(&z[4..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "{level:?}");
         }
     }
 

@@ -89,6 +89,16 @@ pub struct DecompressError {
     pub at: usize,
 }
 
+/// A compression level the codec does not have (`Encoder::new`, `zlib_into`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+#[error("{codec} has no level {level:?}")]
+pub struct LevelError {
+    /// The codec's name (`gzip`, `zstd`, `snappy`, `identity`, `zlib`).
+    pub codec: &'static str,
+    /// The level asked for.
+    pub level: crate::compression::Level,
+}
+
 /// What is wrong with an OTLP/JSON body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JsonErrorKind {

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::compression::{Compression, DEFAULT_MAX_DECODED_SIZE};
+use crate::compression::{Compression, Encoder, DEFAULT_MAX_DECODED_SIZE};
 use crate::error::{DecompressError, FrameError, FrameErrorKind};
 
 /// Length of the gRPC message prefix.
@@ -318,10 +318,12 @@ pub fn write_message(out: &mut BytesMut, compressed: bool, payload: &[u8]) -> Op
     Some(())
 }
 
-/// Frames `payload` for sending: compresses it with `encoding` (unless identity) and prefixes it.
-pub fn encode_message(payload: &[u8], encoding: Compression) -> std::io::Result<Bytes> {
+/// Frames `payload` for sending: compresses it with `encoding` (unless identity; a bare
+/// [`Compression`] means its fast level) and prefixes it.
+pub fn encode_message(payload: &[u8], encoding: impl Into<Encoder>) -> std::io::Result<Bytes> {
+    let encoding = encoding.into();
     let mut out = BytesMut::new();
-    let ok = if encoding == Compression::Identity {
+    let ok = if encoding.codec() == Compression::Identity {
         write_message(&mut out, false, payload)
     } else {
         let z = encoding.compress(payload)?;

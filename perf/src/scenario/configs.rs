@@ -81,6 +81,14 @@ pub fn agent(gateways: &[SocketAddr]) -> Value {
     })
 }
 
+/// [`agent`] with loadbalancing's `protocol.otlp.compression` set to `compression` (none, gzip,
+/// zstd).
+pub fn agent_compressed(gateways: &[SocketAddr], compression: &str) -> Value {
+    let mut config = agent(gateways);
+    config["exporters"]["loadbalancing"]["protocol"]["otlp"]["compression"] = json!(compression);
+    config
+}
+
 /// A gateway: otlp receiver → tail_sampling (errors, slow, probabilistic) → batch → otlp to the
 /// backend.
 pub fn gateway(backend: SocketAddr, s: &Sampling) -> Value {
@@ -149,6 +157,13 @@ mod tests {
         assert_eq!(
             c["service"]["pipelines"]["traces"]["exporters"],
             json!(["loadbalancing"])
+        );
+        assert_eq!(lb["protocol"]["otlp"]["compression"], "none");
+        let c = agent_compressed(&gws, "gzip");
+        let otlp = &c["exporters"]["loadbalancing"]["protocol"]["otlp"];
+        assert_eq!(
+            (&otlp["compression"], &otlp["tls"]["insecure"]),
+            (&json!("gzip"), &json!(true))
         );
     }
 

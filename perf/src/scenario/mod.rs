@@ -96,8 +96,8 @@ pub struct ScenarioContext {
     pub progress: bool,
     /// `throughput`: a peer to measure side by side (see [`throughput::PeerCommand`]).
     pub peer_cmd: Option<String>,
-    /// `throughput`: compression of both hops of the passthrough target (the load generator's
-    /// requests and tailgate's otlp exporter); `none` by default.
+    /// `throughput`: compression of every target's compressed hops (passthrough in and out, agent
+    /// out, gateway in: `throughput::TargetKind::hops`); `none` by default.
     pub compression: crate::grpc::Compression,
     /// `throughput`, `latency`, `soak`: the tailgate configurations to measure instead of the
     /// scenario's default (latency and soak take the first).

@@ -7,6 +7,12 @@
 //! `agent` (→ `loadbalancing` over 3 backends), `gateway` (→ `tail_sampling` → batch → otlp), and
 //! optionally a peer (`--peer-cmd`, e.g. Rotel or a collector) forwarding to one backend.
 //! Timelines (spans/s answered, CPU use) are sampled every 250 ms and plotted to SVG.
+//!
+//! `--compression gzip|zstd` applies to every tailgate target's compressed hops, as the seed's
+//! configs have them (the collector's default, gzip, wherever no `compression` key is written):
+//! passthrough in and out, the agent's output to its gateways (its input comes from SDKs, sent
+//! uncompressed here as before) and the gateway's input (its output to the final backend stays
+//! uncompressed). `none` is the default, so figures stay comparable with earlier runs.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -19,6 +25,7 @@ use super::topology::{self, start_sinks, START_DEADLINE, STOP_DEADLINE};
 use super::ui::Ui;
 use super::{ScenarioContext, ScenarioError, ScenarioOutput, Size};
 use crate::gen::{SpanCount, TraceShape, WorkloadConfig};
+use crate::grpc::Compression;
 use crate::loadgen::{self, LoadConfig, LoadCounters, LoadSummary};
 use crate::pace::Rate;
 use crate::plot::{self, Chart, Series};
@@ -57,6 +64,18 @@ impl TargetKind {
             TargetKind::Gateway => "tailgate gateway (→ tail_sampling → otlp)".into(),
             TargetKind::Peer(p) => format!("peer: {}", p.program()),
         }
+    }
+
+    /// The compression on this target's hops when the run's is `c` (module docs).
+    pub fn hops(&self, c: Compression) -> Hops {
+        let none = Compression::None;
+        let (input, output) = match self {
+            TargetKind::Passthrough => (c, Some(c)),
+            TargetKind::Agent => (none, Some(c)),
+            TargetKind::Gateway => (c, Some(none)),
+            TargetKind::Peer(_) => (none, None),
+        };
+        Hops { input, output }
     }
 
     fn backends(&self) -> usize {
@@ -159,11 +178,37 @@ pub struct Sample {
     pub rss: u64,
 }
 
+/// The compression of a target's two hops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Hops {
+    /// What the load generator sends (`grpc-encoding`).
+    pub input: Compression,
+    /// What the target's exporter sends; `None` for a peer, whose own config decides.
+    pub output: Option<Compression>,
+}
+
+impl Hops {
+    /// `gzip → none`, for the table.
+    pub fn label(self) -> String {
+        let name = |c: Compression| match c {
+            Compression::None => "none",
+            other => other.header_value(),
+        };
+        format!(
+            "{} → {}",
+            name(self.input),
+            self.output.map_or("its config", name)
+        )
+    }
+}
+
 /// The numbers of one target.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TargetResult {
     /// What was measured.
     pub target: TargetKind,
+    /// Compression in and out.
+    pub hops: Hops,
     /// Load summary.
     pub load: LoadSummary,
     /// CPU seconds of the process during the load.
@@ -218,15 +263,13 @@ pub(crate) async fn start_target(
 ) -> Result<UnderTest, ScenarioError> {
     let backends: Vec<SocketAddr> = sinks.iter().map(|s| s.grpc_addr()).collect();
     let cpu = Some(topology::cpu_for(1));
+    let out = match kind.hops(ctx.compression).output {
+        Some(Compression::None) | None => "none",
+        Some(other) => other.header_value(),
+    };
     let config = match kind {
-        TargetKind::Passthrough => {
-            let name = match ctx.compression {
-                crate::grpc::Compression::None => "none",
-                other => other.header_value(),
-            };
-            configs::passthrough_compressed(backends[0], name)
-        }
-        TargetKind::Agent => configs::agent(&backends),
+        TargetKind::Passthrough => configs::passthrough_compressed(backends[0], out),
+        TargetKind::Agent => configs::agent_compressed(&backends, out),
         TargetKind::Gateway => configs::gateway(backends[0], sampling),
         TargetKind::Peer(cmd) => {
             let listen = free_port()?;
@@ -305,15 +348,12 @@ pub(crate) async fn measure(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let sampler = tokio::spawn(sample_timeline(counters.clone(), pid, stop_rx));
     let cpu0 = under_test.process().cpu_time().unwrap_or_default();
+    let hops = kind.hops(ctx.compression);
     let outcome = loadgen::run(LoadConfig {
         targets: vec![under_test.addr()],
         counters: Some(counters),
         progress: ui.enabled(),
-        compression: if *kind == TargetKind::Passthrough {
-            ctx.compression
-        } else {
-            load.compression
-        },
+        compression: hops.input,
         ..load
     })
     .await;
@@ -346,6 +386,7 @@ pub(crate) async fn measure(
     let cpu_secs = cpu.as_secs_f64();
     Ok(TargetResult {
         target: kind.clone(),
+        hops,
         spans_per_cpu_sec: outcome.summary.spans_ok as f64 / cpu_secs.max(0.01),
         load: outcome.summary,
         cpu_secs,
@@ -407,14 +448,15 @@ fn markdown(results: &[TargetResult], bytes_per_span: f64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| target | spans in | seconds | spans/s | CPU-s | **spans per CPU-second** | spans out | max RSS MiB | p99 µs | exit |"
+        "| target | compression | spans in | seconds | spans/s | CPU-s | **spans per CPU-second** | spans out | max RSS MiB | p99 µs | exit |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in results {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} | {:.0} | {:.2} | **{:.0}** | {} | {:.0} | {} | {} |",
+            "| {} | {} | {} | {:.1} | {:.0} | {:.2} | **{:.0}** | {} | {:.0} | {} | {} |",
             r.target.label(),
+            r.hops.label(),
             r.load.spans_ok,
             r.load.elapsed_secs,
             r.load.spans_per_sec,
@@ -495,6 +537,39 @@ fn write_plots(ctx: &ScenarioContext, results: &[TargetResult]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_run_compression_reaches_every_tailgate_target() {
+        use crate::grpc::Compression::{Gzip, None as Plain, Zstd};
+        for c in [Plain, Gzip, Zstd] {
+            let hops = |k: TargetKind| k.hops(c);
+            assert_eq!(
+                hops(TargetKind::Passthrough),
+                Hops {
+                    input: c,
+                    output: Some(c)
+                }
+            );
+            assert_eq!(
+                hops(TargetKind::Agent),
+                Hops {
+                    input: Plain,
+                    output: Some(c)
+                }
+            );
+            assert_eq!(
+                hops(TargetKind::Gateway),
+                Hops {
+                    input: c,
+                    output: Some(Plain)
+                }
+            );
+        }
+        let peer = TargetKind::Peer(PeerCommand("x".into())).hops(Gzip);
+        assert_eq!(peer.label(), "none → its config");
+        assert_eq!(TargetKind::Agent.hops(Gzip).label(), "none → gzip");
+        assert_eq!(TargetKind::Gateway.hops(Zstd).label(), "zstd → none");
+    }
 
     #[test]
     fn peer_command_placeholders_are_filled() {

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use tailgate_proto::compression::Level;
+
 use super::duration::GoDuration;
 use super::error::{join, ConfigErrors};
 
@@ -136,6 +138,16 @@ impl Compression {
         }
     }
 
+    /// The scale of `compression_params.level` for this codec.
+    pub fn level_scale(self) -> LevelScale {
+        match self {
+            Compression::None => LevelScale::Uncompressed,
+            Compression::Gzip => LevelScale::Deflate,
+            Compression::Zstd => LevelScale::Zstd,
+            Compression::Snappy => LevelScale::None,
+        }
+    }
+
     /// The `grpc-encoding` header value, if any.
     pub fn grpc_encoding(self) -> Option<&'static str> {
         match self {
@@ -144,6 +156,82 @@ impl Compression {
             Compression::Zstd => Some("zstd"),
             Compression::Snappy => Some("snappy"),
         }
+    }
+}
+
+/// `compression_params` (confighttp's `ClientConfig`, collector v0.118.0 and later).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionParams {
+    /// The collector's level (Go `int`): 0 or absent means unset.
+    pub level: i64,
+}
+
+/// Which level scale a `compression` value has, for [`CompressionParams::level`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelScale {
+    /// No compression: the collector does not check the level.
+    Uncompressed,
+    /// gzip, zlib, deflate: Go's `compress/flate` levels.
+    Deflate,
+    /// zstd: any level, mapped to the nearest of klauspost/compress's four encoder speeds.
+    Zstd,
+    /// snappy: no levels.
+    None,
+}
+
+/// zstd levels standing for klauspost/compress's encoder speeds, which
+/// `zstd.EncoderLevelFromZstd` picks for the collector: fastest (< 3, "roughly zstd 1"),
+/// default (3-5, "roughly zstd 3"), better (6-9, "roughly zstd 7"), best (>= 10, "roughly
+/// zstd 11").
+fn zstd_speed(level: i64) -> i32 {
+    match level {
+        ..=2 => 1,
+        3..=5 => 3,
+        6..=9 => 7,
+        _ => 11,
+    }
+}
+
+impl CompressionParams {
+    /// The encoder level, by the collector's rules (configcompression `ValidateParams`, and
+    /// confighttp's "0 means unset"): gzip/zlib/deflate take -1 (Go's default, level 6), -2
+    /// (Huffman only) and 1-9; zstd any level, mapped to the nearest of the collector's
+    /// encoder speeds (zstd 1, 3, 7 or 11); snappy none; `none` is not checked. Unset (0) is
+    /// tailgate's fast level ([`Level::Fast`]: gzip 1, zstd 1), where the collector uses Go's
+    /// default (gzip 6). Refusals are recorded under `path` (the `compression_params` key).
+    pub fn level(
+        self,
+        scale: LevelScale,
+        codec: &str,
+        path: &str,
+        errors: &mut ConfigErrors,
+    ) -> Option<Level> {
+        let n = self.level;
+        let level = match (scale, n) {
+            (LevelScale::Uncompressed, _) | (_, 0) => Level::Fast,
+            (LevelScale::Deflate, -1) => Level::Numbered(6),
+            (LevelScale::Deflate, -2) => Level::HuffmanOnly,
+            (LevelScale::Deflate, 1..=9) => Level::Numbered(n as i32),
+            (LevelScale::Zstd, _) => Level::Numbered(zstd_speed(n)),
+            (LevelScale::Deflate, _) => {
+                errors.push(
+                    join(path, "level"),
+                    format!(
+                        "{n} is not a {codec} level; allowed: 1 (fastest) to 9 (smallest), -1 (Go's default, 6), -2 (Huffman only), 0 or absent (tailgate's default, 1)"
+                    ),
+                );
+                return None;
+            }
+            (LevelScale::None, _) => {
+                errors.push(
+                    join(path, "level"),
+                    format!("{codec} has no levels; remove compression_params or set level 0"),
+                );
+                return None;
+            }
+        };
+        Some(level)
     }
 }
 

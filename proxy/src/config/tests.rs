@@ -584,3 +584,34 @@ fn shutdown_budgets_default_and_parse_under_service_tailgate() {
         "{m:#?}"
     );
 }
+
+#[test]
+fn compression_levels_load_and_bad_ones_name_their_key_paths() {
+    use tailgate_proto::compression::{Compression as W, Encoder, Level};
+    let with_level = MINIMAL.replace(
+        "    endpoint: sink:4317\n",
+        "    endpoint: sink:4317\n    compression: zstd\n    tailgate: {compression_params: {level: 6}}\n",
+    );
+    let c = load_one("l.yaml", &with_level).unwrap();
+    let ExporterConfig::Otlp(e) = &c.exporters[&ComponentId::parse("otlp").unwrap()] else {
+        panic!("otlp")
+    };
+    assert_eq!(
+        e.encoder(),
+        Encoder::new(W::Zstd, Level::Numbered(7)).unwrap()
+    );
+    let bad = MINIMAL.replace(
+        "  otlp:\n    endpoint: sink:4317\n",
+        "  otlp:\n    endpoint: sink:4317\n    tailgate: {compression_params: {level: 12}}\n  otlphttp:\n    endpoint: http://sink:4318\n    compression: snappy\n    compression_params: {level: 1}\n",
+    );
+    let m = messages(&load_one("b.yaml", &bad).unwrap_err());
+    for e in [
+        "b.yaml: exporters.otlp.tailgate.compression_params.level: 12 is not a gzip level",
+        "b.yaml: exporters.otlphttp.compression_params.level: snappy has no levels",
+    ] {
+        assert!(
+            m.iter().any(|x| x.starts_with(e)),
+            "missing {e:?} in {m:#?}"
+        );
+    }
+}

@@ -136,6 +136,9 @@ pub struct TailgateKeys {
     /// Longest the k8s watch may stay silent (no answer, event or bookmark) before it is dropped
     /// and the slices listed again (default 5m30s: the watch's `timeoutSeconds` plus 30 s).
     pub k8s_watch_idle_timeout: Option<GoDuration>,
+    /// Recognised so the error can say where the level goes: next to `compression`, under
+    /// `protocol.otlp.tailgate.compression_params`.
+    pub compression_params: Option<serde_yaml::Value>,
 }
 
 /// The endpoint `protocol.otlp` is validated with: each backend's replaces it.
@@ -299,6 +302,12 @@ impl LoadBalancingConfig {
 
     fn validate_tailgate(&self, path: &str, errors: &mut ConfigErrors) {
         let t = &self.tailgate;
+        if t.compression_params.is_some() {
+            errors.push(
+                join(path, "compression_params"),
+                "the level goes next to the compression it sets: protocol.otlp.tailgate.compression_params",
+            );
+        }
         if let Some(h) = &t.hashing {
             if let Err(e) = h.parse::<Mode>() {
                 errors.push(join(path, "hashing"), e.to_string());
@@ -630,6 +639,39 @@ mod tests {
         assert_eq!(dial_endpoint("[::1]:4317").unwrap(), "[::1]:4317");
         assert_eq!(dial_endpoint("::1").unwrap(), "[::1]:4317");
         assert!(dial_endpoint("gw:port").is_err());
+    }
+
+    #[test]
+    fn the_level_under_protocol_otlp_reaches_every_backend() {
+        use tailgate_proto::compression::{Compression as W, Encoder, Level};
+        let c = validated(
+            "protocol: {otlp: {compression: zstd, tailgate: {compression_params: {level: 4}}}}\nresolver: {static: {hostnames: [gw-0]}}",
+        )
+        .unwrap();
+        let want = Encoder::new(W::Zstd, Level::Numbered(3)).unwrap();
+        assert_eq!(c.backend("gw-1:4317").unwrap().encoder(), want);
+        // Default: gzip at its fast level.
+        let c = validated("resolver: {static: {hostnames: [gw-0]}}").unwrap();
+        assert_eq!(
+            c.backend("gw-1:4317").unwrap().encoder(),
+            Encoder::fast(W::Gzip)
+        );
+        // Refusals name the key path; the exporter's own `tailgate:` points to the right place.
+        let errs = validated(
+            "protocol: {otlp: {tailgate: {compression_params: {level: 10}}}}\nresolver: {static: {hostnames: [gw-0]}}\ntailgate: {compression_params: {level: 1}}",
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "exporters.loadbalancing.protocol.otlp.tailgate.compression_params.level: 10 is not a gzip level"
+            ),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("exporters.loadbalancing.tailgate.compression_params: the level goes next to the compression it sets: protocol.otlp.tailgate.compression_params"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures_lite::{future, AsyncRead, AsyncWrite};
 use h2::client::SendRequest;
 use http::{HeaderMap, HeaderValue, Method, Request};
-use tailgate_proto::compression::Compression as WireCompression;
+use tailgate_proto::compression::{Compression as WireCompression, Encoder};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::config::{DialTarget, Keepalive};
@@ -72,8 +72,8 @@ pub struct GrpcSettings {
     pub target: DialTarget,
     /// `:authority` override; `host:port` when `None`.
     pub authority: Option<String>,
-    /// `grpc-encoding` of the requests.
-    pub compression: WireCompression,
+    /// `grpc-encoding` of the requests, with the level they are compressed at.
+    pub encoder: Encoder,
     /// Configured extra headers.
     pub headers: HeaderMap,
     /// Deadline of one attempt (dial included).
@@ -154,11 +154,13 @@ impl Client {
         payload: &Bytes,
         used: &Cell<Option<Rc<Link>>>,
     ) -> Result<(), ExportError> {
-        let body = tailgate_proto::grpc::encode_message(payload, self.settings.compression)
-            .map_err(|e| ExportError {
-                retryable: false,
-                throttle: None,
-                message: format!("compression failed: {e}"),
+        let body =
+            tailgate_proto::grpc::encode_message(payload, self.settings.encoder).map_err(|e| {
+                ExportError {
+                    retryable: false,
+                    throttle: None,
+                    message: format!("compression failed: {e}"),
+                }
             })?;
         let (sender, link) = self.sender().await?;
         used.set(Some(link.clone()));
@@ -209,7 +211,7 @@ impl Client {
                 throttle: None,
                 message: format!("bad request: {e}"),
             })?;
-        if let Some(enc) = encoding_name(self.settings.compression) {
+        if let Some(enc) = encoding_name(self.settings.encoder.codec()) {
             req.headers_mut()
                 .insert("grpc-encoding", HeaderValue::from_static(enc));
         }
@@ -625,7 +627,7 @@ mod tests {
                 tls: false,
             },
             authority: None,
-            compression: WireCompression::Identity,
+            encoder: Encoder::fast(WireCompression::Identity),
             headers: HeaderMap::new(),
             timeout,
             tls: None,

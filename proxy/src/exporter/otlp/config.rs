@@ -5,8 +5,11 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
+use tailgate_proto::compression::Encoder;
+
 use crate::config::common::{
-    check_headers_and_client_tls, ClientTls, Compression, Headers, RetryOnFailure, SendingQueue,
+    check_headers_and_client_tls, ClientTls, Compression, CompressionParams, Headers,
+    RetryOnFailure, SendingQueue,
 };
 use crate::config::duration::GoDuration;
 use crate::config::error::{join, ConfigErrors};
@@ -44,6 +47,18 @@ pub struct OtlpExporterConfig {
     pub write_buffer_size: Option<u64>,
     /// Wait for the connection to be ready (accepted).
     pub wait_for_ready: bool,
+    /// tailgate-only keys (the collector rejects this block).
+    pub tailgate: OtlpTailgate,
+}
+
+/// `tailgate:` of an `otlp` exporter (and of loadbalancing's `protocol.otlp`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpTailgate {
+    /// The encoder level, with the rules of the collector's `otlphttp` key of the same name
+    /// (configgrpc has none): gzip -2, -1, 1-9; zstd any (mapped to 1, 3, 7 or 11); absent or
+    /// 0 is each codec's fast level.
+    pub compression_params: Option<CompressionParams>,
 }
 
 impl Default for OtlpExporterConfig {
@@ -63,6 +78,7 @@ impl Default for OtlpExporterConfig {
             read_buffer_size: None,
             write_buffer_size: None,
             wait_for_ready: false,
+            tailgate: OtlpTailgate::default(),
         }
     }
 }
@@ -145,6 +161,8 @@ pub struct Validated {
     target: DialTarget,
     /// Parsed `compression`.
     compression: Compression,
+    /// The codec with its level (`tailgate.compression_params`).
+    encoder: Encoder,
     /// The TLS server name to verify (`None` for plaintext), checked at validation.
     server_name: Option<ServerName<'static>>,
 }
@@ -165,6 +183,11 @@ impl Validated {
         self.compression
     }
 
+    /// The payload's codec and level.
+    pub fn encoder(&self) -> Encoder {
+        self.encoder
+    }
+
     /// The same settings dialling `endpoint` instead: how a loadbalancing backend gets its
     /// exporter. Fails only on the endpoint (resolvers hand them over at run time).
     pub fn with_endpoint(&self, endpoint: &str) -> Result<Validated, String> {
@@ -177,6 +200,7 @@ impl Validated {
             keys,
             target,
             compression: self.compression,
+            encoder: self.encoder,
             server_name,
         })
     }
@@ -236,6 +260,16 @@ impl OtlpExporterConfig {
                 ),
             );
         }
+        let params = join(path, "tailgate.compression_params");
+        let encoder = compression.and_then(|c| {
+            let level = self.tailgate.compression_params.unwrap_or_default().level(
+                c.level_scale(),
+                &self.compression,
+                &params,
+                errors,
+            )?;
+            encoder_of(c, level, &params, errors)
+        });
         if self.timeout.0.is_zero() {
             errors.push(join(path, "timeout"), "must be greater than zero");
         }
@@ -255,10 +289,24 @@ impl OtlpExporterConfig {
         Some(Validated {
             target: target?,
             compression: compression?,
+            encoder: encoder?,
             server_name: server_name?,
             keys: self,
         })
     }
+}
+
+/// The encoder of `codec` at `level`; the level rules only produce levels the codec has, so a
+/// refusal here is a rule out of step with the codec, reported rather than hidden.
+pub(crate) fn encoder_of(
+    codec: Compression,
+    level: tailgate_proto::compression::Level,
+    path: &str,
+    errors: &mut ConfigErrors,
+) -> Option<Encoder> {
+    Encoder::new(codec.wire(), level)
+        .map_err(|e| errors.push(join(path, "level"), e.to_string()))
+        .ok()
 }
 
 #[cfg(test)]
@@ -359,6 +407,85 @@ mod tests {
         );
         assert_eq!(b.compression(), Compression::Gzip);
         assert!(v.with_endpoint("no-port").is_err());
+    }
+
+    #[test]
+    fn the_level_follows_the_collector_rules_under_tailgate() {
+        use tailgate_proto::compression::{Compression as W, Encoder, Level};
+        let enc =
+            |yaml: &str| validated(&format!("endpoint: gw:4317\n{yaml}")).map(|v| v.encoder());
+        let level = |compression: &str, n: i64| {
+            enc(&format!(
+                "compression: {compression}\ntailgate: {{compression_params: {{level: {n}}}}}"
+            ))
+        };
+        // Absent, empty and 0 are each codec's fast level: today's default.
+        assert_eq!(enc("").unwrap(), Encoder::fast(W::Gzip));
+        assert_eq!(enc("tailgate: {}").unwrap(), Encoder::fast(W::Gzip));
+        assert_eq!(level("gzip", 0).unwrap(), Encoder::fast(W::Gzip));
+        assert_eq!(level("zstd", 0).unwrap(), Encoder::fast(W::Zstd));
+        // gzip: 1-9 as written, -1 is Go's default (6), -2 Huffman only.
+        let gzip = |l| Encoder::new(W::Gzip, l).unwrap();
+        for n in 1..=9 {
+            assert_eq!(level("gzip", n).unwrap(), gzip(Level::Numbered(n as i32)));
+        }
+        assert_eq!(level("gzip", -1).unwrap(), gzip(Level::Numbered(6)));
+        assert_eq!(level("gzip", -2).unwrap(), gzip(Level::HuffmanOnly));
+        // zstd: any level, to the nearest of the collector's encoder speeds.
+        for (n, want) in [
+            (-5, 1),
+            (1, 1),
+            (2, 1),
+            (3, 3),
+            (5, 3),
+            (6, 7),
+            (9, 7),
+            (10, 11),
+            (22, 11),
+            (99, 11),
+        ] {
+            let e = Encoder::new(W::Zstd, Level::Numbered(want)).unwrap();
+            assert_eq!(level("zstd", n).unwrap(), e, "zstd {n}");
+        }
+        // Uncompressed: not checked, as the collector.
+        assert_eq!(level("none", 42).unwrap(), Encoder::fast(W::Identity));
+        // Refused, under the key path.
+        for (compression, n, text) in [
+            (
+                "gzip",
+                10,
+                "10 is not a gzip level; allowed: 1 (fastest) to 9",
+            ),
+            ("gzip", -3, "-3 is not a gzip level"),
+            (
+                "snappy",
+                1,
+                "snappy has no levels; remove compression_params or set level 0",
+            ),
+        ] {
+            let errs = level(compression, n).unwrap_err();
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            let want = format!("exporters.otlp.tailgate.compression_params.level: {text}");
+            assert!(errs[0].starts_with(&want), "{errs:?}");
+        }
+        assert_eq!(level("snappy", 0).unwrap(), Encoder::fast(W::Snappy));
+        // Unknown keys and a level that is no number are refused where they are.
+        let errs = enc("tailgate: {compression_params: {levle: 1}}").unwrap_err();
+        assert!(
+            errs[0].starts_with("exporters.otlp.tailgate.compression_params.levle: unknown field"),
+            "{errs:?}"
+        );
+        let errs = enc("tailgate: {compression_params: {level: fast}}").unwrap_err();
+        assert!(
+            errs[0].starts_with("exporters.otlp.tailgate.compression_params.level"),
+            "{errs:?}"
+        );
+        // The collector's place for it is otlphttp's; on otlp it is unknown.
+        let errs = enc("compression_params: {level: 1}").unwrap_err();
+        assert!(
+            errs[0].starts_with("exporters.otlp.compression_params: unknown field"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub fn start_labelled(
     let client = Client::new(GrpcSettings {
         target: config.target().clone(),
         authority: keys.authority.clone(),
-        compression: config.compression().wire(),
+        encoder: config.encoder(),
         headers: header_map(&keys.headers),
         timeout: keys.timeout.0,
         tls,

@@ -16,6 +16,8 @@ use prost::Message;
 use rustls::pki_types::ServerName;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
+use tailgate_proto::compression::{Encoder, Level};
+
 use super::config::{Encoding, HttpCompression, TracesUrl};
 use super::status::{classify, partial_success};
 use crate::exporter::dial::Dialer;
@@ -42,6 +44,8 @@ pub struct HttpSettings {
     pub encoding: Encoding,
     /// `Content-Encoding` of the bodies.
     pub compression: HttpCompression,
+    /// The level they are compressed at.
+    pub level: Level,
     /// Configured extra headers.
     pub headers: HeaderMap,
     /// Deadline of one attempt (connect, send, response).
@@ -84,7 +88,8 @@ impl HttpClient {
     }
 
     async fn attempt(&self, payload: &Bytes) -> Result<(), ExportError> {
-        let body = encode_body(payload, self.settings.encoding, self.settings.compression)?;
+        let s = &self.settings;
+        let body = encode_body(payload, s.encoding, s.compression, s.level)?;
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.settings.url.path.as_str())
@@ -252,6 +257,7 @@ pub fn encode_body(
     payload: &Bytes,
     encoding: Encoding,
     compression: HttpCompression,
+    level: Level,
 ) -> Result<Bytes, ExportError> {
     let raw = match encoding {
         Encoding::Proto => payload.clone(),
@@ -264,25 +270,75 @@ pub fn encode_body(
             )
         }
     };
-    use tailgate_proto::compression::Compression as Codec;
-    let codec = match compression {
-        HttpCompression::None => return Ok(raw),
-        HttpCompression::Gzip => Codec::Gzip,
-        HttpCompression::Zstd => Codec::Zstd,
-        HttpCompression::Snappy => Codec::Snappy,
-        HttpCompression::Zlib | HttpCompression::Deflate => return zlib(&raw),
-    };
-    codec
-        .compress(&raw)
-        .map(Bytes::from)
-        .map_err(|e| permanent(format!("compression failed: {e}")))
+    if compression == HttpCompression::None {
+        return Ok(raw);
+    }
+    let failed = |e: &dyn std::fmt::Display| permanent(format!("compression failed: {e}"));
+    let mut out = Vec::with_capacity(raw.len() / 2 + 64);
+    match compression.wire() {
+        Some(codec) => Encoder::new(codec, level)
+            .map_err(|e| failed(&e))?
+            .compress_into(&raw, &mut out),
+        None => tailgate_proto::compression::zlib_into(&raw, level, &mut out),
+    }
+    .map_err(|e| failed(&e))?;
+    Ok(Bytes::from(out))
 }
 
-fn zlib(raw: &[u8]) -> Result<Bytes, ExportError> {
-    use std::io::Write;
-    let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(raw)
-        .and_then(|()| enc.finish())
-        .map(Bytes::from)
-        .map_err(|e| permanent(format!("compression failed: {e}")))
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn bodies_decode_at_every_level_of_every_codec() {
+        let payload = Bytes::from(
+            (0..50_000u32)
+                .flat_map(|i| format!("span {} ", i % 300).into_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        let deflate: Vec<Level> = [Level::Fast, Level::HuffmanOnly]
+            .into_iter()
+            .chain((0..=9).map(Level::Numbered))
+            .collect();
+        let zstd: Vec<Level> = [1, 3, 7, 11].map(Level::Numbered).to_vec();
+        let cases = [
+            (HttpCompression::Gzip, deflate.clone()),
+            (HttpCompression::Zlib, deflate.clone()),
+            (HttpCompression::Deflate, deflate),
+            (HttpCompression::Zstd, zstd),
+            (HttpCompression::Snappy, vec![Level::Fast]),
+            (HttpCompression::None, vec![Level::Fast]),
+        ];
+        for (compression, levels) in cases {
+            for level in levels {
+                let body = encode_body(&payload, Encoding::Proto, compression, level).unwrap();
+                let back = match compression.wire() {
+                    Some(codec) => codec.decompress(&body, payload.len()).unwrap(),
+                    None => {
+                        let mut out = Vec::new();
+                        flate2::read::ZlibDecoder::new(body.as_ref())
+                            .read_to_end(&mut out)
+                            .unwrap();
+                        out
+                    }
+                };
+                assert_eq!(back, payload.as_ref(), "{compression:?} {level:?}");
+            }
+        }
+        // A level the codec lacks fails permanently instead of sending something else.
+        let err = encode_body(
+            &payload,
+            Encoding::Proto,
+            HttpCompression::Snappy,
+            Level::Numbered(3),
+        )
+        .unwrap_err();
+        assert!(
+            !err.retryable && err.message.starts_with("compression failed"),
+            "{err:?}"
+        );
+    }
 }

@@ -6,8 +6,11 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
+use tailgate_proto::compression::Level;
+
 use crate::config::common::{
-    check_headers_and_client_tls, ClientTls, Headers, RetryOnFailure, SendingQueue,
+    check_headers_and_client_tls, ClientTls, CompressionParams, Headers, LevelScale,
+    RetryOnFailure, SendingQueue,
 };
 use crate::config::duration::GoDuration;
 use crate::config::error::{join, ConfigErrors};
@@ -30,8 +33,9 @@ pub struct OtlpHttpExporterConfig {
     pub encoding: String,
     /// gzip (default), zstd, snappy, zlib, deflate or none.
     pub compression: String,
-    /// Compression level of newer collectors (accepted; tailgate uses each codec's fast level).
-    pub compression_params: Option<serde_yaml::Value>,
+    /// The encoder level (collector v0.118.0): gzip/zlib/deflate -2, -1, 1-9; zstd any (mapped
+    /// to 1, 3, 7 or 11); absent or 0 is each codec's fast level (the collector's: Go's default).
+    pub compression_params: Option<CompressionParams>,
     /// Per-request deadline (default 30s).
     pub timeout: GoDuration,
     /// Extra request headers.
@@ -141,6 +145,30 @@ pub enum HttpCompression {
 }
 
 impl HttpCompression {
+    /// The scale of `compression_params.level` for this codec.
+    pub fn level_scale(self) -> LevelScale {
+        match self {
+            HttpCompression::None => LevelScale::Uncompressed,
+            HttpCompression::Gzip | HttpCompression::Zlib | HttpCompression::Deflate => {
+                LevelScale::Deflate
+            }
+            HttpCompression::Zstd => LevelScale::Zstd,
+            HttpCompression::Snappy => LevelScale::None,
+        }
+    }
+
+    /// The wire codec, for those the receivers also speak (`None` for zlib and deflate).
+    pub fn wire(self) -> Option<tailgate_proto::compression::Compression> {
+        use tailgate_proto::compression::Compression as W;
+        match self {
+            HttpCompression::None => Some(W::Identity),
+            HttpCompression::Gzip => Some(W::Gzip),
+            HttpCompression::Zstd => Some(W::Zstd),
+            HttpCompression::Snappy => Some(W::Snappy),
+            HttpCompression::Zlib | HttpCompression::Deflate => None,
+        }
+    }
+
     /// Parses the collector's spelling.
     pub fn parse(text: &str) -> Option<HttpCompression> {
         Some(match text {
@@ -183,6 +211,8 @@ pub struct Validated {
     encoding: Encoding,
     /// Parsed `compression`.
     compression: HttpCompression,
+    /// Parsed `compression_params.level`.
+    level: Level,
     /// The TLS server name to verify (`None` for plaintext), checked at validation.
     server_name: Option<ServerName<'static>>,
 }
@@ -206,6 +236,11 @@ impl Validated {
     /// The payload compression.
     pub fn compression(&self) -> HttpCompression {
         self.compression
+    }
+
+    /// The level the payload is compressed at.
+    pub fn level(&self) -> Level {
+        self.level
     }
 
     /// The client TLS to dial with when the URL is `https` (`None` for `http`). Fails only on
@@ -328,6 +363,22 @@ impl OtlpHttpExporterConfig {
                 ),
             );
         }
+        let params = join(path, "compression_params");
+        let level = compression.and_then(|c| {
+            let level = self.compression_params.unwrap_or_default().level(
+                c.level_scale(),
+                &self.compression,
+                &params,
+                errors,
+            )?;
+            // The rules only produce levels the codec has; checked so a slip shows here. zlib
+            // and deflate run gzip's deflate levels.
+            use tailgate_proto::compression::{Compression as W, Encoder};
+            Encoder::new(c.wire().unwrap_or(W::Gzip), level)
+                .map_err(|e| errors.push(join(&params, "level"), e.to_string()))
+                .ok()?;
+            Some(level)
+        });
         check_headers_and_client_tls(&self.headers, &self.tls, path, errors);
         if self.timeout.0.is_zero() {
             errors.push(join(path, "timeout"), "must be greater than zero");
@@ -357,6 +408,7 @@ impl OtlpHttpExporterConfig {
             url: url?,
             encoding: encoding?,
             compression: compression?,
+            level: level?,
             keys: self,
         })
     }
@@ -377,11 +429,6 @@ impl OtlpHttpExporterConfig {
                 "profiles_endpoint",
                 !self.profiles_endpoint.is_empty(),
                 "tailgate exports traces only",
-            ),
-            (
-                "compression_params",
-                self.compression_params.is_some(),
-                "each codec runs at its fast level",
             ),
             (
                 "read_buffer_size",
@@ -473,6 +520,52 @@ mod tests {
             "{text}"
         );
         assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn compression_params_follow_the_collector_rules() {
+        use crate::config::common::CompressionParams;
+        let level = |compression: &str, n: i64| {
+            let mut c = with("http://b:4318", "");
+            c.compression = compression.into();
+            c.compression_params = Some(CompressionParams { level: n });
+            let mut errors = ConfigErrors::default();
+            let mut warnings = Vec::new();
+            let v = c.validate("exporters.otlphttp", &mut errors, &mut warnings);
+            assert!(warnings.is_empty(), "{warnings:?}");
+            v.map(|v| v.level()).ok_or_else(|| {
+                errors
+                    .problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            })
+        };
+        for c in ["gzip", "zlib", "deflate"] {
+            assert_eq!(level(c, 0).unwrap(), Level::Fast);
+            assert_eq!(level(c, 9).unwrap(), Level::Numbered(9));
+            assert_eq!(level(c, -1).unwrap(), Level::Numbered(6));
+            assert_eq!(level(c, -2).unwrap(), Level::HuffmanOnly);
+            let errs = level(c, 11).unwrap_err();
+            let want =
+                format!("exporters.otlphttp.compression_params.level: 11 is not a {c} level");
+            assert!(errs.len() == 1 && errs[0].starts_with(&want), "{errs:?}");
+        }
+        assert_eq!(level("zstd", 7).unwrap(), Level::Numbered(7));
+        assert_eq!(level("zstd", 12).unwrap(), Level::Numbered(11));
+        assert_eq!(level("none", -7).unwrap(), Level::Fast);
+        let errs = level("snappy", 2).unwrap_err();
+        assert!(
+            errs[0]
+                .starts_with("exporters.otlphttp.compression_params.level: snappy has no levels"),
+            "{errs:?}"
+        );
+        // Absent: the fast level, with no warning any more.
+        let mut errors = ConfigErrors::default();
+        let v = with("http://b:4318", "")
+            .validate("e", &mut errors, &mut Vec::new())
+            .unwrap();
+        assert_eq!(v.level(), Level::Fast);
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub fn start(setup: CoreSetup<'_>) -> Rc<OtlpExporter> {
         url: v.url().clone(),
         encoding: v.encoding(),
         compression: v.compression(),
+        level: v.level(),
         headers: crate::config::common::header_map(&c.headers),
         timeout: c.timeout.0,
         tls,

@@ -13,6 +13,11 @@ struct Claim {
     holder: PeerRef,
     /// When the claim lapses (the holder's promise, measured on this host's clock).
     expires: u64,
+    /// False once the holder said it decided: a decided holder cannot give its fragment up, so
+    /// it wins a conflict with an undecided one.
+    pending: bool,
+    /// The holder received a hand-over of the trace: it never hands it away.
+    anchored: bool,
     /// True once a span was routed through it: `claims_expired{used}` tells useful claims from
     /// claims sent "just in case".
     used: bool,
@@ -87,23 +92,44 @@ impl Claims {
         }
     }
 
-    /// Records or refreshes a claim. A refresh by the same holder keeps the later expiry.
-    pub fn upsert(&mut self, trace: &[u8; 16], holder: PeerRef, expires: u64) {
+    /// (pending, anchored) of the claim for `trace`; `(true, false)`, the weakest, without one.
+    pub fn state(&self, trace: &[u8; 16]) -> (bool, bool) {
+        self.map
+            .get(&u128::from_le_bytes(*trace))
+            .map_or((true, false), |c| (c.pending, c.anchored))
+    }
+
+    /// Records or refreshes a claim. A refresh by the same holder keeps the later expiry; another
+    /// holder replaces the claim (the caller arbitrated).
+    pub fn upsert(
+        &mut self,
+        trace: &[u8; 16],
+        holder: PeerRef,
+        pending: bool,
+        anchored: bool,
+        expires: u64,
+    ) {
         let key = u128::from_le_bytes(*trace);
         let claim = self.map.entry(key).or_insert(Claim {
             holder: holder.clone(),
             expires,
+            pending,
+            anchored,
             used: false,
         });
         if claim.holder.endpoint != holder.endpoint {
             *claim = Claim {
                 holder,
                 expires,
+                pending,
+                anchored,
                 used: false,
             };
         } else {
             claim.holder.incarnation = holder.incarnation.or(claim.holder.incarnation);
             claim.expires = claim.expires.max(expires);
+            claim.pending &= pending;
+            claim.anchored |= anchored;
         }
         self.queue.push(Reverse((claim.expires, key)));
     }
@@ -179,12 +205,12 @@ mod tests {
     #[test]
     fn claims_expire_at_their_ttl_and_refresh_extends() {
         let mut c = Claims::new();
-        c.upsert(&[1; 16], peer("a:1", 1), 100);
-        c.upsert(&[2; 16], peer("a:1", 1), 50);
+        c.upsert(&[1; 16], peer("a:1", 1), true, false, 100);
+        c.upsert(&[2; 16], peer("a:1", 1), true, false, 50);
         assert_eq!(c.holder(&[1; 16], 99).map(|p| &*p.endpoint), Some("a:1"));
         c.mark_used(&[2; 16]);
         assert_eq!(c.expire(50), Expired { used: 1, unused: 0 });
-        c.upsert(&[1; 16], peer("a:1", 1), 200); // refresh
+        c.upsert(&[1; 16], peer("a:1", 1), false, false, 200); // refresh
         assert_eq!(
             c.expire(150),
             Expired::default(),
@@ -203,8 +229,8 @@ mod tests {
             c.observe_incarnation(&a, Incarnation(5)),
             IncarnationCheck::Current
         );
-        c.upsert(&[1; 16], peer("a:1", 5), 100);
-        c.upsert(&[2; 16], peer("b:1", 1), 100);
+        c.upsert(&[1; 16], peer("a:1", 5), true, false, 100);
+        c.upsert(&[2; 16], peer("b:1", 1), true, false, 100);
         assert_eq!(
             c.observe_incarnation(&a, Incarnation(5)),
             IncarnationCheck::Current

@@ -14,24 +14,38 @@ use super::{RuleConfig, View};
 /// owned it under every view that was current during the last `skew`; otherwise its decision
 /// waits until `skew + margin` after the last change (or after now, when the evidence is a
 /// disagreeing stamp or not owning it at all), never beyond `first_seen + grace`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Deferral {
-    /// When this core applied its current view; `None` before the first change.
-    applied_at: Option<u64>,
+    /// When this core applied its current view (its start counts as the first change).
+    applied_at: u64,
+    /// When this gateway started: everything it owns then may have moved to it (a join).
+    started_at: u64,
     /// Views replaced within the last `skew`, with the instant each was replaced, oldest first.
     previous: VecDeque<(u64, Arc<View>)>,
 }
 
 impl Deferral {
-    /// No history: the first view is not a change (nothing can be held elsewhere yet that this
-    /// gateway's claims would not also reach).
-    pub fn new() -> Self {
-        Self::default()
+    /// A gateway that started at `now`. Its start counts as a change that moved every trace to
+    /// it: a gateway joining a running tier owns traces whose old owners are about to claim them.
+    pub fn new(now: u64) -> Self {
+        Self {
+            applied_at: now,
+            started_at: now,
+            previous: VecDeque::new(),
+        }
+    }
+
+    /// When this core's current view is settled: every gateway applied the change within `skew`
+    /// and its claims took less than `margin / 2` to arrive.
+    pub fn settled_at(&self, cfg: &RuleConfig) -> u64 {
+        self.applied_at
+            .saturating_add(cfg.skew)
+            .saturating_add(cfg.margin / 2)
     }
 
     /// Records that `old` was replaced at `now`.
     pub fn on_view(&mut self, now: u64, old: Arc<View>, cfg: &RuleConfig) {
-        self.applied_at = Some(now);
+        self.applied_at = now;
         self.previous.push_back((now, old));
         self.prune(now, cfg);
     }
@@ -64,21 +78,21 @@ impl Deferral {
         // Not the owner (a marked span, a hand-over) or the sender sees another table: the
         // disagreement is happening now, so the wait counts from now.
         let from_now = !view.owns(trace) || stamp.is_some_and(|s| s != view.hash());
-        let moved = self
-            .previous
-            .iter()
-            .any(|(_, old)| old.owner_endpoint(trace) != Some(me));
-        let from = if from_now {
-            now
-        } else if moved {
-            self.applied_at.unwrap_or(now)
-        } else {
+        let just_started = now < self.started_at.saturating_add(cfg.skew);
+        let moved = just_started
+            || self
+                .previous
+                .iter()
+                .any(|(_, old)| old.owner_endpoint(trace) != Some(me));
+        if !(from_now || moved) {
             return None;
-        };
-        let wait_until = from
-            .saturating_add(cfg.skew)
-            .saturating_add(cfg.margin)
-            .min(first_seen.saturating_add(cfg.grace));
+        }
+        // Deferred traces wait for `first_seen + grace` (= decision_wait + skew + margin after
+        // their start), not only `skew + margin` after this gateway's last change: a second
+        // change inside the window can send an older holder's claim to the *next* owner (a
+        // resolver may skip the view in between), and this gateway only learns of that change,
+        // and re-claims to the same arbiter, up to `skew` later. Found by the model test.
+        let wait_until = first_seen.saturating_add(cfg.grace);
         (wait_until > first_seen.saturating_add(cfg.decision_wait)).then_some(wait_until)
     }
 }

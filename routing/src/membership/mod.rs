@@ -21,7 +21,7 @@ mod dedup;
 mod deferral;
 mod view;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub use claims::{Claims, Expired, IncarnationCheck};
@@ -131,6 +131,9 @@ pub struct ClaimEntry {
     pub trace: [u8; 16],
     /// True while the claimant has not decided it.
     pub pending: bool,
+    /// The claimant received a hand-over of this trace: its fragment already holds spans that
+    /// moved twice, so it never hands the trace away again and wins over an unanchored claim.
+    pub anchored: bool,
     /// How long the claimant promises to hold it, from receipt (relative: no clock agreement).
     pub ttl_ms: u32,
 }
@@ -145,14 +148,20 @@ pub enum Out {
         /// The claimed traces.
         entries: Vec<ClaimEntry>,
     },
-    /// Tell a second claimant that another gateway holds the trace (§4.3 e).
+    /// Tell a claimant that another gateway keeps the trace (§4.3 e): it hands its undecided
+    /// fragment there.
     Redirect {
-        /// The second claimant.
+        /// The claimant that gives its fragment up.
         to: PeerRef,
         /// The trace.
         trace: [u8; 16],
-        /// The first claimant, which keeps it.
+        /// The gateway that keeps it.
         holder: PeerRef,
+        /// The keeper has decided: a decided receiver must not redirect back (a split, counted).
+        holder_decided: bool,
+        /// The keeper's fragment is anchored (it received a hand-over): between two anchored
+        /// fragments the lower endpoint keeps, so the redirect cannot bounce forever.
+        holder_anchored: bool,
     },
     /// Take the undecided fragment of `trace` out of the local engine (`take_pending`) and send
     /// its spans to `to`, marked `handover`.
@@ -298,22 +307,58 @@ pub struct Rules {
     cfg: RuleConfig,
     /// `view.effective` with an agent's failover set applied, per distinct (sorted) set.
     failover: Vec<(Vec<String>, RoutingTable)>,
+    /// Traces this core received a hand-over for (→ until when that matters): an anchored
+    /// fragment never moves again (a span moves at most twice).
+    anchored: HashMap<u128, u64>,
+    /// Fragments this owner core will hand to their claim's holder once its view is settled.
+    handovers: Vec<([u8; 16], u64)>,
+    /// Decision floors handed out by [`route`](Self::route) (trace → not before), so a held-back
+    /// hand-over is released before the fragment's decision.
+    deferred: HashMap<u128, u64>,
     /// Metrics.
     counters: Counters,
 }
 
+/// A claim's weight in a conflict between two holders: a decided fragment cannot move, an
+/// anchored one must not (its spans already moved twice), a plain pending one can.
+fn rank(pending: bool, anchored: bool) -> u8 {
+    match (pending, anchored) {
+        (false, _) => 2,
+        (true, true) => 1,
+        (true, false) => 0,
+    }
+}
+
 impl Rules {
-    /// Rules starting from `view` (the first view is not a change: nothing is deferred for it).
-    pub fn new(cfg: RuleConfig, view: Arc<View>) -> Self {
+    /// Rules of a gateway that starts at `now` with `view`. The start counts as a change (§4.4):
+    /// during the first `skew` traces that start here are deferred like moved ones, because a
+    /// joining gateway owns traces whose older fragments are about to be claimed to it.
+    pub fn new(cfg: RuleConfig, view: Arc<View>, now: u64) -> Self {
         Self {
             view,
             claims: Claims::new(),
-            deferral: Deferral::new(),
+            deferral: Deferral::new(now),
             dedup: Dedup::new(),
             cfg,
             failover: Vec::new(),
+            anchored: HashMap::new(),
+            handovers: Vec::new(),
+            deferred: HashMap::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// True when this core received a hand-over of `trace` that still matters.
+    pub fn is_anchored(&self, trace: &[u8; 16], now: u64) -> bool {
+        self.anchored
+            .get(&u128::from_le_bytes(*trace))
+            .is_some_and(|&until| until > now)
+    }
+
+    /// This gateway as a holder in redirects (the receiver learns the incarnation from the
+    /// message that carries it).
+    fn me(&self) -> PeerRef {
+        PeerRef::endpoint(self.view.self_endpoint().clone())
     }
 
     /// The current view.
@@ -360,13 +405,20 @@ impl Rules {
         stamp: Option<u64>,
         out: &mut Vec<Out>,
     ) -> Route {
+        let handover = matches!(mark, Some(Mark::HandOver));
+        if handover {
+            // Whatever happens below, these spans stay here: the fragment is anchored.
+            let until = now
+                .saturating_add(self.cfg.grace)
+                .saturating_add(self.cfg.late_window);
+            self.anchored.insert(u128::from_le_bytes(*trace), until);
+        }
         if held != Held::No {
             return Route::Local { not_before: None };
         }
         if !self.claims.is_empty() {
             self.expire(now);
         }
-        let handover = matches!(mark, Some(Mark::HandOver));
         let forwarded = matches!(mark, Some(Mark::Forward { .. }));
         if !handover {
             let me = self.view.self_endpoint();
@@ -404,8 +456,9 @@ impl Rules {
         let not_before = self
             .deferral
             .not_before(now, &self.view, trace, now, stamp, &self.cfg);
-        if not_before.is_some() {
+        if let Some(at) = not_before {
             self.counters.decisions_deferred += 1;
+            self.deferred.insert(u128::from_le_bytes(*trace), at);
         }
         if !owns {
             if let Some(owner) = owner.filter(|o| o != self.view.self_endpoint()) {
@@ -415,6 +468,7 @@ impl Rules {
                     entries: vec![ClaimEntry {
                         trace: *trace,
                         pending: true,
+                        anchored: handover,
                         ttl_ms: self.pending_ttl_ms(now, now),
                     }],
                 });
@@ -481,14 +535,18 @@ impl Rules {
         let old = std::mem::replace(&mut self.view, view);
         self.deferral.on_view(now, old, &self.cfg);
         self.failover.clear();
+        self.anchored.retain(|_, until| *until > now);
+        self.deferred.retain(|_, at| *at > now);
         self.counters.view_changes += 1;
         let mut by_owner: BTreeMap<Arc<str>, Vec<ClaimEntry>> = BTreeMap::new();
+        let mut redirects = Vec::new();
         for (trace, h) in held {
             let entry = match h {
                 Held::No => continue,
                 Held::Pending { first_seen } => ClaimEntry {
                     trace,
                     pending: true,
+                    anchored: self.is_anchored(&trace, now),
                     ttl_ms: self.pending_ttl_ms(now, first_seen),
                 },
                 Held::Decided { at, .. } => {
@@ -499,11 +557,53 @@ impl Rules {
                     ClaimEntry {
                         trace,
                         pending: false,
+                        anchored: self.is_anchored(&trace, now),
                         ttl_ms: ttl_ms(until - now),
                     }
                 }
             };
             if self.view.owns(&trace) {
+                // Now the arbiter of a trace it holds: a claim recorded while it was not (a
+                // holder whose view made this gateway the owner first) is decided here, once
+                // the view settles, as if it had just arrived.
+                let other = self
+                    .claims
+                    .holder(&trace, now)
+                    .filter(|h| h.endpoint != *self.view.self_endpoint())
+                    .cloned();
+                if let (Some(holder), false) = (&other, entry.pending) {
+                    // Decided here meanwhile: the other holder's fragment comes here.
+                    let (claim_pending, _) = self.claims.state(&trace);
+                    if claim_pending {
+                        redirects.push(Out::Redirect {
+                            to: holder.clone(),
+                            trace,
+                            holder: self.me(),
+                            holder_decided: true,
+                            holder_anchored: false,
+                        });
+                    }
+                }
+                if other.is_some()
+                    && entry.pending
+                    && !self.handovers.iter().any(|(t, _)| *t == trace)
+                {
+                    let floor = self
+                        .deferred
+                        .get(&u128::from_le_bytes(trace))
+                        .copied()
+                        .unwrap_or(0);
+                    let first_seen = match h {
+                        Held::Pending { first_seen } => first_seen,
+                        _ => now,
+                    };
+                    let deadline = first_seen.saturating_add(self.cfg.decision_wait).max(floor);
+                    let release = self
+                        .deferral
+                        .settled_at(&self.cfg)
+                        .min(deadline.saturating_sub(1));
+                    self.handovers.push((trace, release));
+                }
                 continue;
             }
             let Some(owner) = self.view.owner_endpoint(&trace) else {
@@ -514,7 +614,7 @@ impl Rules {
             }
             by_owner.entry(owner.clone()).or_default().push(entry);
         }
-        by_owner
+        let mut out: Vec<Out> = by_owner
             .into_iter()
             .map(|(owner, entries)| {
                 self.counters.claims_sent += entries.len() as u64;
@@ -523,7 +623,9 @@ impl Rules {
                     entries,
                 }
             })
-            .collect()
+            .collect();
+        out.append(&mut redirects);
+        out
     }
 
     /// Receives claims from `from` (§4.3 a–e). `held` answers for each claimed trace what this
@@ -559,34 +661,101 @@ impl Rules {
         let mut out = Vec::new();
         for entry in entries {
             let trace = &entry.trace;
-            // (e) Another holder claimed first: the owner arbitrates, the first claim wins.
-            if let Some(first) = self.claims.holder(trace, now) {
+            let incoming = rank(entry.pending, entry.anchored);
+            // (e) Another holder claimed first: the owner arbitrates. The first claim wins unless
+            // the newcomer ranks higher (decided > anchored > pending): those cannot move.
+            if let Some(first) = self.claims.holder(trace, now).cloned() {
                 if first.endpoint != claimant.endpoint {
                     self.counters.claims_dropped_conflict += 1;
+                    let (first_pending, first_anchored) = self.claims.state(trace);
+                    let standing = rank(first_pending, first_anchored);
+                    if incoming <= standing {
+                        // (Both decided: the claimant counts the split when the redirect lands.)
+                        out.push(Out::Redirect {
+                            to: claimant.clone(),
+                            trace: *trace,
+                            holder: first,
+                            holder_decided: !first_pending,
+                            holder_anchored: first_anchored,
+                        });
+                        continue;
+                    }
+                    out.push(Out::Redirect {
+                        to: first,
+                        trace: *trace,
+                        holder: claimant.clone(),
+                        holder_decided: !entry.pending,
+                        holder_anchored: entry.anchored,
+                    });
+                }
+            }
+            let h = held(trace);
+            let mine = match h {
+                Held::No => None,
+                Held::Pending { .. } => Some(rank(true, self.is_anchored(trace, now))),
+                Held::Decided { .. } => Some(2),
+            };
+            if let Some(mine) = mine {
+                // This core holds a fragment too. The owner's own fragment is the younger one
+                // (c): it goes to the claimant, unless it ranks higher. A holder that does not
+                // own the trace is no arbiter (views disagree: the claimant thinks it owns): it
+                // only records the claim and leaves the choice to its own owner, to which it
+                // claimed, or to itself once a view makes it the owner (`on_view`). Two holders
+                // arbitrating at once was found by the model test to cross hand-overs.
+                let keep = mine > incoming;
+                let arbiter = self.view.owns(trace) || incoming == 2;
+                if mine == 2 && incoming == 2 {
+                    // (d) Both decided: too late, counted.
+                    self.counters.splits_decided_before_claim += 1;
+                } else if keep {
                     out.push(Out::Redirect {
                         to: claimant.clone(),
                         trace: *trace,
-                        holder: first.clone(),
+                        holder: self.me(),
+                        holder_decided: mine == 2,
+                        holder_anchored: self.is_anchored(trace, now),
                     });
                     continue;
+                } else if arbiter {
+                    // Claims of other holders may still be on their way: a fragment handed to
+                    // this claimant now could have to move again when a stronger one arrives.
+                    // Hand it to whoever holds the claim once every claim can have arrived (the
+                    // view settled), but before the fragment's own decision.
+                    let first_seen = match h {
+                        Held::Pending { first_seen } => first_seen,
+                        _ => now,
+                    };
+                    let floor = self
+                        .deferred
+                        .get(&u128::from_le_bytes(*trace))
+                        .copied()
+                        .unwrap_or(0);
+                    let deadline = first_seen.saturating_add(self.cfg.decision_wait).max(floor);
+                    let release = self
+                        .deferral
+                        .settled_at(&self.cfg)
+                        .min(deadline.saturating_sub(1));
+                    // A decided claimant cannot lose any later arbitration: no reason to wait.
+                    if now >= release || incoming == 2 {
+                        self.counters.fragments_handed_over += 1;
+                        out.push(Out::HandOver {
+                            trace: *trace,
+                            to: claimant.clone(),
+                        });
+                    } else if !self.handovers.iter().any(|(t, _)| t == trace) {
+                        self.handovers.push((*trace, release));
+                    }
                 }
-            }
-            match held(trace) {
-                // (c) A fragment that beat the claim goes to the claimant, which holds the older part.
-                Held::Pending { .. } => {
-                    self.counters.fragments_handed_over += 1;
-                    out.push(Out::HandOver {
-                        trace: *trace,
-                        to: claimant.clone(),
-                    });
-                }
-                // (d) Too late: counted; later spans still go to the claimant.
-                Held::Decided { .. } => self.counters.splits_decided_before_claim += 1,
-                Held::No => {}
             }
             // (a) record, (b) refresh.
             let expires = now.saturating_add(u64::from(entry.ttl_ms).saturating_mul(1_000_000));
-            self.claims.upsert(trace, claimant.clone(), expires);
+            self.claims.upsert(
+                trace,
+                claimant.clone(),
+                entry.pending,
+                entry.anchored,
+                expires,
+            );
         }
         out
     }
@@ -599,26 +768,102 @@ impl Rules {
         now: u64,
         trace: &[u8; 16],
         holder: PeerRef,
+        holder_decided: bool,
+        holder_anchored: bool,
         held: Held,
     ) -> Vec<Out> {
         self.expire(now);
         if holder.endpoint == *self.view.self_endpoint() {
             return Vec::new();
         }
+        let theirs = rank(!holder_decided, holder_anchored);
+        let mine = match held {
+            Held::No => None,
+            Held::Pending { .. } => Some(rank(true, self.is_anchored(trace, now))),
+            Held::Decided { .. } => Some(2),
+        };
         let mut out = Vec::new();
-        match held {
-            Held::Pending { .. } => {
+        if let Some(mine) = mine {
+            if mine == 2 && theirs == 2 {
+                // Both decided: two decision points exist, counted here and nowhere else.
+                self.counters.splits_decided_before_claim += 1;
+            } else if mine == 2 {
+                // A decided fragment cannot move: the other fragment comes here instead. The
+                // answer says "decided", so it never bounces back. (An anchored fragment does
+                // move when redirected: keeping it, with a tie-break between anchored ones,
+                // halved the extra hops in the model test but let two fragments decide apart.)
+                out.push(Out::Redirect {
+                    to: holder,
+                    trace: *trace,
+                    holder: self.me(),
+                    holder_decided: mine == 2,
+                    holder_anchored: mine == 1,
+                });
+                return out;
+            } else {
                 self.counters.fragments_handed_over += 1;
                 out.push(Out::HandOver {
                     trace: *trace,
                     to: holder.clone(),
                 });
             }
-            Held::Decided { .. } => self.counters.splits_decided_before_claim += 1,
-            Held::No => {}
         }
         let ttl = self.cfg.grace.saturating_add(self.cfg.late_window);
-        self.claims.upsert(trace, holder, now.saturating_add(ttl));
+        self.claims.upsert(
+            trace,
+            holder,
+            !holder_decided,
+            holder_anchored,
+            now.saturating_add(ttl),
+        );
+        out
+    }
+
+    /// When [`poll`](Self::poll) has hand-overs to release; `None` when it has none.
+    pub fn next_poll(&self) -> Option<u64> {
+        self.handovers.iter().map(|(_, at)| *at).min()
+    }
+
+    /// Releases the hand-overs held back until this core's view settled (`skew + margin / 2`
+    /// after it was applied: every holder has applied the change and its claim has arrived), or
+    /// until just before the fragment's decision. Each goes to the holder its claim names *now*,
+    /// after every conflict was arbitrated; a fragment that decided meanwhile keeps the trace and
+    /// redirects the holder to itself.
+    pub fn poll(&mut self, now: u64, mut held: impl FnMut(&[u8; 16]) -> Held) -> Vec<Out> {
+        if self.next_poll().is_none_or(|at| at > now) {
+            return Vec::new();
+        }
+        self.expire(now);
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.handovers)
+            .into_iter()
+            .partition(|(_, at)| *at <= now);
+        self.handovers = later;
+        let mut out = Vec::new();
+        for (trace, _) in due {
+            let Some(to) = self.claims.holder(&trace, now).cloned() else {
+                continue; // the claim lapsed: the fragment stays and decides here
+            };
+            if to.endpoint == *self.view.self_endpoint() {
+                continue;
+            }
+            // Released even if a later view moved the trace away: the choice was made as its
+            // arbiter, and withdrawing it left both fragments in place until both decided (the
+            // model test measured more splits that way than extra hops the other way).
+            match held(&trace) {
+                Held::Pending { .. } if !self.is_anchored(&trace, now) => {
+                    self.counters.fragments_handed_over += 1;
+                    out.push(Out::HandOver { trace, to });
+                }
+                h @ (Held::Pending { .. } | Held::Decided { .. }) => out.push(Out::Redirect {
+                    to,
+                    trace,
+                    holder: self.me(),
+                    holder_decided: matches!(h, Held::Decided { .. }),
+                    holder_anchored: self.is_anchored(&trace, now),
+                }),
+                Held::No => {}
+            }
+        }
         out
     }
 

@@ -96,7 +96,7 @@ fn view_knows_its_owner_and_leaving_members_own_nothing() {
 #[test]
 fn rule_1_holding_beats_ownership() {
     let v = view(A, &[A, B], 1);
-    let mut r = Rules::new(cfg(), v.clone());
+    let mut r = Rules::new(cfg(), v.clone(), 0);
     let t = owned_by(&v, B);
     let mut out = Vec::new();
     for held in [
@@ -114,11 +114,12 @@ fn rule_1_holding_beats_ownership() {
 #[test]
 fn rule_2_claims_forward_unmarked_and_hand_over_marked() {
     let v = view(A, &[A, B, C], 1);
-    let mut r = Rules::new(cfg(), v.clone());
+    let mut r = Rules::new(cfg(), v.clone(), 0);
     let t = owned_by(&v, A);
     let entry = ClaimEntry {
         trace: t,
         pending: true,
+        anchored: false,
         ttl_ms: 1000,
     };
     assert!(r
@@ -159,17 +160,17 @@ fn rules_3_4_5_owner_keeps_non_owner_forwards_marked_stays_and_claims() {
     let v = view(A, &[A, B], 1);
     // decision_wait 0.5 s < skew + margin, so the deferral shows.
     let quick = RuleConfig::try_new(S / 2, S, S, 5 * S).expect("valid");
-    let mut r = Rules::new(quick, v.clone());
+    let mut r = Rules::new(quick, v.clone(), 0);
     let mine = owned_by(&v, A);
     let theirs = owned_by(&v, B);
     let mut out = Vec::new();
     assert_eq!(
-        r.route(0, &mine, Held::No, None, None, &mut out),
+        r.route(10 * S, &mine, Held::No, None, None, &mut out),
         Route::Local { not_before: None },
         "rule 3, no change: normal deadline"
     );
     assert_eq!(
-        r.route(0, &theirs, Held::No, None, None, &mut out),
+        r.route(10 * S, &theirs, Held::No, None, None, &mut out),
         Route::Forward {
             to: peer(B),
             reason: Reason::NotOwner
@@ -184,9 +185,9 @@ fn rules_3_4_5_owner_keeps_non_owner_forwards_marked_stays_and_claims() {
         assert_eq!(
             route,
             Route::Local {
-                not_before: Some(now + 2 * S)
+                not_before: Some(now + 5 * S)
             },
-            "held without owning: deferred by skew + margin"
+            "held without owning: deferred to first_seen + grace"
         );
         let Some(Out::Claims { to, entries }) = out.pop() else {
             panic!("rule 5 claims at once: {out:?}");
@@ -212,13 +213,17 @@ fn a_span_moves_at_most_twice_and_a_forward_never_loops() {
     ];
     for n in 0..200 {
         let t = tid(n);
-        let mut rules: Vec<Rules> = views.iter().map(|v| Rules::new(cfg(), v.clone())).collect();
+        let mut rules: Vec<Rules> = views
+            .iter()
+            .map(|v| Rules::new(cfg(), v.clone(), 0))
+            .collect();
         // Every gateway has a claim naming the next one.
         for (i, r) in rules.iter_mut().enumerate() {
             let next = [A, B, C][(i + 1) % 3];
             let e = ClaimEntry {
                 trace: t,
                 pending: true,
+                anchored: false,
                 ttl_ms: 10_000,
             };
             if n % 2 == 0 {
@@ -261,7 +266,7 @@ fn a_span_moves_at_most_twice_and_a_forward_never_loops() {
 #[test]
 fn failover_marks_make_the_stand_in_own() {
     let v = view(A, &[A, B, C], 1);
-    let mut r = Rules::new(cfg(), v.clone());
+    let mut r = Rules::new(cfg(), v.clone(), 0);
     let mut out = Vec::new();
     let mark = Mark::Failover {
         down: vec![B.to_owned()],
@@ -294,7 +299,7 @@ fn failover_marks_make_the_stand_in_own() {
 #[test]
 fn view_changes_claim_every_held_trace_to_its_new_owner_every_time() {
     let v1 = view(A, &[A], 1);
-    let mut r = Rules::new(cfg(), v1);
+    let mut r = Rules::new(cfg(), v1, 0);
     let v2 = view(A, &[A, B], 2);
     let moved = owned_by(&v2, B);
     let moved_decided = owned_by_nth(&v2, B, 1);
@@ -357,10 +362,11 @@ fn view_changes_claim_every_held_trace_to_its_new_owner_every_time() {
 #[test]
 fn claims_cases_a_to_e() {
     let v = view(A, &[A, B, C], 1);
-    let mut r = Rules::new(cfg(), v.clone());
+    let mut r = Rules::new(cfg(), v.clone(), 0);
     let e = |n: usize, ttl_ms| ClaimEntry {
         trace: owned_by_nth(&v, A, n),
         pending: true,
+        anchored: false,
         ttl_ms,
     };
     // (a) recorded.
@@ -373,56 +379,131 @@ fn claims_cases_a_to_e() {
         .on_claims(500 * MS, B, Incarnation(1), &[e(0, 1000)], |_| Held::No)
         .is_empty());
     assert!(r.claims().holder(&e(0, 0).trace, 1400 * MS).is_some());
-    // (c) an undecided fragment here goes to the claimant.
-    let out = r.on_claims(S, B, Incarnation(1), &[e(1, 1000)], |_| Held::Pending {
-        first_seen: 0,
-    });
+    // (c) an undecided fragment here goes to the claimant, but only once the view settled
+    // (skew + margin / 2 after it was applied; this core started at 0): a stronger claim may
+    // still be on its way.
+    let held_c = |_: &[u8; 16]| Held::Pending { first_seen: 0 };
+    let out = r.on_claims(S, B, Incarnation(1), &[e(1, 10_000)], held_c);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(r.next_poll(), Some(S + S / 2));
+    assert!(r.poll(S, held_c).is_empty());
     let b1 = PeerRef {
         endpoint: Arc::from(B),
         incarnation: Some(Incarnation(1)),
     };
     assert_eq!(
-        out,
+        r.poll(S + S / 2, held_c),
         [Out::HandOver {
             trace: e(1, 0).trace,
             to: b1.clone()
         }]
     );
-    // (d) a decided fragment: a split, counted; the claim is recorded all the same.
-    let out = r.on_claims(S, B, Incarnation(1), &[e(2, 1000)], |_| Held::Decided {
-        kept: true,
-        at: 0,
-    });
-    assert!(out.is_empty());
-    assert_eq!(r.counters().splits_decided_before_claim, 1);
-    assert!(r.claims().holder(&e(2, 0).trace, S).is_some());
-    // (e) a second holder is redirected to the first.
-    let out = r.on_claims(S, C, Incarnation(4), &[e(1, 1000)], |_| Held::No);
+    assert_eq!(r.next_poll(), None);
+    // (d) a decided fragment cannot move: the undecided claimant is sent here instead.
+    let decided = |_: &[u8; 16]| Held::Decided { kept: true, at: 0 };
+    let out = r.on_claims(2 * S, B, Incarnation(1), &[e(2, 1000)], decided);
     assert_eq!(
         out,
         [Out::Redirect {
-            to: PeerRef {
-                endpoint: Arc::from(C),
-                incarnation: Some(Incarnation(4))
-            },
+            to: b1.clone(),
+            trace: e(2, 0).trace,
+            holder: peer(A),
+            holder_decided: true,
+            holder_anchored: false
+        }]
+    );
+    assert_eq!(r.counters().splits_decided_before_claim, 0);
+    // Both decided: a split, counted.
+    let mut done = e(3, 1000);
+    done.pending = false;
+    assert!(r
+        .on_claims(2 * S, B, Incarnation(1), &[done], decided)
+        .is_empty());
+    assert_eq!(r.counters().splits_decided_before_claim, 1);
+    // (e) a second holder is redirected to the first.
+    let c4 = PeerRef {
+        endpoint: Arc::from(C),
+        incarnation: Some(Incarnation(4)),
+    };
+    let out = r.on_claims(2 * S, C, Incarnation(4), &[e(1, 1000)], |_| Held::No);
+    assert_eq!(
+        out,
+        [Out::Redirect {
+            to: c4.clone(),
             trace: e(1, 0).trace,
-            holder: b1.clone()
+            holder: b1.clone(),
+            holder_decided: false,
+            holder_anchored: false
         }]
     );
     assert_eq!(r.counters().claims_dropped_conflict, 1);
     assert_eq!(
-        r.claims().holder(&e(1, 0).trace, S),
+        r.claims().holder(&e(1, 0).trace, 2 * S),
         Some(&b1),
         "the first claim wins"
     );
+    // ... unless the newcomer ranks higher (decided > anchored > pending): then the first holder
+    // is redirected to it.
+    let mut anchored = e(1, 1000);
+    anchored.anchored = true;
+    let out = r.on_claims(2 * S, C, Incarnation(4), &[anchored], |_| Held::No);
+    assert_eq!(
+        out,
+        [Out::Redirect {
+            to: b1,
+            trace: e(1, 0).trace,
+            holder: c4.clone(),
+            holder_decided: false,
+            holder_anchored: true
+        }]
+    );
+    assert_eq!(r.claims().holder(&e(1, 0).trace, 2 * S), Some(&c4));
+}
+
+#[test]
+fn a_holder_that_does_not_own_the_trace_is_no_arbiter() {
+    // Views disagree: B thinks A owns t, A thinks B does; both hold a fragment and claim to
+    // each other. Neither hands over (they would swap fragments); A records the claim, and
+    // arbitrates once a view makes it the owner.
+    let v = view(A, &[A, B], 1);
+    let mut r = Rules::new(cfg(), v.clone(), 0);
+    let t = owned_by(&v, B);
+    let entry = ClaimEntry {
+        trace: t,
+        pending: true,
+        anchored: false,
+        ttl_ms: 10_000,
+    };
+    let held = |_: &[u8; 16]| Held::Pending { first_seen: 0 };
+    assert!(r.on_claims(0, B, Incarnation(1), &[entry], held).is_empty());
+    assert_eq!(r.next_poll(), None);
+    // A view that gives t to A (B leaves) makes A the arbiter: the claim is honoured once settled.
+    let out = r.on_view(S, view(A, &[A], 2), [(t, Held::Pending { first_seen: 0 })]);
+    assert!(out.is_empty());
+    let at = r.next_poll().expect("scheduled");
+    assert!(
+        at < 2 * S,
+        "before the fragment's own deadline (first_seen + decision_wait)"
+    );
+    assert!(matches!(
+        r.poll(at, held).as_slice(),
+        [Out::HandOver { .. }]
+    ));
 }
 
 #[test]
 fn redirect_hands_the_fragment_to_the_first_holder() {
     let v = view(C, &[A, B, C], 1);
-    let mut r = Rules::new(cfg(), v.clone());
+    let mut r = Rules::new(cfg(), v.clone(), 0);
     let t = owned_by(&v, A);
-    let out = r.on_redirect(0, &t, peer(B), Held::Pending { first_seen: 0 });
+    let out = r.on_redirect(
+        0,
+        &t,
+        peer(B),
+        false,
+        false,
+        Held::Pending { first_seen: 0 },
+    );
     assert_eq!(
         out,
         [Out::HandOver {
@@ -444,12 +525,13 @@ fn redirect_hands_the_fragment_to_the_first_holder() {
 #[test]
 fn claims_expire_and_restarts_drop_them() {
     let v = view(A, &[A, B], 1);
-    let mut r = Rules::new(cfg(), v.clone());
+    let mut r = Rules::new(cfg(), v.clone(), 0);
     let t = owned_by(&v, A);
     let u = owned_by_nth(&v, A, 1);
     let entry = |trace| ClaimEntry {
         trace,
         pending: false,
+        anchored: false,
         ttl_ms: 100,
     };
     r.on_claims(0, B, Incarnation(1), &[entry(t)], |_| Held::No);
@@ -474,79 +556,93 @@ fn claims_expire_and_restarts_drop_them() {
 }
 
 #[test]
-fn deferral_holds_moved_traces_until_claims_can_have_arrived() {
+fn deferral_holds_moved_traces_for_grace() {
     let v1 = view(A, &[A, B], 1);
-    let mut r = Rules::new(cfg(), v1.clone());
+    let mut r = Rules::new(cfg(), v1.clone(), 0);
     let mut out = Vec::new();
-    // The first view is not a change.
     let t = owned_by(&v1, A);
+    // The start is a change (a joiner), so only after `skew` do A's own traces decide as usual.
     assert_eq!(
-        r.route(0, &t, Held::No, None, None, &mut out),
-        Route::Local { not_before: None }
-    );
-    // B leaves at 10 s: its traces move to A and wait until 10 + skew + margin = 12 s, while
-    // A's own traces decide as usual.
-    let change = 10 * S;
-    let v2 = view(A, &[A], 2);
-    r.on_view(change, v2, []);
-    let moved = owned_by(&v1, B);
-    let now = change + 100 * MS;
-    // Its normal deadline would be 12.1 s: already late enough.
-    assert_eq!(
-        r.route(now, &moved, Held::No, None, None, &mut out),
-        Route::Local { not_before: None }
-    );
-    // With a shorter decision_wait the floor shows.
-    let mut quick = Rules::new(RuleConfig::try_new(S / 2, S, S, 5 * S).expect("valid"), v1);
-    quick.on_view(change, view(A, &[A], 2), []);
-    assert_eq!(
-        quick.route(now, &moved, Held::No, None, None, &mut out),
+        r.route(S / 2, &t, Held::No, None, None, &mut out),
         Route::Local {
-            not_before: Some(change + 2 * S)
+            not_before: Some(S / 2 + 5 * S)
         }
     );
     assert_eq!(
-        quick.route(now, &t, Held::No, None, None, &mut out),
+        r.route(S + S, &t, Held::No, None, None, &mut out),
+        Route::Local { not_before: None }
+    );
+    // B leaves at 10 s: its traces move to A and wait for first_seen + grace while the change
+    // is younger than `skew`; A's own traces decide as usual.
+    let change = 10 * S;
+    r.on_view(change, view(A, &[A], 2), []);
+    let moved = owned_by(&v1, B);
+    let now = change + 100 * MS;
+    assert_eq!(
+        r.route(now, &moved, Held::No, None, None, &mut out),
+        Route::Local {
+            not_before: Some(now + 5 * S)
+        }
+    );
+    assert_eq!(
+        r.route(now, &t, Held::No, None, None, &mut out),
         Route::Local { not_before: None },
         "not moved"
     );
-    // A different stamp defers from now, even a trace that did not move.
+    // A different stamp defers even a trace that did not move.
     assert_eq!(
-        quick.route(now, &t, Held::No, None, Some(0xdead), &mut out),
+        r.route(now, &t, Held::No, None, Some(0xdead), &mut out),
         Route::Local {
-            not_before: Some(now + 2 * S)
+            not_before: Some(now + 5 * S)
         }
     );
     // Once the change is `skew` old, moved traces decide as usual.
     assert_eq!(
-        quick.route(change + S, &moved, Held::No, None, None, &mut out),
+        r.route(change + S, &moved, Held::No, None, None, &mut out),
         Route::Local { not_before: None }
     );
-    assert_eq!(quick.counters().decisions_deferred, 2);
+    assert_eq!(r.counters().decisions_deferred, 3);
+}
+
+#[test]
+fn a_joining_gateway_defers_during_its_first_skew() {
+    // Its start is a change: the traces it owns may have older fragments on their old owners.
+    let v = view(A, &[A, B], 1);
+    let mut r = Rules::new(cfg(), v.clone(), 7 * S);
+    let t = owned_by(&v, A);
+    let mut out = Vec::new();
+    assert_eq!(
+        r.route(7 * S, &t, Held::No, None, None, &mut out),
+        Route::Local {
+            not_before: Some(12 * S)
+        }
+    );
+    assert_eq!(
+        r.route(8 * S, &t, Held::No, None, None, &mut out),
+        Route::Local { not_before: None }
+    );
 }
 
 #[test]
 fn deferral_never_exceeds_grace() {
-    // decision_wait 1 s, skew 3 s, margin 1 s, grace 5 s: a marked start waits skew + margin = 4 s,
-    // within first_seen + grace.
     let c = RuleConfig::try_new(S, 3 * S, S, 5 * S).expect("valid");
     let v = view(A, &[A, B], 1);
-    let mut r = Rules::new(c, v.clone());
+    let mut r = Rules::new(c, v.clone(), 0);
     let theirs = owned_by(&v, B);
     let mut out = Vec::new();
     let Route::Local {
         not_before: Some(nb),
-    } = r.route(0, &theirs, Held::No, Some(&fwd()), None, &mut out)
+    } = r.route(7 * S, &theirs, Held::No, Some(&fwd()), None, &mut out)
     else {
         panic!("deferred");
     };
-    assert!(nb <= c.grace && nb == 4 * S);
+    assert_eq!(nb, 7 * S + c.grace);
 }
 
 #[test]
 fn dedup_counts_retries() {
     let v = view(A, &[A, B], 1);
-    let mut r = Rules::new(cfg(), v);
+    let mut r = Rules::new(cfg(), v, 0);
     assert!(r.accept_batch(B, Incarnation(1), 0, 1));
     assert!(!r.accept_batch(B, Incarnation(1), 0, 1));
     assert_eq!(r.counters().duplicate_batches, 1);

@@ -42,7 +42,13 @@ impl View {
         leaving: BTreeSet<String>,
         generation: u64,
     ) -> Self {
-        let effective = table.failover(down.iter().chain(&leaving).map(String::as_str));
+        // `failover([])` equals the table (a pure function of the sets), so skip the rebuild: a
+        // `slots` placement costs milliseconds and every core builds a view per change.
+        let effective = if down.is_empty() && leaving.is_empty() {
+            table.clone()
+        } else {
+            table.failover(down.iter().chain(&leaving).map(String::as_str))
+        };
         let endpoints = effective
             .members()
             .iter()

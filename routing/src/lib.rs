@@ -91,7 +91,8 @@
 //! # Layout
 //! - [`member`]: [`Member`] (endpoint + optional ordinal), ordinal parsing, static lists.
 //! - [`mode`]: [`Mode`], its config names, [`ResolverKind`] and the default mode per resolver.
-//! - [`table`]: [`RoutingTable`]: build from a set, route a key, fail over.
+//! - [`table`]: [`RoutingTable`]: build from a set, route a key, fail over, fingerprint.
+//! - [`membership`]: the sans-IO gateway membership rules (views, claims, deferral, dedup).
 //! - [`hash`]: the frozen key mixing and jump consistent hash shared by `jump` and `slots`.
 //! - `jump` (private): the ordinal table with re-jumps.
 //! - [`slots`]: the rendezvous-assigned slot table.
@@ -105,6 +106,7 @@ pub mod hash;
 mod jump;
 pub mod measure;
 pub mod member;
+pub mod membership;
 pub mod mode;
 pub mod slots;
 pub mod table;

@@ -193,12 +193,61 @@ impl RoutingTable {
         self.usable.get(index).copied().unwrap_or(false)
     }
 
+    /// A stable 64-bit hash of the *effective* table: the mode, every member (endpoint and ordinal)
+    /// and which members are usable after [`failover`](Self::failover).
+    ///
+    /// The placement is a pure function of exactly those inputs, so two tables with the same
+    /// fingerprint route every key alike (up to hash collisions), whichever process built them and
+    /// in whichever order it saw the members. Gateways and agents put it on the wire (the table stamp
+    /// of `docs/membership-design.md` §5) to notice view disagreements, so the formula is frozen:
+    /// FNV-1a 64 over a length-prefixed encoding, finished with MurmurHash3's `fmix64`. Changing it
+    /// only makes mixed versions count disagreements, never misroute.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = Fnv::new();
+        h.bytes(self.mode.name().as_bytes());
+        h.u64(self.members.len() as u64);
+        for (member, &usable) in self.members.iter().zip(self.usable.iter()) {
+            // Length-prefixed so `("ab", "c")` and `("a", "bc")` differ.
+            h.u64(member.endpoint().len() as u64);
+            h.bytes(member.endpoint().as_bytes());
+            match member.ordinal() {
+                Some(ordinal) => {
+                    h.bytes(&[1]);
+                    h.u64(u64::from(ordinal));
+                }
+                None => h.bytes(&[0]),
+            }
+            h.bytes(&[u8::from(usable)]);
+        }
+        crate::hash::fmix64(h.0)
+    }
+
     /// Number of points on the ring in `collector` mode (the collector's `len(ring.items)`).
     pub fn ring_points(&self) -> Option<usize> {
         match &self.placement {
             Placement::Collector(r) => Some(r.points()),
             _ => None,
         }
+    }
+}
+
+/// FNV-1a 64, the streaming core of [`RoutingTable::fingerprint`].
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
     }
 }
 
@@ -308,6 +357,67 @@ mod tests {
             // Pure function of (set, unhealthy set): recovering restores the original table.
             assert_eq!(degraded.failover([]), table);
         }
+    }
+
+    #[test]
+    fn fingerprint_is_a_function_of_the_effective_table() {
+        for mode in Mode::ALL {
+            let names = ["gw-0.gw:4317", "gw-1.gw:4317", "gw-2.gw:4317"];
+            let a =
+                RoutingTable::build(mode, names.iter().map(|n| Member::new(*n))).expect("valid");
+            let b = RoutingTable::build(mode, names.iter().rev().map(|n| Member::new(*n)))
+                .expect("valid");
+            assert_eq!(
+                a.fingerprint(),
+                b.fingerprint(),
+                "{mode}: order must not matter"
+            );
+
+            let grown = RoutingTable::build(
+                mode,
+                names
+                    .iter()
+                    .chain(&["gw-3.gw:4317"])
+                    .map(|n| Member::new(*n)),
+            )
+            .expect("valid");
+            assert_ne!(a.fingerprint(), grown.fingerprint(), "{mode}: a join");
+            let shrunk = RoutingTable::build(mode, names[..2].iter().map(|n| Member::new(*n)))
+                .expect("valid");
+            assert_ne!(a.fingerprint(), shrunk.fingerprint(), "{mode}: a leave");
+
+            let failed = a.failover(["gw-1.gw:4317"]);
+            assert_ne!(a.fingerprint(), failed.fingerprint(), "{mode}: a failover");
+            assert_eq!(
+                failed.failover([]).fingerprint(),
+                a.fingerprint(),
+                "{mode}: recovery"
+            );
+        }
+        let slots = RoutingTable::build(Mode::Slots, [Member::new("a:1")]).expect("valid");
+        let jump =
+            RoutingTable::build(Mode::Jump, [Member::with_ordinal("a:1", 0)]).expect("valid");
+        assert_ne!(
+            slots.fingerprint(),
+            jump.fingerprint(),
+            "the mode is part of the table"
+        );
+        // Same endpoint, another ordinal: another jump placement, another fingerprint.
+        let jump1 =
+            RoutingTable::build(Mode::Jump, [Member::with_ordinal("a:1", 1)]).expect("valid");
+        assert_ne!(jump.fingerprint(), jump1.fingerprint());
+    }
+
+    /// `fingerprint()` of a one-member slots table, pinned when the formula was introduced.
+    const FROZEN_FINGERPRINT: u64 = 0xb924_ca73_4854_0af5;
+
+    #[test]
+    fn fingerprint_is_frozen() {
+        // On the wire between versions: a change here makes mixed fleets count disagreements.
+        let t = RoutingTable::build(Mode::Slots, [Member::new("10.0.0.1:4317")]).expect("valid");
+        assert_eq!(t.fingerprint(), FROZEN_FINGERPRINT);
+        let empty = RoutingTable::build(Mode::Slots, []).expect("valid");
+        assert_ne!(empty.fingerprint(), t.fingerprint());
     }
 
     #[test]

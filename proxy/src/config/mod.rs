@@ -12,6 +12,7 @@ pub mod common;
 pub mod duration;
 pub mod error;
 pub mod id;
+pub mod keys;
 pub mod registry;
 pub mod service;
 pub mod source;

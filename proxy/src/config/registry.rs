@@ -4,10 +4,10 @@
 //! [`Section::implemented`], a variant to the matching enum below and an arm to its section's
 //! parser; then a factory arm in `service/build.rs` (docs/proxy.md, "Adding a component").
 
-use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
-use super::error::{join, ConfigErrors};
+use super::error::ConfigErrors;
+pub use super::keys::parse_keys;
 use crate::connector::spanmetrics::config::{Settings as SpanMetricsSettings, SpanMetricsConfig};
 use crate::exporter::debug::config::{DebugExporterConfig, NopExporterConfig};
 use crate::exporter::loadbalancing::config::{self as loadbalancing, LoadBalancingConfig};
@@ -172,33 +172,6 @@ pub fn check_kind(section: Section, kind: &str, path: &str, errors: &mut ConfigE
         );
     }
     false
-}
-
-/// Deserializes `value` into `T`, recording serde's message at the exact key path on failure.
-/// A `null` component (`batch:` with nothing under it) means all defaults, as in the collector.
-pub fn parse_keys<T: DeserializeOwned>(
-    value: Value,
-    path: &str,
-    errors: &mut ConfigErrors,
-) -> Option<T> {
-    let value = if value.is_null() {
-        Value::Mapping(Mapping::new())
-    } else {
-        value
-    };
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let full = if inner == "." {
-                path.to_owned()
-            } else {
-                join(path, &inner)
-            };
-            errors.push(full, e.into_inner().to_string());
-            None
-        }
-    }
 }
 
 /// Parses a receiver of an implemented type.

@@ -648,7 +648,23 @@ pub async fn send_on_client(
         .unwrap_or_else(|e| (u32::MAX, e))
 }
 
+/// Longest a test waits for one answer: a core that panicked or hangs fails the test with a
+/// message instead of holding it until the harness gives up.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
 async fn request_on(
+    client: h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<(u32, String), String> {
+    tokio::time::timeout(ANSWER_TIMEOUT, exchange(client, addr, path, headers, body))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer from {addr} within {ANSWER_TIMEOUT:?}")))
+}
+
+async fn exchange(
     client: h2::client::SendRequest<Bytes>,
     addr: SocketAddr,
     path: &str,

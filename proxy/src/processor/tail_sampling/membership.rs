@@ -15,7 +15,7 @@ use tailgate_routing::mode::Mode;
 use crate::config::common::split_host_port;
 use crate::config::duration::GoDuration;
 use crate::config::error::{join, ConfigErrors};
-use crate::config::registry::parse_keys;
+use crate::config::keys::parse_keys;
 use crate::exporter::loadbalancing::config::{LoadBalancingConfig, Protocol, ResolverSettings};
 
 /// The CoreDNS cache ceiling a dns resolver's answers may lag by (design §3: part of the skew).

@@ -321,17 +321,7 @@ impl LoadBalancingConfig {
                 "health-aware failover is not implemented in tailgate yet; remove failover_after",
             );
         }
-        if let Some(s) = &t.dns_server {
-            if s.parse::<std::net::SocketAddr>().is_err() {
-                errors.push(
-                    join(path, "dns_server"),
-                    format!("{s:?} is not an ip:port address, e.g. 127.0.0.1:53"),
-                );
-            }
-            if self.resolver.dns.is_none() {
-                errors.push(join(path, "dns_server"), "only applies to resolver.dns");
-            }
-        }
+        check_dns_server(t.dns_server.as_deref(), &self.resolver, path, errors);
         self.validate_k8s_keys(path, errors);
     }
 
@@ -468,6 +458,28 @@ impl K8sResolver {
             Some((n, ns)) => (n, Some(ns)),
             None => (self.service.as_str(), None),
         }
+    }
+}
+
+/// Checks a `dns_server` key (under `path`): an `ip:port` address, set only with `resolver.dns`.
+/// Agents' `tailgate.dns_server` and the gateway membership's `dns_server` share it.
+pub fn check_dns_server(
+    dns_server: Option<&str>,
+    resolver: &ResolverSettings,
+    path: &str,
+    errors: &mut ConfigErrors,
+) {
+    let Some(s) = dns_server else {
+        return;
+    };
+    if s.parse::<std::net::SocketAddr>().is_err() {
+        errors.push(
+            join(path, "dns_server"),
+            format!("{s:?} is not an ip:port address, e.g. 127.0.0.1:53"),
+        );
+    }
+    if resolver.dns.is_none() {
+        errors.push(join(path, "dns_server"), "only applies to resolver.dns");
     }
 }
 

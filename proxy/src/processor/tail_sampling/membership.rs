@@ -16,7 +16,9 @@ use crate::config::common::split_host_port;
 use crate::config::duration::GoDuration;
 use crate::config::error::{join, ConfigErrors};
 use crate::config::keys::parse_keys;
-use crate::exporter::loadbalancing::config::{LoadBalancingConfig, Protocol, ResolverSettings};
+use crate::exporter::loadbalancing::config::{
+    check_dns_server, LoadBalancingConfig, Protocol, ResolverSettings,
+};
 
 /// The CoreDNS cache ceiling a dns resolver's answers may lag by (design §3: part of the skew).
 const DNS_CACHE_CEILING: Duration = Duration::from_secs(30);
@@ -142,17 +144,7 @@ fn check_peers(keys: &MembershipKeys, path: &str, errors: &mut ConfigErrors) {
     };
     // The only tailgate-block keys the membership has are checked below, at their own paths.
     let _ = as_agent.validate(path, errors);
-    if let Some(s) = &keys.dns_server {
-        if s.parse::<std::net::SocketAddr>().is_err() {
-            errors.push(
-                join(path, "dns_server"),
-                format!("{s:?} is not an ip:port address, e.g. 10.0.0.10:53"),
-            );
-        }
-        if keys.resolver.dns.is_none() {
-            errors.push(join(path, "dns_server"), "only applies to resolver.dns");
-        }
-    }
+    check_dns_server(keys.dns_server.as_deref(), &keys.resolver, path, errors);
 }
 
 /// The view skew a resolver allows for (design §3): dns re-resolves every `interval` within

@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::gen::{ReplayPool, Workload, WorkloadConfig};
+use crate::gen::{CorpusKind, ReplayPool, Workload, WorkloadConfig};
 use crate::grpc::{self, Compression};
 use crate::manifest::ManifestEntry;
 use crate::pace::{Clock, MonotonicClock, Pace, Pacer, Rate};
@@ -50,6 +50,10 @@ pub struct LoadConfig {
     /// Build this many requests once and replay them with fresh trace IDs (fast; see
     /// [`crate::gen::replay`]) instead of generating every request live.
     pub replay_pool: Option<usize>,
+    /// What the replay pool is built from: the synthetic `workload` or the realistic corpus (from
+    /// `workload`'s seed, spans per request and slow threshold); the realistic corpus is only
+    /// replayed, so it needs `replay_pool`.
+    pub corpus: CorpusKind,
     /// Show a live progress line (indicatif) on stderr.
     pub progress: bool,
     /// Counters to update while running (for a caller that samples them, e.g. to plot the rate
@@ -71,6 +75,7 @@ impl LoadConfig {
             timeout: Duration::from_secs(30),
             workload: WorkloadConfig::default(),
             replay_pool: None,
+            corpus: CorpusKind::Synthetic,
             progress: false,
             counters: None,
         }
@@ -128,6 +133,10 @@ pub enum LoadError {
     /// The replay pool could not be built.
     #[error(transparent)]
     Replay(#[from] crate::gen::replay::ReplayError),
+    /// The realistic corpus was asked for without a replay pool (it is never generated live: a
+    /// corpus request costs milliseconds to make).
+    #[error("the realistic corpus is replayed only: give a replay pool")]
+    LiveCorpus,
     /// No target was given.
     #[error("no target to send to")]
     NoTarget,
@@ -193,9 +202,12 @@ pub async fn run(config: LoadConfig) -> Result<LoadOutcome, LoadError> {
         timeout: Some(config.timeout),
         ..SenderConfig::default()
     };
-    let source = match config.replay_pool {
-        Some(n) => Source::Replay(ReplayPool::build(config.workload.clone(), n)?),
-        None => Source::Live(Box::new(Workload::new(config.workload.clone()))),
+    let source = match (config.replay_pool, config.corpus) {
+        (Some(n), kind) => Source::Replay(ReplayPool::of_kind(kind, config.workload.clone(), n)?),
+        (None, CorpusKind::Synthetic) => {
+            Source::Live(Box::new(Workload::new(config.workload.clone())))
+        }
+        (None, CorpusKind::Realistic) => return Err(LoadError::LiveCorpus),
     };
     let counters = config.counters.clone().unwrap_or_default();
     let mut queues = Vec::new();

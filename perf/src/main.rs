@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tailgate_perf::check::{self, SinkObservations};
-use tailgate_perf::gen::{SpanCount, TraceShape, WorkloadConfig};
+use tailgate_perf::gen::{CorpusKind, SpanCount, TraceShape, WorkloadConfig};
 use tailgate_perf::grpc::{Compression, GrpcStatus};
 use tailgate_perf::loadgen::{self, LoadConfig};
 use tailgate_perf::manifest::{self, ManifestWriter};
@@ -69,6 +69,10 @@ struct ScenarioArgs {
     /// passthrough in and out, agent out (loadbalancing), gateway in (the load): none, gzip or zstd.
     #[arg(long, default_value = "none", value_parser = parse_compression)]
     compression: Compression,
+    /// throughput: the replayed requests: synthetic (~225-byte spans, the default, comparable
+    /// with earlier figures) or realistic (the corpus: random IDs, varied values, large attributes).
+    #[arg(long, default_value = "synthetic", value_parser = parse_corpus)]
+    corpus: CorpusKind,
     /// throughput/latency/soak: tailgate configuration to measure: passthrough, agent or gateway
     /// (repeatable; default: all three for throughput, agent for latency, gateway for soak).
     #[arg(long = "target", value_parser = parse_target)]
@@ -274,6 +278,7 @@ async fn loadgen_cmd(a: LoadgenArgs) -> CmdResult {
             seed: a.seed,
         },
         replay_pool: a.replay_pool,
+        corpus: CorpusKind::Synthetic,
         progress: !a.quiet,
         counters: None,
     };
@@ -394,6 +399,7 @@ async fn scenario_cmd(a: ScenarioArgs) -> CmdResult {
     ctx.peer_cmd = a.peer_cmd;
     ctx.targets = a.targets;
     ctx.compression = a.compression;
+    ctx.corpus = a.corpus;
     let started = std::time::Instant::now();
     let out = scenario::run(a.name, &ctx).await?;
     finish_scenario(&ctx, &out, started.elapsed())
@@ -467,6 +473,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(err()),
     };
     Duration::try_from_secs_f64(secs).map_err(|_| err())
+}
+
+fn parse_corpus(s: &str) -> Result<CorpusKind, String> {
+    CorpusKind::parse(s).ok_or_else(|| format!("{s:?}: want synthetic or realistic"))
 }
 
 fn parse_compression(s: &str) -> Result<Compression, String> {

@@ -15,7 +15,7 @@ pub mod workload;
 /// dependency on this crate.
 pub use tailgate_proto::corpus;
 
-pub use replay::ReplayPool;
+pub use replay::{CorpusKind, ReplayPool};
 
 pub use shape::{GenTrace, SpanCount, TraceShape};
 pub use workload::{Batch, Workload, WorkloadConfig};

@@ -99,6 +99,8 @@ pub struct ScenarioContext {
     /// `throughput`: compression of every target's compressed hops (passthrough in and out, agent
     /// out, gateway in: `throughput::TargetKind::hops`); `none` by default.
     pub compression: crate::grpc::Compression,
+    /// `throughput`: what the replay pool is built from; synthetic by default.
+    pub corpus: crate::gen::CorpusKind,
     /// `throughput`, `latency`, `soak`: the tailgate configurations to measure instead of the
     /// scenario's default (latency and soak take the first).
     pub targets: Vec<throughput::TargetKind>,
@@ -121,6 +123,7 @@ impl ScenarioContext {
             progress: false,
             peer_cmd: None,
             compression: crate::grpc::Compression::None,
+            corpus: crate::gen::CorpusKind::Synthetic,
             targets: Vec::new(),
         })
     }
@@ -181,6 +184,7 @@ pub async fn run(
             if !ctx.targets.is_empty() {
                 config.targets = ctx.targets.clone();
             }
+            config.corpus = ctx.corpus;
             throughput::run(ctx, &config, ui).await
         }
         ScenarioName::Latency => {

@@ -13,6 +13,12 @@
 //! passthrough in and out, the agent's output to its gateways (its input comes from SDKs, sent
 //! uncompressed here as before) and the gateway's input (its output to the final backend stays
 //! uncompressed). `none` is the default, so figures stay comparable with earlier runs.
+//!
+//! `--corpus synthetic|realistic` picks what the pool holds: the synthetic workload (the default,
+//! for the same reason) or 1000-span requests of the realistic corpus ([`crate::gen::corpus`],
+//! seeded with the workload's seed), replayed the same way (fresh trace IDs each round). The
+//! throughput check needs span counts only (spans answered, spans the sinks accepted, the exit);
+//! the pool's manifest is exact for either corpus but not compared here.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -24,7 +30,7 @@ use super::process::{ExitReport, Managed, Tailgate};
 use super::topology::{self, start_sinks, START_DEADLINE, STOP_DEADLINE};
 use super::ui::Ui;
 use super::{ScenarioContext, ScenarioError, ScenarioOutput, Size};
-use crate::gen::{SpanCount, TraceShape, WorkloadConfig};
+use crate::gen::{CorpusKind, SpanCount, TraceShape, WorkloadConfig};
 use crate::grpc::Compression;
 use crate::loadgen::{self, LoadConfig, LoadCounters, LoadSummary};
 use crate::pace::Rate;
@@ -120,6 +126,9 @@ pub struct ThroughputConfig {
     pub in_flight: u32,
     /// The traffic (1000 spans per request, ~225-byte spans).
     pub workload: WorkloadConfig,
+    /// What the replay pool holds: `workload`'s requests, or the realistic corpus from its seed
+    /// with its spans per request.
+    pub corpus: CorpusKind,
     /// Gateway sampling settings.
     pub sampling: Sampling,
     /// Which tailgate configurations to measure (a peer is added from the context).
@@ -151,6 +160,7 @@ impl ThroughputConfig {
                 interleave: 200,
                 seed: 11,
             },
+            corpus: CorpusKind::Synthetic,
             sampling: Sampling {
                 decision_wait: Duration::from_secs(2),
                 num_traces: 400_000,
@@ -397,11 +407,20 @@ pub(crate) async fn measure(
     })
 }
 
-/// Bytes per span of the workload's requests (one generated request).
-pub fn bytes_per_span(workload: &WorkloadConfig) -> f64 {
-    let mut w = crate::gen::Workload::new(workload.clone());
-    w.next_batch(0)
-        .map_or(0.0, |b| b.request.len() as f64 / f64::from(b.spans.max(1)))
+/// Bytes per span of the requests `corpus` makes from `workload` (one request).
+pub fn bytes_per_span(workload: &WorkloadConfig, corpus: CorpusKind) -> f64 {
+    match corpus {
+        CorpusKind::Synthetic => {
+            let mut w = crate::gen::Workload::new(workload.clone());
+            w.next_batch(0)
+                .map_or(0.0, |b| b.request.len() as f64 / f64::from(b.spans.max(1)))
+        }
+        CorpusKind::Realistic => {
+            let spans = workload.spans_per_request.max(1);
+            let mut corpus = crate::gen::corpus::Corpus::new(workload.seed);
+            corpus.next_request_bytes(spans as usize).len() as f64 / f64::from(spans)
+        }
+    }
 }
 
 /// Runs the scenario over every target (and the context's peer).
@@ -424,12 +443,13 @@ pub async fn run(
             max_spans: None,
             workload: config.workload.clone(),
             replay_pool: Some(config.pool),
+            corpus: config.corpus,
             ..LoadConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)))
         };
         results.push(measure(ctx, kind, load, &config.sampling, ui).await?);
     }
-    let bps = bytes_per_span(&config.workload);
-    let markdown = markdown(&results, bps);
+    let bps = bytes_per_span(&config.workload, config.corpus);
+    let markdown = markdown(&results, config.corpus, bps);
     let plots = write_plots(ctx, &results);
     let json = serde_json::json!({
         "config": config,
@@ -444,18 +464,22 @@ pub async fn run(
     })
 }
 
-fn markdown(results: &[TargetResult], bytes_per_span: f64) -> String {
+fn markdown(results: &[TargetResult], corpus: CorpusKind, bytes_per_span: f64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| target | compression | spans in | seconds | spans/s | CPU-s | **spans per CPU-second** | spans out | max RSS MiB | p99 µs | exit |"
+        "| target | corpus | compression | spans in | seconds | spans/s | CPU-s | **spans per CPU-second** | spans out | max RSS MiB | p99 µs | exit |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        s,
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
     for r in results {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.1} | {:.0} | {:.2} | **{:.0}** | {} | {:.0} | {} | {} |",
+            "| {} | {} | {} | {} | {:.1} | {:.0} | {:.2} | **{:.0}** | {} | {:.0} | {} | {} |",
             r.target.label(),
+            corpus.name(),
             r.hops.label(),
             r.load.spans_ok,
             r.load.elapsed_secs,
@@ -470,7 +494,8 @@ fn markdown(results: &[TargetResult], bytes_per_span: f64) -> String {
     }
     let _ = writeln!(
         s,
-        "\n1000 spans per request, {bytes_per_span:.0} bytes per span on the wire; CPU = utime + stime of the process under test."
+        "\n{} corpus, 1000 spans per request, {bytes_per_span:.0} bytes per span on the wire; CPU = utime + stime of the process under test.",
+        corpus.name()
     );
     s
 }
@@ -584,6 +609,16 @@ mod tests {
             PeerCommand("/opt/bin/otelcol --config x".into()).program(),
             "otelcol"
         );
+    }
+
+    #[test]
+    fn the_realistic_corpus_has_larger_spans() {
+        let w = ThroughputConfig::for_size(Size::Smoke).workload;
+        let synthetic = bytes_per_span(&w, CorpusKind::Synthetic);
+        let realistic = bytes_per_span(&w, CorpusKind::Realistic);
+        assert!((215.0..235.0).contains(&synthetic), "{synthetic}");
+        // About 0.5 MB per 1000-span request (proto/src/corpus.rs).
+        assert!((300.0..1000.0).contains(&realistic), "{realistic}");
     }
 
     #[test]

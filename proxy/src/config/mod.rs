@@ -181,6 +181,7 @@ fn build(root: Value, errors: &mut ConfigErrors) -> Config {
             }
         }
     }
+    one_membership(&processors, errors);
     let mut exporters = BTreeMap::new();
     for (id, v, path) in raw_exporters {
         known.exporters.push(id.clone());
@@ -238,6 +239,27 @@ fn build(root: Value, errors: &mut ConfigErrors) -> Config {
         log_level,
         shutdown: service.tailgate,
         warnings,
+    }
+}
+
+/// At most one `tail_sampling` per process may set `tailgate.membership`: spans forwarded between
+/// gateways carry no instance name, so a second instance could not tell its peers' spans apart.
+fn one_membership(processors: &BTreeMap<ComponentId, ProcessorConfig>, errors: &mut ConfigErrors) {
+    let mut with = processors.iter().filter_map(|(id, p)| match p {
+        ProcessorConfig::TailSampling(c) if c.membership.is_some() => Some(id),
+        _ => None,
+    });
+    let Some(first) = with.next() else {
+        return;
+    };
+    for id in with {
+        errors.push(
+            format!("processors.{id}.tailgate.membership"),
+            format!(
+                "only one tail_sampling per process may set membership (processors.{first} does): \
+                 forwarded spans do not name the instance they are for"
+            ),
+        );
     }
 }
 

@@ -615,3 +615,31 @@ fn compression_levels_load_and_bad_ones_name_their_key_paths() {
         );
     }
 }
+
+#[test]
+fn only_one_tail_sampling_may_set_membership() {
+    let membership =
+        "tailgate:\n      membership: {resolver: {static: {hostnames: [a:4317]}}, self: a:4317}";
+    let text = format!(
+        "receivers: {{otlp: {{protocols: {{grpc: {{endpoint: 127.0.0.1:0}}}}}}}}\n\
+         processors:\n  \
+           tail_sampling/a:\n    policies: [{{name: all, type: always_sample}}]\n    {membership}\n  \
+           tail_sampling/b:\n    policies: [{{name: all, type: always_sample}}]\n    {membership}\n\
+         exporters: {{nop: {{}}}}\n\
+         service:\n  pipelines:\n    traces/a: {{receivers: [otlp], processors: [tail_sampling/a], exporters: [nop]}}\n    \
+           traces/b: {{receivers: [otlp], processors: [tail_sampling/b], exporters: [nop]}}\n"
+    );
+    let errs = messages(&load_one("m.yaml", &text).unwrap_err());
+    assert!(
+        errs.iter().any(|e| e.starts_with(
+            "m.yaml: processors.tail_sampling/b.tailgate.membership: only one tail_sampling per process"
+        )),
+        "{errs:#?}"
+    );
+    assert!(
+        !errs
+            .iter()
+            .any(|e| e.contains("tail_sampling/a.tailgate.membership: only one")),
+        "{errs:#?}"
+    );
+}

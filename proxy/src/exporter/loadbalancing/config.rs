@@ -124,8 +124,11 @@ impl Default for K8sResolver {
 pub struct TailgateKeys {
     /// `jump`, `slots` or `collector`; by resolver kind when absent (see `docs/routing.md`).
     pub hashing: Option<String>,
-    /// Health-aware failover (reserved: rejected until implemented; see `docs/routing.md`).
+    /// The old reserved key for health-aware failover: refused, naming `endpoint_health`.
     pub failover_after: Option<GoDuration>,
+    /// Health-aware failover (docs/membership-design.md §8), contrib's key names: checked, and
+    /// refused while `enabled` until the health signal is wired.
+    pub endpoint_health: Option<EndpointHealth>,
     /// DNS server (`ip:port`) for the dns resolver instead of the system's (`/etc/resolv.conf`).
     pub dns_server: Option<String>,
     /// Kubernetes API server URL for the k8s resolver instead of the in-cluster / kubeconfig one.
@@ -139,6 +142,117 @@ pub struct TailgateKeys {
     /// Recognised so the error can say where the level goes: next to `compression`, under
     /// `protocol.otlp.tailgate.compression_params`.
     pub compression_params: Option<serde_yaml::Value>,
+}
+
+/// `tailgate.endpoint_health`: collector-contrib's `endpoint_health` key names (seen in its source,
+/// not in a release), nested under `tailgate:` until the collector ships them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointHealth {
+    /// Whether failed backends are taken out of the table (default false).
+    pub enabled: bool,
+    /// After a passive failure, how long before a probe may bring the backend back (30 s).
+    pub quarantine_duration: GoDuration,
+    /// Data for a failed backend goes to its stand-in (always, when enabled).
+    pub reroute_on_failure: bool,
+    /// How many stand-ins a batch may try (1).
+    pub max_reroute_attempts: u32,
+    /// Empty exports sent to every backend to notice one that hangs.
+    pub active_probe: ActiveProbe,
+}
+
+impl Default for EndpointHealth {
+    fn default() -> Self {
+        EndpointHealth {
+            enabled: false,
+            quarantine_duration: GoDuration(Duration::from_secs(30)),
+            reroute_on_failure: true,
+            max_reroute_attempts: 1,
+            active_probe: ActiveProbe::default(),
+        }
+    }
+}
+
+/// `tailgate.endpoint_health.active_probe`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActiveProbe {
+    /// Whether probes are sent (default false).
+    pub enabled: bool,
+    /// Consecutive failures that take a backend down (2).
+    pub fall: u32,
+    /// Consecutive probe successes that bring it back (2).
+    pub rise: u32,
+    /// Random spread of the probe interval, a fraction in [0, 1) (0.1).
+    pub jitter: f64,
+    /// Time between probes of one backend (1 s; tailgate's key).
+    pub interval: GoDuration,
+    /// Deadline of one probe (1 s; tailgate's key).
+    pub timeout: GoDuration,
+}
+
+impl Default for ActiveProbe {
+    fn default() -> Self {
+        ActiveProbe {
+            enabled: false,
+            fall: 2,
+            rise: 2,
+            jitter: 0.1,
+            interval: GoDuration(Duration::from_secs(1)),
+            timeout: GoDuration(Duration::from_secs(1)),
+        }
+    }
+}
+
+impl EndpointHealth {
+    /// Checks the ranges (under `path`, the block's own), then refuses `enabled: true`: the
+    /// health signal that would drive failover is not wired yet, and an enabled key that did
+    /// nothing would mislead.
+    fn validate(&self, path: &str, errors: &mut ConfigErrors) {
+        if self.quarantine_duration.0.is_zero() {
+            errors.push(
+                join(path, "quarantine_duration"),
+                "must be greater than zero",
+            );
+        }
+        if self.max_reroute_attempts != 1 {
+            errors.push(
+                join(path, "max_reroute_attempts"),
+                "only 1 is supported: a batch goes to the failed backend's stand-in, never further",
+            );
+        }
+        if !self.reroute_on_failure {
+            errors.push(
+                join(path, "reroute_on_failure"),
+                "false is not supported: data for a failed backend is always rerouted",
+            );
+        }
+        let probe = join(path, "active_probe");
+        let p = &self.active_probe;
+        for (key, n) in [("fall", p.fall), ("rise", p.rise)] {
+            if n == 0 {
+                errors.push(join(&probe, key), "must be at least 1");
+            }
+        }
+        if !(0.0..1.0).contains(&p.jitter) {
+            errors.push(
+                join(&probe, "jitter"),
+                format!("{} is not a fraction in [0, 1)", p.jitter),
+            );
+        }
+        for (key, d) in [("interval", p.interval), ("timeout", p.timeout)] {
+            if d.0.is_zero() {
+                errors.push(join(&probe, key), "must be greater than zero");
+            }
+        }
+        if self.enabled {
+            errors.push(
+                join(path, "enabled"),
+                "health-aware failover is checked but not built yet \
+                 (docs/membership-design.md §8); set enabled: false or remove the block",
+            );
+        }
+    }
 }
 
 /// The endpoint `protocol.otlp` is validated with: each backend's replaces it.
@@ -302,6 +416,9 @@ impl LoadBalancingConfig {
 
     fn validate_tailgate(&self, path: &str, errors: &mut ConfigErrors) {
         let t = &self.tailgate;
+        if let Some(h) = &t.endpoint_health {
+            h.validate(&join(path, "endpoint_health"), errors);
+        }
         if t.compression_params.is_some() {
             errors.push(
                 join(path, "compression_params"),
@@ -318,7 +435,8 @@ impl LoadBalancingConfig {
             // is not wired yet, and a key that silently did nothing would mislead.
             errors.push(
                 join(path, "failover_after"),
-                "health-aware failover is not implemented in tailgate yet; remove failover_after",
+                "health-aware failover is not implemented in tailgate yet; remove failover_after \
+                 (its successor is tailgate.endpoint_health)",
             );
         }
         check_dns_server(t.dns_server.as_deref(), &self.resolver, path, errors);
@@ -684,6 +802,35 @@ mod tests {
             errs[1].starts_with("exporters.loadbalancing.tailgate.compression_params: the level goes next to the compression it sets: protocol.otlp.tailgate.compression_params"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn endpoint_health_is_checked_and_refused_while_enabled() {
+        let base = "resolver: {static: {hostnames: [a:4317]}}\ntailgate:\n  endpoint_health:";
+        // Disabled (contrib's default): accepted, with every default.
+        assert!(validated(&format!("{base} {{enabled: false}}")).is_ok());
+        let errs = validated(&format!(
+            "{base}\n    enabled: true\n    quarantine_duration: 0s\n    max_reroute_attempts: 2\n    \
+             active_probe: {{fall: 0, rise: 1, jitter: 1.5, interval: 0s, timeout: 1s}}"
+        ))
+        .unwrap_err();
+        let at = "exporters.loadbalancing.tailgate.endpoint_health";
+        for key in [
+            "enabled:",
+            "quarantine_duration:",
+            "max_reroute_attempts:",
+            "active_probe.fall:",
+            "active_probe.jitter:",
+            "active_probe.interval:",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(&format!("{at}.{key}"))),
+                "{key}: {errs:?}"
+            );
+        }
+        assert_eq!(errs.len(), 6, "{errs:?}");
+        let errs = validated(&format!("{base} {{enable: true}}")).unwrap_err();
+        assert!(errs.iter().any(|e| e.contains("enable")), "{errs:?}");
     }
 
     #[test]

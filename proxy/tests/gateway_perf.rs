@@ -74,10 +74,21 @@ fn bodies(seed: u64, traces: usize) -> (Vec<Bytes>, usize) {
             rng.shuffle(&mut spans);
             let payload = request_of(spans.into_iter()).encode_to_vec();
             wire += payload.len();
-            frame(&payload, Compression::Identity)
+            frame(&payload, load_compression())
         })
         .collect();
     (out, wire)
+}
+
+/// The compression of the load: `TAILGATE_PERF_COMPRESSION` = none (default), gzip or zstd
+/// (issue 19's "gateway receiving gzip" rows).
+fn load_compression() -> Compression {
+    match std::env::var("TAILGATE_PERF_COMPRESSION").as_deref() {
+        Err(_) | Ok("none") => Compression::Identity,
+        Ok(name) => Compression::from_name(name).unwrap_or_else(|| {
+            panic!("TAILGATE_PERF_COMPRESSION={name}: expected none, gzip or zstd")
+        }),
+    }
 }
 
 /// Sends `bodies` over `connections` reused h2 connections; `pace` spaces requests per connection.
@@ -102,7 +113,13 @@ async fn send(addr: SocketAddr, bodies: Vec<Bytes>, connections: usize, pace: Op
                     tokio::time::sleep_until(at.into()).await;
                 }
                 loop {
-                    let resp = support::start_export(&client, addr, &body).await;
+                    let encoding = load_compression();
+                    let headers: &[(&str, &str)] = if encoding == Compression::Identity {
+                        &[]
+                    } else {
+                        &[("grpc-encoding", encoding.name())]
+                    };
+                    let resp = support::start_export_with(&client, addr, &body, headers).await;
                     let (parts, mut resp) = resp.await.unwrap().into_parts();
                     // A refusal is trailers-only: the status comes in the headers.
                     let status = match parts.headers.get("grpc-status") {
@@ -161,10 +178,11 @@ async fn run(cores: &str, traces: usize, rate: Option<usize>) {
     let (cpu1, _) = proc_stat(pid);
     let cpu = cpu1 - cpu0;
     println!(
-        "cores {cores}, rate {}: {spans} spans ({} B/span on the wire) sent in {sent:?}, \
+        "cores {cores}, rate {}, load {}: {spans} spans ({} B/span uncompressed) sent in {sent:?}, \
          {exported} exported, {cpu:.2} tailgate CPU-s (incl. the decision wait; {:.2} of them while \
          sending): {:.2} M spans per CPU-second",
         rate.map_or("max".to_owned(), |r| format!("{r} traces/s")),
+        load_compression().name(),
         wire / spans,
         cpu_sent - cpu0,
         spans as f64 / cpu / 1e6

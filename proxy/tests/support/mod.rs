@@ -43,14 +43,16 @@ pub struct Tailgate {
 async fn open_export(
     client: &h2::client::SendRequest<Bytes>,
     addr: SocketAddr,
+    headers: &[(&str, &str)],
 ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
     let mut c = client.clone().ready().await.unwrap();
-    let req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
+    let mut req = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
         .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    c.send_request(req, false).unwrap()
+        .header("te", "trailers");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    c.send_request(req.body(()).unwrap(), false).unwrap()
 }
 
 /// Starts one OTLP/gRPC Export call with the framed `body` on `client` (connected to `addr`);
@@ -60,7 +62,17 @@ pub async fn start_export(
     addr: SocketAddr,
     body: &Bytes,
 ) -> h2::client::ResponseFuture {
-    let (resp, mut stream) = open_export(client, addr).await;
+    start_export_with(client, addr, body, &[]).await
+}
+
+/// [`start_export`] with extra request headers (`grpc-encoding` for a compressed body).
+pub async fn start_export_with(
+    client: &h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+    body: &Bytes,
+    headers: &[(&str, &str)],
+) -> h2::client::ResponseFuture {
+    let (resp, mut stream) = open_export(client, addr, headers).await;
     stream.send_data(body.clone(), true).unwrap();
     resp
 }
@@ -720,7 +732,7 @@ pub async fn stalled_export(
     declared: u32,
     payload: &Bytes,
 ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
-    let (resp, mut stream) = open_export(client, addr).await;
+    let (resp, mut stream) = open_export(client, addr, &[]).await;
     let mut prefix = BytesMut::with_capacity(5);
     prefix.put_u8(0);
     prefix.put_u32(declared);

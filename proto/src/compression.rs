@@ -163,6 +163,12 @@ enum DeflateLevel {
 
 impl DeflateLevel {
     /// The deflate setting of `level`, if deflate has it.
+    /// [`DeflateLevel::of`], a level deflate lacks as an `InvalidInput` error naming `codec`.
+    fn checked(codec: &'static str, level: Level) -> io::Result<DeflateLevel> {
+        DeflateLevel::of(level)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, LevelError { codec, level }))
+    }
+
     fn of(level: Level) -> Option<DeflateLevel> {
         match level {
             Level::Fast => Some(DeflateLevel::Numbered(DEFLATE_FAST.unsigned_abs())),
@@ -271,15 +277,7 @@ impl Encoder {
 
     fn deflate_level(self) -> io::Result<DeflateLevel> {
         // `new` checked the level; a level it refused cannot reach here.
-        DeflateLevel::of(self.level).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                LevelError {
-                    codec: self.codec.name(),
-                    level: self.level,
-                },
-            )
-        })
+        DeflateLevel::checked(self.codec.name(), self.level)
     }
 }
 
@@ -287,16 +285,12 @@ impl Encoder {
 /// `Content-Encoding: zlib` and `deflate`, which the receivers do not accept, so it is no
 /// [`Compression`]. Levels as gzip's; another level is an `InvalidInput` error.
 pub fn zlib_into(input: &[u8], level: Level, out: &mut Vec<u8>) -> io::Result<()> {
-    let deflate = DeflateLevel::of(level).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            LevelError {
-                codec: "zlib",
-                level,
-            },
-        )
-    })?;
-    deflate_into(input, out, deflate, Wrapper::Zlib)
+    deflate_into(
+        input,
+        out,
+        DeflateLevel::checked("zlib", level)?,
+        Wrapper::Zlib,
+    )
 }
 
 fn oversize(limit: usize) -> DecompressError {

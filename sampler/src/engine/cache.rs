@@ -50,7 +50,8 @@ impl DecisionCache {
 
     /// Was this trace ID remembered (up to the documented false-positive rate)?
     pub fn contains(&self, trace_id: &[u8; 16]) -> bool {
-        self.capacity != 0 && self.set.contains(&fingerprint(trace_id))
+        // Empty (disabled, or nothing imported yet): no hashing on the insert path.
+        !self.set.is_empty() && self.set.contains(&fingerprint(trace_id))
     }
 
     /// Entries it holds at most (0 = disabled).

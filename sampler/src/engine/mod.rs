@@ -441,7 +441,7 @@ impl<S: SpanData, C: Clock> Engine<S, C> {
             self.counters.early_releases_from_cache_not_sampled += 1;
             return self.late(span, false);
         }
-        // Capacity 0 (one compare each) unless a cache is configured at 0.
+        // Empty until something is imported (one compare each).
         if self.imported_sampled.contains(&id) {
             self.counters.early_releases_from_cache_sampled += 1;
             return self.late(span, true);

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -83,12 +84,49 @@ impl Metadata {
     }
 }
 
-/// The mark on gateway-to-gateway data: which routing table the sender used, so disagreements
-/// between gateways can be counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The mark on gateway-to-gateway data (the `tailgate-hop` header, docs/membership-design.md §5):
+/// who sent it, why, which routing table the sender used (so disagreements between gateways are
+/// counted), and the batch ID that makes a retried forward harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Hop {
-    /// Hash of the sender's routing table.
+    /// Forwarded (and why) or handed over.
+    pub kind: HopKind,
+    /// The sender's endpoint as the resolver lists it (its `membership.self`).
+    pub from: Arc<str>,
+    /// The sender's incarnation: a restart at the same address is a new member.
+    pub incarnation: u64,
+    /// Hash of the sender's effective routing table.
     pub table: u64,
+    /// The sender's core and its sequence number on that core.
+    pub batch: (u16, u64),
+}
+
+/// What a marked payload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HopKind {
+    /// Spans the sender does not hold, sent to their owner or claimant (`k=fwd`).
+    Forward(tailgate_routing::membership::Reason),
+    /// An undecided fragment handed to its claimant (`k=handover`): never moved again.
+    HandOver,
+}
+
+/// The gRPC metadata key of the gateway-to-gateway mark.
+pub const HOP_HEADER: &str = "tailgate-hop";
+
+/// The `tailgate-hop` header value that marks `hop` on the wire (docs/membership-design.md §5).
+/// Fails only on a `from` that is not a header-safe `host:port` (checked at validation).
+pub fn hop_header(hop: &Hop) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+    use tailgate_routing::membership::Reason;
+    let kind = match hop.kind {
+        HopKind::Forward(Reason::NotOwner) => "k=fwd;r=not_owner",
+        HopKind::Forward(Reason::Claim) => "k=fwd;r=claim",
+        HopKind::HandOver => "k=handover",
+    };
+    let value = format!(
+        "v=1;{kind};f={};i={:016x};t={:016x};b={}.{}",
+        hop.from, hop.incarnation, hop.table, hop.batch.0, hop.batch.1
+    );
+    http::HeaderValue::from_str(&value)
 }
 
 /// Why a stage refused data; small and `Copy` because it travels on the hot path.

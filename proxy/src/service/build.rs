@@ -25,6 +25,8 @@ use crate::pipeline::{fan_out, Consumer, Drain, Gate, LocalFuture};
 use crate::processor::batch::processor::{BatchMetrics, Batcher};
 use crate::processor::memory_limiter::processor::MemoryLimiter;
 use crate::processor::tail_sampling::config::default_byte_budget;
+use crate::processor::tail_sampling::forward::Forwarder;
+use crate::processor::tail_sampling::mark::MarkedEntry;
 use crate::processor::tail_sampling::processor::{self as tail_sampling, Part, StageMetrics};
 use crate::receiver::in_flight::InFlight;
 use crate::receiver::limits::{self, ConnLimits, GrpcLimits, HttpLimits};
@@ -52,6 +54,9 @@ pub struct Built {
     pub tasks: Vec<LocalFuture<'static>>,
     /// What each receiver feeds (behind a [`Gate`] closed by `closed`).
     pub receivers: BTreeMap<ComponentId, Rc<dyn Consumer>>,
+    /// Where each receiver sends gateway-to-gateway data: the `tail_sampling` stage that set
+    /// `membership`, for the receivers of its pipeline (behind the same gate).
+    pub marked: BTreeMap<ComponentId, Rc<MarkedEntry>>,
     /// Set at shutdown once the connection grace is over: receivers' requests are refused.
     pub closed: Rc<std::cell::Cell<bool>>,
 }
@@ -70,8 +75,10 @@ pub fn build(
             drains: Vec::new(),
             tasks: Vec::new(),
             receivers: BTreeMap::new(),
+            marked: BTreeMap::new(),
             closed: Rc::default(),
         },
+        membership_stage: None,
     };
     let traces: Vec<&Pipeline> = shared
         .config
@@ -102,6 +109,18 @@ pub fn build(
         for r in &p.receivers {
             heads.entry(r.clone()).or_default().push(next.clone());
         }
+        if let (Some(stage), Some(peers)) = (cx.membership_stage.take(), &shared.peers) {
+            for r in &p.receivers {
+                let gated = Gate::new(stage.clone(), cx.built.closed.clone());
+                let entry = MarkedEntry::new(gated, peers.clone(), &shared.registry, core);
+                if cx.built.marked.insert(r.clone(), Rc::new(entry)).is_some() {
+                    return Err(StartError::component(
+                        format!("receivers.{r}"),
+                        "feeds two pipelines whose tail_sampling sets membership: forwarded spans could not tell them apart",
+                    ));
+                }
+            }
+        }
     }
     for (id, v) in heads {
         let head = fan_out(v)
@@ -119,6 +138,8 @@ struct Cx<'a> {
     /// [`FAIL_BUILD_ENV`]'s value.
     fail: Option<String>,
     built: Built,
+    /// The `tail_sampling` stage that set `membership`, once built in the current pipeline.
+    membership_stage: Option<Rc<dyn Consumer>>,
 }
 
 impl Cx<'_> {
@@ -363,9 +384,22 @@ impl Cx<'_> {
                         );
                     }
                 }
-                let t = tail_sampling::build(&sampler, mesh, next, &name, self.registry(), stage)
-                    .map_err(|e| StartError::component(path.clone(), e))?;
+                let forwarder = self.forwarder(pid, &path)?;
+                let members = forwarder.is_some();
+                let t = tail_sampling::build(
+                    &sampler,
+                    mesh,
+                    next,
+                    &name,
+                    self.registry(),
+                    stage,
+                    forwarder,
+                )
+                .map_err(|e| StartError::component(path.clone(), e))?;
                 self.drain(&t);
+                if members {
+                    self.membership_stage = Some(t.clone());
+                }
                 t
             }
             None => return Err(StartError::component(path, "not configured")),
@@ -374,12 +408,41 @@ impl Cx<'_> {
     }
 }
 
-/// Builds the handler serving `bind` on `core`, feeding `next`.
+impl Cx<'_> {
+    /// This core's membership forwarder when `pid` is the `tail_sampling` that sets it; its peer
+    /// clients are drained like exporters (after the stage, which feeds them).
+    fn forwarder(
+        &mut self,
+        pid: &ComponentId,
+        path: &str,
+    ) -> Result<Option<Forwarder>, StartError> {
+        let Some(peers) = self.shared.peers.clone().filter(|p| p.processor == *pid) else {
+            return Ok(None);
+        };
+        let now = tailgate_sampler::Clock::now_unix_nanos(&tailgate_sampler::SystemClock);
+        let (f, clients) = Forwarder::build(
+            peers,
+            self.core,
+            self.registry(),
+            now,
+            self.shared.queue_bytes_default,
+        )
+        .map_err(|e| StartError::component(format!("{path}.tailgate.membership"), e))?;
+        for c in &clients {
+            self.drain(c);
+        }
+        Ok(Some(f))
+    }
+}
+
+/// Builds the handler serving `bind` on `core`, feeding `next` (and `marked` with
+/// gateway-to-gateway data, gRPC only: the membership forwarder speaks OTLP/gRPC).
 pub fn receiver_handler(
     core: usize,
     shared: &Shared,
     bind: &Bind,
     next: Rc<dyn Consumer>,
+    marked: Option<Rc<MarkedEntry>>,
 ) -> Result<(Handler, ConnLimits), StartError> {
     let id = &bind.receiver;
     let transport = bind.protocol.name();
@@ -437,6 +500,7 @@ pub fn receiver_handler(
             let in_flight = in_flight(&g.tailgate, largest, &requests);
             let handler = Handler::Grpc(Rc::new(GrpcReceiver {
                 next,
+                marked,
                 max_message: usize::try_from(g.max_recv_msg_size_mib.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
                 limits,

@@ -78,7 +78,8 @@ pub async fn core_main(
                             "feeds no pipeline",
                         )
                     })?;
-                let (handler, limits) = receiver_handler(core, &shared, &bind, next)?;
+                let marked = built.marked.get(&bind.receiver).cloned();
+                let (handler, limits) = receiver_handler(core, &shared, &bind, next, marked)?;
                 Ok((bind, listener, handler, limits))
             })
             .collect::<Result<Vec<_>, StartError>>()?;
@@ -106,6 +107,7 @@ pub async fn core_main(
         drains,
         tasks,
         receivers: _,
+        marked: _,
         closed,
     } = built;
     // Kept (not detached) so shutdown can wait for their connections to end gracefully.

@@ -18,6 +18,7 @@ use crate::connector::spanmetrics::merger::MergerHandle;
 use crate::exporter::loadbalancing::routes::Balancer;
 use crate::exporter::otlp::occupancy::default_max_bytes;
 use crate::processor::memory_limiter::processor::{self as memlimit, Limits, MemoryState};
+use crate::processor::tail_sampling::peers::{self, Peers};
 use crate::processor::tail_sampling::processor::Part;
 use crate::runtime::{listen, mesh, stop};
 use crate::telemetry::admin::{self, Endpoint};
@@ -54,6 +55,8 @@ pub struct Shared {
     pub tls_servers: BTreeMap<String, Arc<rustls::ServerConfig>>,
     /// `loadbalancing` exporters' routes and TLS by exporter id.
     pub balancers: BTreeMap<ComponentId, Arc<Balancer>>,
+    /// Gateway membership of the `tail_sampling` that sets it (at most one).
+    pub peers: Option<Arc<Peers>>,
     /// `spanmetrics` mergers by connector id (cores feed them).
     pub spanmetrics: BTreeMap<ComponentId, MergerHandle>,
     /// Exporter TLS by exporter id (absent: plaintext).
@@ -99,6 +102,7 @@ pub fn start(
     let balancers =
         crate::exporter::loadbalancing::resolver::start(&config, &registry, stop_threads)
             .map_err(|e| StartError::component("exporters", e))?;
+    let peers = peers::start(&config).map_err(|e| StartError::component("processors", e))?;
     let meshes = build_meshes(&config, cores);
     let budgets = config.shutdown;
     let shared = Arc::new(Shared {
@@ -117,6 +121,7 @@ pub fn start(
         tls_servers,
         tls_clients,
         balancers,
+        peers,
         spanmetrics,
         queue_bytes_default,
     });

@@ -220,8 +220,9 @@ impl BackendFactory {
     }
 }
 
-/// A per-core, per-backend seed for retry jitter (FNV-1a of the endpoint, mixed with the core).
-fn seed(core: usize, endpoint: &str) -> u64 {
+/// A per-core, per-backend seed for retry jitter (FNV-1a of the endpoint, mixed with the core);
+/// the gateway membership's peer clients use it too.
+pub fn seed(core: usize, endpoint: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in endpoint.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);

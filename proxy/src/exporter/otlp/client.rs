@@ -121,10 +121,14 @@ impl Client {
 
     /// Sends one serialized `ExportTraceServiceRequest`, bounded by the exporter's timeout.
     /// Consecutive timeouts on one connection drop it ([`MAX_TIMEOUTS`]).
-    pub async fn export(&self, payload: &Bytes) -> Result<(), ExportError> {
+    pub async fn export(
+        &self,
+        payload: &Bytes,
+        hop: Option<&HeaderValue>,
+    ) -> Result<(), ExportError> {
         let timeout = self.settings.timeout;
         let used = Cell::new(None);
-        let attempt = async { Some(self.export_inner(payload, &used).await) };
+        let attempt = async { Some(self.export_inner(payload, hop, &used).await) };
         let outcome = match Instant::now().checked_add(timeout) {
             Some(deadline) => crate::runtime::time::before(deadline, attempt).await,
             None => attempt.await,
@@ -152,6 +156,7 @@ impl Client {
     async fn export_inner(
         &self,
         payload: &Bytes,
+        hop: Option<&HeaderValue>,
         used: &Cell<Option<Rc<Link>>>,
     ) -> Result<(), ExportError> {
         let body =
@@ -167,7 +172,7 @@ impl Client {
         let _stream = link.stream_opened();
         let broken = |e| self.broken(&link, e);
         let mut sender = sender.ready().await.map_err(broken)?;
-        let req = self.request()?;
+        let req = self.request(hop)?;
         let (response, mut stream) = sender.send_request(req, false).map_err(broken)?;
         stream.send_data(body, true).map_err(broken)?;
         let response = response.await.map_err(broken)?;
@@ -194,8 +199,8 @@ impl Client {
         }
     }
 
-    /// The request head of one export.
-    fn request(&self) -> Result<Request<()>, ExportError> {
+    /// The request head of one export; `hop` is the `tailgate-hop` mark of gateway-to-gateway data.
+    fn request(&self, hop: Option<&HeaderValue>) -> Result<Request<()>, ExportError> {
         let mut req = Request::builder()
             .method(Method::POST)
             .uri(format!("http://{}{}", self.authority, TRACE_EXPORT_PATH))
@@ -217,6 +222,10 @@ impl Client {
         }
         for (k, v) in &self.settings.headers {
             req.headers_mut().insert(k.clone(), v.clone());
+        }
+        if let Some(hop) = hop {
+            req.headers_mut()
+                .insert(crate::pipeline::HOP_HEADER, hop.clone());
         }
         Ok(req)
     }
@@ -665,7 +674,10 @@ mod tests {
             };
             // Many PING rounds fit in the export's timeout.
             let client = Client::new(settings(addr, Some(keepalive), Duration::from_millis(500)));
-            let err = client.export(&Bytes::from_static(b"x")).await.unwrap_err();
+            let err = client
+                .export(&Bytes::from_static(b"x"), None)
+                .await
+                .unwrap_err();
             assert!(err.message.contains("timed out"), "{}", err.message);
             let conn = client.conn.borrow();
             let link = &conn.as_ref().expect("the connection was kept").link;

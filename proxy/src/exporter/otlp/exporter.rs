@@ -21,8 +21,6 @@ use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
-use bytes::Bytes;
-
 use super::client::Client;
 use super::occupancy::{Admit, Full, Held, Occupancy};
 use super::status::ExportError;
@@ -38,12 +36,25 @@ use crate::telemetry::metrics::{Kind, Local, Registry};
 pub trait Transport {
     /// Sends `payload` once; the error says whether a retry may succeed and how long the server
     /// asked to wait.
-    fn send(&self, payload: &Bytes) -> impl Future<Output = Result<(), ExportError>>;
+    fn send(&self, data: &Payload) -> impl Future<Output = Result<(), ExportError>>;
 }
 
 impl Transport for Client {
-    fn send(&self, payload: &Bytes) -> impl Future<Output = Result<(), ExportError>> {
-        self.export(payload)
+    async fn send(&self, data: &Payload) -> Result<(), ExportError> {
+        // Only the membership forwarder sets a hop: everything else leaves unmarked. Marked data
+        // never leaves unmarked: a receiver would take it for agent data and forward it again.
+        let hop = match data.meta.hop.as_ref().map(crate::pipeline::hop_header) {
+            None => None,
+            Some(Ok(h)) => Some(h),
+            Some(Err(e)) => {
+                return Err(ExportError {
+                    retryable: false,
+                    throttle: None,
+                    message: format!("cannot mark a forward: {e}"),
+                })
+            }
+        };
+        self.export(&data.body, hop.as_ref()).await
     }
 }
 
@@ -387,7 +398,7 @@ impl<T: Transport> Worker<T> {
             .and_then(|d| Instant::now().checked_add(d));
         let mut interval = self.retry.initial_interval.0;
         loop {
-            let err = match self.client.send(&data.body).await {
+            let err = match self.client.send(&data).await {
                 Ok(()) => {
                     self.state.metrics.sent.add(data.items);
                     return None;

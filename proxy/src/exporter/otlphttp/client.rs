@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::pipeline::Payload;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
@@ -195,8 +196,8 @@ impl HttpClient {
 }
 
 impl Transport for HttpClient {
-    fn send(&self, payload: &Bytes) -> impl Future<Output = Result<(), ExportError>> {
-        self.export(payload)
+    fn send(&self, data: &Payload) -> impl Future<Output = Result<(), ExportError>> {
+        self.export(&data.body)
     }
 }
 

@@ -141,7 +141,7 @@ impl Batcher {
     fn key_of(&self, data: &Payload) -> BatchKey {
         BatchKey {
             signal: Some(data.signal),
-            hop: data.meta.hop,
+            hop: data.meta.hop.clone(),
             values: self
                 .config
                 .metadata_keys
@@ -169,7 +169,7 @@ impl Batcher {
             client: None,
             received,
             headers: (!headers.is_empty()).then(|| headers.into()),
-            hop: key.hop,
+            hop: key.hop.clone(),
         }
     }
 
@@ -460,24 +460,33 @@ mod tests {
         });
     }
 
+    fn hop() -> Hop {
+        Hop {
+            kind: crate::pipeline::HopKind::HandOver,
+            from: "10.0.0.2:4317".into(),
+            incarnation: 1,
+            table: 7,
+            batch: (0, 1),
+        }
+    }
+
     #[test]
     fn a_hop_marker_is_never_merged_with_local_data() {
         on_executor(async {
             let sink = Rc::new(Sink::default());
             let b = batcher(100, 0, sink.clone());
             b.consume(with_meta(3, "a", None)).unwrap();
-            b.consume(with_meta(2, "a", Some(Hop { table: 7 })))
-                .unwrap();
+            b.consume(with_meta(2, "a", Some(hop()))).unwrap();
             b.consume(with_meta(1, "a", None)).unwrap();
             b.flush(Trigger::Shutdown);
             let mut out: Vec<(u64, Option<Hop>)> = sink
                 .0
                 .borrow()
                 .iter()
-                .map(|d| (d.items, d.meta.hop))
+                .map(|d| (d.items, d.meta.hop.clone()))
                 .collect();
             out.sort_by_key(|o| o.0);
-            assert_eq!(out, vec![(2, Some(Hop { table: 7 })), (4, None)]);
+            assert_eq!(out, vec![(2, Some(hop())), (4, None)]);
             // Without metadata_keys no header is carried on.
             assert!(sink.0.borrow().iter().all(|d| d.meta.headers.is_none()));
         });

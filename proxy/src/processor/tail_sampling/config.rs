@@ -66,7 +66,9 @@ pub fn parse(
                         sampler.timer_tick,
                         errors,
                     );
-                    membership::not_built(&at, errors);
+                    if let Some(m) = &m {
+                        membership::not_built(m, &at, errors);
+                    }
                     m
                 }
             };

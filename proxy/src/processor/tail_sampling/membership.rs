@@ -2,9 +2,10 @@
 //! docs/membership-design.md §3). Parsed and checked here with the loadbalancing exporter's own
 //! resolver and `protocol.otlp` parsers, so both tiers read member lists the same way.
 //!
-//! Until forwarding between gateways is built (design §13, step 5), validation refuses a config
-//! that sets the block after checking it whole: a gateway must never run believing it
-//! coordinates with peers when it does not.
+//! Forwarding between gateways is built for the `static` resolver (design §13, step 5). Until
+//! claims are built (step 6), validation refuses the `dns` and `k8s` resolvers after checking the
+//! block whole: a gateway whose member set can change must never run believing it coordinates
+//! with peers through a change when it does not.
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::config::duration::GoDuration;
 use crate::config::error::{join, ConfigErrors};
 use crate::config::keys::parse_keys;
 use crate::exporter::loadbalancing::config::{
-    check_dns_server, LoadBalancingConfig, Protocol, ResolverSettings,
+    check_dns_server, LoadBalancingConfig, Protocol, ResolverSettings, Validated as PeerClient,
 };
 
 /// The CoreDNS cache ceiling a dns resolver's answers may lag by (design §3: part of the skew).
@@ -59,6 +60,8 @@ pub struct MembershipConfig {
     pub margin: Duration,
     /// `grace`, written or derived.
     pub grace: Duration,
+    /// `protocol.otlp` for peers, validated as the loadbalancing exporter validates its own.
+    pub client: PeerClient,
 }
 
 /// Takes `tailgate.membership` out of a `tail_sampling` mapping, so the sampler (which knows
@@ -87,7 +90,7 @@ pub fn parse(
 ) -> Option<MembershipConfig> {
     let keys: MembershipKeys = parse_keys(value, path, errors)?;
     let before = errors.problems.len();
-    check_peers(&keys, path, errors);
+    let client = check_peers(&keys, path, errors);
     if let Err(e) = split_host_port(&keys.self_endpoint) {
         let e = if keys.self_endpoint.is_empty() {
             "is required: this gateway as the resolver lists it, e.g. \"${env:POD_IP}:4317\""
@@ -122,29 +125,29 @@ pub fn parse(
             }
         },
     };
-    if errors.problems.len() > before {
-        return None;
-    }
+    let client = client.filter(|_| errors.problems.len() == before)?;
     Some(MembershipConfig {
         keys,
         hashing,
         skew,
         margin,
         grace,
+        client,
     })
 }
 
 /// The resolver and `protocol.otlp`, through the loadbalancing exporter's validation (so the
-/// key paths and messages are the agents'), and `dns_server`.
-fn check_peers(keys: &MembershipKeys, path: &str, errors: &mut ConfigErrors) {
+/// key paths and messages are the agents'), and `dns_server`; the validated client.
+fn check_peers(keys: &MembershipKeys, path: &str, errors: &mut ConfigErrors) -> Option<PeerClient> {
     let as_agent = LoadBalancingConfig {
         protocol: keys.protocol.clone(),
         resolver: keys.resolver.clone(),
         ..LoadBalancingConfig::default()
     };
     // The only tailgate-block keys the membership has are checked below, at their own paths.
-    let _ = as_agent.validate(path, errors);
+    let client = as_agent.validate(path, errors);
     check_dns_server(keys.dns_server.as_deref(), &keys.resolver, path, errors);
+    client
 }
 
 /// The view skew a resolver allows for (design §3): dns re-resolves every `interval` within
@@ -160,13 +163,16 @@ fn resolver_skew(r: &ResolverSettings) -> Duration {
     Duration::ZERO
 }
 
-/// The error that keeps a gateway with `membership` from starting until forwarding is built.
-pub fn not_built(path: &str, errors: &mut ConfigErrors) {
-    errors.push(
-        path,
-        "gateway membership is checked but not built yet (forwarding between gateways, \
-         docs/membership-design.md step 5); remove the block to run without it",
-    );
+/// Refuses the resolvers whose member set can change until claims are built (design step 6):
+/// without claims a change splits every trace in flight whose owner moved.
+pub fn not_built(m: &MembershipConfig, path: &str, errors: &mut ConfigErrors) {
+    if m.keys.resolver.static_list.is_none() {
+        errors.push(
+            join(path, "resolver"),
+            "gateway membership is built for the static resolver only; dns and k8s need claims \
+             (docs/membership-design.md step 6), so a change of the gateway set would split traces",
+        );
+    }
 }
 
 #[cfg(test)]
@@ -188,10 +194,10 @@ mod tests {
         (c.and_then(|c| c.membership), problems)
     }
 
-    const NOT_BUILT: &str = "processors.tail_sampling.tailgate.membership: gateway membership is checked but not built yet";
+    const NOT_BUILT: &str = "processors.tail_sampling.tailgate.membership.resolver: gateway membership is built for the static resolver only";
 
     #[test]
-    fn the_seed_shape_derives_grace_and_is_refused_until_forwarding_is_built() {
+    fn the_seed_shape_derives_grace_and_is_refused_until_claims_are_built() {
         let (m, problems) = run(
             "decision_wait: 30s\npolicies: [{name: all, type: always_sample}]\n\
              tailgate:\n  membership:\n    resolver: {dns: {hostname: gw-headless.obs.svc.cluster.local, port: 4317}}\n    \

@@ -23,8 +23,14 @@
 //! - [`config`]: YAML → the sampler's `SamplerConfig` (key paths re-rooted at the component).
 //! - [`processor`]: the per-core stage, the owner's engine and its timer task.
 //! - [`metrics`]: `otelcol_processor_tail_sampling_*` from the engine's counters, per core.
+//! - Gateway membership (issue 18): [`membership`] (the keys), [`peers`] (the view shared by every
+//!   core), [`forward`] (the owner core's rule 4.2 and its peer clients), [`mark`] (the receiving
+//!   side: member gate and the `tailgate-hop` header).
 
 pub mod config;
+pub mod forward;
+pub mod mark;
 pub mod membership;
 pub mod metrics;
+pub mod peers;
 pub mod processor;

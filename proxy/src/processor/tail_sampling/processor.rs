@@ -21,8 +21,9 @@ use tailgate_sampler::{
     shard_for, BatchOutput, Clock, DecidedTrace, Engine, SamplerConfig, SystemClock,
 };
 
+use super::forward::Forwarder;
 use super::metrics::{DropReason, Drops, TailMetrics};
-use crate::pipeline::{Consumer, Drain, LocalFuture, Payload, Refusal};
+use crate::pipeline::{Consumer, Drain, Hop, LocalFuture, Payload, Refusal};
 use crate::runtime::alarm::Alarm;
 use crate::runtime::mesh::Mesh;
 use crate::telemetry::metrics::Local;
@@ -34,6 +35,8 @@ pub struct Part {
     pub body: Bytes,
     /// Its spans (counted while splitting), so a part that is lost is counted exactly.
     pub spans: u64,
+    /// The gateway-to-gateway mark of the request it came from.
+    pub hop: Option<Hop>,
 }
 
 /// Counters of the stage itself (the engine's own counters go through [`TailMetrics`]).
@@ -70,6 +73,8 @@ pub struct Owner {
     /// a part is counted as dropped (`drain_timeout`) instead of entering an engine that has
     /// already made its last decisions.
     stopped: Cell<bool>,
+    /// Gateway membership: which spans go to other gateways (`None`: every span stays).
+    forwarder: Option<Forwarder>,
 }
 
 /// After the drain deadline, how long the inbound channels are given to be emptied (each part is
@@ -96,6 +101,7 @@ pub fn build(
     component: &str,
     registry: &crate::telemetry::metrics::Registry,
     stage: StageMetrics,
+    forwarder: Option<Forwarder>,
 ) -> Result<Rc<TailSampling>, String> {
     let mut config = config.clone();
     config.num_shards = u32::try_from(mesh.cores()).unwrap_or(u32::MAX);
@@ -125,6 +131,7 @@ pub fn build(
         tick: config.timer_tick,
         alarm: Alarm::new(),
         stopped: Cell::new(false),
+        forwarder,
     });
     for (_, rx, in_flight) in mesh.take_receivers() {
         glommio::spawn_local(serve_inbound(owner.clone(), rx, in_flight)).detach();
@@ -161,6 +168,7 @@ impl Consumer for TailSampling {
             self.owner.insert(Part {
                 body: data.body,
                 spans: data.items,
+                hop: data.meta.hop,
             });
             return Ok(());
         }
@@ -198,7 +206,11 @@ impl Consumer for TailSampling {
             if body.is_empty() {
                 continue;
             }
-            let part = Part { body, spans };
+            let part = Part {
+                body,
+                spans,
+                hop: data.meta.hop.clone(),
+            };
             if to == self.core {
                 self.owner.insert(part);
             } else if self.mesh.try_send(to, part).is_err() {
@@ -269,9 +281,30 @@ impl Owner {
                 return;
             }
         }
+        let mut defer = Vec::new();
+        if let Some(f) = &self.forwarder {
+            if let Some(hop) = &part.hop {
+                if !f.accept(hop, part.spans) {
+                    return;
+                }
+            }
+            let now = SystemClock.now_unix_nanos();
+            let plan = {
+                let engine = self.engine.borrow();
+                f.classify(now, views, part.hop.as_ref(), |id| engine.holds(id))
+            };
+            if !plan.all_local() {
+                f.send(&plan, views);
+                keep_local(views, fields, &plan.dest);
+            }
+            defer = plan.defer;
+        }
         let mut out = self.out.borrow_mut();
         let mut engine = self.engine.borrow_mut();
         engine.insert_batch_summarized(views, fields, &mut out);
+        for (id, at) in &defer {
+            engine.defer(id, *at);
+        }
         // No periodic tick would publish the buffered spans before their traces fall due.
         self.metrics.publish(engine.counters());
         drop(engine);
@@ -394,6 +427,20 @@ impl Owner {
             self.drops.count(DropReason::NextRefused, n, &detail);
         }
     }
+}
+
+/// Keeps only the spans whose destination is the local engine (0), in order.
+fn keep_local(views: &mut Vec<SpanView>, fields: &mut Vec<SummaryFields>, dest: &[u16]) {
+    let mut i = 0;
+    views.retain(|_| {
+        i += 1;
+        dest.get(i - 1) == Some(&0)
+    });
+    let mut i = 0;
+    fields.retain(|_| {
+        i += 1;
+        dest.get(i - 1) == Some(&0)
+    });
 }
 
 /// Reads one inbound channel: parts other cores routed here.

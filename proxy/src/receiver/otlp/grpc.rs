@@ -26,7 +26,8 @@ use tailgate_proto::error::{DecompressErrorKind, FrameError, FrameErrorKind};
 use tailgate_proto::grpc::{self, Deframer};
 
 use crate::pipeline::wire::{self, RequestError};
-use crate::pipeline::{Consumer, Metadata, Payload, Refusal};
+use crate::pipeline::{Consumer, Hop, Metadata, Payload, Refusal, HOP_HEADER};
+use crate::processor::tail_sampling::mark::MarkedEntry;
 use crate::receiver::in_flight::{Charge, InFlight};
 use crate::receiver::limits::GrpcLimits;
 use crate::receiver::metadata_headers;
@@ -52,6 +53,9 @@ pub enum Code {
     DeadlineExceeded = 4,
     /// Too large.
     ResourceExhausted = 8,
+    /// The request cannot be served here (gateway-to-gateway data on a receiver without
+    /// membership); not retried.
+    FailedPrecondition = 9,
     /// Unknown method or encoding.
     Unimplemented = 12,
     /// Broken framing or compression.
@@ -64,6 +68,9 @@ pub enum Code {
 pub struct GrpcReceiver {
     /// The pipelines fed (a fan-out when the receiver is in several).
     pub next: Rc<dyn Consumer>,
+    /// Where data marked by another gateway goes (`tailgate-hop`): the `tail_sampling` that set
+    /// `membership`, behind its member gate. `None`: marked requests are refused.
+    pub marked: Option<Rc<MarkedEntry>>,
     /// Largest decoded message.
     pub max_message: usize,
     /// Streams, idle, age and keepalive limits.
@@ -198,11 +205,21 @@ async fn handle_stream(
     peer: Option<SocketAddr>,
 ) {
     let started = Instant::now();
+    let hop = match req.headers().get(HOP_HEADER) {
+        None => None,
+        Some(value) => match admit_mark(rx, value.as_bytes(), peer) {
+            Ok(hop) => Some(hop),
+            Err((code, message)) => {
+                rx.failed_requests.add(1);
+                return send_status(&mut respond, code, &message);
+            }
+        },
+    };
     let meta = Metadata {
         client: peer,
         received: Some(started),
         headers: rx.include_metadata.then(|| metadata_headers(req.headers())),
-        hop: None,
+        hop,
     };
     // The whole body is due `body_timeout` after the stream started; dropping `receive` on the
     // deadline drops the body (h2 resets the stream once the status is sent) and the charge.
@@ -240,10 +257,38 @@ async fn handle_stream(
     send_status(&mut respond, code, &message);
 }
 
-/// Hands a request's spans to the pipelines and answers.
+/// Checks a `tailgate-hop` mark before the body is read: the status and message to refuse with.
+/// Refusals a retry may cure (a new member not yet listed, a newer mark version) are UNAVAILABLE.
+fn admit_mark(
+    rx: &GrpcReceiver,
+    value: &[u8],
+    peer: Option<SocketAddr>,
+) -> Result<Hop, (Code, String)> {
+    let Some(entry) = &rx.marked else {
+        return Err((
+            Code::FailedPrecondition,
+            "gateway-to-gateway data, but this receiver feeds no tail_sampling with membership"
+                .to_owned(),
+        ));
+    };
+    entry.admit(value, peer).map_err(|(reason, message)| {
+        let code = if reason.retryable() {
+            Code::Unavailable
+        } else {
+            Code::InvalidArgument
+        };
+        (code, message)
+    })
+}
+
+/// Hands a request's spans to the pipelines (marked data: to the membership's stage) and answers.
 fn consume(data: Payload, rx: &GrpcReceiver, respond: &mut SendResponse<Bytes>) {
     let spans = data.items;
-    match rx.next.consume(data) {
+    let next = match (&data.meta.hop, &rx.marked) {
+        (Some(_), Some(entry)) => &entry.next,
+        _ => &rx.next,
+    };
+    match next.consume(data) {
         Ok(()) => {
             rx.accepted.add(spans);
             send_ok(respond);

@@ -68,7 +68,7 @@ pub fn start(
             id.clone(),
             Arc::new(Balancer {
                 routes: cell,
-                tls: tls(c, &path)?,
+                tls: client_tls(c, &path)?,
             }),
         );
     }
@@ -114,7 +114,12 @@ fn start_one(
     }
 }
 
-fn tls(c: &LoadBalancingConfig, path: &str) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+/// The TLS client settings of `protocol.otlp` (`None`: plaintext); the gateway membership's
+/// peer clients use it too.
+pub fn client_tls(
+    c: &LoadBalancingConfig,
+    path: &str,
+) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
     let otlp = &c.protocol.otlp;
     if otlp.tls.insecure {
         return Ok(None);

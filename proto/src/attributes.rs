@@ -124,7 +124,7 @@ impl<'a> Iterator for Attributes<'a> {
 }
 
 /// Decodes a `KeyValue` message into key and value.
-fn parse_key_value(kv: &[u8], base: usize) -> Result<(&[u8], AnyValue<'_>), ScanError> {
+pub(crate) fn parse_key_value(kv: &[u8], base: usize) -> Result<(&[u8], AnyValue<'_>), ScanError> {
     let mut key: &[u8] = &[];
     let mut value = AnyValue::Empty;
     let mut fields = Fields::new(kv, base);

@@ -228,3 +228,205 @@ pub enum RequestError {
         spans: usize,
     },
 }
+
+/// Why a `tailgate-hop` or `tailgate-table` value was refused ([`crate::hop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum HopError {
+    /// The value is longer than [`crate::hop::MAX_HEADER_LEN`].
+    #[error("tailgate-hop is {len} bytes long, at most 512 accepted")]
+    TooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// A byte outside printable ASCII (`0x21..=0x7e`).
+    #[error("tailgate-hop has a byte that is not printable ASCII at {at}")]
+    NotPrintable {
+        /// Byte offset in the value.
+        at: usize,
+    },
+    /// A `;`-separated field that is not `key=value` with a non-empty key.
+    #[error("tailgate-hop field at byte {at} is not key=value")]
+    BadField {
+        /// Byte offset of the field in the value.
+        at: usize,
+    },
+    /// A known key given twice.
+    #[error("tailgate-hop key {key} appears twice")]
+    DuplicateKey {
+        /// The key.
+        key: &'static str,
+    },
+    /// A key the kind requires is absent.
+    #[error("tailgate-hop key {key} is missing")]
+    MissingKey {
+        /// The key.
+        key: &'static str,
+    },
+    /// A key the kind does not allow (`r` outside `fwd`, `b` outside `fwd`/`handover`).
+    #[error("tailgate-hop key {key} is not allowed with k={kind}")]
+    Forbidden {
+        /// The key.
+        key: &'static str,
+        /// The header's kind.
+        kind: crate::hop::Kind,
+    },
+    /// `v` is a version this build does not speak: a newer peer (retryable, counted).
+    #[error("tailgate-hop version {version} is not supported (this build speaks 1)")]
+    UnsupportedVersion {
+        /// The version given.
+        version: u64,
+    },
+    /// A value that does not parse.
+    #[error("{}: expected {expected}", HopKey(.key))]
+    BadValue {
+        /// The key (or `tailgate-table` for that header's value).
+        key: &'static str,
+        /// What the value should look like.
+        expected: &'static str,
+    },
+}
+
+/// Displays a hop key as `tailgate-hop key <k>`, or a header name as itself.
+struct HopKey<'a>(&'a str);
+
+impl std::fmt::Display for HopKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.len() == 1 {
+            write!(f, "tailgate-hop key {}", self.0)
+        } else {
+            f.write_str(self.0)
+        }
+    }
+}
+
+/// Why a control request body was refused ([`crate::control`]). Offsets are bytes in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum ControlError {
+    /// The protobuf does not walk.
+    #[error(transparent)]
+    Malformed(#[from] ScanError),
+    /// The request holds no `ResourceSpans`.
+    #[error("control request holds no ResourceSpans (body is {at} bytes)")]
+    NoResource {
+        /// The body's length.
+        at: usize,
+    },
+    /// A second `ResourceSpans`.
+    #[error("control request holds a second ResourceSpans at byte {at}")]
+    SeveralResources {
+        /// Offset of its field.
+        at: usize,
+    },
+    /// The `ResourceSpans` holds a `ScopeSpans`: a control request carries no spans.
+    #[error("control request holds a ScopeSpans at byte {at}")]
+    HoldsSpans {
+        /// Offset of its field.
+        at: usize,
+    },
+    /// The resource has no `tailgate.control` attribute.
+    #[error("control request has no tailgate.control attribute (ResourceSpans at byte {at})")]
+    NoAttribute {
+        /// Offset of the ResourceSpans message.
+        at: usize,
+    },
+    /// A second `tailgate.control` attribute.
+    #[error("control request has a second tailgate.control attribute at byte {at}")]
+    DuplicateAttribute {
+        /// Offset of its field.
+        at: usize,
+    },
+    /// The `tailgate.control` value is not a `bytes_value`.
+    #[error("tailgate.control at byte {at} is not a bytes_value")]
+    NotBytes {
+        /// Offset of the attribute's field.
+        at: usize,
+    },
+    /// The payload ends inside an entry.
+    #[error("control entry at byte {at} needs {need} bytes, {have} left")]
+    Truncated {
+        /// Offset of the entry.
+        at: usize,
+        /// Bytes the entry needs (as far as its length is known).
+        need: usize,
+        /// Bytes left in the payload from the entry on.
+        have: usize,
+    },
+    /// A `state` byte with bits other than 0 (decided) and 1 (anchored).
+    #[error("control entry state {state:#04x} at byte {at} has unknown bits")]
+    BadState {
+        /// Offset of the byte.
+        at: usize,
+        /// Its value.
+        state: u8,
+    },
+    /// A decision's `kept` byte other than 0 or 1.
+    #[error("decision kept byte {kept} at byte {at}, want 0 or 1")]
+    BadKept {
+        /// Offset of the byte.
+        at: usize,
+        /// Its value.
+        kept: u8,
+    },
+    /// A redirect's `holder_len` of 0 or more than 253.
+    #[error("redirect holder length {len} at byte {at}, want 1 to 253")]
+    BadHolderLength {
+        /// Offset of the length.
+        at: usize,
+        /// Its value.
+        len: u16,
+    },
+    /// A redirect's holder that is not printable ASCII (or holds `;`/`=`).
+    #[error(
+        "redirect holder at byte {at} is not an endpoint (printable ASCII without ';' or '=')"
+    )]
+    BadHolder {
+        /// Offset of the holder.
+        at: usize,
+    },
+    /// A `drain` or `done` payload that is not empty.
+    #[error("{len}-byte payload at byte {at} where an empty one is expected")]
+    NotEmpty {
+        /// Offset of the payload.
+        at: usize,
+        /// Its length.
+        len: usize,
+    },
+    /// The header's kind carries spans, not a control payload.
+    #[error("k={kind} is not a control message")]
+    NotControl {
+        /// The kind asked for.
+        kind: crate::hop::Kind,
+    },
+}
+
+/// Why control entries could not be encoded ([`crate::control::encode_bodies`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum EncodeError {
+    /// A redirect's holder the parser would refuse (empty, over 253 bytes, not printable ASCII,
+    /// or holding `;`/`=`).
+    #[error("redirect entry {index}: holder is not an endpoint")]
+    BadHolder {
+        /// Index of the entry.
+        index: usize,
+    },
+    /// One entry alone makes a body larger than the limit.
+    #[error("control entry {index} does not fit in a {max_body}-byte body")]
+    EntryTooLarge {
+        /// Index of the entry.
+        index: usize,
+        /// The limit.
+        max_body: usize,
+    },
+}
+
+impl EncodeError {
+    /// The same error for entry `index`.
+    pub(crate) fn at_index(self, index: usize) -> Self {
+        match self {
+            EncodeError::BadHolder { .. } => EncodeError::BadHolder { index },
+            EncodeError::EntryTooLarge { max_body, .. } => {
+                EncodeError::EntryTooLarge { index, max_body }
+            }
+        }
+    }
+}

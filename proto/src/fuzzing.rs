@@ -298,3 +298,116 @@ fn stringify_u64_fields(root: &mut serde_json::Value) {
         }
     }
 }
+
+/// Control-message target: the first byte picks how the rest is read. Even: the rest is a whole
+/// body, given to [`crate::control::parse`]. Odd: the rest is a payload, wrapped in a body by
+/// [`crate::control::encode_payload`] so the entry readers see arbitrary bytes directly.
+///
+/// Oracles: no panic; error offsets within the body; whatever parses, prost decodes (when it
+/// decodes at all: prost also checks UTF-8 in fields the parser ignores) as one `ResourceSpans`
+/// without spans whose only `tailgate.control` attribute holds the same bytes; entries that read
+/// without error re-encode to the same payload; a body built by `encode_payload` always parses.
+pub fn control(data: &[u8]) {
+    use crate::control::{self, Claim, Decision, Redirect};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let wrapped;
+    let body = if mode & 1 == 0 {
+        rest
+    } else {
+        let mut out = Vec::new();
+        control::encode_payload(rest, &mut out);
+        wrapped = out;
+        &wrapped[..]
+    };
+    let payload = match control::parse(body) {
+        Ok(p) => p,
+        Err(e) => {
+            assert!(mode & 1 == 0, "a wrapped payload did not parse: {e}");
+            assert!(control_error_at(e) <= body.len(), "{e} past the body");
+            return;
+        }
+    };
+    if let Ok(req) = ExportTraceServiceRequest::decode(body) {
+        assert_eq!(req.resource_spans.len(), 1);
+        let rs = &req.resource_spans[0];
+        assert!(rs.scope_spans.is_empty(), "a control request holds spans");
+        let values: Vec<_> = rs
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .filter(|kv| kv.key == control::ATTRIBUTE)
+            .map(|kv| kv.value.as_ref().and_then(|v| v.value.clone()))
+            .collect();
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        assert_eq!(
+            values,
+            vec![Some(Value::BytesValue(payload.bytes().to_vec()))]
+        );
+    }
+    let bytes = payload.bytes();
+    reencodes::<Claim>(&payload, bytes);
+    reencodes::<Decision>(&payload, bytes);
+    reencodes::<Redirect<'_>>(&payload, bytes);
+    for kind in crate::hop::Kind::ALL {
+        if let Err(e) = payload.read(kind) {
+            assert!(control_error_at(e) <= body.len(), "{e} past the body");
+        }
+    }
+}
+
+/// Entries read as `E` that parse without error encode back to the bytes they came from.
+fn reencodes<'a, E: crate::control::Entry<'a>>(
+    payload: &crate::control::ControlPayload<'a>,
+    bytes: &[u8],
+) {
+    let mut out = Vec::new();
+    let mut end = 0;
+    for e in payload.entries::<E>() {
+        let Ok(e) = e else { break };
+        e.put(&mut out);
+        end += e.wire_len();
+    }
+    assert_eq!(&out[..], &bytes[..end], "an entry re-encodes differently");
+}
+
+/// The offset a control error reports (0 for those without one).
+fn control_error_at(e: crate::error::ControlError) -> usize {
+    use crate::error::ControlError as E;
+    match e {
+        E::Malformed(s) => s.at,
+        E::NoResource { at }
+        | E::SeveralResources { at }
+        | E::HoldsSpans { at }
+        | E::NoAttribute { at }
+        | E::DuplicateAttribute { at }
+        | E::NotBytes { at }
+        | E::Truncated { at, .. }
+        | E::BadState { at, .. }
+        | E::BadKept { at, .. }
+        | E::BadHolderLength { at, .. }
+        | E::BadHolder { at }
+        | E::NotEmpty { at, .. } => at,
+        E::NotControl { .. } => 0,
+    }
+}
+
+/// Hop-header target: the input as a `tailgate-hop` value and as a `tailgate-table` value.
+///
+/// Oracles: no panic; a parsed header validates, stays within the length limit and writes back
+/// to a value that parses to the same header; a parsed table hash formats back to itself.
+pub fn hop(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(h) = crate::hop::HopHeader::parse(s) {
+        assert_eq!(h.validate(), Ok(()));
+        let again = h.to_header_value();
+        assert!(again.len() <= s.len(), "the written header grew");
+        assert_eq!(crate::hop::HopHeader::parse(&again), Ok(h));
+    }
+    if let Ok(t) = crate::hop::parse_table(s) {
+        assert_eq!(crate::hop::parse_table(&crate::hop::format_table(t)), Ok(t));
+    }
+}

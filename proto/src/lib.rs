@@ -31,6 +31,8 @@
 //! - [`grpc`]: gRPC 5-byte message framing over arbitrary chunks ([`grpc::Deframer`]).
 //! - [`compression`]: `grpc-encoding` / `Content-Encoding` codecs with a bounded decoder.
 //! - [`json`]: OTLP/HTTP bodies, OTLP/JSON to protobuf.
+//! - [`hop`]: the `tailgate-hop` / `tailgate-table` gRPC metadata values gateways mark requests with.
+//! - [`control`]: gateway control messages (claims, redirects, decisions, drain) as OTLP bodies.
 //! - [`corpus`]: realistic requests generated from a seed, for the codec bench and the perf rig.
 //! - [`error`]: the error values.
 //! - [`fuzzing`]: entry points shared by the fuzz targets and the corpus-replay test.
@@ -39,10 +41,12 @@
 
 pub mod attributes;
 pub mod compression;
+pub mod control;
 pub mod corpus;
 pub mod error;
 pub mod fuzzing;
 pub mod grpc;
+pub mod hop;
 pub mod json;
 pub mod reframe;
 pub mod scan;
@@ -52,7 +56,9 @@ pub mod view;
 pub mod wire;
 
 pub use compression::{Compression, DEFAULT_MAX_DECODED_SIZE};
-pub use error::{InvalidSpan, RequestError, ScanError, ScanErrorKind};
+pub use error::{
+    ControlError, EncodeError, HopError, InvalidSpan, RequestError, ScanError, ScanErrorKind,
+};
 pub use reframe::{reframe, RequestBuilder};
 pub use scan::{check_spans, count_spans};
 pub use span::SpanRef;

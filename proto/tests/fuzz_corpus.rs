@@ -13,18 +13,21 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::Link;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
+use tailgate_proto::control::{self, Claim, Decision, Redirect, State};
 use tailgate_proto::{fuzzing, grpc, Compression};
 
 /// A fuzz target: its name and entry function.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 6] = [
+const TARGETS: [Target; 8] = [
     ("scanner", fuzzing::scan),
     ("grpc_deframer", fuzzing::grpc_deframer),
     ("gzip", fuzzing::gzip),
     ("zstd", fuzzing::zstd),
     ("snappy", fuzzing::snappy),
     ("json", fuzzing::json),
+    ("control", fuzzing::control),
+    ("hop", fuzzing::hop),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -141,6 +144,79 @@ fn json_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Control seeds: the first byte 0 means "a whole body", 1 "a payload to wrap" (see
+/// `fuzzing::control`).
+fn control_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let claims = [
+        Claim {
+            trace_id: [1; 16],
+            state: State::new(true, false),
+            ttl_ms: 5_500,
+        },
+        Claim {
+            trace_id: [2; 16],
+            state: State::new(false, true),
+            ttl_ms: 0,
+        },
+    ];
+    let redirects = [Redirect {
+        trace_id: [3; 16],
+        holder: "gw-2.tailgate.svc:4317",
+        holder_incarnation: 0x0123_4567_89ab_cdef,
+        holder_state: State::new(true, true),
+    }];
+    let decisions = [Decision {
+        trace_id: [4; 16],
+        kept: true,
+        ttl_ms: 30_000,
+    }];
+    let body = |write: &dyn Fn(&mut Vec<u8>)| {
+        let mut out = vec![0u8];
+        write(&mut out);
+        out
+    };
+    let claim_body = body(&|o| control::encode_body(&claims, o).unwrap());
+    vec![
+        ("claims", claim_body.clone()),
+        (
+            "redirect",
+            body(&|o| control::encode_body(&redirects, o).unwrap()),
+        ),
+        (
+            "decisions",
+            body(&|o| control::encode_body(&decisions, o).unwrap()),
+        ),
+        ("drain", body(&control::encode_empty)),
+        ("truncated", claim_body[..claim_body.len() - 5].to_vec()),
+        ("with_span", {
+            let mut out = vec![0u8];
+            out.extend_from_slice(&request());
+            out
+        }),
+        ("payload_redirect", {
+            let mut out = vec![1u8, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 2, 0];
+            out.extend_from_slice(b"gw");
+            out.extend_from_slice(&[0; 8]);
+            out.push(3);
+            out
+        }),
+    ]
+}
+
+fn hop_seeds() -> Vec<(&'static str, String)> {
+    let tail = "f=gw-1.tailgate.svc:4317;i=00000000000000ff;t=0123456789abcdef";
+    vec![
+        ("fwd", format!("v=1;k=fwd;r=not_owner;{tail};b=3.42")),
+        (
+            "handover",
+            format!("v=1;k=handover;{tail};b=0.18446744073709551615"),
+        ),
+        ("claim", format!("v=1;k=claim;{tail};x=later")),
+        ("v2", format!("v=2;k=drain;{tail}")),
+        ("table", "0123456789abcdef".to_string()),
+    ]
+}
+
 #[test]
 #[ignore = "rewrites the seed corpus files"]
 fn write_seed_corpus() {
@@ -173,6 +249,12 @@ fn write_seed_corpus() {
     }
     for (name, data) in json_seeds() {
         seeds.push(("json", name, data));
+    }
+    for (name, data) in control_seeds() {
+        seeds.push(("control", name, data));
+    }
+    for (name, data) in hop_seeds() {
+        seeds.push(("hop", name, data.into_bytes()));
     }
     for (target, name, data) in seeds {
         let dir = corpus_dir(target);

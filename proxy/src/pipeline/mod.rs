@@ -111,22 +111,35 @@ pub enum HopKind {
 }
 
 /// The gRPC metadata key of the gateway-to-gateway mark.
-pub const HOP_HEADER: &str = "tailgate-hop";
+pub const HOP_HEADER: &str = tailgate_proto::hop::HOP_HEADER;
 
-/// The `tailgate-hop` header value that marks `hop` on the wire (docs/membership-design.md §5).
-/// Fails only on a `from` that is not a header-safe `host:port` (checked at validation).
-pub fn hop_header(hop: &Hop) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
-    use tailgate_routing::membership::Reason;
-    let kind = match hop.kind {
-        HopKind::Forward(Reason::NotOwner) => "k=fwd;r=not_owner",
-        HopKind::Forward(Reason::Claim) => "k=fwd;r=claim",
-        HopKind::HandOver => "k=handover",
-    };
-    let value = format!(
-        "v=1;{kind};f={};i={:016x};t={:016x};b={}.{}",
-        hop.from, hop.incarnation, hop.table, hop.batch.0, hop.batch.1
-    );
-    http::HeaderValue::from_str(&value)
+impl Hop {
+    /// The wire form of this mark (`tailgate_proto::hop`, docs/membership-design.md §5).
+    pub fn header(&self) -> tailgate_proto::hop::HopHeader<'_> {
+        use tailgate_proto::hop::{HopHeader, Kind, Reason as WireReason};
+        use tailgate_routing::membership::Reason;
+        let (kind, reason) = match self.kind {
+            HopKind::Forward(Reason::NotOwner) => (Kind::Fwd, Some(WireReason::NotOwner)),
+            HopKind::Forward(Reason::Claim) => (Kind::Fwd, Some(WireReason::Claim)),
+            HopKind::HandOver => (Kind::HandOver, None),
+        };
+        HopHeader {
+            kind,
+            reason,
+            from: &self.from,
+            incarnation: self.incarnation,
+            table: self.table,
+            batch: Some(self.batch),
+        }
+    }
+}
+
+/// The `tailgate-hop` header value that marks `hop` on the wire. Fails only on a `from` that is
+/// not a header-safe endpoint (`self` is checked as a `host:port` at validation).
+pub fn hop_header(hop: &Hop) -> Result<http::HeaderValue, String> {
+    let header = hop.header();
+    header.validate().map_err(|e| e.to_string())?;
+    http::HeaderValue::from_str(&header.to_header_value()).map_err(|e| e.to_string())
 }
 
 /// Why a stage refused data; small and `Copy` because it travels on the hot path.

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use tailgate_proto::error::HopError;
+use tailgate_proto::hop::{HopHeader, Kind as WireKind, Reason as WireReason};
 use tailgate_routing::membership::Reason;
 
 use super::peers::Peers;
@@ -127,76 +129,43 @@ impl MarkedEntry {
     }
 }
 
-/// Parses a `tailgate-hop` value: `v=1;k=fwd|handover;r=not_owner|claim;f=<endpoint>;i=<16 hex>;
-/// t=<16 hex>;b=<core>.<seq>`. Unknown keys are ignored (a newer peer may add some).
+/// Parses a `tailgate-hop` value (`tailgate_proto::hop`) into the mark of span data. Control
+/// kinds (claims, redirects, decisions, drain) are refused until they are wired (design step 6).
 pub fn parse(value: &[u8]) -> Result<Hop, (MarkRefusal, String)> {
-    let bad = |what: &str| {
+    let malformed = |e: String| {
         (
             MarkRefusal::Malformed,
-            format!("malformed tailgate-hop: {what}"),
+            format!("malformed tailgate-hop: {e}"),
         )
     };
-    if value.len() > MAX_HEADER {
-        return Err(bad("longer than 512 bytes"));
-    }
-    let text = std::str::from_utf8(value).map_err(|_| bad("not ASCII"))?;
-    let (mut v, mut k, mut r, mut f, mut i, mut t, mut b) =
-        (None, None, None, None, None, None, None);
-    for field in text.split(';') {
-        let (key, val) = field
-            .split_once('=')
-            .ok_or_else(|| bad("a field without '='"))?;
-        let slot = match key {
-            "v" => &mut v,
-            "k" => &mut k,
-            "r" => &mut r,
-            "f" => &mut f,
-            "i" => &mut i,
-            "t" => &mut t,
-            "b" => &mut b,
-            _ => continue,
-        };
-        if slot.replace(val).is_some() {
-            return Err(bad(&format!("key {key} twice")));
+    let text = std::str::from_utf8(value).map_err(|_| malformed("not ASCII".to_owned()))?;
+    let header = HopHeader::parse(text).map_err(|e| match e {
+        HopError::UnsupportedVersion { .. } => (MarkRefusal::BadVersion, e.to_string()),
+        e => malformed(e.to_string()),
+    })?;
+    let kind = match (header.kind, header.reason) {
+        (WireKind::Fwd, Some(WireReason::NotOwner)) => HopKind::Forward(Reason::NotOwner),
+        (WireKind::Fwd, Some(WireReason::Claim)) => HopKind::Forward(Reason::Claim),
+        (WireKind::HandOver, _) => HopKind::HandOver,
+        (k, _) => {
+            return Err((
+                MarkRefusal::Malformed,
+                format!("tailgate-hop k={k}: control messages are not accepted yet"),
+            ))
         }
-    }
-    if v != Some("1") {
-        return Err((
-            MarkRefusal::BadVersion,
-            format!("tailgate-hop version {:?} is not 1", v.unwrap_or("")),
-        ));
-    }
-    let kind = match (k, r) {
-        (Some("fwd"), Some("not_owner")) => HopKind::Forward(Reason::NotOwner),
-        (Some("fwd"), Some("claim")) => HopKind::Forward(Reason::Claim),
-        (Some("handover"), None) => HopKind::HandOver,
-        _ => return Err(bad("k and r must be fwd with not_owner|claim, or handover")),
     };
-    let from = f
-        .filter(|f| !f.is_empty() && f.len() <= 253)
-        .ok_or_else(|| bad("f (the sender) missing or longer than 253 bytes"))?;
-    let hex = |x: Option<&str>, key: &str| {
-        x.filter(|x| x.len() == 16)
-            .and_then(|x| u64::from_str_radix(x, 16).ok())
-            .ok_or_else(|| bad(&format!("{key} must be 16 hex digits")))
-    };
-    let incarnation = hex(i, "i")?;
-    let table = hex(t, "t")?;
-    let batch = b
-        .and_then(|b| b.split_once('.'))
-        .and_then(|(c, s)| Some((c.parse::<u16>().ok()?, s.parse::<u64>().ok()?)))
-        .ok_or_else(|| bad("b must be <core>.<seq>"))?;
+    // parse() guarantees a batch for span kinds; a missing one is refused all the same.
+    let batch = header
+        .batch
+        .ok_or_else(|| malformed("no batch ID".to_owned()))?;
     Ok(Hop {
         kind,
-        from: Arc::from(from),
-        incarnation,
-        table,
+        from: Arc::from(header.from),
+        incarnation: header.incarnation,
+        table: header.table,
         batch,
     })
 }
-
-/// The longest `tailgate-hop` value accepted (a 253-byte host name and every field fit).
-const MAX_HEADER: usize = 512;
 
 #[cfg(test)]
 mod tests {
@@ -223,8 +192,10 @@ mod tests {
         }
     }
 
+    /// The header rules themselves are `tailgate_proto::hop`'s (tested and fuzzed there); here:
+    /// how its errors map to refusals, and that control kinds are not span data.
     #[test]
-    fn hostile_values_are_refused_with_a_reason() {
+    fn refusals_say_whether_a_retry_can_help() {
         let ok = "v=1;k=fwd;r=not_owner;f=a:1;i=0000000000000001;t=0000000000000002;b=0.1";
         assert!(parse(ok.as_bytes()).is_ok());
         let cases = [
@@ -234,42 +205,22 @@ mod tests {
             ),
             (
                 "k=handover;f=a:1;i=0000000000000001;t=0000000000000002;b=0.1",
-                MarkRefusal::BadVersion,
+                MarkRefusal::Malformed,
             ),
             (
                 "v=1;k=fwd;f=a:1;i=0000000000000001;t=0000000000000002;b=0.1",
                 MarkRefusal::Malformed,
             ),
             (
-                "v=1;k=handover;r=claim;f=a:1;i=0000000000000001;t=0000000000000002;b=0.1",
+                "v=1;k=claim;f=a:1;i=0000000000000001;t=0000000000000002",
                 MarkRefusal::Malformed,
             ),
-            (
-                "v=1;v=1;k=handover;f=a:1;i=0000000000000001;t=0000000000000002;b=0.1",
-                MarkRefusal::Malformed,
-            ),
-            (
-                "v=1;k=handover;f=a:1;i=1;t=0000000000000002;b=0.1",
-                MarkRefusal::Malformed,
-            ),
-            (
-                "v=1;k=handover;f=a:1;i=0000000000000001;t=0000000000000002;b=70000.1",
-                MarkRefusal::Malformed,
-            ),
-            (
-                "v=1;k=handover;f=;i=0000000000000001;t=0000000000000002;b=0.1",
-                MarkRefusal::Malformed,
-            ),
-            ("v=1;garbage", MarkRefusal::Malformed),
         ];
         for (value, want) in cases {
             assert_eq!(parse(value.as_bytes()).unwrap_err().0, want, "{value}");
         }
-        let long = format!("{ok};x={}", "a".repeat(600));
-        assert_eq!(
-            parse(long.as_bytes()).unwrap_err().0,
-            MarkRefusal::Malformed
-        );
+        assert!(MarkRefusal::BadVersion.retryable() && MarkRefusal::NotMember.retryable());
+        assert!(!MarkRefusal::Malformed.retryable());
         assert_eq!(parse(&[0xff, 0xfe]).unwrap_err().0, MarkRefusal::Malformed);
     }
 }

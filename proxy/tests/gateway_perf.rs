@@ -20,14 +20,33 @@ use traffic::{make_trace, request_of, Class, Rng, Trace};
 const SPANS_PER_TRACE: usize = 20;
 const TRACES_PER_REQUEST: usize = 50;
 
+/// `TAILGATE_PERF_MEMBERSHIP=self`: the gateway runs with `membership` (static resolver, itself
+/// the only member), so every trace is classified by the membership rules and stays: the
+/// steady-state cost of membership on the hot path (issue 18).
+fn membership() -> &'static str {
+    match std::env::var("TAILGATE_PERF_MEMBERSHIP").as_deref() {
+        Err(_) | Ok("none") => "",
+        Ok("self") => {
+            "
+    tailgate:
+      membership:
+        resolver: {static: {hostnames: [127.0.0.1:1]}}
+        self: 127.0.0.1:1
+        protocol: {otlp: {tls: {insecure: true}}}"
+        }
+        Ok(other) => panic!("TAILGATE_PERF_MEMBERSHIP={other}: expected none or self"),
+    }
+}
+
 fn config(sink: SocketAddr, decision_wait: &str, num_traces: u64) -> String {
+    let membership = membership();
     format!(
         "
 receivers: {{otlp: {{protocols: {{grpc: {{endpoint: 127.0.0.1:0}}}}}}}}
 processors:
   tail_sampling:
     decision_wait: {decision_wait}
-    num_traces: {num_traces}
+    num_traces: {num_traces}{membership}
     policies:
       - {{name: errors-policy, type: status_code, status_code: {{status_codes: [ERROR]}}}}
       - {{name: slow-traces-policy, type: latency, latency: {{threshold_ms: 1000}}}}
@@ -178,11 +197,12 @@ async fn run(cores: &str, traces: usize, rate: Option<usize>) {
     let (cpu1, _) = proc_stat(pid);
     let cpu = cpu1 - cpu0;
     println!(
-        "cores {cores}, rate {}, load {}: {spans} spans ({} B/span uncompressed) sent in {sent:?}, \
+        "cores {cores}, rate {}, load {}, membership {}: {spans} spans ({} B/span uncompressed) sent in {sent:?}, \
          {exported} exported, {cpu:.2} tailgate CPU-s (incl. the decision wait; {:.2} of them while \
          sending): {:.2} M spans per CPU-second",
         rate.map_or("max".to_owned(), |r| format!("{r} traces/s")),
         load_compression().name(),
+        if membership().is_empty() { "none" } else { "self" },
         wire / spans,
         cpu_sent - cpu0,
         spans as f64 / cpu / 1e6

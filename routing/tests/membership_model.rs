@@ -980,13 +980,13 @@ fn the_model_sees_splits_without_claims() {
     );
 }
 
-/// Replays one history with `MODEL_TRACE=<first 4 bytes of a trace ID, hex>` to print every
-/// message of that trace: `cargo test -p tailgate-routing --test membership_model replay --
-/// --ignored --nocapture`. The history below is the open counterexample recorded in
-/// docs/membership-design.md §4.6 (trace `a5fc4061` decided on two gateways).
+/// Regression: the swap the model test found in step 3 (`docs/membership-design.md` §4.7). The
+/// owner under the middle view (gw-2) chose to hand its fragment of `a5fc4061` to the old holder
+/// (gw-0), then left; gw-0, owner again, received gw-2's claim and ordered the opposite hand-over;
+/// both fired and the trace was decided on two gateways. Set `MODEL_TRACE=a5fc4061` and run with
+/// `--nocapture` to print every message of that trace.
 #[test]
-#[ignore = "debugging aid; an open counterexample"]
-fn replay() {
+fn replay_the_middle_owner_leaves_before_its_hand_over() {
     let h = History {
         initial: 2,
         events: vec![
@@ -999,8 +999,9 @@ fn replay() {
         traces: 24,
         seed: 6103479588368803214,
     };
-    let (violations, log, _, _) = simulate(&h, true);
-    eprintln!("{}\n{log}", violations.join("\n"));
+    let (violations, log, _, third) = simulate(&h, true);
+    assert!(violations.is_empty(), "{}\n{log}", violations.join("\n"));
+    assert_eq!(third, 0, "{log}");
 }
 
 /// A span moving a third time is rare: over 2,000 deterministic histories, fewer than 0.5 % of
@@ -1072,4 +1073,32 @@ fn census() {
         }
     }
     eprintln!("{failed} of {n} histories violate a property: {kinds:?}");
+}
+
+/// Regression: a decided holder that bounces a redirect must tell the owner. gw-3 decided
+/// `a5f54fa6` on its normal timer just after losing it; the owner gw-2 redirected it to gw-4 (the
+/// first claimant), gw-3 bounced the redirect, gw-4 handed its spans to gw-3, but gw-2 still named
+/// gw-4 and released its own fragment there: a second decision point (found by `census` once the
+/// swap above was fixed).
+#[test]
+fn replay_a_decided_holder_bounces_a_redirect() {
+    let h = History {
+        initial: 3,
+        events: vec![
+            (1599, Event::Leave(3)),
+            (1279, Event::Restart(5)),
+            (142, Event::Leave(0)),
+            (4831, Event::Leave(0)),
+            (4633, Event::Rolling(4, 1489)),
+            (1177, Event::Restart(0)),
+            (347, Event::Rolling(1, 3287)),
+        ],
+        agents: 2,
+        stamps: 141,
+        traces: 36,
+        seed: 7790650347189621159,
+    };
+    let (violations, log, _, third) = simulate(&h, true);
+    assert!(violations.is_empty(), "{}\n{log}", violations.join("\n"));
+    assert_eq!(third, 0, "{log}");
 }

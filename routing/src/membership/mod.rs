@@ -406,6 +406,16 @@ impl Rules {
         out: &mut Vec<Out>,
     ) -> Route {
         let handover = matches!(mark, Some(Mark::HandOver));
+        if handover && held == Held::No {
+            if let Some(to) = self.decided_holder(trace, now) {
+                // A hand-over is terminal except here: the trace was decided elsewhere (this
+                // core learnt it from a redirect) and a fragment kept here would be a second
+                // decision point. The arbiter that sent it had not learnt of that decision yet.
+                self.counters.handed_over_claim += 1;
+                self.claims.mark_used(trace);
+                return Route::HandOver { to };
+            }
+        }
         if handover {
             // Whatever happens below, these spans stay here: the fragment is anchored.
             let until = now
@@ -427,6 +437,7 @@ impl Rules {
                 self.claims.mark_used(trace);
                 return if forwarded {
                     self.counters.handed_over_claim += 1;
+                    self.claims.anchor(trace);
                     Route::HandOver { to }
                 } else {
                     self.counters.forwarded_claim += 1;
@@ -475,6 +486,22 @@ impl Rules {
             }
         }
         Route::Local { not_before }
+    }
+
+    /// The holder of a live claim for `trace` that already decided it, if not this gateway.
+    fn decided_holder(&mut self, trace: &[u8; 16], now: u64) -> Option<PeerRef> {
+        if self.claims.is_empty() {
+            return None;
+        }
+        self.expire(now);
+        let (pending, _) = self.claims.state(trace);
+        if pending {
+            return None;
+        }
+        self.claims
+            .holder(trace, now)
+            .filter(|h| h.endpoint != *self.view.self_endpoint())
+            .cloned()
     }
 
     /// The owner of `trace` when an agent marked `down` as failed, and whether it is this gateway.
@@ -541,6 +568,10 @@ impl Rules {
         let mut by_owner: BTreeMap<Arc<str>, Vec<ClaimEntry>> = BTreeMap::new();
         let mut redirects = Vec::new();
         for (trace, h) in held {
+            if let Some(out) = self.release_on_losing_ownership(now, &trace, h) {
+                redirects.push(out);
+                continue;
+            }
             let entry = match h {
                 Held::No => continue,
                 Held::Pending { first_seen } => ClaimEntry {
@@ -628,6 +659,30 @@ impl Rules {
         out
     }
 
+    /// A view that takes `trace` away from this core while a hand-over it chose as arbiter is
+    /// still held back: the choice stands and is carried out now, and this core does not claim
+    /// the trace (it gave it up: it is no contender). Waiting served only to collect claims as
+    /// the arbiter, which this core no longer is; claiming instead let the next arbiter order the
+    /// opposite hand-over (the model test's swap: both fired, two fragments decided apart).
+    fn release_on_losing_ownership(&mut self, now: u64, trace: &[u8; 16], h: Held) -> Option<Out> {
+        if self.view.owns(trace) || !matches!(h, Held::Pending { .. }) {
+            return None;
+        }
+        let i = self.handovers.iter().position(|(t, _)| t == trace)?;
+        let to = self
+            .claims
+            .holder(trace, now)
+            .filter(|p| p.endpoint != *self.view.self_endpoint())
+            .cloned()?;
+        if self.is_anchored(trace, now) {
+            return None;
+        }
+        self.handovers.swap_remove(i);
+        self.claims.anchor(trace);
+        self.counters.fragments_handed_over += 1;
+        Some(Out::HandOver { trace: *trace, to })
+    }
+
     /// Receives claims from `from` (§4.3 a–e). `held` answers for each claimed trace what this
     /// core's engine holds. Returns the hand-overs and redirects to send.
     pub fn on_claims(
@@ -690,6 +745,7 @@ impl Rules {
                 }
             }
             let h = held(trace);
+            let mut handed = false;
             let mine = match h {
                 Held::No => None,
                 Held::Pending { .. } => Some(rank(true, self.is_anchored(trace, now))),
@@ -737,6 +793,7 @@ impl Rules {
                         .min(deadline.saturating_sub(1));
                     // A decided claimant cannot lose any later arbitration: no reason to wait.
                     if now >= release || incoming == 2 {
+                        handed = true;
                         self.counters.fragments_handed_over += 1;
                         out.push(Out::HandOver {
                             trace: *trace,
@@ -753,7 +810,7 @@ impl Rules {
                 trace,
                 claimant.clone(),
                 entry.pending,
-                entry.anchored,
+                entry.anchored || handed,
                 expires,
             );
         }
@@ -799,6 +856,13 @@ impl Rules {
                     holder_decided: mine == 2,
                     holder_anchored: mine == 1,
                 });
+                // The arbiter that sent the redirect still names the other holder: tell the
+                // owner this one decided, so it sends later spans and its own fragment here
+                // (model test: the owner released its fragment to the redirected holder, which
+                // had handed everything here, and a second decision point grew there).
+                if let Held::Decided { at, .. } = held {
+                    out.extend(self.decided_claim(now, trace, at));
+                }
                 return out;
             } else {
                 self.counters.fragments_handed_over += 1;
@@ -809,14 +873,42 @@ impl Rules {
             }
         }
         let ttl = self.cfg.grace.saturating_add(self.cfg.late_window);
+        // A holder this core just handed its fragment to is anchored from now on.
+        let handed = matches!(out.last(), Some(Out::HandOver { .. }));
         self.claims.upsert(
             trace,
             holder,
             !holder_decided,
-            holder_anchored,
+            holder_anchored || handed,
             now.saturating_add(ttl),
         );
         out
+    }
+
+    /// A claim for a trace decided here at `at`, to its owner; `None` when this gateway is the
+    /// owner (it arbitrates itself) or the late window is over.
+    fn decided_claim(&mut self, now: u64, trace: &[u8; 16], at: u64) -> Option<Out> {
+        if self.view.owns(trace) {
+            return None;
+        }
+        let owner = self.view.owner_endpoint(trace)?.clone();
+        if owner == *self.view.self_endpoint() {
+            return None;
+        }
+        let until = at.saturating_add(self.cfg.late_window);
+        if until <= now {
+            return None;
+        }
+        self.counters.claims_sent += 1;
+        Some(Out::Claims {
+            to: PeerRef::endpoint(owner),
+            entries: vec![ClaimEntry {
+                trace: *trace,
+                pending: false,
+                anchored: self.is_anchored(trace, now),
+                ttl_ms: ttl_ms(until - now),
+            }],
+        })
     }
 
     /// When [`poll`](Self::poll) has hand-overs to release; `None` when it has none.
@@ -851,6 +943,7 @@ impl Rules {
             // model test measured more splits that way than extra hops the other way).
             match held(&trace) {
                 Held::Pending { .. } if !self.is_anchored(&trace, now) => {
+                    self.claims.anchor(&trace);
                     self.counters.fragments_handed_over += 1;
                     out.push(Out::HandOver { trace, to });
                 }

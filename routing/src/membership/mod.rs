@@ -91,7 +91,8 @@ pub enum Mark {
         /// Why the sender forwarded it.
         reason: Reason,
     },
-    /// An undecided fragment handed over (`k=handover`): terminal, never moved again.
+    /// An undecided fragment handed over (`k=handover`): kept where it lands, unless that core
+    /// holds nothing and knows of a keeper that cannot move (see [`Rules::route`]).
     HandOver,
     /// An agent failed these members over (`tailgate-failover`): ownership is evaluated as if
     /// they were down. Agent data: unmarked for the purpose of rules 2, 4 and 5.
@@ -159,8 +160,8 @@ pub enum Out {
         holder: PeerRef,
         /// The keeper has decided: a decided receiver must not redirect back (a split, counted).
         holder_decided: bool,
-        /// The keeper's fragment is anchored (it received a hand-over): between two anchored
-        /// fragments the lower endpoint keeps, so the redirect cannot bounce forever.
+        /// The keeper's fragment is anchored (it received a hand-over): an anchored receiver
+        /// moves to it, while an unanchored keeper is sent to an anchored receiver instead.
         holder_anchored: bool,
     },
     /// Take the undecided fragment of `trace` out of the local engine (`take_pending`) and send
@@ -395,7 +396,9 @@ impl Rules {
     ///
     /// First match wins: (1) held here → local; (2) a live claim names another holder →
     /// forward (unmarked) or hand over (marked `fwd`); (3) owner → local; (4) unmarked → forward
-    /// to the owner; (5) marked, or any hand-over → local, and claim to the owner.
+    /// to the owner; (5) marked, or any hand-over → local, and claim to the owner. Before all of
+    /// them, a hand-over reaching this core while it holds nothing goes on to a keeper it knows
+    /// of that cannot move (decided, or anchored with a lower endpoint; see `keeper`).
     pub fn route(
         &mut self,
         now: u64,
@@ -407,10 +410,12 @@ impl Rules {
     ) -> Route {
         let handover = matches!(mark, Some(Mark::HandOver));
         if handover && held == Held::No {
-            if let Some(to) = self.decided_holder(trace, now) {
-                // A hand-over is terminal except here: the trace was decided elsewhere (this
-                // core learnt it from a redirect) and a fragment kept here would be a second
-                // decision point. The arbiter that sent it had not learnt of that decision yet.
+            if let Some(to) = self.keeper(trace, now) {
+                // A hand-over is terminal except here: this core knows of a keeper elsewhere
+                // that cannot give its fragment up (decided, or anchored: this core may have
+                // handed it its own fragment), and whoever sent this had not learnt of it. Kept
+                // here it would be a second decision point (decided) or pull the keeper's
+                // fragment over, moving its spans a third time (anchored). See `keeper`.
                 self.counters.handed_over_claim += 1;
                 self.claims.mark_used(trace);
                 return Route::HandOver { to };
@@ -488,19 +493,22 @@ impl Rules {
         Route::Local { not_before }
     }
 
-    /// The holder of a live claim for `trace` that already decided it, if not this gateway.
-    fn decided_holder(&mut self, trace: &[u8; 16], now: u64) -> Option<PeerRef> {
+    /// The holder a hand-over of `trace` reaching this core (holding nothing) is passed on to:
+    /// the holder of a live claim that decided the trace, or that is anchored and has a lower
+    /// endpoint than this gateway. The second condition makes every pass go to a lower endpoint,
+    /// so passes cannot loop (two gateways that handed their fragments to each other at once
+    /// both name the other: only the higher one passes on).
+    fn keeper(&mut self, trace: &[u8; 16], now: u64) -> Option<PeerRef> {
         if self.claims.is_empty() {
             return None;
         }
         self.expire(now);
-        let (pending, _) = self.claims.state(trace);
-        if pending {
-            return None;
-        }
+        let (pending, anchored) = self.claims.state(trace);
+        let me = self.view.self_endpoint();
         self.claims
             .holder(trace, now)
-            .filter(|h| h.endpoint != *self.view.self_endpoint())
+            .filter(|h| h.endpoint != *me)
+            .filter(|h| !pending || (anchored && h.endpoint < *me))
             .cloned()
     }
 
@@ -724,7 +732,17 @@ impl Rules {
                     self.counters.claims_dropped_conflict += 1;
                     let (first_pending, first_anchored) = self.claims.state(trace);
                     let standing = rank(first_pending, first_anchored);
-                    if incoming <= standing {
+                    // Equal ranks at the owner: the lower endpoint keeps, not the first claim to
+                    // arrive. Successive owners see claims in different orders; "first wins" let
+                    // two of them redirect each holder to the other (model test: the fragments
+                    // crossed and spans moved three times). A core that does not own the trace
+                    // keeps "first wins": it never moves the standing holder on a tie, which
+                    // the owner (that may have arbitrated otherwise) would not learn of.
+                    let tie_to_standing =
+                        !self.view.owns(trace) || first.endpoint < claimant.endpoint;
+                    let standing_wins =
+                        incoming < standing || (incoming == standing && tie_to_standing);
+                    if standing_wins {
                         // (Both decided: the claimant counts the split when the redirect lands.)
                         out.push(Out::Redirect {
                             to: claimant.clone(),
@@ -864,6 +882,22 @@ impl Rules {
                     out.extend(self.decided_claim(now, trace, at));
                 }
                 return out;
+            } else if mine > theirs {
+                // An anchored fragment (its spans may have moved twice already) redirected to an
+                // unanchored one: the arbiter ranked a claim sent before the hand-over landed
+                // here. The unanchored fragment comes here instead, and the owner learns the
+                // rank, so it redirects that holder too and names this one for later spans.
+                out.push(Out::Redirect {
+                    to: holder,
+                    trace: *trace,
+                    holder: self.me(),
+                    holder_decided: false,
+                    holder_anchored: true,
+                });
+                if let Held::Pending { first_seen } = held {
+                    out.extend(self.anchored_claim(now, trace, first_seen));
+                }
+                return out;
             } else {
                 self.counters.fragments_handed_over += 1;
                 out.push(Out::HandOver {
@@ -907,6 +941,28 @@ impl Rules {
                 pending: false,
                 anchored: self.is_anchored(trace, now),
                 ttl_ms: ttl_ms(until - now),
+            }],
+        })
+    }
+
+    /// A claim for an anchored pending fragment first seen at `first_seen`, to its owner; `None`
+    /// when this gateway is the owner.
+    fn anchored_claim(&mut self, now: u64, trace: &[u8; 16], first_seen: u64) -> Option<Out> {
+        if self.view.owns(trace) {
+            return None;
+        }
+        let owner = self.view.owner_endpoint(trace)?.clone();
+        if owner == *self.view.self_endpoint() {
+            return None;
+        }
+        self.counters.claims_sent += 1;
+        Some(Out::Claims {
+            to: PeerRef::endpoint(owner),
+            entries: vec![ClaimEntry {
+                trace: *trace,
+                pending: true,
+                anchored: true,
+                ttl_ms: self.pending_ttl_ms(now, first_seen),
             }],
         })
     }

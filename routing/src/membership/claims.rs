@@ -92,6 +92,14 @@ impl Claims {
         }
     }
 
+    /// Notes that the holder of the claim for `trace` was just sent a hand-over of it (by this
+    /// core): it is anchored now, whatever its claim said, so a later conflict weighs it so.
+    pub fn anchor(&mut self, trace: &[u8; 16]) {
+        if let Some(c) = self.map.get_mut(&u128::from_le_bytes(*trace)) {
+            c.anchored = true;
+        }
+    }
+
     /// (pending, anchored) of the claim for `trace`; `(true, false)`, the weakest, without one.
     pub fn state(&self, trace: &[u8; 16]) -> (bool, bool) {
         self.map

@@ -91,7 +91,8 @@ pub enum Mark {
         /// Why the sender forwarded it.
         reason: Reason,
     },
-    /// An undecided fragment handed over (`k=handover`): terminal, never moved again.
+    /// An undecided fragment handed over (`k=handover`): kept where it lands, unless that core
+    /// holds nothing and knows of a keeper that cannot move (see [`Rules::route`]).
     HandOver,
     /// An agent failed these members over (`tailgate-failover`): ownership is evaluated as if
     /// they were down. Agent data: unmarked for the purpose of rules 2, 4 and 5.
@@ -159,8 +160,8 @@ pub enum Out {
         holder: PeerRef,
         /// The keeper has decided: a decided receiver must not redirect back (a split, counted).
         holder_decided: bool,
-        /// The keeper's fragment is anchored (it received a hand-over): between two anchored
-        /// fragments the lower endpoint keeps, so the redirect cannot bounce forever.
+        /// The keeper's fragment is anchored (it received a hand-over): an anchored receiver
+        /// moves to it, while an unanchored keeper is sent to an anchored receiver instead.
         holder_anchored: bool,
     },
     /// Take the undecided fragment of `trace` out of the local engine (`take_pending`) and send
@@ -395,7 +396,9 @@ impl Rules {
     ///
     /// First match wins: (1) held here → local; (2) a live claim names another holder →
     /// forward (unmarked) or hand over (marked `fwd`); (3) owner → local; (4) unmarked → forward
-    /// to the owner; (5) marked, or any hand-over → local, and claim to the owner.
+    /// to the owner; (5) marked, or any hand-over → local, and claim to the owner. Before all of
+    /// them, a hand-over reaching this core while it holds nothing goes on to a keeper it knows
+    /// of that cannot move (decided, or anchored with a lower endpoint; see `keeper`).
     pub fn route(
         &mut self,
         now: u64,
@@ -406,6 +409,18 @@ impl Rules {
         out: &mut Vec<Out>,
     ) -> Route {
         let handover = matches!(mark, Some(Mark::HandOver));
+        if handover && held == Held::No {
+            if let Some(to) = self.keeper(trace, now) {
+                // A hand-over is terminal except here: this core knows of a keeper elsewhere
+                // that cannot give its fragment up (decided, or anchored: this core may have
+                // handed it its own fragment), and whoever sent this had not learnt of it. Kept
+                // here it would be a second decision point (decided) or pull the keeper's
+                // fragment over, moving its spans a third time (anchored). See `keeper`.
+                self.counters.handed_over_claim += 1;
+                self.claims.mark_used(trace);
+                return Route::HandOver { to };
+            }
+        }
         if handover {
             // Whatever happens below, these spans stay here: the fragment is anchored.
             let until = now
@@ -427,6 +442,7 @@ impl Rules {
                 self.claims.mark_used(trace);
                 return if forwarded {
                     self.counters.handed_over_claim += 1;
+                    self.claims.anchor(trace);
                     Route::HandOver { to }
                 } else {
                     self.counters.forwarded_claim += 1;
@@ -475,6 +491,25 @@ impl Rules {
             }
         }
         Route::Local { not_before }
+    }
+
+    /// The holder a hand-over of `trace` reaching this core (holding nothing) is passed on to:
+    /// the holder of a live claim that decided the trace, or that is anchored and has a lower
+    /// endpoint than this gateway. The second condition makes every pass go to a lower endpoint,
+    /// so passes cannot loop (two gateways that handed their fragments to each other at once
+    /// both name the other: only the higher one passes on).
+    fn keeper(&mut self, trace: &[u8; 16], now: u64) -> Option<PeerRef> {
+        if self.claims.is_empty() {
+            return None;
+        }
+        self.expire(now);
+        let (pending, anchored) = self.claims.state(trace);
+        let me = self.view.self_endpoint();
+        self.claims
+            .holder(trace, now)
+            .filter(|h| h.endpoint != *me)
+            .filter(|h| !pending || (anchored && h.endpoint < *me))
+            .cloned()
     }
 
     /// The owner of `trace` when an agent marked `down` as failed, and whether it is this gateway.
@@ -541,6 +576,10 @@ impl Rules {
         let mut by_owner: BTreeMap<Arc<str>, Vec<ClaimEntry>> = BTreeMap::new();
         let mut redirects = Vec::new();
         for (trace, h) in held {
+            if let Some(out) = self.release_on_losing_ownership(now, &trace, h) {
+                redirects.push(out);
+                continue;
+            }
             let entry = match h {
                 Held::No => continue,
                 Held::Pending { first_seen } => ClaimEntry {
@@ -628,6 +667,30 @@ impl Rules {
         out
     }
 
+    /// A view that takes `trace` away from this core while a hand-over it chose as arbiter is
+    /// still held back: the choice stands and is carried out now, and this core does not claim
+    /// the trace (it gave it up: it is no contender). Waiting served only to collect claims as
+    /// the arbiter, which this core no longer is; claiming instead let the next arbiter order the
+    /// opposite hand-over (the model test's swap: both fired, two fragments decided apart).
+    fn release_on_losing_ownership(&mut self, now: u64, trace: &[u8; 16], h: Held) -> Option<Out> {
+        if self.view.owns(trace) || !matches!(h, Held::Pending { .. }) {
+            return None;
+        }
+        let i = self.handovers.iter().position(|(t, _)| t == trace)?;
+        let to = self
+            .claims
+            .holder(trace, now)
+            .filter(|p| p.endpoint != *self.view.self_endpoint())
+            .cloned()?;
+        if self.is_anchored(trace, now) {
+            return None;
+        }
+        self.handovers.swap_remove(i);
+        self.claims.anchor(trace);
+        self.counters.fragments_handed_over += 1;
+        Some(Out::HandOver { trace: *trace, to })
+    }
+
     /// Receives claims from `from` (§4.3 a–e). `held` answers for each claimed trace what this
     /// core's engine holds. Returns the hand-overs and redirects to send.
     pub fn on_claims(
@@ -669,7 +732,17 @@ impl Rules {
                     self.counters.claims_dropped_conflict += 1;
                     let (first_pending, first_anchored) = self.claims.state(trace);
                     let standing = rank(first_pending, first_anchored);
-                    if incoming <= standing {
+                    // Equal ranks at the owner: the lower endpoint keeps, not the first claim to
+                    // arrive. Successive owners see claims in different orders; "first wins" let
+                    // two of them redirect each holder to the other (model test: the fragments
+                    // crossed and spans moved three times). A core that does not own the trace
+                    // keeps "first wins": it never moves the standing holder on a tie, which
+                    // the owner (that may have arbitrated otherwise) would not learn of.
+                    let tie_to_standing =
+                        !self.view.owns(trace) || first.endpoint < claimant.endpoint;
+                    let standing_wins =
+                        incoming < standing || (incoming == standing && tie_to_standing);
+                    if standing_wins {
                         // (Both decided: the claimant counts the split when the redirect lands.)
                         out.push(Out::Redirect {
                             to: claimant.clone(),
@@ -690,6 +763,7 @@ impl Rules {
                 }
             }
             let h = held(trace);
+            let mut handed = false;
             let mine = match h {
                 Held::No => None,
                 Held::Pending { .. } => Some(rank(true, self.is_anchored(trace, now))),
@@ -737,6 +811,7 @@ impl Rules {
                         .min(deadline.saturating_sub(1));
                     // A decided claimant cannot lose any later arbitration: no reason to wait.
                     if now >= release || incoming == 2 {
+                        handed = true;
                         self.counters.fragments_handed_over += 1;
                         out.push(Out::HandOver {
                             trace: *trace,
@@ -753,7 +828,7 @@ impl Rules {
                 trace,
                 claimant.clone(),
                 entry.pending,
-                entry.anchored,
+                entry.anchored || handed,
                 expires,
             );
         }
@@ -799,6 +874,29 @@ impl Rules {
                     holder_decided: mine == 2,
                     holder_anchored: mine == 1,
                 });
+                // The arbiter that sent the redirect still names the other holder: tell the
+                // owner this one decided, so it sends later spans and its own fragment here
+                // (model test: the owner released its fragment to the redirected holder, which
+                // had handed everything here, and a second decision point grew there).
+                if let Held::Decided { at, .. } = held {
+                    out.extend(self.decided_claim(now, trace, at));
+                }
+                return out;
+            } else if mine > theirs {
+                // An anchored fragment (its spans may have moved twice already) redirected to an
+                // unanchored one: the arbiter ranked a claim sent before the hand-over landed
+                // here. The unanchored fragment comes here instead, and the owner learns the
+                // rank, so it redirects that holder too and names this one for later spans.
+                out.push(Out::Redirect {
+                    to: holder,
+                    trace: *trace,
+                    holder: self.me(),
+                    holder_decided: false,
+                    holder_anchored: true,
+                });
+                if let Held::Pending { first_seen } = held {
+                    out.extend(self.anchored_claim(now, trace, first_seen));
+                }
                 return out;
             } else {
                 self.counters.fragments_handed_over += 1;
@@ -809,14 +907,64 @@ impl Rules {
             }
         }
         let ttl = self.cfg.grace.saturating_add(self.cfg.late_window);
+        // A holder this core just handed its fragment to is anchored from now on.
+        let handed = matches!(out.last(), Some(Out::HandOver { .. }));
         self.claims.upsert(
             trace,
             holder,
             !holder_decided,
-            holder_anchored,
+            holder_anchored || handed,
             now.saturating_add(ttl),
         );
         out
+    }
+
+    /// A claim for a trace decided here at `at`, to its owner; `None` when this gateway is the
+    /// owner (it arbitrates itself) or the late window is over.
+    fn decided_claim(&mut self, now: u64, trace: &[u8; 16], at: u64) -> Option<Out> {
+        if self.view.owns(trace) {
+            return None;
+        }
+        let owner = self.view.owner_endpoint(trace)?.clone();
+        if owner == *self.view.self_endpoint() {
+            return None;
+        }
+        let until = at.saturating_add(self.cfg.late_window);
+        if until <= now {
+            return None;
+        }
+        self.counters.claims_sent += 1;
+        Some(Out::Claims {
+            to: PeerRef::endpoint(owner),
+            entries: vec![ClaimEntry {
+                trace: *trace,
+                pending: false,
+                anchored: self.is_anchored(trace, now),
+                ttl_ms: ttl_ms(until - now),
+            }],
+        })
+    }
+
+    /// A claim for an anchored pending fragment first seen at `first_seen`, to its owner; `None`
+    /// when this gateway is the owner.
+    fn anchored_claim(&mut self, now: u64, trace: &[u8; 16], first_seen: u64) -> Option<Out> {
+        if self.view.owns(trace) {
+            return None;
+        }
+        let owner = self.view.owner_endpoint(trace)?.clone();
+        if owner == *self.view.self_endpoint() {
+            return None;
+        }
+        self.counters.claims_sent += 1;
+        Some(Out::Claims {
+            to: PeerRef::endpoint(owner),
+            entries: vec![ClaimEntry {
+                trace: *trace,
+                pending: true,
+                anchored: true,
+                ttl_ms: self.pending_ttl_ms(now, first_seen),
+            }],
+        })
     }
 
     /// When [`poll`](Self::poll) has hand-overs to release; `None` when it has none.
@@ -851,6 +999,7 @@ impl Rules {
             // model test measured more splits that way than extra hops the other way).
             match held(&trace) {
                 Held::Pending { .. } if !self.is_anchored(&trace, now) => {
+                    self.claims.anchor(&trace);
                     self.counters.fragments_handed_over += 1;
                     out.push(Out::HandOver { trace, to });
                 }

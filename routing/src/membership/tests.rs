@@ -420,44 +420,61 @@ fn claims_cases_a_to_e() {
         .on_claims(2 * S, B, Incarnation(1), &[done], decided)
         .is_empty());
     assert_eq!(r.counters().splits_decided_before_claim, 1);
-    // (e) a second holder is redirected to the first.
+    // The fragment handed to B makes B's claim anchored here: a later pending claim loses to it.
+    assert_eq!(r.claims().state(&e(1, 0).trace), (true, true));
+    // (e) a second holder of equal rank: the lower endpoint keeps (B < C), whichever came first.
     let c4 = PeerRef {
         endpoint: Arc::from(C),
         incarnation: Some(Incarnation(4)),
     };
-    let out = r.on_claims(2 * S, C, Incarnation(4), &[e(1, 1000)], |_| Held::No);
+    assert!(r
+        .on_claims(2 * S, B, Incarnation(1), &[e(4, 1000)], |_| Held::No)
+        .is_empty());
+    let out = r.on_claims(2 * S, C, Incarnation(4), &[e(4, 1000)], |_| Held::No);
     assert_eq!(
         out,
         [Out::Redirect {
             to: c4.clone(),
-            trace: e(1, 0).trace,
+            trace: e(4, 0).trace,
             holder: b1.clone(),
             holder_decided: false,
             holder_anchored: false
         }]
     );
     assert_eq!(r.counters().claims_dropped_conflict, 1);
+    assert_eq!(r.claims().holder(&e(4, 0).trace, 2 * S), Some(&b1));
+    // C first, then B: B still keeps (successive owners must agree whatever order claims came in).
+    assert!(r
+        .on_claims(2 * S, C, Incarnation(4), &[e(5, 1000)], |_| Held::No)
+        .is_empty());
+    let out = r.on_claims(2 * S, B, Incarnation(1), &[e(5, 1000)], |_| Held::No);
     assert_eq!(
-        r.claims().holder(&e(1, 0).trace, 2 * S),
-        Some(&b1),
-        "the first claim wins"
+        out,
+        [Out::Redirect {
+            to: c4.clone(),
+            trace: e(5, 0).trace,
+            holder: b1.clone(),
+            holder_decided: false,
+            holder_anchored: false
+        }]
     );
-    // ... unless the newcomer ranks higher (decided > anchored > pending): then the first holder
-    // is redirected to it.
-    let mut anchored = e(1, 1000);
+    assert_eq!(r.claims().holder(&e(5, 0).trace, 2 * S), Some(&b1));
+    // A newcomer that ranks higher (decided > anchored > pending) wins: the first holder is
+    // redirected to it.
+    let mut anchored = e(4, 1000);
     anchored.anchored = true;
     let out = r.on_claims(2 * S, C, Incarnation(4), &[anchored], |_| Held::No);
     assert_eq!(
         out,
         [Out::Redirect {
             to: b1,
-            trace: e(1, 0).trace,
+            trace: e(4, 0).trace,
             holder: c4.clone(),
             holder_decided: false,
             holder_anchored: true
         }]
     );
-    assert_eq!(r.claims().holder(&e(1, 0).trace, 2 * S), Some(&c4));
+    assert_eq!(r.claims().holder(&e(4, 0).trace, 2 * S), Some(&c4));
 }
 
 #[test]
@@ -489,6 +506,136 @@ fn a_holder_that_does_not_own_the_trace_is_no_arbiter() {
         r.poll(at, held).as_slice(),
         [Out::HandOver { .. }]
     ));
+}
+
+#[test]
+fn a_view_that_takes_the_trace_away_carries_out_the_chosen_hand_over() {
+    // A owns t, holds a young fragment and B's claim: it chose B and holds the hand-over back
+    // until its view settles. A view that gives t to B makes B the arbiter; A's choice stands, is
+    // carried out at once, and A claims nothing (claiming let B order the opposite hand-over).
+    let v = view(A, &[A, B], 1);
+    let mut r = Rules::new(cfg(), v.clone(), 0);
+    let t = owned_by(&v, A); // and B owns every trace once A leaves
+    let entry = ClaimEntry {
+        trace: t,
+        pending: true,
+        anchored: false,
+        ttl_ms: 10_000,
+    };
+    let held = |_: &[u8; 16]| Held::Pending { first_seen: 0 };
+    assert!(r.on_claims(0, B, Incarnation(1), &[entry], held).is_empty());
+    assert!(r.next_poll().is_some(), "held back until settled");
+    let out = r.on_view(
+        S / 2,
+        view(A, &[B], 2),
+        [(t, Held::Pending { first_seen: 0 })],
+    );
+    assert_eq!(
+        out,
+        [Out::HandOver {
+            trace: t,
+            to: PeerRef {
+                endpoint: Arc::from(B),
+                incarnation: Some(Incarnation(1)),
+            },
+        }]
+    );
+    assert_eq!(r.next_poll(), None, "released once");
+    assert_eq!(r.claims().state(&t), (true, true), "B is anchored now");
+}
+
+#[test]
+fn a_decided_holder_that_bounces_a_redirect_tells_the_owner() {
+    // A decided t; C (an arbiter that had not heard of it) redirects A to B. A sends B here and
+    // claims the decided trace to its owner, so the owner stops naming B.
+    let v = view(A, &[A, B, C], 1);
+    let mut r = Rules::new(cfg(), v.clone(), 0);
+    let t = owned_by(&v, C);
+    let decided = Held::Decided { kept: true, at: S };
+    let out = r.on_redirect(2 * S, &t, peer(B), false, false, decided);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(matches!(&out[0], Out::Redirect { to, holder_decided: true, .. } if to == &peer(B)));
+    match &out[1] {
+        Out::Claims { to, entries } => {
+            assert_eq!(to, &peer(C));
+            assert_eq!(entries.len(), 1);
+            assert!(!entries[0].pending);
+            assert_eq!(entries[0].trace, t);
+        }
+        other => panic!("expected a claim, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_hand_over_meeting_a_decided_claim_follows_it() {
+    // B told A it decided t (a redirect); a hand-over of t that reaches A afterwards, while A
+    // holds nothing, would start a second decision point: it follows the claim to B.
+    let v = view(A, &[A, B, C], 1);
+    let mut r = Rules::new(cfg(), v.clone(), 0);
+    let t = owned_by(&v, C);
+    assert!(r
+        .on_redirect(S, &t, peer(B), true, false, Held::No)
+        .is_empty());
+    let mut out = Vec::new();
+    let route = r.route(S, &t, Held::No, Some(&Mark::HandOver), None, &mut out);
+    assert_eq!(route, Route::HandOver { to: peer(B) });
+    assert!(out.is_empty());
+    // A pending claimant does not attract hand-overs: they stay terminal.
+    let u = owned_by_nth(&v, C, 1);
+    assert!(r
+        .on_redirect(S, &u, peer(B), false, false, Held::No)
+        .is_empty());
+    let route = r.route(S, &u, Held::No, Some(&Mark::HandOver), None, &mut out);
+    assert!(matches!(route, Route::Local { .. }), "{route:?}");
+}
+
+#[test]
+fn a_hand_over_follows_an_anchored_keeper_only_to_a_lower_endpoint() {
+    // B learnt that A (a lower endpoint) keeps t anchored; a hand-over of t reaching B while B
+    // holds nothing goes on to A instead of starting a fragment that would pull A's over.
+    let v = view(B, &[A, B, C], 1);
+    let mut b = Rules::new(cfg(), v.clone(), 0);
+    let t = owned_by(&v, C);
+    assert!(b
+        .on_redirect(S, &t, peer(A), false, true, Held::No)
+        .is_empty());
+    let mut out = Vec::new();
+    let route = b.route(S, &t, Held::No, Some(&Mark::HandOver), None, &mut out);
+    assert_eq!(route, Route::HandOver { to: peer(A) });
+    // A, naming B the same way, keeps it: passes only go down, so two gateways that handed
+    // their fragments to each other cannot pass them back and forth.
+    let mut a = Rules::new(cfg(), view(A, &[A, B, C], 1), 0);
+    assert!(a
+        .on_redirect(S, &t, peer(B), false, true, Held::No)
+        .is_empty());
+    let route = a.route(S, &t, Held::No, Some(&Mark::HandOver), None, &mut out);
+    assert!(matches!(route, Route::Local { .. }), "{route:?}");
+}
+
+#[test]
+fn an_anchored_fragment_is_not_redirected_to_an_unanchored_one() {
+    // A received a hand-over of t (anchored); the owner C, ranking a claim A sent before that,
+    // redirects A to B (pending, unanchored). A keeps t, sends B here and tells C it is anchored.
+    let v = view(A, &[A, B, C], 1);
+    let mut r = Rules::new(cfg(), v.clone(), 0);
+    let t = owned_by(&v, C);
+    let mut out = Vec::new();
+    let route = r.route(S, &t, Held::No, Some(&Mark::HandOver), None, &mut out);
+    assert!(matches!(route, Route::Local { .. }));
+    let held = Held::Pending { first_seen: S };
+    let out = r.on_redirect(S + 100 * MS, &t, peer(B), false, false, held);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(matches!(
+        &out[0],
+        Out::Redirect { to, holder_anchored: true, holder_decided: false, .. } if to == &peer(B)
+    ));
+    assert!(matches!(
+        &out[1],
+        Out::Claims { to, entries } if to == &peer(C) && entries[0].anchored && entries[0].pending
+    ));
+    // An anchored holder does move to another anchored one (the owner's tie-break chose it).
+    let out = r.on_redirect(S + 200 * MS, &t, peer(B), false, true, held);
+    assert!(matches!(out.as_slice(), [Out::HandOver { .. }]), "{out:?}");
 }
 
 #[test]

@@ -92,6 +92,17 @@ fn mark(from: SocketAddr, seq: u64) -> String {
     format!("v=1;k=fwd;r=not_owner;f={from};i=ffffffffffffffff;t=0000000000000000;b=0.{seq}")
 }
 
+/// Sends `body` to `to` marked with `header` (as a gateway would); (grpc-status, message).
+async fn send_marked(to: SocketAddr, header: &str, body: &[u8]) -> (u32, String) {
+    send_raw(
+        to,
+        EXPORT_PATH,
+        &[("tailgate-hop", header)],
+        frame(body, Compression::Identity),
+    )
+    .await
+}
+
 /// The spanmetrics calls counted by a gateway's prometheus exporter, summed over series.
 fn calls(g: &Tailgate) -> f64 {
     let text = support::http_get(g.addr("exporters::prometheus"), "/metrics").1;
@@ -177,13 +188,7 @@ async fn a_gateway_forwards_what_it_does_not_own_and_each_trace_is_decided_once(
     let body = Bytes::from(batch.encode_to_vec());
     let header = mark(ra.1, 1);
     for _ in 0..2 {
-        let (code, msg) = send_raw(
-            b.grpc(),
-            EXPORT_PATH,
-            &[("tailgate-hop", &header)],
-            frame(&body, Compression::Identity),
-        )
-        .await;
+        let (code, msg) = send_marked(b.grpc(), &header, &body).await;
         assert_eq!(code, 0, "{msg}");
     }
     b.wait_metric(
@@ -199,13 +204,7 @@ async fn a_gateway_forwards_what_it_does_not_own_and_each_trace_is_decided_once(
         .find(|s| owner(&members, &s.trace_id) == ra.1)
         .expect("one of 8 traces is A's");
     let batch = one_trace_request(&req, &mine.trace_id);
-    let (code, msg) = send_raw(
-        b.grpc(),
-        EXPORT_PATH,
-        &[("tailgate-hop", &mark(ra.1, 2))],
-        frame(&batch.encode_to_vec(), Compression::Identity),
-    )
-    .await;
+    let (code, msg) = send_marked(b.grpc(), &mark(ra.1, 2), &batch.encode_to_vec()).await;
     assert_eq!(code, 0, "{msg}");
     sink.wait_total(total + 2).await;
     assert_eq!(b.metric(fwd), Some(0.0));
@@ -224,16 +223,8 @@ async fn a_gateway_forwards_what_it_does_not_own_and_each_trace_is_decided_once(
     assert_eq!(code, 14, "{msg}");
     assert!(msg.contains("127.0.0.9, which is not a member"), "{msg}");
     // Nor is a member address that names a sender outside the member list.
-    let (code, msg) = send_raw(
-        b.grpc(),
-        EXPORT_PATH,
-        &[(
-            "tailgate-hop",
-            &mark(SocketAddr::from(([127, 0, 0, 1], 1)), 4),
-        )],
-        frame(&body, Compression::Identity),
-    )
-    .await;
+    let stranger = mark(SocketAddr::from(([127, 0, 0, 1], 1)), 4);
+    let (code, msg) = send_marked(b.grpc(), &stranger, &body).await;
     assert_eq!(code, 14, "{msg}");
     b.wait_metric(
         "tailgate_membership_marks_refused_total{processor=\"tail_sampling\",reason=\"not_member\"}",
@@ -242,13 +233,7 @@ async fn a_gateway_forwards_what_it_does_not_own_and_each_trace_is_decided_once(
     .await;
 
     // A malformed mark is refused before the body is read (INVALID_ARGUMENT, not retried).
-    let (code, msg) = send_raw(
-        b.grpc(),
-        EXPORT_PATH,
-        &[("tailgate-hop", "v=1;k=fwd")],
-        frame(&body, Compression::Identity),
-    )
-    .await;
+    let (code, msg) = send_marked(b.grpc(), "v=1;k=fwd", &body).await;
     assert_eq!(code, 3, "{msg}");
     assert!(msg.contains("malformed tailgate-hop"), "{msg}");
     b.wait_metric(
@@ -334,16 +319,8 @@ async fn marked_data_is_refused_where_no_tail_sampling_sets_membership() {
         &[],
     );
     let req = support::make_request(1, 1, 1, 3);
-    let (code, msg) = send_raw(
-        plain.grpc(),
-        EXPORT_PATH,
-        &[(
-            "tailgate-hop",
-            &mark(SocketAddr::from(([127, 0, 0, 1], 1)), 1),
-        )],
-        frame(&req.encode_to_vec(), Compression::Identity),
-    )
-    .await;
+    let header = mark(SocketAddr::from(([127, 0, 0, 1], 1)), 1);
+    let (code, msg) = send_marked(plain.grpc(), &header, &req.encode_to_vec()).await;
     assert_eq!(code, 9, "FAILED_PRECONDITION: {msg}");
     // Unmarked data still flows.
     assert_eq!(export(plain.grpc(), &req, Compression::Identity).await.0, 0);

@@ -919,16 +919,19 @@ impl Rules {
         out
     }
 
-    /// A claim for a trace decided here at `at`, to its owner; `None` when this gateway is the
-    /// owner (it arbitrates itself) or the late window is over.
-    fn decided_claim(&mut self, now: u64, trace: &[u8; 16], at: u64) -> Option<Out> {
+    /// The owner of `trace` when it is another gateway (the one a claim goes to).
+    fn other_owner(&self, trace: &[u8; 16]) -> Option<Arc<str>> {
         if self.view.owns(trace) {
             return None;
         }
         let owner = self.view.owner_endpoint(trace)?.clone();
-        if owner == *self.view.self_endpoint() {
-            return None;
-        }
+        (owner != *self.view.self_endpoint()).then_some(owner)
+    }
+
+    /// A claim for a trace decided here at `at`, to its owner; `None` when this gateway is the
+    /// owner (it arbitrates itself) or the late window is over.
+    fn decided_claim(&mut self, now: u64, trace: &[u8; 16], at: u64) -> Option<Out> {
+        let owner = self.other_owner(trace)?;
         let until = at.saturating_add(self.cfg.late_window);
         if until <= now {
             return None;
@@ -948,13 +951,7 @@ impl Rules {
     /// A claim for an anchored pending fragment first seen at `first_seen`, to its owner; `None`
     /// when this gateway is the owner.
     fn anchored_claim(&mut self, now: u64, trace: &[u8; 16], first_seen: u64) -> Option<Out> {
-        if self.view.owns(trace) {
-            return None;
-        }
-        let owner = self.view.owner_endpoint(trace)?.clone();
-        if owner == *self.view.self_endpoint() {
-            return None;
-        }
+        let owner = self.other_owner(trace)?;
         self.counters.claims_sent += 1;
         Some(Out::Claims {
             to: PeerRef::endpoint(owner),

@@ -621,6 +621,53 @@ service:
     }
 }
 
+/// `tailgate.exemplars_kept_by` is checked against the whole config, errors at its key path.
+#[test]
+fn exemplars_kept_by_errors_name_their_keys() {
+    let dir = support::scratch_dir();
+    let path = dir.join("kept.yaml");
+    std::fs::write(
+        &path,
+        "
+receivers: {otlp: {protocols: {grpc: }}}
+processors:
+  tail_sampling: {policies: [{name: all, type: always_sample}]}
+  tail_sampling/unused: {policies: [{name: all, type: always_sample}]}
+  batch:
+connectors:
+  spanmetrics/a: {exemplars: {enabled: true}, tailgate: {exemplars_kept_by: tail_sampling/unused}}
+  spanmetrics/b: {exemplars: {enabled: true}, tailgate: {exemplars_kept_by: batch}}
+  spanmetrics/c: {exemplars: {enabled: true}, tailgate: {exemplars_kept_by: tail_sampling/nowhere}}
+  spanmetrics/d: {tailgate: {exemplars_kept_by: tail_sampling}}
+  spanmetrics/ok: {exemplars: {enabled: true}, tailgate: {exemplars_kept_by: tail_sampling}}
+exporters:
+  prometheus: {endpoint: 127.0.0.1:0}
+  nop:
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [spanmetrics/a, spanmetrics/b, spanmetrics/c, spanmetrics/d, spanmetrics/ok]}
+    traces/sampled: {receivers: [otlp], processors: [tail_sampling, batch], exporters: [nop]}
+    metrics: {receivers: [spanmetrics/a, spanmetrics/b, spanmetrics/c, spanmetrics/d, spanmetrics/ok], exporters: [prometheus]}
+",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tailgate"))
+        .args(["validate", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "connectors.spanmetrics/a.tailgate.exemplars_kept_by: processor \"tail_sampling/unused\" is in no traces pipeline",
+        "connectors.spanmetrics/b.tailgate.exemplars_kept_by: \"batch\" is not a tail_sampling processor",
+        "connectors.spanmetrics/c.tailgate.exemplars_kept_by: \"tail_sampling/nowhere\" is not a tail_sampling processor",
+        "connectors.spanmetrics/d.tailgate.exemplars_kept_by: needs exemplars.enabled: true",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    assert!(!err.contains("spanmetrics/ok"), "{err}");
+}
+
 /// One span named `name` of service `lag`.
 fn one_span(name: &str) -> ExportTraceServiceRequest {
     let start = 1_700_000_000_000_000_000u64;

@@ -16,6 +16,7 @@ use super::shared::{mesh_key, Shared};
 use crate::config::{
     ComponentId, ExporterConfig, Pipeline, ProcessorConfig, ReceiverConfig, Signal,
 };
+use crate::connector::spanmetrics::kept::KeptOnCore;
 use crate::connector::spanmetrics::stage::{Dropped, SpanMetricsStage};
 use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
 use crate::exporter::loadbalancing::backends::BackendFactory;
@@ -363,8 +364,13 @@ impl Cx<'_> {
                         );
                     }
                 }
-                let t = tail_sampling::build(&sampler, mesh, next, &name, self.registry(), stage)
-                    .map_err(|e| StartError::component(path.clone(), e))?;
+                let kept: Vec<_> = (self.shared.spanmetrics.values())
+                    .filter_map(|m| m.publisher_for(pid))
+                    .collect();
+                let kept = KeptOnCore::new(&kept, self.core);
+                let t =
+                    tail_sampling::build(&sampler, mesh, next, &name, self.registry(), stage, kept)
+                        .map_err(|e| StartError::component(path.clone(), e))?;
                 self.drain(&t);
                 t
             }

@@ -13,7 +13,7 @@ use crate::config::{
     ComponentId, Config, ConnectorConfig, ExporterConfig, ProcessorConfig, Signal,
 };
 use crate::exporter::prometheus::exporter::PrometheusExporter;
-use crate::exporter::prometheus::protobuf;
+use crate::exporter::prometheus::{openmetrics, protobuf};
 
 /// The Prometheus text exposition's content type.
 const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -68,6 +68,11 @@ pub fn start(
             Endpoint::Negotiated(Arc::new(move |accept: &str| {
                 if protobuf::accepted(accept) {
                     (protobuf::CONTENT_TYPE, render.render_protobuf())
+                } else if render.open_metrics() && openmetrics::accepted(accept) {
+                    (
+                        openmetrics::CONTENT_TYPE,
+                        render.render_openmetrics().into_bytes(),
+                    )
                 } else {
                     (TEXT_CONTENT_TYPE, render.render().into_bytes())
                 }

@@ -214,7 +214,7 @@ fn histogram_of(value: &Value) -> Histogram {
 pub(super) fn encode(samples: &[Sample], send_timestamps: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let mut family: Option<MetricFamily> = None;
-    for (name, labels, value, time_ms) in samples {
+    for (name, labels, value, time_ms, _) in samples {
         if family.as_ref().and_then(|f| f.name.as_deref()) != Some(name.as_str()) {
             if let Some(f) = family.take() {
                 let _ = f.encode_length_delimited(&mut out);

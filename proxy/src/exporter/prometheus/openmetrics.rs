@@ -2,7 +2,9 @@
 //! names `application/openmetrics-text`), written as the collector's client_golang encoder writes
 //! it, with exemplars: counters carry their last exemplar, each histogram bucket the last exemplar
 //! whose value falls in it (first bound ≥ value, else `+Inf`), labels `span_id` and `trace_id` in
-//! lowercase hex, value and timestamp (seconds) in Go's float formatting.
+//! lowercase hex, value and timestamp (seconds) in Go's float formatting. Exponential histograms
+//! (native histograms there) show none in text: client_golang puts their exemplars in the native
+//! histogram's own list, which only the protobuf exposition carries.
 
 use std::fmt::Write as _;
 
@@ -57,13 +59,11 @@ pub(super) fn encode(samples: &[Sample], send_timestamps: bool) -> String {
                 let _ = writeln!(out, "{name}_count{l} {count}{ts}");
             }
             Value::Exponential(h) => {
-                // A native histogram without classic buckets: only `+Inf`, which takes every
-                // exemplar (client_golang appends a `+Inf` bucket for them).
+                // A native histogram without classic buckets: only `+Inf`, without exemplars.
                 type_line(&mut out, &mut family, name, "histogram");
                 let count = h.count();
                 let l = label_text(labels, Some("+Inf"));
-                let e = exemplar_text(exemplars.last());
-                let _ = writeln!(out, "{name}_bucket{l} {count}{ts}{e}");
+                let _ = writeln!(out, "{name}_bucket{l} {count}{ts}");
                 let l = label_text(labels, None);
                 let _ = writeln!(out, "{name}_sum{l} {}{ts}", go_float(h.sum()));
                 let _ = writeln!(out, "{name}_count{l} {count}{ts}");
@@ -83,7 +83,11 @@ fn type_line<'a>(out: &mut String, family: &mut &'a str, name: &'a str, kind: &s
 
 /// The exemplar each of `n` buckets shows: the last one whose value is at most the bucket's
 /// upper bound and above the previous one (client_golang's `NewMetricWithExemplars`).
-fn by_bucket<'a>(bounds: &[f64], n: usize, exemplars: &'a [Exemplar]) -> Vec<Option<&'a Exemplar>> {
+pub(super) fn by_bucket<'a>(
+    bounds: &[f64],
+    n: usize,
+    exemplars: &'a [Exemplar],
+) -> Vec<Option<&'a Exemplar>> {
     let mut out = vec![None; n.max(1)];
     let last = out.len() - 1;
     for e in exemplars {

@@ -621,6 +621,53 @@ service:
     }
 }
 
+/// `tailgate.exemplars_kept_by` is checked against the whole config, errors at its key path.
+#[test]
+fn exemplars_kept_by_errors_name_their_keys() {
+    let dir = support::scratch_dir();
+    let path = dir.join("kept.yaml");
+    std::fs::write(
+        &path,
+        "
+receivers: {otlp: {protocols: {grpc: }}}
+processors:
+  tail_sampling: {policies: [{name: all, type: always_sample}]}
+  tail_sampling/unused: {policies: [{name: all, type: always_sample}]}
+  batch:
+connectors:
+  spanmetrics/a: {exemplars: {enabled: true}, tailgate: {exemplars_kept_by: tail_sampling/unused}}
+  spanmetrics/b: {exemplars: {enabled: true}, tailgate: {exemplars_kept_by: batch}}
+  spanmetrics/c: {exemplars: {enabled: true}, tailgate: {exemplars_kept_by: tail_sampling/nowhere}}
+  spanmetrics/d: {tailgate: {exemplars_kept_by: tail_sampling}}
+  spanmetrics/ok: {exemplars: {enabled: true}, tailgate: {exemplars_kept_by: tail_sampling}}
+exporters:
+  prometheus: {endpoint: 127.0.0.1:0}
+  nop:
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [spanmetrics/a, spanmetrics/b, spanmetrics/c, spanmetrics/d, spanmetrics/ok]}
+    traces/sampled: {receivers: [otlp], processors: [tail_sampling, batch], exporters: [nop]}
+    metrics: {receivers: [spanmetrics/a, spanmetrics/b, spanmetrics/c, spanmetrics/d, spanmetrics/ok], exporters: [prometheus]}
+",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tailgate"))
+        .args(["validate", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "connectors.spanmetrics/a.tailgate.exemplars_kept_by: processor \"tail_sampling/unused\" is in no traces pipeline",
+        "connectors.spanmetrics/b.tailgate.exemplars_kept_by: \"batch\" is not a tail_sampling processor",
+        "connectors.spanmetrics/c.tailgate.exemplars_kept_by: \"tail_sampling/nowhere\" is not a tail_sampling processor",
+        "connectors.spanmetrics/d.tailgate.exemplars_kept_by: needs exemplars.enabled: true",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    assert!(!err.contains("spanmetrics/ok"), "{err}");
+}
+
 /// One span named `name` of service `lag`.
 fn one_span(name: &str) -> ExportTraceServiceRequest {
     let start = 1_700_000_000_000_000_000u64;
@@ -731,5 +778,284 @@ service:
         worst < (INTERVAL_MS * 3 / 2) as i64,
         "a span showed {worst} ms after it was sent (interval {INTERVAL_MS} ms): {lags:?}"
     );
+    assert!(tg.terminate().success());
+}
+
+// === exemplars (OpenMetrics) ===
+
+/// The Accept header Prometheus sends by default (OpenMetrics preferred).
+const OPENMETRICS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// GET /metrics asking for OpenMetrics: (response head, body).
+fn scrape_openmetrics(addr: SocketAddr) -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAccept: {OPENMETRICS_ACCEPT}\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+/// One exemplar as a scrape shows it.
+#[derive(Debug, Clone, PartialEq)]
+struct Shown {
+    /// `name{labels}` of the sample it is on.
+    sample: String,
+    /// The sample's value.
+    value: String,
+    trace_id: String,
+    span_id: String,
+    exemplar_value: f64,
+}
+
+/// Every exemplar of an OpenMetrics body (`sample value # {span_id="..",trace_id=".."} v ts`).
+fn exemplars_shown(body: &str) -> Vec<Shown> {
+    body.lines()
+        .filter_map(|l| l.split_once(" # "))
+        .filter(|(s, _)| !s.starts_with('#'))
+        .map(|(s, e)| {
+            let (sample, value) = s.rsplit_once(' ').unwrap();
+            let (labels, rest) = e.split_once("} ").unwrap();
+            let label = |k: &str| {
+                let start = labels.find(&format!("{k}=\"")).unwrap() + k.len() + 2;
+                labels[start..start + labels[start..].find('"').unwrap()].to_owned()
+            };
+            let (v, ts) = rest.split_once(' ').unwrap();
+            assert!(
+                ts.parse::<f64>().unwrap() > 1.6e9,
+                "a Unix time in seconds: {e}"
+            );
+            Shown {
+                sample: sample.to_owned(),
+                value: value.to_owned(),
+                trace_id: label("trace_id"),
+                span_id: label("span_id"),
+                exemplar_value: v.parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A span of service `ex` with a trace ID of `trace` and a span ID of `span` (each byte repeated).
+fn ex_span(name: &str, trace: u8, span: u8, ms: u64, error: bool) -> Span {
+    let start = 1_700_000_000_000_000_000u64;
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![span; 8],
+        name: name.into(),
+        kind: 2,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + ms * 1_000_000,
+        status: error.then(|| Status {
+            code: status::StatusCode::Error as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ex_request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "ex")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// `exemplars` end to end: the spans' trace and span IDs and durations reach the OpenMetrics
+/// scrape (`enable_open_metrics`), `max_per_data_point: 1` keeps each series' first span of the
+/// interval, on the counter and in the bucket its duration falls in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemplars_reach_the_openmetrics_scrape_capped_per_point() {
+    let cfg = "
+receivers: {otlp: {protocols: {grpc: {endpoint: 127.0.0.1:0}}}}
+connectors:
+  spanmetrics:
+    histogram: {explicit: {buckets: [10ms, 100ms, 1s]}}
+    metrics_flush_interval: 2s
+    exemplars: {enabled: true, max_per_data_point: 1}
+exporters:
+  prometheus: {endpoint: 127.0.0.1:0, enable_open_metrics: true}
+service:
+  telemetry: {metrics: {address: 127.0.0.1:0}}
+  pipelines:
+    traces: {receivers: [otlp], exporters: [spanmetrics]}
+    metrics: {receivers: [spanmetrics], exporters: [prometheus]}
+";
+    let tg = Tailgate::start(cfg, &["--cores", "2"]);
+    let prom = tg.addr("exporters::prometheus");
+    // One request (one core, one hand-over): series `a` gets spans 1, 3, 5, 7, `b` 2, 4, 6, 8.
+    let ms = [5, 50, 700, 3000, 7, 70, 900, 4000];
+    let spans = (0..8u8)
+        .map(|i| {
+            let name = if i % 2 == 0 { "a" } else { "b" };
+            ex_span(name, i + 1, i + 1, ms[usize::from(i)], false)
+        })
+        .collect();
+    let (code, msg) = export(tg.grpc(), &ex_request(spans), Compression::Identity).await;
+    assert_eq!(code, 0, "{msg}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (head, body) = loop {
+        let (head, body) = scrape_openmetrics(prom);
+        let complete = ["a", "b"].iter().all(|n| {
+            body.lines().any(|l| {
+                l.starts_with("traces_span_metrics_calls_total{")
+                    && l.contains(&format!("span_name=\"{n}\""))
+                    && l.contains("} 4.0")
+            })
+        });
+        if complete {
+            break (head, body);
+        }
+        assert!(Instant::now() < deadline, "never complete:\n{body}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        head.contains("application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(
+        body.contains("# TYPE traces_span_metrics_calls counter"),
+        "{body}"
+    );
+    let shown = exemplars_shown(&body);
+    let on = |kind: &str, name: &str| -> Vec<&Shown> {
+        shown
+            .iter()
+            .filter(|s| {
+                s.sample.starts_with(kind) && s.sample.contains(&format!("span_name=\"{name}\""))
+            })
+            .collect()
+    };
+    // Series a: its first span is span 1 (5 ms); b: span 2 (50 ms). The cap keeps only those,
+    // so the counter's exemplar (the last one kept) is the first span, not the last.
+    for (name, id, value, le) in [("a", 1u8, 5.0, "10.0"), ("b", 2, 50.0, "100.0")] {
+        let calls = on("traces_span_metrics_calls_total", name);
+        assert_eq!(calls.len(), 1, "{body}");
+        assert_eq!(
+            (
+                calls[0].trace_id.as_str(),
+                calls[0].span_id.as_str(),
+                calls[0].exemplar_value
+            ),
+            (hex(&[id; 16]).as_str(), hex(&[id; 8]).as_str(), value),
+            "{body}"
+        );
+        let buckets = on("traces_span_metrics_duration_milliseconds_bucket", name);
+        assert_eq!(buckets.len(), 1, "one exemplar, in one bucket: {body}");
+        assert!(
+            buckets[0].sample.contains(&format!("le=\"{le}\"")),
+            "{body}"
+        );
+        assert_eq!(buckets[0].trace_id, hex(&[id; 16]));
+    }
+    // The 0.0.4 text (no Accept) has no exemplars.
+    let (_, plain) = http_get(prom, "/metrics");
+    assert!(!plain.contains(" # {"), "{plain}");
+    assert!(tg.terminate().success());
+}
+
+/// `tailgate.exemplars_kept_by`: with a status_code ERROR policy only the error traces are kept,
+/// and only their spans give exemplars, on the error series and on the OK series alike; the OK
+/// traces' candidates are counted as `not_kept`. Traces are spread over two cores, so decisions
+/// are made on other cores than the ones that counted the spans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemplars_kept_by_show_only_kept_traces() {
+    let cfg = "
+receivers: {otlp: {protocols: {grpc: {endpoint: 127.0.0.1:0}}}}
+processors:
+  tail_sampling:
+    decision_wait: 1s
+    policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]
+connectors:
+  spanmetrics:
+    histogram: {explicit: {buckets: [10ms, 100ms, 1s]}}
+    metrics_flush_interval: 500ms
+    exemplars: {enabled: true}
+    tailgate: {exemplars_kept_by: tail_sampling}
+exporters:
+  prometheus: {endpoint: 127.0.0.1:0, enable_open_metrics: true}
+  nop:
+service:
+  telemetry: {metrics: {address: 127.0.0.1:0}}
+  pipelines:
+    traces/metrics: {receivers: [otlp], exporters: [spanmetrics]}
+    traces/sampling: {receivers: [otlp], processors: [tail_sampling], exporters: [nop]}
+    metrics: {receivers: [spanmetrics], exporters: [prometheus]}
+";
+    let tg = Tailgate::start(cfg, &["--cores", "2"]);
+    let prom = tg.addr("exporters::prometheus");
+    // Trace t (ID byte t) has a `work` span (span byte 100 + t); every fourth also a failing
+    // `fail` span (span byte 200 + t). Kept traces come first in each request, so an unfiltered
+    // "last exemplar" would show an OK trace.
+    let traces: Vec<u8> = (1..=24).collect();
+    let kept: Vec<u8> = traces.iter().copied().filter(|t| t % 4 == 0).collect();
+    let mut reqs = Vec::new();
+    for chunk in traces.chunks(6) {
+        let mut spans = Vec::new();
+        for &t in chunk.iter().filter(|t| *t % 4 == 0) {
+            spans.push(ex_span("fail", t, 200 + t, 20, true));
+        }
+        for &t in chunk {
+            spans.push(ex_span("work", t, 100 + t, 5, false));
+        }
+        reqs.push(ex_request(spans));
+    }
+    send_all(tg.grpc(), reqs).await;
+    let not_kept =
+        "tailgate_connector_spanmetrics_exemplars_dropped_total{connector=\"spanmetrics\",reason=\"not_kept\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen: Vec<Shown> = Vec::new();
+    loop {
+        seen.extend(exemplars_shown(&scrape_openmetrics(prom).1));
+        let on = |name: &str| {
+            seen.iter()
+                .any(|s| s.sample.contains(&format!("span_name=\"{name}\"")))
+        };
+        if on("fail") && on("work") && tg.metric(not_kept) == Some(18.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all seen: {seen:#?}, not_kept {:?}",
+            tg.metric(not_kept)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for s in &seen {
+        let t = kept
+            .iter()
+            .copied()
+            .find(|t| s.trace_id == hex(&[*t; 16]))
+            .unwrap_or_else(|| panic!("an exemplar of a trace that was not kept: {s:?}"));
+        let span = if s.sample.contains("span_name=\"fail\"") {
+            200 + t
+        } else {
+            100 + t
+        };
+        assert_eq!(s.span_id, hex(&[span; 8]), "{s:?}");
+    }
+    for reason in ["max_per_data_point", "overflow", "no_point"] {
+        let m = format!("tailgate_connector_spanmetrics_exemplars_dropped_total{{connector=\"spanmetrics\",reason=\"{reason}\"}}");
+        assert_eq!(tg.metric(&m), Some(0.0), "{m}");
+    }
     assert!(tg.terminate().success());
 }

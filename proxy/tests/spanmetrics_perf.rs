@@ -26,34 +26,68 @@ fn thread_cpu_ns() -> u64 {
     s.split_whitespace().next().unwrap().parse().unwrap()
 }
 
+/// CPU ns per span of one aggregator over `rounds` consumes of `body`, handing its deltas over
+/// every `take_every` rounds (as the stage does at each interval).
+fn aggregator_ns(yaml: &str, body: &Bytes, take_every: usize) -> (f64, usize) {
+    let c: SpanMetricsConfig = serde_yaml::from_str(yaml).unwrap();
+    let settings = Arc::new(c.resolve("x", &mut ConfigErrors::default(), &mut Vec::new()));
+    let mut agg = Aggregator::new(settings);
+    let mut spill = Vec::new();
+    agg.consume(body, &mut spill).unwrap();
+    let rounds = 2000;
+    let t0 = thread_cpu_ns();
+    for r in 0..rounds {
+        agg.consume(body, &mut spill).unwrap();
+        if (r + 1) % take_every == 0 {
+            std::hint::black_box(agg.take());
+        }
+    }
+    let ns = (thread_cpu_ns() - t0) as f64 / (rounds * 1000) as f64;
+    (ns, agg.len())
+}
+
 #[test]
 #[ignore]
 fn aggregator_cpu_ns_per_span() {
-    let c: SpanMetricsConfig =
-        serde_yaml::from_str("dimensions: [{name: http.method}, {name: http.status_code}]")
-            .unwrap();
-    let settings = Arc::new(c.resolve("x", &mut ConfigErrors::default(), &mut Vec::new()));
-    let mut agg = Aggregator::new(settings);
+    let dims = "dimensions: [{name: http.method}, {name: http.status_code}]";
     // 1000 spans of 1000 distinct names (1000 series), ~225 B each.
     let body = Bytes::from(make_request(1, 1, 1, 1000).encode_to_vec());
-    let mut spill = Vec::new();
-    agg.consume(&body, &mut spill).unwrap();
     let rounds = 2000;
-    let t0 = thread_cpu_ns();
-    for _ in 0..rounds {
-        agg.consume(&body, &mut spill).unwrap();
-    }
-    let ns = (thread_cpu_ns() - t0) as f64 / (rounds * 1000) as f64;
     let scan_t0 = thread_cpu_ns();
     for _ in 0..rounds {
         std::hint::black_box(tailgate_proto::scan(&body).unwrap());
     }
     let scan_ns = (thread_cpu_ns() - scan_t0) as f64 / (rounds * 1000) as f64;
-    println!(
-        "aggregator: {ns:.0} ns per span ({:.2} M spans per CPU-second), of which proto::scan {scan_ns:.0} ns; {} series",
-        1e3 / ns,
-        agg.len()
-    );
+    let on = format!("{dims}\nexemplars: {{enabled: true}}");
+    let kept = format!("{on}\ntailgate: {{exemplars_kept_by: tail_sampling}}");
+    // Alternated, twice, so a noisy neighbour shows as disagreement between the two passes.
+    for pass in 0..2 {
+        for (label, yaml, take_every) in [
+            ("exemplars off", dims, usize::MAX),
+            (
+                "exemplars on, caps full (steady state)",
+                on.as_str(),
+                usize::MAX,
+            ),
+            (
+                "exemplars on, every span a candidate (hand-over each request)",
+                on.as_str(),
+                1,
+            ),
+            (
+                "exemplars_kept_by, every span a candidate",
+                kept.as_str(),
+                1,
+            ),
+            ("exemplars off, hand-over each request", dims, 1),
+        ] {
+            let (ns, series) = aggregator_ns(yaml, &body, take_every);
+            println!(
+                "pass {pass}: aggregator, {label}: {ns:.0} ns per span ({:.2} M spans per CPU-second), of which proto::scan {scan_ns:.0} ns; {series} series",
+                1e3 / ns,
+            );
+        }
+    }
 }
 
 async fn measure(pipeline: &str, extra: &str) -> f64 {

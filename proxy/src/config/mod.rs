@@ -222,6 +222,12 @@ fn build(root: Value, errors: &mut ConfigErrors) -> Config {
     let service_extensions = resolve_extensions(&service, &known, errors);
     let pipelines = resolve_pipelines(&service, &known, &receivers, &exporters, errors);
     service::check_signal_flow(&pipelines, &exporters, &connectors, errors);
+    crate::connector::spanmetrics::config::check_kept_by(
+        &connectors,
+        &processors,
+        &pipelines,
+        errors,
+    );
     let metrics_address = service
         .telemetry
         .metrics_address("service.telemetry", errors);

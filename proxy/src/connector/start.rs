@@ -6,10 +6,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::spanmetrics::merger::{self, MergerHandle};
-use crate::config::{ComponentId, Config, ConnectorConfig, ExporterConfig, Signal};
+use super::spanmetrics::config::Settings;
+use super::spanmetrics::kept::{CandidateDrop, KeptPublisher, DECISION_MARGIN};
+use super::spanmetrics::merger::{self, KeptWiring, MergerHandle, MergerMetrics};
+use crate::config::{
+    ComponentId, Config, ConnectorConfig, ExporterConfig, ProcessorConfig, Signal,
+};
 use crate::exporter::prometheus::exporter::PrometheusExporter;
-use crate::exporter::prometheus::protobuf;
+use crate::exporter::prometheus::{openmetrics, protobuf};
 
 /// The Prometheus text exposition's content type.
 const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -64,6 +68,11 @@ pub fn start(
             Endpoint::Negotiated(Arc::new(move |accept: &str| {
                 if protobuf::accepted(accept) {
                     (protobuf::CONTENT_TYPE, render.render_protobuf())
+                } else if render.open_metrics() && openmetrics::accepted(accept) {
+                    (
+                        openmetrics::CONTENT_TYPE,
+                        render.render_openmetrics().into_bytes(),
+                    )
                 } else {
                     (TEXT_CONTENT_TYPE, render.render().into_bytes())
                 }
@@ -83,14 +92,73 @@ pub fn start(
             .filter_map(|e| exporters.get(e))
             .map(|e| e.clone() as Arc<dyn MetricsConsumer>)
             .collect();
+        let name = id.to_string();
+        let metrics = merger_metrics(registry, &name);
+        let kept = kept_wiring(config, &c.1, registry, &name);
         let handle = merger::start(
-            id.to_string(),
+            name,
             Arc::new(c.1.clone()),
             consumers,
             stop.clone(),
+            kept,
+            metrics,
         )
         .map_err(|e| format!("connectors.{id}: cannot start merger thread: {e}"))?;
         mergers.insert(id.clone(), handle);
     }
     Ok(mergers)
+}
+
+/// The merger's counters of one connector.
+fn merger_metrics(registry: &Registry, connector: &str) -> MergerMetrics {
+    let dropped = CandidateDrop::ALL
+        .iter()
+        .map(|r| {
+            registry
+                .register(
+                    "tailgate_connector_spanmetrics_exemplars_dropped_total",
+                    "Exemplar candidates (spans offered by the cores) that did not become exemplars, by reason (tailgate).",
+                    Kind::Counter,
+                    &[("connector", connector), ("reason", r.label())],
+                )
+                .local(0)
+        })
+        .collect();
+    MergerMetrics {
+        dropped,
+        evicted: kept_lost(registry, connector, "evicted").local(0),
+    }
+}
+
+fn kept_lost(
+    registry: &Registry,
+    connector: &str,
+    reason: &str,
+) -> crate::telemetry::metrics::Metric {
+    registry.register(
+        "tailgate_connector_spanmetrics_kept_decisions_lost_total",
+        "Kept trace IDs a tail_sampling published that the spanmetrics merger never saw or forgot early (tailgate).",
+        Kind::Counter,
+        &[("connector", connector), ("reason", reason)],
+    )
+}
+
+/// The channel from `tailgate.exemplars_kept_by`'s processor, when set; the wait is its
+/// `decision_wait` plus a margin (validation made sure it is a tail_sampling of this config).
+fn kept_wiring(
+    config: &Config,
+    settings: &Settings,
+    registry: &Registry,
+    connector: &str,
+) -> Option<KeptWiring> {
+    let pid = settings.exemplars.as_ref()?.kept_by.as_ref()?;
+    let Some(ProcessorConfig::TailSampling(p)) = config.processors.get(pid) else {
+        return None;
+    };
+    let (publisher, rx) = KeptPublisher::channel(kept_lost(registry, connector, "channel_full"));
+    Some(KeptWiring {
+        wait: p.sampler.decision_wait + DECISION_MARGIN,
+        publisher,
+        rx,
+    })
 }

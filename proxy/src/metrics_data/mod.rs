@@ -9,6 +9,9 @@
 //! Prometheus exporter needs.
 //!
 //! - [`exponential`]: the exponential histogram aggregation (record, merge, downscale).
+//!
+//! Points may carry [`Exemplar`]s: spans that contributed to them (OTLP's `Exemplar` with
+//! `as_double`, trace and span IDs, and no filtered attributes).
 
 use std::sync::Arc;
 
@@ -83,6 +86,20 @@ pub enum MetricData {
     },
 }
 
+/// One exemplar of a point: a span that contributed to it, so a metric links to a trace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exemplar {
+    /// The span's trace ID.
+    pub trace_id: [u8; 16],
+    /// The span's ID.
+    pub span_id: [u8; 8],
+    /// The measured value (the span's duration in the histogram unit, on every spanmetrics metric,
+    /// as the collector records it on both).
+    pub value: f64,
+    /// Time of the exemplar, Unix nanoseconds (spanmetrics: the flush, as in the collector).
+    pub time_unix_nano: u64,
+}
+
 /// One point of a sum.
 #[derive(Debug, Clone)]
 pub struct SumPoint {
@@ -94,6 +111,8 @@ pub struct SumPoint {
     pub time_unix_nano: u64,
     /// The value.
     pub value: u64,
+    /// Exemplars (at most the producer's cap per point).
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// One point of a histogram.
@@ -111,6 +130,8 @@ pub struct HistogramPoint {
     pub sum: f64,
     /// Number of observations.
     pub count: u64,
+    /// Exemplars (at most the producer's cap per point).
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// One point of an exponential histogram: scale, zero count, buckets, sum, count, min and max
@@ -125,6 +146,8 @@ pub struct ExponentialHistogramPoint {
     pub time_unix_nano: u64,
     /// The aggregated observations.
     pub histogram: ExponentialHistogram,
+    /// Exemplars (at most the producer's cap per point).
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// Where a metrics pipeline's data goes: an exporter, shared across threads.

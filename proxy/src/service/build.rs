@@ -16,6 +16,7 @@ use super::shared::{mesh_key, Shared};
 use crate::config::{
     ComponentId, ExporterConfig, Pipeline, ProcessorConfig, ReceiverConfig, Signal,
 };
+use crate::connector::spanmetrics::kept::KeptOnCore;
 use crate::connector::spanmetrics::stage::{Dropped, SpanMetricsStage};
 use crate::exporter::debug::exporter::{DebugExporter, NopExporter};
 use crate::exporter::loadbalancing::backends::BackendFactory;
@@ -386,6 +387,11 @@ impl Cx<'_> {
                 }
                 let forwarder = self.forwarder(pid, &path)?;
                 let members = forwarder.is_some();
+                let kept: Vec<_> = (self.shared.spanmetrics.values())
+                    .filter_map(|m| m.publisher_for(pid))
+                    .collect();
+                let kept = KeptOnCore::new(&kept, self.core);
+                let links = tail_sampling::Links { forwarder, kept };
                 let t = tail_sampling::build(
                     &sampler,
                     mesh,
@@ -393,7 +399,7 @@ impl Cx<'_> {
                     &name,
                     self.registry(),
                     stage,
-                    forwarder,
+                    links,
                 )
                 .map_err(|e| StartError::component(path.clone(), e))?;
                 self.drain(&t);

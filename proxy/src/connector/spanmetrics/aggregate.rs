@@ -4,10 +4,13 @@
 //! flush interval. A span's key is written into a reused buffer (resource key, service name, span
 //! name, kind, status, dimension values as the collector renders them) and looked up in a hash
 //! map; a known key costs no allocation. Labels are built once, when a key is first seen.
+//! With exemplars on, the first spans of each series (up to a cap) since the last hand-off are
+//! kept as [`Candidate`]s: the rest cost one length comparison.
 
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::Arc;
+use std::time::Instant;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -41,6 +44,21 @@ pub struct SeriesDelta {
     pub sum: f64,
     /// The exponential duration histogram (when that is the configured histogram).
     pub exponential: Option<Box<ExponentialHistogram>>,
+    /// Exemplar candidates, in arrival order (empty when exemplars are off).
+    pub exemplars: Vec<Candidate>,
+}
+
+/// A span offered as an exemplar of its series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// The span's trace ID (never all zeros: such spans are not offered, as in the collector).
+    pub trace_id: [u8; 16],
+    /// The span's ID.
+    pub span_id: [u8; 8],
+    /// Its duration in the histogram unit.
+    pub value: f64,
+    /// When the core counted it: the wait for its trace's sampling decision starts here.
+    pub seen: Instant,
 }
 
 /// One series on this core.
@@ -54,6 +72,7 @@ struct Acc {
     buckets: Box<[u64]>,
     sum: f64,
     exponential: Option<Box<ExponentialHistogram>>,
+    exemplars: Vec<Candidate>,
 }
 
 /// A core's aggregation state.
@@ -67,6 +86,8 @@ pub struct Aggregator {
     key: Vec<u8>,
     /// Scratch for the current resource's key.
     resource_key: Vec<u8>,
+    /// Exemplar candidates kept per series between hand-offs (0: exemplars off).
+    candidates: usize,
 }
 
 /// What [`Aggregator::consume`] did with a request.
@@ -91,7 +112,12 @@ struct ResourceState {
 impl Aggregator {
     /// An empty aggregator.
     pub fn new(settings: Arc<Settings>) -> Self {
+        let candidates = settings
+            .exemplars
+            .as_ref()
+            .map_or(0, |x| x.candidates_per_series());
         Aggregator {
+            candidates,
             settings,
             index: HashMap::default(),
             series: Vec::new(),
@@ -131,6 +157,8 @@ impl Aggregator {
             attributes: None,
         };
         let mut counted = 0;
+        // One clock read per request, and only when candidates are taken.
+        let now = (self.candidates > 0).then(Instant::now);
         for v in &views {
             let r = v.resource();
             if r.header().as_ptr() != res.header {
@@ -140,7 +168,7 @@ impl Aggregator {
                 continue;
             };
             let index = self.index_of(v, &r, service_len, &mut res, spill);
-            self.record(index, v);
+            self.record(index, v, now);
             counted += 1;
         }
         Ok(Consumed {
@@ -168,6 +196,7 @@ impl Aggregator {
                     let fresh = ExponentialHistogram::new(h.max_size());
                     Box::new(std::mem::replace(&mut **h, fresh))
                 }),
+                exemplars: std::mem::take(&mut a.exemplars),
             });
             a.calls = 0;
             a.sum = 0.0;
@@ -263,6 +292,7 @@ impl Aggregator {
                 .settings
                 .exponential_max_size
                 .map(|m| Box::new(ExponentialHistogram::new(m))),
+            exemplars: Vec::new(),
         });
         self.index.insert(key, i as u32);
         i
@@ -302,13 +332,16 @@ impl Aggregator {
         out.into()
     }
 
-    fn record(&mut self, index: usize, v: &SpanView) {
+    fn record(&mut self, index: usize, v: &SpanView, now: Option<Instant>) {
         let acc = &mut self.series[index];
         acc.calls += 1;
         // An end before the start counts as 0, as in the collector.
         let (start, end) = (v.start_time_unix_nano(), v.end_time_unix_nano());
         let nanos = end.saturating_sub(start);
         let value = nanos as f64 / self.settings.unit.nanos();
+        if acc.exemplars.len() < self.candidates {
+            offer(&mut acc.exemplars, v, value, now);
+        }
         if let Some(h) = &mut acc.exponential {
             h.record(value);
             return;
@@ -321,6 +354,20 @@ impl Aggregator {
         acc.buckets[b] += 1;
         acc.sum += value;
     }
+}
+
+/// Keeps `v` as an exemplar candidate unless its trace ID is empty (the collector's check).
+fn offer(to: &mut Vec<Candidate>, v: &SpanView, value: f64, now: Option<Instant>) {
+    let trace_id = v.trace_id();
+    if trace_id == [0; 16] {
+        return;
+    }
+    to.push(Candidate {
+        trace_id,
+        span_id: v.span_id(),
+        value,
+        seen: now.unwrap_or_else(Instant::now),
+    });
 }
 
 /// Appends a length-prefixed field to a key, so adjacent fields cannot run into each other.
@@ -688,6 +735,46 @@ dimensions: [{name: http.method}, {name: region, default: none}, {name: code}]",
             Some(&**h),
             "taken state starts afresh"
         );
+    }
+
+    #[test]
+    fn exemplar_candidates_are_the_first_spans_of_each_series_up_to_the_cap() {
+        let mut a = Aggregator::new(settings(
+            "exemplars: {enabled: true, max_per_data_point: 2}",
+        ));
+        let mut spans: Vec<Span> = (0..4u8)
+            .map(|i| {
+                let mut s = span("a", 2, false, 10 + u64::from(i), vec![]);
+                s.trace_id = vec![i + 1; 16];
+                s.span_id = vec![i + 10; 8];
+                s
+            })
+            .collect();
+        // An empty trace ID is never offered (the collector checks `TraceID().IsEmpty()`).
+        spans[0].trace_id = vec![0; 16];
+        spans.push(span("b", 2, false, 7, vec![]));
+        let body = request(vec![(vec![kv("service.name", s("api"))], spans)]);
+        a.consume(&body, &mut Vec::new()).unwrap();
+        let mut d = a.take();
+        d.sort_by(|x, y| x.attributes.cmp(&y.attributes));
+        let ids: Vec<([u8; 16], [u8; 8], f64)> = d[0]
+            .exemplars
+            .iter()
+            .map(|c| (c.trace_id, c.span_id, c.value))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![([2; 16], [11; 8], 11.0), ([3; 16], [12; 8], 12.0)]
+        );
+        assert_eq!(d[1].exemplars.len(), 1);
+        assert_eq!(d[1].exemplars[0].value, 7.0);
+        // Taken with the deltas: the next interval offers afresh.
+        a.consume(&body, &mut Vec::new()).unwrap();
+        assert_eq!(a.take()[0].exemplars.len(), 2);
+        // Off: nothing is offered.
+        let mut off = Aggregator::new(settings("{}"));
+        off.consume(&body, &mut Vec::new()).unwrap();
+        assert!(off.take().iter().all(|d| d.exemplars.is_empty()));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Keys of the `spanmetrics` connector (collector-contrib v0.115.0 `spanmetricsconnector`, plus the
 //! newer keys it grew later, accepted), and their resolution into [`Settings`].
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::config::duration::GoDuration;
 use crate::config::error::{join, ConfigErrors};
+use crate::config::{ComponentId, ConnectorConfig, Pipeline, ProcessorConfig, Signal};
 use crate::metrics_data::{exponential, Temporality};
 
 /// The collector's default duration buckets, in milliseconds.
@@ -22,6 +24,12 @@ pub const DEFAULT_DIMENSIONS_CACHE_SIZE: i64 = 1000;
 pub const DEFAULT_RESOURCE_METRICS_CACHE_SIZE: i64 = 1000;
 /// The collector's default `metrics_flush_interval` (v0.115: 60 s).
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Exemplars per point when `exemplars.max_per_data_point` is unset. The collector has no limit
+/// there (every span of the interval becomes an exemplar); tailgate keeps memory bounded.
+pub const DEFAULT_MAX_EXEMPLARS: usize = 10;
+/// Most exemplars per point whatever `max_per_data_point` says (larger values are clamped).
+pub const MAX_EXEMPLARS: usize = 1000;
 
 /// The four dimensions every series carries (unless excluded).
 pub const SERVICE_NAME: &str = "service.name";
@@ -60,7 +68,7 @@ pub struct SpanMetricsConfig {
     pub metric_timestamp_cache_size: Option<i64>,
     /// Metric name prefix.
     pub namespace: String,
-    /// Exemplars (accepted; not implemented).
+    /// Exemplars on the calls and duration points.
     pub exemplars: ExemplarsConfig,
     /// Events metric (accepted only disabled).
     pub events: EventsConfig,
@@ -68,6 +76,17 @@ pub struct SpanMetricsConfig {
     pub include_instrumentation_scope: Vec<String>,
     /// Newer collectors: series limit (accepted; not implemented).
     pub aggregation_cardinality_limit: i64,
+    /// tailgate's own keys.
+    pub tailgate: TailgateConfig,
+}
+
+/// `tailgate`: keys the collector does not have.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailgateConfig {
+    /// A `tail_sampling` processor id: attach only exemplars of traces it kept, so every exemplar
+    /// links to a stored trace (they then trail the counts by its `decision_wait`).
+    pub exemplars_kept_by: Option<String>,
 }
 
 impl Default for SpanMetricsConfig {
@@ -89,6 +108,7 @@ impl Default for SpanMetricsConfig {
             events: EventsConfig::default(),
             include_instrumentation_scope: Vec::new(),
             aggregation_cardinality_limit: 0,
+            tailgate: TailgateConfig::default(),
         }
     }
 }
@@ -140,9 +160,10 @@ pub struct ExplicitConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExemplarsConfig {
-    /// Attach exemplars (not implemented: warned).
+    /// Attach exemplars (trace and span IDs of spans counted in a point).
     pub enabled: bool,
-    /// Exemplars per point.
+    /// Exemplars per point and flush: the first ones of the interval (unset: see
+    /// [`DEFAULT_MAX_EXEMPLARS`]; 0 or less: none, as in the collector).
     pub max_per_data_point: Option<i64>,
 }
 
@@ -208,6 +229,30 @@ pub struct Settings {
     pub expiration: Option<Duration>,
     /// Metric name prefix (`traces.span.metrics`); empty means none.
     pub namespace: String,
+    /// Exemplars, when enabled.
+    pub exemplars: Option<ExemplarSettings>,
+}
+
+/// Resolved `exemplars` (and `tailgate.exemplars_kept_by`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExemplarSettings {
+    /// Exemplars per point and flush (0: none).
+    pub max_per_point: usize,
+    /// The `tail_sampling` whose kept traces alone give exemplars.
+    pub kept_by: Option<ComponentId>,
+}
+
+impl ExemplarSettings {
+    /// Candidates one core keeps per series between hand-overs. Without `kept_by` every candidate
+    /// becomes an exemplar, so the point's cap is enough; with it most candidates may belong to
+    /// traces that are not kept, so each core offers a few times more.
+    pub fn candidates_per_series(&self) -> usize {
+        if self.kept_by.is_some() {
+            self.max_per_point.saturating_mul(4)
+        } else {
+            self.max_per_point
+        }
+    }
 }
 
 impl SpanMetricsConfig {
@@ -285,11 +330,7 @@ impl SpanMetricsConfig {
                 "must be greater than 0",
             );
         }
-        if self.exemplars.enabled {
-            warnings.push(format!(
-                "{path}.exemplars: exemplars are not implemented in tailgate; none are attached"
-            ));
-        }
+        let exemplars = self.exemplar_settings(path, errors, warnings);
         if self.events.enabled {
             errors.push(
                 join(path, "events.enabled"),
@@ -319,7 +360,47 @@ impl SpanMetricsConfig {
             flush_interval: self.metrics_flush_interval.0,
             expiration: (!self.metrics_expiration.0.is_zero()).then_some(self.metrics_expiration.0),
             namespace: self.namespace.clone(),
+            exemplars,
         }
+    }
+
+    /// `exemplars` and `tailgate.exemplars_kept_by` (whether that processor exists is checked
+    /// with the whole config, [`crate::config`]).
+    fn exemplar_settings(
+        &self,
+        path: &str,
+        errors: &mut ConfigErrors,
+        warnings: &mut Vec<String>,
+    ) -> Option<ExemplarSettings> {
+        let kept_by = self.tailgate.exemplars_kept_by.as_ref().and_then(|id| {
+            let key = join(path, "tailgate.exemplars_kept_by");
+            if !self.exemplars.enabled {
+                errors.push(key, "needs exemplars.enabled: true");
+                return None;
+            }
+            ComponentId::parse(id).map_err(|e| errors.push(key, e)).ok()
+        });
+        if !self.exemplars.enabled {
+            return None;
+        }
+        let max_per_point = match self.exemplars.max_per_data_point {
+            None => DEFAULT_MAX_EXEMPLARS,
+            // The collector's `len >= max` check: zero or negative keeps none.
+            Some(n) if n <= 0 => 0,
+            Some(n) => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                if n > MAX_EXEMPLARS {
+                    warnings.push(format!(
+                        "{path}.exemplars.max_per_data_point: {n} is above tailgate's limit; {MAX_EXEMPLARS} is used"
+                    ));
+                }
+                n.min(MAX_EXEMPLARS)
+            }
+        };
+        Some(ExemplarSettings {
+            max_per_point,
+            kept_by,
+        })
     }
 
     /// The exponential histogram's bucket limit, when it is the histogram in use (and not disabled).
@@ -373,6 +454,40 @@ impl SpanMetricsConfig {
     }
 }
 
+/// Checks each `tailgate.exemplars_kept_by` against the whole config: it must name a
+/// `tail_sampling` processor that runs in a traces pipeline of this process (the decisions it
+/// publishes are the only ones the connector learns).
+pub fn check_kept_by(
+    connectors: &BTreeMap<ComponentId, ConnectorConfig>,
+    processors: &BTreeMap<ComponentId, ProcessorConfig>,
+    pipelines: &[Pipeline],
+    errors: &mut ConfigErrors,
+) {
+    for (id, c) in connectors {
+        let ConnectorConfig::SpanMetrics(c) = c;
+        let Some(pid) = c.1.exemplars.as_ref().and_then(|x| x.kept_by.as_ref()) else {
+            continue;
+        };
+        let key = format!("connectors.{id}.tailgate.exemplars_kept_by");
+        if !matches!(processors.get(pid), Some(ProcessorConfig::TailSampling(_))) {
+            errors.push(
+                key,
+                format!("\"{pid}\" is not a tail_sampling processor of this config"),
+            );
+            continue;
+        }
+        let used = pipelines
+            .iter()
+            .any(|p| p.id.signal == Signal::Traces && p.processors.contains(pid));
+        if !used {
+            errors.push(
+                key,
+                format!("processor \"{pid}\" is in no traces pipeline: none of its decisions would arrive"),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -399,6 +514,45 @@ mod tests {
         assert_eq!(s.keep, [true; 4]);
         assert!(s.expiration.is_none());
         assert!(s.exponential_max_size.is_none());
+        assert!(s.exemplars.is_none());
+    }
+
+    #[test]
+    fn exemplars_are_capped_even_when_unlimited_in_the_collector() {
+        let (s, e, w) = parse("exemplars: {enabled: true}");
+        assert!(e.is_empty() && w.is_empty(), "{e} {w:?}");
+        let x = s.exemplars.unwrap();
+        assert_eq!((x.max_per_point, x.kept_by), (DEFAULT_MAX_EXEMPLARS, None));
+        let (s, _, w) = parse("exemplars: {enabled: true, max_per_data_point: 3}");
+        assert_eq!((s.exemplars.unwrap().max_per_point, w.len()), (3, 0));
+        let (s, _, _) = parse("exemplars: {enabled: true, max_per_data_point: -1}");
+        assert_eq!(s.exemplars.unwrap().max_per_point, 0);
+        let (s, _, w) = parse("exemplars: {enabled: true, max_per_data_point: 5000}");
+        assert_eq!(
+            (s.exemplars.unwrap().max_per_point, w.len()),
+            (MAX_EXEMPLARS, 1)
+        );
+        let (s, _, _) = parse("exemplars: {max_per_data_point: 3}");
+        assert!(s.exemplars.is_none(), "off unless enabled");
+    }
+
+    #[test]
+    fn exemplars_kept_by_names_a_processor_and_needs_exemplars() {
+        let (s, e, _) = parse(
+            "exemplars: {enabled: true}\ntailgate: {exemplars_kept_by: tail_sampling/errors}",
+        );
+        assert!(e.is_empty(), "{e}");
+        let x = s.exemplars.unwrap();
+        assert_eq!(
+            x.kept_by.as_ref().unwrap().to_string(),
+            "tail_sampling/errors"
+        );
+        assert_eq!(x.candidates_per_series(), 4 * DEFAULT_MAX_EXEMPLARS);
+        let (_, e, _) = parse("tailgate: {exemplars_kept_by: tail_sampling}");
+        assert_eq!(
+            e.problems[0].to_string(),
+            "connectors.spanmetrics.tailgate.exemplars_kept_by: needs exemplars.enabled: true"
+        );
     }
 
     #[test]
@@ -447,7 +601,7 @@ exclude_dimensions: [status.code]",
                 "connectors.spanmetrics.histogram: use either `explicit` or `exponential` buckets histogram",
             ]
         );
-        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w.len(), 1, "{w:?}");
     }
 
     #[test]

@@ -6,21 +6,28 @@
 //! so nothing on the data plane waits for this thread. Cumulative temporality keeps running totals
 //! here (series idle longer than `metrics_expiration` are dropped); delta temporality emits what
 //! arrived since the previous flush and forgets it, as the collector purges its state.
+//!
+//! Exemplars, as the collector keeps them: the first `max_per_data_point` spans of a series since
+//! the previous flush, on both the calls and the duration point, stamped with the flush time and
+//! forgotten after it. With `tailgate.exemplars_kept_by` the candidates first wait for their
+//! trace's decision ([`super::kept`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::aggregate::SeriesDelta;
+use super::aggregate::{Candidate, SeriesDelta};
 use super::config::Settings;
+use super::kept::{CandidateDrop, KeptBatch, KeptPublisher, KeptSet, Pending, MAX_KEPT};
 use super::schedule;
 use crate::metrics_data::exponential::ExponentialHistogram;
 use crate::metrics_data::{
-    Attributes, ExponentialHistogramPoint, HistogramPoint, Metric, MetricData, MetricsBatch,
-    MetricsConsumer, ResourceMetrics, SumPoint, Temporality,
+    Attributes, Exemplar, ExponentialHistogramPoint, HistogramPoint, Metric, MetricData,
+    MetricsBatch, MetricsConsumer, ResourceMetrics, SumPoint, Temporality,
 };
+use crate::telemetry::metrics::Local;
 
 /// What a core holds to reach its connector's merger.
 #[derive(Clone)]
@@ -31,6 +38,17 @@ pub struct MergerHandle {
     pub tx: Sender<Vec<SeriesDelta>>,
     /// The start of the flush grid cores and merger share (see [`super::schedule`]).
     pub epoch: Instant,
+    /// With `tailgate.exemplars_kept_by`: where that processor's cores publish kept trace IDs.
+    pub kept: Option<KeptPublisher>,
+}
+
+impl MergerHandle {
+    /// The publisher for `processor`'s cores, when this connector takes exemplars only of the
+    /// traces that processor keeps.
+    pub fn publisher_for(&self, processor: &crate::config::ComponentId) -> Option<KeptPublisher> {
+        let named = self.settings.exemplars.as_ref()?.kept_by.as_ref()?;
+        (named == processor).then(|| self.kept.clone()).flatten()
+    }
 }
 
 /// One merged series.
@@ -44,6 +62,17 @@ struct Merged {
     exponential: Option<Box<ExponentialHistogram>>,
     start_unix_nano: u64,
     updated: Instant,
+    /// Exemplars since the last flush.
+    exemplars: Vec<Candidate>,
+}
+
+/// Waiting for `tail_sampling` decisions (`tailgate.exemplars_kept_by`).
+#[derive(Debug)]
+struct KeptFilter {
+    /// `decision_wait` plus the margin.
+    wait: Duration,
+    kept: KeptSet,
+    pending: Pending,
 }
 
 /// The merge state, separate from the thread so tests drive it directly.
@@ -56,6 +85,10 @@ pub struct MergeState {
     /// with `resource_metrics_key_attributes`).
     resources: HashMap<Arc<[u8]>, Attributes>,
     last_flush_unix_nano: u64,
+    /// Set when exemplars wait for a processor's decisions.
+    filter: Option<KeptFilter>,
+    /// Candidates that did not become exemplars, by [`CandidateDrop::ALL`] index.
+    dropped: [u64; CandidateDrop::ALL.len()],
 }
 
 impl MergeState {
@@ -66,12 +99,89 @@ impl MergeState {
             series: HashMap::new(),
             resources: HashMap::new(),
             last_flush_unix_nano: now_unix_nano,
+            filter: None,
+            dropped: [0; CandidateDrop::ALL.len()],
         }
+    }
+
+    /// Makes candidates wait `wait` for their trace's kept decision ([`MergeState::kept`]).
+    pub fn with_kept_filter(mut self, wait: Duration) -> Self {
+        // A candidate reaches the merger up to one interval (and the hand-over margin) after it
+        // was counted; its trace's decision may come before that, so IDs are kept that long too.
+        let retention = wait + self.settings.flush_interval + super::kept::DECISION_MARGIN;
+        self.filter = Some(KeptFilter {
+            wait,
+            kept: KeptSet::new(retention, MAX_KEPT),
+            pending: Pending::default(),
+        });
+        self
+    }
+
+    /// Candidates dropped so far, by reason.
+    pub fn dropped(&self) -> impl Iterator<Item = (CandidateDrop, u64)> + '_ {
+        CandidateDrop::ALL.iter().copied().zip(self.dropped)
+    }
+
+    /// Kept IDs forgotten early because the set was full.
+    pub fn kept_evicted(&self) -> u64 {
+        self.filter.as_ref().map_or(0, |f| f.kept.evicted)
+    }
+
+    fn drop_candidates(&mut self, why: CandidateDrop, n: u64) {
+        if let Some(i) = CandidateDrop::ALL.iter().position(|r| *r == why) {
+            self.dropped[i] += n;
+        }
+    }
+
+    /// Remembers trace IDs a `tail_sampling` core kept.
+    pub fn kept(&mut self, ids: KeptBatch, now: Instant) {
+        if let Some(f) = &mut self.filter {
+            for id in ids {
+                f.kept.insert(id, now);
+            }
+        }
+    }
+
+    /// Settles the waiting candidates whose decision is due (every one with `all`, at
+    /// shutdown: those not kept by then count as `shutdown`).
+    pub fn settle(&mut self, now: Instant, all: bool) {
+        let Some(f) = &mut self.filter else {
+            return;
+        };
+        f.kept.expire(now);
+        let ready = f.pending.take_ready(now, all);
+        let cap = self.max_exemplars();
+        for w in ready {
+            let kept = self
+                .filter
+                .as_ref()
+                .is_some_and(|f| f.kept.contains(&w.candidate.trace_id));
+            let why = match self.series.get_mut(&w.key) {
+                _ if !kept && all && w.ready > now => CandidateDrop::Shutdown,
+                _ if !kept => CandidateDrop::NotKept,
+                None => CandidateDrop::NoPoint,
+                Some(m) if m.exemplars.len() >= cap => CandidateDrop::MaxPerDataPoint,
+                Some(m) => {
+                    m.exemplars.push(w.candidate);
+                    continue;
+                }
+            };
+            self.drop_candidates(why, 1);
+        }
+    }
+
+    fn max_exemplars(&self) -> usize {
+        self.settings
+            .exemplars
+            .as_ref()
+            .map_or(0, |x| x.max_per_point)
     }
 
     /// Adds one core's deltas.
     pub fn apply(&mut self, deltas: Vec<SeriesDelta>, now: Instant, now_unix_nano: u64) {
-        for d in deltas {
+        let cap = self.max_exemplars();
+        for mut d in deltas {
+            let candidates = std::mem::take(&mut d.exemplars);
             let resources = &mut self.resources;
             let m = self.series.entry(d.key.clone()).or_insert_with(|| Merged {
                 resource: resources
@@ -85,6 +195,7 @@ impl MergeState {
                 exponential: None,
                 start_unix_nano: now_unix_nano,
                 updated: now,
+                exemplars: Vec::new(),
             });
             if let Some(h) = d.exponential {
                 match &mut m.exponential {
@@ -98,6 +209,27 @@ impl MergeState {
             }
             m.sum += d.sum;
             m.updated = now;
+            if candidates.is_empty() {
+                continue;
+            }
+            match &mut self.filter {
+                Some(f) => {
+                    let mut overflow = 0;
+                    for c in candidates {
+                        if !f.pending.push(&d.key, c, f.wait) {
+                            overflow += 1;
+                        }
+                    }
+                    self.drop_candidates(CandidateDrop::Overflow, overflow);
+                }
+                None => {
+                    // The first ones of the interval over all cores, as one collector would keep.
+                    let room = cap.saturating_sub(m.exemplars.len());
+                    let over = candidates.len().saturating_sub(room);
+                    m.exemplars.extend(candidates.into_iter().take(room));
+                    self.drop_candidates(CandidateDrop::MaxPerDataPoint, over as u64);
+                }
+            }
         }
     }
 
@@ -148,6 +280,7 @@ impl MergeState {
                     start_unix_nano: start(m),
                     time_unix_nano: now_unix_nano,
                     value: m.calls,
+                    exemplars: exemplars(m, now_unix_nano),
                 })
                 .collect();
             let mut metrics = vec![Metric {
@@ -168,6 +301,7 @@ impl MergeState {
                         bucket_counts: m.buckets.clone(),
                         sum: m.sum,
                         count: m.calls,
+                        exemplars: exemplars(m, now_unix_nano),
                     })
                     .collect();
                 metrics.push(Metric {
@@ -192,6 +326,7 @@ impl MergeState {
                                 self.settings.exponential_max_size.unwrap_or_default(),
                             )
                         }),
+                        exemplars: exemplars(m, now_unix_nano),
                     })
                     .collect();
                 metrics.push(Metric {
@@ -208,10 +343,28 @@ impl MergeState {
         if temporality == Temporality::Delta {
             self.series.clear();
             self.resources.clear();
+        } else {
+            // Exemplars belong to the interval just emitted, as the collector clears them.
+            for m in self.series.values_mut() {
+                m.exemplars.clear();
+            }
         }
         self.last_flush_unix_nano = now_unix_nano;
         batch
     }
+}
+
+/// A series' exemplars as emitted: stamped with the flush time, as the collector does.
+fn exemplars(m: &Merged, now_unix_nano: u64) -> Vec<Exemplar> {
+    m.exemplars
+        .iter()
+        .map(|c| Exemplar {
+            trace_id: c.trace_id,
+            span_id: c.span_id,
+            value: c.value,
+            time_unix_nano: now_unix_nano,
+        })
+        .collect()
 }
 
 /// Wall-clock now in Unix nanoseconds.
@@ -219,6 +372,34 @@ pub fn unix_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// What a merger waiting for `tailgate.exemplars_kept_by` decisions needs.
+pub struct KeptWiring {
+    /// `decision_wait` of the processor plus [`super::kept::DECISION_MARGIN`].
+    pub wait: Duration,
+    /// Where the processor's cores publish (cloned into the [`MergerHandle`]).
+    pub publisher: KeptPublisher,
+    /// What the merger reads.
+    pub rx: Receiver<KeptBatch>,
+}
+
+/// The merger's own counters (it is their only writer).
+pub struct MergerMetrics {
+    /// `tailgate_connector_spanmetrics_exemplars_dropped_total{connector,reason}`, by
+    /// [`CandidateDrop::ALL`] index.
+    pub dropped: Vec<Local>,
+    /// `tailgate_connector_spanmetrics_kept_decisions_lost_total{connector,reason="evicted"}`.
+    pub evicted: Local,
+}
+
+impl MergerMetrics {
+    fn publish(&self, state: &MergeState) {
+        for (l, (_, n)) in self.dropped.iter().zip(state.dropped()) {
+            l.set(n);
+        }
+        self.evicted.set(state.kept_evicted());
+    }
 }
 
 /// Starts the merger thread of one connector; it flushes at every point of the grid
@@ -229,62 +410,107 @@ pub fn start(
     settings: Arc<Settings>,
     consumers: Vec<Arc<dyn MetricsConsumer>>,
     stop: Arc<AtomicBool>,
+    kept: Option<KeptWiring>,
+    metrics: MergerMetrics,
 ) -> std::io::Result<MergerHandle> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let state = MergeState::new(settings.clone(), unix_nanos());
+    let mut state = MergeState::new(settings.clone(), unix_nanos());
+    let (publisher, kept_rx) = match kept {
+        Some(k) => {
+            state = state.with_kept_filter(k.wait);
+            (Some(k.publisher), Some(k.rx))
+        }
+        None => (None, None),
+    };
     let epoch = Instant::now();
+    let inputs = Inputs { rx, kept: kept_rx };
     std::thread::Builder::new()
         .name(format!("tailgate-{name}"))
-        .spawn(move || run(state, rx, consumers, stop, epoch))?;
+        .spawn(move || run(state, inputs, consumers, stop, epoch, metrics))?;
     Ok(MergerHandle {
         settings,
         tx,
         epoch,
+        kept: publisher,
     })
+}
+
+/// What the merger thread reads.
+struct Inputs {
+    rx: Receiver<Vec<SeriesDelta>>,
+    kept: Option<Receiver<KeptBatch>>,
+}
+
+impl Inputs {
+    /// Applies everything queued: deltas, then kept IDs.
+    fn drain(&self, state: &mut MergeState) {
+        while let Ok(d) = self.rx.try_recv() {
+            state.apply(d, Instant::now(), unix_nanos());
+        }
+        self.drain_kept(state);
+    }
+
+    fn drain_kept(&self, state: &mut MergeState) {
+        let Some(kept) = &self.kept else {
+            return;
+        };
+        loop {
+            match kept.try_recv() {
+                Ok(ids) => state.kept(ids, Instant::now()),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
 }
 
 fn run(
     mut state: MergeState,
-    rx: Receiver<Vec<SeriesDelta>>,
+    inputs: Inputs,
     consumers: Vec<Arc<dyn MetricsConsumer>>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
+    metrics: MergerMetrics,
 ) {
     let interval = state.settings.flush_interval;
     let mut next = schedule::next_flush(epoch, interval, Instant::now());
     let emit = |state: &mut MergeState| {
         let batch = state.flush(Instant::now(), unix_nanos());
+        metrics.publish(state);
         if !batch.resources.is_empty() {
             for c in &consumers {
                 c.consume(&batch);
             }
         }
     };
+    let last = |state: &mut MergeState| {
+        inputs.drain(state);
+        // Nothing is decided after this: what still waits is settled as it stands.
+        state.settle(Instant::now(), true);
+        emit(state);
+    };
     loop {
-        // Wake at least every 200 ms to notice `stop`.
+        // Wake at least every 200 ms to notice `stop` (and settle waiting candidates).
         let wait = next
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(200));
-        match rx.recv_timeout(wait) {
+        match inputs.rx.recv_timeout(wait) {
             Ok(d) => state.apply(d, Instant::now(), unix_nanos()),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                emit(&mut state);
+                last(&mut state);
                 return;
             }
         }
+        inputs.drain_kept(&mut state);
+        state.settle(Instant::now(), false);
         if stop.load(Ordering::Relaxed) {
-            while let Ok(d) = rx.try_recv() {
-                state.apply(d, Instant::now(), unix_nanos());
-            }
-            emit(&mut state);
+            last(&mut state);
             return;
         }
         if Instant::now() >= next {
             // The cores handed over a margin ago; take everything queued before flushing.
-            while let Ok(d) = rx.try_recv() {
-                state.apply(d, Instant::now(), unix_nanos());
-            }
+            inputs.drain(&mut state);
+            state.settle(Instant::now(), false);
             emit(&mut state);
             // A flush that overran skips to the next grid point rather than flushing twice.
             next = schedule::next_flush(epoch, interval, Instant::now());
@@ -319,6 +545,7 @@ mod tests {
             buckets: vec![calls, 0],
             sum: calls as f64,
             exponential: None,
+            exemplars: Vec::new(),
         }
     }
 
@@ -409,5 +636,179 @@ mod tests {
             .flush(t + Duration::from_millis(1900), 5)
             .resources
             .is_empty());
+    }
+
+    fn candidate(trace: u8, value: f64, seen: Instant) -> Candidate {
+        Candidate {
+            trace_id: [trace; 16],
+            span_id: [trace; 8],
+            value,
+            seen,
+        }
+    }
+
+    fn with_candidates(key: &[u8], cs: Vec<Candidate>) -> SeriesDelta {
+        let mut d = delta(key, cs.len() as u64);
+        d.exemplars = cs;
+        d
+    }
+
+    /// (trace ID byte, value, time) of every exemplar, calls first then duration.
+    fn exemplar_list(b: &MetricsBatch) -> Vec<(String, u8, f64, u64)> {
+        let mut out = Vec::new();
+        for m in b.resources.iter().flat_map(|r| &r.metrics) {
+            let lists: Vec<&Vec<Exemplar>> = match &m.data {
+                MetricData::Sum { points, .. } => points.iter().map(|p| &p.exemplars).collect(),
+                MetricData::Histogram { points, .. } => {
+                    points.iter().map(|p| &p.exemplars).collect()
+                }
+                MetricData::ExponentialHistogram { points, .. } => {
+                    points.iter().map(|p| &p.exemplars).collect()
+                }
+            };
+            for e in lists.into_iter().flatten() {
+                assert_eq!(e.span_id, [e.trace_id[0]; 8]);
+                out.push((m.name.clone(), e.trace_id[0], e.value, e.time_unix_nano));
+            }
+        }
+        out
+    }
+
+    fn dropped(c: &MergeState, why: CandidateDrop) -> u64 {
+        c.dropped().find(|(r, _)| *r == why).map_or(0, |(_, n)| n)
+    }
+
+    #[test]
+    fn exemplars_are_the_first_of_the_interval_on_both_metrics_then_cleared() {
+        let t = Instant::now();
+        let mut c = MergeState::new(
+            settings("exemplars: {enabled: true, max_per_data_point: 2}"),
+            0,
+        );
+        // Two cores hand over: the first two candidates in arrival order win.
+        c.apply(
+            vec![with_candidates(b"x", vec![candidate(1, 5.0, t)])],
+            t,
+            1,
+        );
+        c.apply(
+            vec![with_candidates(
+                b"x",
+                vec![candidate(2, 7.5, t), candidate(3, 9.0, t)],
+            )],
+            t,
+            1,
+        );
+        let b = c.flush(t, 42);
+        let calls = "traces.span.metrics.calls".to_owned();
+        let duration = "traces.span.metrics.duration".to_owned();
+        assert_eq!(
+            exemplar_list(&b),
+            vec![
+                (calls.clone(), 1, 5.0, 42),
+                (calls, 2, 7.5, 42),
+                (duration.clone(), 1, 5.0, 42),
+                (duration, 2, 7.5, 42),
+            ],
+            "stamped with the flush time, as the collector does"
+        );
+        assert_eq!(dropped(&c, CandidateDrop::MaxPerDataPoint), 1);
+        // Cumulative: the counts stay, the exemplars belonged to the interval.
+        let b = c.flush(t, 43);
+        assert_eq!(calls_of(&b), vec![3]);
+        assert!(exemplar_list(&b).is_empty());
+    }
+
+    fn calls_of(b: &MetricsBatch) -> Vec<u64> {
+        calls(b)
+    }
+
+    #[test]
+    fn exponential_points_carry_exemplars_too() {
+        let t = Instant::now();
+        let mut c = MergeState::new(
+            settings("exemplars: {enabled: true}\nhistogram: {exponential: {}}"),
+            0,
+        );
+        let mut d = with_candidates(b"x", vec![candidate(4, 3.0, t)]);
+        d.buckets.clear();
+        c.apply(vec![d], t, 1);
+        let names: Vec<String> = exemplar_list(&c.flush(t, 2))
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(
+            names,
+            vec!["traces.span.metrics.calls", "traces.span.metrics.duration"]
+        );
+    }
+
+    #[test]
+    fn kept_by_attaches_only_kept_traces_after_the_wait() {
+        let t = Instant::now();
+        let wait = Duration::from_secs(5);
+        let mut c = MergeState::new(
+            settings("exemplars: {enabled: true, max_per_data_point: 1}\ntailgate: {exemplars_kept_by: tail_sampling}"),
+            0,
+        )
+        .with_kept_filter(wait);
+        c.apply(
+            vec![with_candidates(
+                b"x",
+                vec![
+                    candidate(1, 1.0, t),
+                    candidate(2, 2.0, t),
+                    candidate(3, 3.0, t),
+                ],
+            )],
+            t,
+            1,
+        );
+        // Trace 2's decision arrives before the candidate is due, trace 3's too, trace 1 never.
+        c.kept(vec![[2; 16], [3; 16]], t + Duration::from_secs(1));
+        c.settle(t + wait - Duration::from_millis(1), false);
+        assert!(
+            exemplar_list(&c.flush(t + Duration::from_secs(4), 2)).is_empty(),
+            "nothing before the wait"
+        );
+        c.settle(t + wait, false);
+        let b = c.flush(t + wait, 3);
+        let got: Vec<u8> = exemplar_list(&b).iter().map(|e| e.1).collect();
+        assert_eq!(got, vec![2, 2], "kept, first one, on calls and duration");
+        assert_eq!(dropped(&c, CandidateDrop::NotKept), 1);
+        assert_eq!(dropped(&c, CandidateDrop::MaxPerDataPoint), 1);
+    }
+
+    #[test]
+    fn kept_by_counts_what_could_not_be_placed() {
+        let t = Instant::now();
+        let wait = Duration::from_secs(1);
+        let mut c = MergeState::new(
+            settings("exemplars: {enabled: true}\naggregation_temporality: AGGREGATION_TEMPORALITY_DELTA\ntailgate: {exemplars_kept_by: tail_sampling}"),
+            0,
+        )
+        .with_kept_filter(wait);
+        c.apply(
+            vec![with_candidates(b"x", vec![candidate(1, 1.0, t)])],
+            t,
+            1,
+        );
+        c.kept(vec![[1; 16]], t);
+        // Delta: the series was emitted and forgotten before its candidate was due.
+        c.flush(t, 2);
+        c.settle(t + wait, false);
+        assert_eq!(dropped(&c, CandidateDrop::NoPoint), 1);
+        // Shutdown settles what still waits: kept ones are placed, the others counted.
+        c.apply(
+            vec![with_candidates(
+                b"y",
+                vec![candidate(1, 1.0, t + wait), candidate(9, 1.0, t + wait)],
+            )],
+            t + wait,
+            3,
+        );
+        c.settle(t + wait, true);
+        assert_eq!(exemplar_list(&c.flush(t + wait, 4)).len(), 2);
+        assert_eq!(dropped(&c, CandidateDrop::Shutdown), 1);
     }
 }

@@ -5,10 +5,12 @@
 //! - [`aggregate`]: one core's aggregation (sans-IO, single-threaded).
 //! - [`stage`]: the per-core pipeline stage and its flush.
 //! - [`merger`]: the per-connector thread merging cores and emitting batches.
+//! - [`kept`]: exemplars only of traces a `tail_sampling` kept (`tailgate.exemplars_kept_by`).
 //! - [`schedule`]: the shared grid of hand-overs and flushes (counts lag at most one interval).
 
 pub mod aggregate;
 pub mod config;
+pub mod kept;
 pub mod merger;
 pub mod schedule;
 pub mod stage;

@@ -153,6 +153,7 @@ mod tests {
             settings,
             tx,
             epoch: Instant::now(),
+            kept: None,
         };
         let registry = Registry::new(1);
         let counter = |name: &str, reason: &str| -> Metric {

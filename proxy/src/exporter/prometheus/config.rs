@@ -25,7 +25,7 @@ pub struct PrometheusExporterConfig {
     pub metric_expiration: GoDuration,
     /// Resource attributes as labels.
     pub resource_to_telemetry_conversion: ResourceToTelemetry,
-    /// OpenMetrics exposition (accepted; text format 0.0.4 is always served).
+    /// Serve OpenMetrics (with exemplars) to scrapers that ask for it.
     pub enable_open_metrics: bool,
     /// Unit and `_total` suffixes (default true).
     pub add_metric_suffixes: bool,
@@ -114,9 +114,6 @@ impl PrometheusExporterConfig {
         }
         if self.metric_expiration.0.is_zero() {
             errors.push(join(path, "metric_expiration"), "must be greater than 0");
-        }
-        if self.enable_open_metrics {
-            warnings.push(format!("{path}.enable_open_metrics: tailgate serves the Prometheus text format 0.0.4 only; ignored"));
         }
         let ignored = [
             ("cors", self.cors.is_some()),

@@ -23,7 +23,8 @@ use super::config::PrometheusExporterConfig;
 use super::sample::{Sample, Value};
 use crate::metrics_data::exponential::ExponentialHistogram;
 use crate::metrics_data::{
-    Attributes, ExponentialHistogramPoint, MetricData, MetricsBatch, MetricsConsumer, Temporality,
+    Attributes, Exemplar, ExponentialHistogramPoint, MetricData, MetricsBatch, MetricsConsumer,
+    Temporality,
 };
 use crate::telemetry::metrics::Local;
 
@@ -41,6 +42,8 @@ struct Entry {
     value: Value,
     updated: Instant,
     time_ms: u64,
+    /// The latest point's exemplars (the collector's accumulator keeps the latest point whole).
+    exemplars: Vec<Exemplar>,
 }
 
 /// One `prometheus` exporter instance.
@@ -124,10 +127,17 @@ impl PrometheusExporter {
                 if &last.0 == name && last.1 == *labels {
                     last.2 = add(last.2.clone(), &e.value);
                     last.3 = last.3.max(e.time_ms);
+                    last.4.extend_from_slice(&e.exemplars);
                     continue;
                 }
             }
-            out.push((name.clone(), labels.clone(), e.value.clone(), e.time_ms));
+            out.push((
+                name.clone(),
+                labels.clone(),
+                e.value.clone(),
+                e.time_ms,
+                e.exemplars.clone(),
+            ));
         }
         out
     }
@@ -137,10 +147,20 @@ impl PrometheusExporter {
         let mut out = String::new();
         let mut family = "";
         let samples = self.collect();
-        for (n, l, v, t) in &samples {
+        for (n, l, v, t, _) in &samples {
             self.write_series(&mut out, &mut family, n, l, v, *t);
         }
         out
+    }
+
+    /// The OpenMetrics text exposition, with exemplars (`enable_open_metrics`).
+    pub fn render_openmetrics(&self) -> String {
+        super::openmetrics::encode(&self.collect(), self.config.send_timestamps)
+    }
+
+    /// Whether OpenMetrics is served to scrapers that ask for it.
+    pub fn open_metrics(&self) -> bool {
+        self.config.enable_open_metrics
     }
 
     /// The Prometheus protobuf exposition (delimited `io.prometheus.client.MetricFamily`), where
@@ -232,6 +252,7 @@ impl PrometheusExporter {
                 ))),
                 updated: now,
                 time_ms: 0,
+                exemplars: Vec::new(),
             });
             match (&mut e.value, temporality) {
                 (Value::Exponential(h), Temporality::Delta) => h.merge(&p.histogram),
@@ -239,6 +260,7 @@ impl PrometheusExporter {
             }
             e.updated = now;
             e.time_ms = p.time_unix_nano / 1_000_000;
+            e.exemplars.clone_from(&p.exemplars);
         }
     }
 }
@@ -302,6 +324,7 @@ impl MetricsConsumer for PrometheusExporter {
                                 value: Value::Counter(0),
                                 updated: now,
                                 time_ms: 0,
+                                exemplars: Vec::new(),
                             });
                             if let Value::Counter(v) = &mut e.value {
                                 *v = match temporality {
@@ -311,6 +334,7 @@ impl MetricsConsumer for PrometheusExporter {
                             }
                             e.updated = now;
                             e.time_ms = p.time_unix_nano / 1_000_000;
+                            e.exemplars.clone_from(&p.exemplars);
                         }
                     }
                     MetricData::Histogram {
@@ -335,6 +359,7 @@ impl MetricsConsumer for PrometheusExporter {
                                 value: fresh(),
                                 updated: now,
                                 time_ms: 0,
+                                exemplars: Vec::new(),
                             });
                             let same_shape = matches!(&e.value, Value::Histogram { bounds: b, counts, .. }
                                 if b[..] == bounds[..] && counts.len() == p.bucket_counts.len());
@@ -353,6 +378,7 @@ impl MetricsConsumer for PrometheusExporter {
                             }
                             e.updated = now;
                             e.time_ms = p.time_unix_nano / 1_000_000;
+                            e.exemplars.clone_from(&p.exemplars);
                         }
                     }
                     MetricData::ExponentialHistogram {
@@ -490,6 +516,7 @@ mod tests {
                                 start_unix_nano: 0,
                                 time_unix_nano: 5_000_000,
                                 value: calls,
+                                exemplars: Vec::new(),
                             }],
                         },
                     },
@@ -506,6 +533,7 @@ mod tests {
                                 count: counts.iter().sum(),
                                 bucket_counts: counts,
                                 sum: 42.5,
+                                exemplars: Vec::new(),
                             }],
                         },
                     },
@@ -597,6 +625,7 @@ mod tests {
                             start_unix_nano: 0,
                             time_unix_nano: 5_000_000,
                             histogram: h,
+                            exemplars: Vec::new(),
                         }],
                     },
                 }],

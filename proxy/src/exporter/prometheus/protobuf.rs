@@ -5,12 +5,18 @@
 //! schema = scale capped at 8 (finer buckets merged), native index = OTLP index + 1, zero
 //! threshold 1e-128 (OTLP's implicit zero bucket holds exact zeros only).
 //!
+//! Exemplars as client_golang's `NewMetricWithExemplars` places them: a counter's last one, each
+//! classic bucket's last one with a value up to its bound (a `+Inf` bucket is added for those
+//! above every bound), every one in a native histogram's own list.
+//!
 //! The messages are the subset of `io.prometheus.client` (client_model `metrics.proto`, proto2)
 //! this exporter writes, declared with prost's derive.
 
 use prost::Message;
 
+use super::openmetrics::by_bucket;
 use super::sample::{Sample, Value};
+use crate::metrics_data::Exemplar as Point;
 
 /// The content type of this exposition.
 pub const CONTENT_TYPE: &str =
@@ -69,6 +75,34 @@ pub struct Counter {
     /// The value.
     #[prost(double, optional, tag = "1")]
     pub value: Option<f64>,
+    /// The last exemplar.
+    #[prost(message, optional, tag = "2")]
+    pub exemplar: Option<Exemplar>,
+}
+
+/// `io.prometheus.client.Exemplar`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Exemplar {
+    /// `span_id` and `trace_id` (lowercase hex).
+    #[prost(message, repeated, tag = "1")]
+    pub label: Vec<LabelPair>,
+    /// The value.
+    #[prost(double, optional, tag = "2")]
+    pub value: Option<f64>,
+    /// When.
+    #[prost(message, optional, tag = "3")]
+    pub timestamp: Option<Timestamp>,
+}
+
+/// `google.protobuf.Timestamp`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Timestamp {
+    /// Unix seconds.
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    /// Nanoseconds within the second.
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
 }
 
 /// `io.prometheus.client.Histogram` (classic and native fields).
@@ -104,6 +138,9 @@ pub struct Histogram {
     /// Native positive bucket counts, delta-encoded.
     #[prost(sint64, repeated, packed = "false", tag = "13")]
     pub positive_delta: Vec<i64>,
+    /// Native histograms' exemplars.
+    #[prost(message, repeated, tag = "16")]
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// `io.prometheus.client.Bucket`.
@@ -115,6 +152,9 @@ pub struct Bucket {
     /// Inclusive upper bound.
     #[prost(double, optional, tag = "2")]
     pub upper_bound: Option<f64>,
+    /// The bucket's exemplar.
+    #[prost(message, optional, tag = "3")]
+    pub exemplar: Option<Exemplar>,
 }
 
 /// `io.prometheus.client.BucketSpan`.
@@ -160,7 +200,27 @@ fn native_buckets(offset: i32, counts: &[u64], scale: i32) -> (Vec<BucketSpan>, 
     (vec![span], deltas)
 }
 
-fn histogram_of(value: &Value) -> Histogram {
+/// An exemplar as client_golang encodes the collector's conversion of one.
+fn exemplar(e: &Point) -> Exemplar {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let pair = |k: &str, v: String| LabelPair {
+        name: Some(k.to_owned()),
+        value: Some(v),
+    };
+    Exemplar {
+        label: vec![
+            pair("span_id", hex(&e.span_id)),
+            pair("trace_id", hex(&e.trace_id)),
+        ],
+        value: Some(e.value),
+        timestamp: Some(Timestamp {
+            seconds: (e.time_unix_nano / 1_000_000_000) as i64,
+            nanos: (e.time_unix_nano % 1_000_000_000) as i32,
+        }),
+    }
+}
+
+fn histogram_of(value: &Value, exemplars: &[Point]) -> Histogram {
     match value {
         Value::Histogram {
             bounds,
@@ -169,17 +229,28 @@ fn histogram_of(value: &Value) -> Histogram {
             count,
         } => {
             let mut cumulative = 0;
-            let bucket = bounds
+            let placed = by_bucket(bounds, counts.len(), exemplars);
+            let mut bucket: Vec<Bucket> = bounds
                 .iter()
                 .zip(counts)
-                .map(|(b, c)| {
+                .zip(&placed)
+                .map(|((b, c), e)| {
                     cumulative += c;
                     Bucket {
                         cumulative_count: Some(cumulative),
                         upper_bound: Some(*b),
+                        exemplar: e.map(exemplar),
                     }
                 })
                 .collect();
+            // Above every bound: client_golang adds the `+Inf` bucket to carry it.
+            if let Some(e) = placed.get(bounds.len()).copied().flatten() {
+                bucket.push(Bucket {
+                    cumulative_count: Some(*count),
+                    upper_bound: Some(f64::INFINITY),
+                    exemplar: Some(exemplar(e)),
+                });
+            }
             Histogram {
                 sample_count: Some(*count),
                 sample_sum: Some(*sum),
@@ -203,6 +274,7 @@ fn histogram_of(value: &Value) -> Histogram {
                 positive_delta,
                 negative_span,
                 negative_delta,
+                exemplars: exemplars.iter().map(exemplar).collect(),
                 ..Default::default()
             }
         }
@@ -214,7 +286,7 @@ fn histogram_of(value: &Value) -> Histogram {
 pub(super) fn encode(samples: &[Sample], send_timestamps: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let mut family: Option<MetricFamily> = None;
-    for (name, labels, value, time_ms) in samples {
+    for (name, labels, value, time_ms, exemplars) in samples {
         if family.as_ref().and_then(|f| f.name.as_deref()) != Some(name.as_str()) {
             if let Some(f) = family.take() {
                 let _ = f.encode_length_delimited(&mut out);
@@ -245,9 +317,10 @@ pub(super) fn encode(samples: &[Sample], send_timestamps: bool) -> Vec<u8> {
             Value::Counter(v) => {
                 m.counter = Some(Counter {
                     value: Some(*v as f64),
+                    exemplar: exemplars.last().map(exemplar),
                 })
             }
-            other => m.histogram = Some(histogram_of(other)),
+            other => m.histogram = Some(histogram_of(other, exemplars)),
         }
         if let Some(f) = family.as_mut() {
             f.metric.push(m);
@@ -283,6 +356,58 @@ mod tests {
         assert_eq!((s[0].offset, s[0].length), (Some(6), Some(2)));
         assert_eq!(d, vec![3, 0]);
         assert!(native_buckets(0, &[], 3).0.is_empty());
+    }
+
+    #[test]
+    fn exemplars_go_on_the_counter_the_buckets_and_an_added_inf_bucket() {
+        let e = |v: f64, id: u8| Point {
+            trace_id: [id; 16],
+            span_id: [id; 8],
+            value: v,
+            time_unix_nano: 1_700_000_000_250_000_000,
+        };
+        let list = vec![e(5.0, 1), e(500.0, 2)];
+        let h = Value::Histogram {
+            bounds: vec![10.0, 100.0].into(),
+            counts: vec![1, 0, 1],
+            sum: 505.0,
+            count: 2,
+        };
+        let out = histogram_of(&h, &list);
+        let ids: Vec<Option<String>> = out
+            .bucket
+            .iter()
+            .map(|b| b.exemplar.as_ref().and_then(|x| x.label[1].value.clone()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![Some("01".repeat(16)), None, Some("02".repeat(16))]
+        );
+        assert_eq!(out.bucket[2].upper_bound, Some(f64::INFINITY));
+        assert_eq!(out.bucket[2].cumulative_count, Some(2));
+        let t = out.bucket[0]
+            .exemplar
+            .as_ref()
+            .unwrap()
+            .timestamp
+            .clone()
+            .unwrap();
+        assert_eq!((t.seconds, t.nanos), (1_700_000_000, 250_000_000));
+        let samples = vec![(
+            "c_total".to_owned(),
+            Vec::new(),
+            Value::Counter(3),
+            0,
+            list.clone(),
+        )];
+        let mut bytes = &encode(&samples, false)[..];
+        let f = MetricFamily::decode_length_delimited(&mut bytes).unwrap();
+        let c = f.metric[0].counter.as_ref().unwrap();
+        assert_eq!(
+            c.exemplar.as_ref().unwrap().value,
+            Some(500.0),
+            "the last one"
+        );
     }
 
     #[test]

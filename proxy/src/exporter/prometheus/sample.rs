@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use crate::metrics_data::exponential::ExponentialHistogram;
+use crate::metrics_data::Exemplar;
 
-/// One rendered series: family, labels, value (summed over resources), newest time in ms.
-pub type Sample = (String, Vec<(String, String)>, Value, u64);
+/// One rendered series: family, labels, value (summed over resources), newest time in ms, and
+/// the exemplars of the latest points (OpenMetrics only).
+pub type Sample = (String, Vec<(String, String)>, Value, u64, Vec<Exemplar>);
 
 /// The latest value of one series.
 #[derive(Debug, Clone)]

@@ -23,6 +23,7 @@ use tailgate_sampler::{
 
 use super::forward::Forwarder;
 use super::metrics::{DropReason, Drops, TailMetrics};
+use crate::connector::spanmetrics::kept::KeptOnCore;
 use crate::pipeline::{Consumer, Drain, Hop, LocalFuture, Payload, Refusal};
 use crate::runtime::alarm::Alarm;
 use crate::runtime::mesh::Mesh;
@@ -75,6 +76,17 @@ pub struct Owner {
     stopped: Cell<bool>,
     /// Gateway membership: which spans go to other gateways (`None`: every span stays).
     forwarder: Option<Forwarder>,
+    /// spanmetrics connectors with `tailgate.exemplars_kept_by` naming this processor: they are
+    /// told the IDs of the traces this core keeps (one batch per decision round).
+    kept: KeptOnCore,
+}
+
+/// What an owner core is connected to besides the next stage.
+pub struct Links {
+    /// Gateway membership: which spans go to other gateways (`None`: every span stays).
+    pub forwarder: Option<Forwarder>,
+    /// spanmetrics connectors told the IDs of the traces this core keeps (exemplars).
+    pub kept: KeptOnCore,
 }
 
 /// After the drain deadline, how long the inbound channels are given to be emptied (each part is
@@ -101,7 +113,7 @@ pub fn build(
     component: &str,
     registry: &crate::telemetry::metrics::Registry,
     stage: StageMetrics,
-    forwarder: Option<Forwarder>,
+    links: Links,
 ) -> Result<Rc<TailSampling>, String> {
     let mut config = config.clone();
     config.num_shards = u32::try_from(mesh.cores()).unwrap_or(u32::MAX);
@@ -131,7 +143,8 @@ pub fn build(
         tick: config.timer_tick,
         alarm: Alarm::new(),
         stopped: Cell::new(false),
-        forwarder,
+        forwarder: links.forwarder,
+        kept: links.kept,
     });
     for (_, rx, in_flight) in mesh.take_receivers() {
         glommio::spawn_local(serve_inbound(owner.clone(), rx, in_flight)).detach();
@@ -347,7 +360,13 @@ impl Owner {
     fn after_insert(&self, out: &mut BatchOutput<SpanView>) {
         if !out.forward.is_empty() {
             let spans = std::mem::take(&mut out.forward);
-            self.send_on(spans.iter());
+            // Late spans of kept traces: published again, for candidates counted after the
+            // decision (a connector forgets kept IDs after a while).
+            if self.send_on(spans.iter()) && self.kept.is_on() {
+                let mut ids: Vec<[u8; 16]> = spans.iter().map(SpanView::trace_id).collect();
+                ids.dedup();
+                self.kept.publish(ids);
+            }
         }
         if !out.rejected.is_empty() {
             self.blocked.borrow_mut().append(&mut out.rejected);
@@ -407,24 +426,32 @@ impl Owner {
     fn emit(&self, engine: &mut Engine<SpanView, SystemClock>) {
         let decided: Vec<DecidedTrace<SpanView>> = engine.drain_decided().collect();
         let kept = decided.iter().filter(|d| !d.spans.is_empty());
-        self.send_on(kept.flat_map(|d| d.spans.iter()));
+        // Only traces the next stage took are published: an exemplar should open a stored trace.
+        if self.send_on(kept.clone().flat_map(|d| d.spans.iter())) && self.kept.is_on() {
+            self.kept.publish(kept.map(|d| d.trace_id).collect());
+        }
         self.metrics.publish(engine.counters());
     }
 
-    fn send_on<'a>(&self, spans: impl Iterator<Item = &'a SpanView>) {
+    /// Hands `spans` on as one request; true when the next stage took it.
+    fn send_on<'a>(&self, spans: impl Iterator<Item = &'a SpanView>) -> bool {
         let mut builder = RequestBuilder::new();
         for s in spans {
             builder.push(s);
         }
         let n = builder.span_count() as u64;
         if n == 0 {
-            return;
+            return false;
         }
         let data = Payload::traces(builder.finish(), n);
-        if let Err(r) = self.next.consume(data) {
-            // Decided spans have nowhere to wait; the collector logs and loses them too.
-            let detail = format!("next stage refused kept spans: {}", r.message());
-            self.drops.count(DropReason::NextRefused, n, &detail);
+        match self.next.consume(data) {
+            Ok(()) => true,
+            Err(r) => {
+                // Decided spans have nowhere to wait; the collector logs and loses them too.
+                let detail = format!("next stage refused kept spans: {}", r.message());
+                self.drops.count(DropReason::NextRefused, n, &detail);
+                false
+            }
         }
     }
 }

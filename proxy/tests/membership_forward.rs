@@ -308,6 +308,63 @@ async fn a_trace_whose_spans_reach_two_gateways_is_decided_whole_by_its_owner() 
     assert!(b.terminate().success());
 }
 
+/// A gateway that holds a trace it does not own (spans another gateway forwarded, as one whose
+/// view differed would) claims it to the owner; the owner, holding an undecided fragment of the
+/// same trace, hands that fragment over (`take_pending`, marked `handover`), and the claimant
+/// decides the whole trace once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_makes_the_owner_hand_its_fragment_to_the_holder() {
+    let sink = Sink::start().await;
+    let (ra, rb) = (reserve(), reserve());
+    let members = [ra.1, rb.1];
+    let a = Tailgate::start(&gateway(ra.1, &members, sink.addr), &["--cores", "2"]);
+    let b = Tailgate::start(&gateway(rb.1, &members, sink.addr), &["--cores", "2"]);
+    drop((ra.0, rb.0));
+    // A trace of 4 spans owned by A: two reach A from an agent, two reach B marked.
+    let mut req = support::make_request(7, 1, 1, 16);
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    let t = spans
+        .iter()
+        .find(|s| owner(&members, &s.trace_id) == ra.1)
+        .expect("one of 16 traces is A's")
+        .trace_id
+        .clone();
+    spans.truncate(4);
+    for s in spans.iter_mut() {
+        s.trace_id = t.clone();
+    }
+    let (mut to_a, mut to_b) = (req.clone(), req.clone());
+    to_a.resource_spans[0].scope_spans[0].spans.truncate(2);
+    to_b.resource_spans[0].scope_spans[0].spans.drain(..2);
+    assert_eq!(export(a.grpc(), &to_a, Compression::Identity).await.0, 0);
+    let (code, msg) = send_marked(b.grpc(), &mark(ra.1, 1), &to_b.encode_to_vec()).await;
+    assert_eq!(code, 0, "{msg}");
+    sink.wait_total(4).await;
+    let requests = sink.requests();
+    assert_eq!(span_set(&requests), span_set(std::slice::from_ref(&req)));
+    let holding: Vec<_> = requests
+        .iter()
+        .filter(|r| !span_set(std::slice::from_ref(*r)).is_empty())
+        .collect();
+    assert_eq!(
+        holding.len(),
+        1,
+        "the trace left in one export: {requests:?}"
+    );
+    a.wait_metric(
+        "tailgate_membership_forwarded_spans_total{processor=\"tail_sampling\",reason=\"handover\"}",
+        2.0,
+    )
+    .await;
+    b.wait_metric(
+        "tailgate_membership_received_spans_total{processor=\"tail_sampling\",kind=\"handover\"}",
+        2.0,
+    )
+    .await;
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marked_data_is_refused_where_no_tail_sampling_sets_membership() {
     let sink = Sink::start().await;

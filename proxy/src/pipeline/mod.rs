@@ -97,7 +97,8 @@ pub struct Hop {
     pub incarnation: u64,
     /// Hash of the sender's effective routing table.
     pub table: u64,
-    /// The sender's core and its sequence number on that core.
+    /// The sender's core and its sequence number on that core (span data only; `(0, 0)` on
+    /// control messages, which need no dedup).
     pub batch: (u16, u64),
 }
 
@@ -106,8 +107,18 @@ pub struct Hop {
 pub enum HopKind {
     /// Spans the sender does not hold, sent to their owner or claimant (`k=fwd`).
     Forward(tailgate_routing::membership::Reason),
-    /// An undecided fragment handed to its claimant (`k=handover`): never moved again.
+    /// An undecided fragment handed to its claimant (`k=handover`).
     HandOver,
+    /// A control message (`claim`, `redirect`, `decisions`): no spans, a payload for the rules
+    /// of every core (`tailgate_proto::control`).
+    Control(tailgate_proto::hop::Kind),
+}
+
+impl Hop {
+    /// Whether this mark carries a control message rather than spans.
+    pub fn is_control(&self) -> bool {
+        matches!(self.kind, HopKind::Control(_))
+    }
 }
 
 /// The gRPC metadata key of the gateway-to-gateway mark.
@@ -122,6 +133,7 @@ impl Hop {
             HopKind::Forward(Reason::NotOwner) => (Kind::Fwd, Some(WireReason::NotOwner)),
             HopKind::Forward(Reason::Claim) => (Kind::Fwd, Some(WireReason::Claim)),
             HopKind::HandOver => (Kind::HandOver, None),
+            HopKind::Control(kind) => (kind, None),
         };
         HopHeader {
             kind,
@@ -129,7 +141,8 @@ impl Hop {
             from: &self.from,
             incarnation: self.incarnation,
             table: self.table,
-            batch: Some(self.batch),
+            // Control messages are not deduplicated: applying one twice changes nothing.
+            batch: kind.carries_spans().then_some(self.batch),
         }
     }
 }

@@ -429,6 +429,7 @@ impl Cx<'_> {
         let (f, clients) = Forwarder::build(
             peers,
             self.core,
+            self.shared.cores,
             self.registry(),
             now,
             self.shared.queue_bytes_default,

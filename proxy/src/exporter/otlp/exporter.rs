@@ -25,7 +25,7 @@ use super::client::Client;
 use super::occupancy::{Admit, Full, Held, Occupancy};
 use super::status::ExportError;
 use crate::config::common::{QueueShape, RetryOnFailure};
-use crate::pipeline::{Consumer, Drain, LocalFuture, Payload, Refusal, Signal};
+use crate::pipeline::{Consumer, Drain, Hop, LocalFuture, Payload, Refusal, Signal};
 use crate::runtime::stop::Latch;
 use crate::runtime::time::unless;
 use crate::telemetry::logging::WarnGate;
@@ -342,7 +342,13 @@ impl Consumer for OtlpExporter {
     fn consume(&self, data: Payload) -> Result<(), Refusal> {
         let s = &self.state;
         let spans = data.items;
-        let held = match s.occupancy.admit(spans, data.body.len() as u64) {
+        // A gateway's control message holds no spans but must still be sent: it takes one unit.
+        let units = if data.meta.hop.as_ref().is_some_and(Hop::is_control) {
+            1
+        } else {
+            spans
+        };
+        let held = match s.occupancy.admit(units, data.body.len() as u64) {
             Admit::Taken(held) => held,
             Admit::Empty => return Ok(()),
             Admit::Full(full) => return Err(self.refuse(spans, full)),

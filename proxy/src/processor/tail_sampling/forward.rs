@@ -3,10 +3,9 @@
 //! and the per-peer OTLP clients that carry them, marked so they are never forwarded again.
 //!
 //! The rules themselves (`tailgate_routing::membership::Rules`) are sans-IO; this module feeds
-//! them what the engine holds and turns their answers into requests. Claims, redirects and
-//! hand-overs (the rules' `Out`) need the control messages of design step 6: until then the
-//! static resolver cannot produce them between gateways that list the same members, and any
-//! that arise (member lists that differ) are counted as unsent, never silently dropped.
+//! them what the engine holds and turns their answers (`Out`) into requests: spans re-framed and
+//! marked, claims / redirects / decisions as control messages (`tailgate_proto::control`), and
+//! hand-overs of undecided fragments taken out of the engine (`Engine::take_pending`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -14,9 +13,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tailgate_proto::control::{self, Control, State};
+use tailgate_proto::hop::Kind as WireKind;
 use tailgate_proto::{RequestBuilder, SpanView};
-use tailgate_routing::membership::{Held, Mark, Out, PeerRef, Reason, Route, Rules};
-use tailgate_sampler::HeldState;
+use tailgate_routing::membership::{
+    ClaimEntry, Held, Incarnation, Mark, Out, PeerRef, Reason, Route, Rules,
+};
+use tailgate_sampler::{shard_for, Clock, Engine, HeldState, SystemClock};
 
 use super::peers::Peers;
 use crate::exporter::otlp;
@@ -36,6 +39,9 @@ pub struct Plan {
     pub groups: Vec<(PeerRef, HopKind)>,
     /// Traces that start here and must not be decided before the instant (Unix ns).
     pub defer: Vec<([u8; 16], u64)>,
+    /// Messages the rules asked for (claims of traces this gateway starts holding without
+    /// owning them): [`Forwarder::execute`] them once the spans are in.
+    pub out: Vec<Out>,
 }
 
 impl Plan {
@@ -58,7 +64,9 @@ struct ForwardMetrics {
     duplicate_spans: Local,
     deferred: Local,
     disagreements: Local,
-    claims_unsent: Local,
+    control_sent: Local,
+    control_received: Local,
+    control_refused: Local,
 }
 
 impl ForwardMetrics {
@@ -105,9 +113,19 @@ impl ForwardMetrics {
                 "Marked batches whose sender's routing table differs from this gateway's (tailgate).",
                 &[("source", "peer")],
             ),
-            claims_unsent: counter(
-                "tailgate_membership_claims_unsent_total",
-                "Claims the rules asked for that were not sent: control messages are not built yet (tailgate).",
+            control_sent: counter(
+                "tailgate_membership_control_messages_total",
+                "Control messages (claims, redirects, decisions) sent to or received from peers (tailgate).",
+                &[("direction", "sent")],
+            ),
+            control_received: counter(
+                "tailgate_membership_control_messages_total",
+                "Control messages (claims, redirects, decisions) sent to or received from peers (tailgate).",
+                &[("direction", "received")],
+            ),
+            control_refused: counter(
+                "tailgate_membership_control_refused_total",
+                "Control messages whose payload did not parse; nothing of them applied (tailgate).",
                 &[],
             ),
         }
@@ -124,7 +142,11 @@ pub struct Forwarder {
     seq: Cell<u64>,
     metrics: ForwardMetrics,
     /// Scratch: destination of each trace seen in the part being classified.
-    seen: RefCell<Vec<([u8; 16], Dest)>>,
+    seen: RefCell<ahash::AHashMap<[u8; 16], Dest>>,
+    /// Cores of this process: a control entry is applied by the core owning its trace.
+    cores: usize,
+    /// This core's index (`core` is its `u16` for batch IDs).
+    index: usize,
 }
 
 impl Forwarder {
@@ -133,6 +155,7 @@ impl Forwarder {
     pub fn build(
         peers: Arc<Peers>,
         core: usize,
+        cores: usize,
         registry: &Registry,
         now_ns: u64,
         queue_bytes: u64,
@@ -178,7 +201,9 @@ impl Forwarder {
             clients,
             core: u16::try_from(core).unwrap_or(u16::MAX),
             seq: Cell::new(0),
-            seen: RefCell::new(Vec::new()),
+            seen: RefCell::new(ahash::AHashMap::new()),
+            cores: cores.max(1),
+            index: core,
         };
         Ok((f, all))
     }
@@ -188,7 +213,7 @@ impl Forwarder {
     pub fn accept(&self, hop: &Hop, spans: u64) -> bool {
         let fresh = self.rules.borrow_mut().accept_batch(
             &hop.from,
-            tailgate_routing::membership::Incarnation(hop.incarnation),
+            Incarnation(hop.incarnation),
             hop.batch.0,
             hop.batch.1,
         );
@@ -200,6 +225,7 @@ impl Forwarder {
         match hop.kind {
             HopKind::Forward(_) => self.metrics.received_fwd.add(spans),
             HopKind::HandOver => self.metrics.received_handover.add(spans),
+            HopKind::Control(_) => {}
         }
         if hop.table != self.peers.view.hash() {
             self.metrics.disagreements.add(1);
@@ -216,9 +242,10 @@ impl Forwarder {
         hop: Option<&Hop>,
         holds: impl Fn(&[u8; 16]) -> HeldState,
     ) -> Plan {
-        let mark = hop.map(|h| match h.kind {
-            HopKind::Forward(reason) => Mark::Forward { reason },
-            HopKind::HandOver => Mark::HandOver,
+        let mark = hop.and_then(|h| match h.kind {
+            HopKind::Forward(reason) => Some(Mark::Forward { reason }),
+            HopKind::HandOver => Some(Mark::HandOver),
+            HopKind::Control(_) => None,
         });
         let stamp = hop.map(|h| h.table);
         let mut rules = self.rules.borrow_mut();
@@ -231,24 +258,16 @@ impl Forwarder {
             let trace = v.trace_id();
             let dest = match last.filter(|(t, _)| *t == trace) {
                 Some((_, d)) => d,
-                None => match seen.iter().find(|(t, _)| *t == trace) {
-                    Some(&(_, d)) => d,
-                    None => {
-                        let held = held(holds(&trace));
-                        let route =
-                            rules.route(now_ns, &trace, held, mark.as_ref(), stamp, &mut out);
-                        let d = self.place(route, trace, &mut plan);
-                        seen.push((trace, d));
-                        d
-                    }
-                },
+                None => *seen.entry(trace).or_insert_with(|| {
+                    let held = held(holds(&trace));
+                    let route = rules.route(now_ns, &trace, held, mark.as_ref(), stamp, &mut out);
+                    self.place(route, trace, &mut plan)
+                }),
             };
             last = Some((trace, dest));
             plan.dest.push(dest);
         }
-        if !out.is_empty() {
-            self.unsent(&out);
-        }
+        plan.out = out;
         plan
     }
 
@@ -319,21 +338,187 @@ impl Forwarder {
                 HopKind::Forward(Reason::NotOwner) => self.metrics.forwarded_not_owner.add(spans),
                 HopKind::Forward(Reason::Claim) => self.metrics.forwarded_claim.add(spans),
                 HopKind::HandOver => self.metrics.forwarded_handover.add(spans),
+                HopKind::Control(_) => self.metrics.control_sent.add(1),
             },
             // The client counted the refusal as an exporter failure too.
             Err(_) => self.metrics.failed_queue_full.add(spans),
         }
     }
+}
 
-    /// Claims, redirects and hand-overs the rules asked for: control messages are design step
-    /// 6, so they are counted (and warned about) rather than sent.
-    fn unsent(&self, out: &[Out]) {
-        let n = out.len() as u64;
-        self.metrics.claims_unsent.add(n);
-        tracing::warn!(
-            count = n,
-            "gateway membership: claims are not built yet; members' lists may differ (a trace may be split)"
-        );
+/// This core's engine, as the owner side keeps it.
+pub type OwnerEngine = RefCell<Engine<SpanView, SystemClock>>;
+
+impl Forwarder {
+    /// Applies a control message from a peer: the entries of traces this core owns go to the
+    /// rules (claims, redirects) or the engine (decisions); what the rules answer is sent.
+    pub fn on_control(&self, hop: &Hop, body: &[u8], engine: &OwnerEngine) {
+        let HopKind::Control(kind) = hop.kind else {
+            return;
+        };
+        self.metrics.control_received.add(1);
+        let now = SystemClock.now_unix_nanos();
+        let outs = match self.apply(now, kind, hop, body, engine) {
+            Ok(outs) => outs,
+            Err(e) => {
+                self.metrics.control_refused.add(1);
+                tracing::warn!(peer = %hop.from, "a control message from a peer does not parse: {e}");
+                return;
+            }
+        };
+        self.execute(outs, engine);
+    }
+
+    fn mine(&self, trace: &[u8; 16]) -> bool {
+        let shards = u32::try_from(self.cores).unwrap_or(u32::MAX);
+        shard_for(trace, shards) as usize % self.cores == self.index
+    }
+
+    fn apply(
+        &self,
+        now: u64,
+        kind: WireKind,
+        hop: &Hop,
+        body: &[u8],
+        engine: &OwnerEngine,
+    ) -> Result<Vec<Out>, tailgate_proto::error::ControlError> {
+        let holds = |t: &[u8; 16]| held(engine.borrow().holds(t));
+        let payload = control::parse(body)?;
+        let mut rules = self.rules.borrow_mut();
+        match payload.read(kind)? {
+            Control::Claims(entries) => {
+                let mut claims = Vec::new();
+                for c in entries {
+                    if self.mine(&c.trace_id) {
+                        claims.push(ClaimEntry {
+                            trace: c.trace_id,
+                            pending: !c.state.decided(),
+                            anchored: c.state.anchored(),
+                            ttl_ms: c.ttl_ms,
+                        });
+                    }
+                }
+                let from = Incarnation(hop.incarnation);
+                Ok(rules.on_claims(now, &hop.from, from, &claims, holds))
+            }
+            Control::Redirects(entries) => {
+                let mut outs = Vec::new();
+                for r in entries {
+                    if !self.mine(&r.trace_id) {
+                        continue;
+                    }
+                    let holder = PeerRef {
+                        endpoint: Arc::from(r.holder),
+                        incarnation: Some(Incarnation(r.holder_incarnation)),
+                    };
+                    let (decided, anchored) = (r.holder_state.decided(), r.holder_state.anchored());
+                    let h = holds(&r.trace_id);
+                    outs.extend(rules.on_redirect(now, &r.trace_id, holder, decided, anchored, h));
+                }
+                Ok(outs)
+            }
+            Control::Decisions(entries) => {
+                let mut mine = Vec::new();
+                for d in entries {
+                    if self.mine(&d.trace_id) {
+                        mine.push((d.trace_id, d.kept));
+                    }
+                }
+                engine.borrow_mut().import_decisions(&mine);
+                Ok(Vec::new())
+            }
+            // Drain phases are design step 7; the receiver refuses these kinds before here.
+            Control::Drain | Control::Done => Ok(Vec::new()),
+        }
+    }
+
+    /// Sends what the rules asked for; a hand-over takes the undecided fragment out of the engine
+    /// and sends its spans to the claimant.
+    pub fn execute(&self, outs: Vec<Out>, engine: &OwnerEngine) {
+        for out in outs {
+            match out {
+                Out::Claims { to, entries } => {
+                    let claims: Vec<control::Claim> = entries
+                        .iter()
+                        .map(|e| control::Claim {
+                            trace_id: e.trace,
+                            state: State::new(!e.pending, e.anchored),
+                            ttl_ms: e.ttl_ms,
+                        })
+                        .collect();
+                    self.send_control(&to, WireKind::Claim, &claims);
+                }
+                Out::Redirect {
+                    to,
+                    trace,
+                    holder,
+                    holder_decided,
+                    holder_anchored,
+                } => {
+                    let r = control::Redirect {
+                        trace_id: trace,
+                        holder: &holder.endpoint,
+                        holder_incarnation: holder.incarnation.map_or(0, |i| i.0),
+                        holder_state: State::new(holder_decided, holder_anchored),
+                    };
+                    self.send_control(&to, WireKind::Redirect, &[r]);
+                }
+                Out::Decisions { to, entries } => {
+                    let d: Vec<control::Decision> = entries
+                        .iter()
+                        .map(|&(trace_id, kept, ttl_ms)| control::Decision {
+                            trace_id,
+                            kept,
+                            ttl_ms,
+                        })
+                        .collect();
+                    self.send_control(&to, WireKind::Decisions, &d);
+                }
+                Out::HandOver { trace, to } => {
+                    let taken = engine.borrow_mut().take_pending(&trace);
+                    if let Some(taken) = taken {
+                        let mut builder = RequestBuilder::new();
+                        for v in &taken.spans {
+                            builder.push(v);
+                        }
+                        let n = builder.span_count() as u64;
+                        self.send_one(&to, HopKind::HandOver, builder.finish(), n);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Encodes `entries` (split at the receivers' default body limit) and sends them to `to`.
+    fn send_control<'a, E: control::Entry<'a>>(&self, to: &PeerRef, kind: WireKind, entries: &[E]) {
+        match control::encode_bodies(entries, control::DEFAULT_MAX_BODY) {
+            Ok(bodies) => {
+                for b in bodies {
+                    self.send_one(to, HopKind::Control(kind), Bytes::from(b), 0);
+                }
+            }
+            Err(e) => {
+                self.metrics.control_refused.add(1);
+                tracing::warn!(peer = %to.endpoint, "cannot encode a control message: {e}");
+            }
+        }
+    }
+
+    /// Releases the hand-overs the rules held back until this core's view settled.
+    pub fn poll(&self, now: u64, engine: &OwnerEngine) {
+        let outs = {
+            let mut rules = self.rules.borrow_mut();
+            if rules.next_poll().is_none_or(|at| at > now) {
+                return;
+            }
+            rules.poll(now, |t| held(engine.borrow().holds(t)))
+        };
+        self.execute(outs, engine);
+    }
+
+    /// When [`Forwarder::poll`] next has work (Unix ns).
+    pub fn next_poll(&self) -> Option<u64> {
+        self.rules.borrow().next_poll()
     }
 }
 

@@ -129,8 +129,9 @@ impl MarkedEntry {
     }
 }
 
-/// Parses a `tailgate-hop` value (`tailgate_proto::hop`) into the mark of span data. Control
-/// kinds (claims, redirects, decisions, drain) are refused until they are wired (design step 6).
+/// Parses a `tailgate-hop` value (`tailgate_proto::hop`) into a mark: span data (`fwd`,
+/// `handover`) or a control message (`claim`, `redirect`, `decisions`). The drain kinds are
+/// refused until drain phases are built (design step 7).
 pub fn parse(value: &[u8]) -> Result<Hop, (MarkRefusal, String)> {
     let malformed = |e: String| {
         (
@@ -147,17 +148,22 @@ pub fn parse(value: &[u8]) -> Result<Hop, (MarkRefusal, String)> {
         (WireKind::Fwd, Some(WireReason::NotOwner)) => HopKind::Forward(Reason::NotOwner),
         (WireKind::Fwd, Some(WireReason::Claim)) => HopKind::Forward(Reason::Claim),
         (WireKind::HandOver, _) => HopKind::HandOver,
+        (k @ (WireKind::Claim | WireKind::Redirect | WireKind::Decisions), _) => {
+            HopKind::Control(k)
+        }
         (k, _) => {
             return Err((
                 MarkRefusal::Malformed,
-                format!("tailgate-hop k={k}: control messages are not accepted yet"),
+                format!("tailgate-hop k={k}: drain messages are not accepted yet"),
             ))
         }
     };
-    // parse() guarantees a batch for span kinds; a missing one is refused all the same.
-    let batch = header
-        .batch
-        .ok_or_else(|| malformed("no batch ID".to_owned()))?;
+    // parse() guarantees a batch for span kinds and none for control kinds.
+    let batch = match header.batch {
+        Some(b) => b,
+        None if header.kind.carries_spans() => return Err(malformed("no batch ID".to_owned())),
+        None => (0, 0),
+    };
     Ok(Hop {
         kind,
         from: Arc::from(header.from),
@@ -222,5 +228,9 @@ mod tests {
         assert!(MarkRefusal::BadVersion.retryable() && MarkRefusal::NotMember.retryable());
         assert!(!MarkRefusal::Malformed.retryable());
         assert_eq!(parse(&[0xff, 0xfe]).unwrap_err().0, MarkRefusal::Malformed);
+        let claim = "v=1;k=claim;f=a:1;i=0000000000000001;t=0000000000000002";
+        let hop = parse(claim.as_bytes()).unwrap();
+        assert_eq!(hop.kind, HopKind::Control(WireKind::Claim));
+        assert_eq!(hop_header(&hop).unwrap().to_str().unwrap(), claim);
     }
 }

@@ -176,6 +176,9 @@ impl Consumer for TailSampling {
             self.owner.refused.add(data.items);
             return Err(Refusal::Overloaded);
         }
+        if data.meta.hop.as_ref().is_some_and(Hop::is_control) {
+            return self.broadcast(data);
+        }
         let cores = self.mesh.cores();
         if cores == 1 {
             self.owner.insert(Part {
@@ -239,6 +242,28 @@ impl Consumer for TailSampling {
 }
 
 impl TailSampling {
+    /// A control message goes to every core whole: each applies the entries of the traces it
+    /// owns (control messages are rare, one per peer and view change, so no split is needed).
+    fn broadcast(&self, data: Payload) -> Result<(), Refusal> {
+        let cores = self.mesh.cores();
+        if (0..cores).any(|to| to != self.core && !self.mesh.has_room(to)) {
+            return Err(Refusal::Overloaded);
+        }
+        for to in 0..cores {
+            let part = Part {
+                body: data.body.clone(),
+                spans: 0,
+                hop: data.meta.hop.clone(),
+            };
+            if to == self.core {
+                self.owner.insert(part);
+            } else if self.mesh.try_send(to, part).is_err() {
+                tracing::warn!(core = to, "a control message for a stopped core was lost");
+            }
+        }
+        Ok(())
+    }
+
     /// Shutdown: stop taking data, wait until no core sends any more and every part sent here is
     /// processed, then decide (or drop, per `drop_pending_traces_on_shutdown`) the pending traces
     /// and hand the kept ones on. Gives up waiting halfway to `deadline`: the stages after this one
@@ -275,6 +300,12 @@ impl Owner {
     /// Scans a part this core owns and inserts its spans. A span the scan cannot read is left
     /// out and counted; the others of the part (other clients' spans batched with it) go in.
     fn insert(&self, part: Part) {
+        let control = part.hop.as_ref().filter(|h| h.is_control());
+        if let (Some(f), Some(hop)) = (&self.forwarder, control) {
+            f.on_control(hop, &part.body, &self.engine);
+            self.due_work();
+            return;
+        }
         // The scan hands on the fields it parses, so the engine does not walk each span again.
         let mut scratch = self.scratch.borrow_mut();
         let (views, fields) = &mut *scratch;
@@ -294,7 +325,7 @@ impl Owner {
                 return;
             }
         }
-        let mut defer = Vec::new();
+        let (mut defer, mut outs) = (Vec::new(), Vec::new());
         if let Some(f) = &self.forwarder {
             if let Some(hop) = &part.hop {
                 if !f.accept(hop, part.spans) {
@@ -311,6 +342,7 @@ impl Owner {
                 keep_local(views, fields, &plan.dest);
             }
             defer = plan.defer;
+            outs = plan.out;
         }
         let mut out = self.out.borrow_mut();
         let mut engine = self.engine.borrow_mut();
@@ -326,6 +358,10 @@ impl Owner {
         // Released first: with spans left in `blocked`, due_work ticks, and the tick's retry
         // borrows `out` again (a panic, with `panic = "abort"` the whole process).
         drop(out);
+        if let (Some(f), false) = (&self.forwarder, outs.is_empty()) {
+            // Claims of traces this core now holds without owning them (rule 5).
+            f.execute(outs, &self.engine);
+        }
         self.due_work();
     }
 
@@ -333,11 +369,19 @@ impl Owner {
     /// the alarm for the next instant anything is.
     fn due_work(&self) {
         let now = SystemClock.now_unix_nanos();
+        if let Some(f) = &self.forwarder {
+            // Hand-overs held back until this core's view settled, before decisions fall due.
+            f.poll(now, &self.engine);
+        }
         let due = self.engine.borrow().next_due().is_some_and(|at| at <= now);
         if due || !self.blocked.borrow().is_empty() {
             self.tick();
         }
-        let next = self.engine.borrow().next_due();
+        let polls = self.forwarder.as_ref().and_then(Forwarder::next_poll);
+        let next = match (self.engine.borrow().next_due(), polls) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match next {
             Some(at) => {
                 // Still due after a tick only if the system clock stepped back in between:

@@ -210,25 +210,15 @@ async fn a_gateway_forwards_what_it_does_not_own_and_each_trace_is_decided_once(
     assert_eq!(b.metric(fwd), Some(0.0));
     assert_eq!(span_set(&sink.requests()).len(), total + 2);
 
-    // A marked request from an address that is no member's is refused, retryably (a new
-    // gateway not yet listed by its peers succeeds once it is).
-    let (code, msg) = support::send_raw_from(
-        [127, 0, 0, 9].into(),
-        b.grpc(),
-        EXPORT_PATH,
-        &[("tailgate-hop", &mark(ra.1, 3))],
-        frame(&body, Compression::Identity),
-    )
-    .await;
-    assert_eq!(code, 14, "{msg}");
-    assert!(msg.contains("127.0.0.9, which is not a member"), "{msg}");
-    // Nor is a member address that names a sender outside the member list.
+    // A marked request naming a sender outside the member list is refused, retryably (a new
+    // gateway not yet listed by its peers succeeds once it is). (Peer addresses off loopback are
+    // checked in `peers::tests`: on loopback every address is the one host.)
     let stranger = mark(SocketAddr::from(([127, 0, 0, 1], 1)), 4);
     let (code, msg) = send_marked(b.grpc(), &stranger, &body).await;
     assert_eq!(code, 14, "{msg}");
     b.wait_metric(
         "tailgate_membership_marks_refused_total{processor=\"tail_sampling\",reason=\"not_member\"}",
-        2.0,
+        1.0,
     )
     .await;
 

@@ -385,7 +385,7 @@ impl Cx<'_> {
                         );
                     }
                 }
-                let forwarder = self.forwarder(pid, &path)?;
+                let forwarder = self.forwarder(pid);
                 let members = forwarder.is_some();
                 let kept: Vec<_> = (self.shared.spanmetrics.values())
                     .filter_map(|m| m.publisher_for(pid))
@@ -415,30 +415,19 @@ impl Cx<'_> {
 }
 
 impl Cx<'_> {
-    /// This core's membership forwarder when `pid` is the `tail_sampling` that sets it; its peer
-    /// clients are drained like exporters (after the stage, which feeds them).
-    fn forwarder(
-        &mut self,
-        pid: &ComponentId,
-        path: &str,
-    ) -> Result<Option<Forwarder>, StartError> {
-        let Some(peers) = self.shared.peers.clone().filter(|p| p.processor == *pid) else {
-            return Ok(None);
-        };
+    /// This core's membership forwarder when `pid` is the `tail_sampling` that sets it (its
+    /// peer clients are drained with the stage, which reports their queues).
+    fn forwarder(&mut self, pid: &ComponentId) -> Option<Forwarder> {
+        let peers = self.shared.peers.clone().filter(|p| p.processor == *pid)?;
         let now = tailgate_sampler::Clock::now_unix_nanos(&tailgate_sampler::SystemClock);
-        let (f, clients) = Forwarder::build(
+        Some(Forwarder::build(
             peers,
             self.core,
             self.shared.cores,
-            self.registry(),
+            self.shared.registry.clone(),
             now,
             self.shared.queue_bytes_default,
-        )
-        .map_err(|e| StartError::component(format!("{path}.tailgate.membership"), e))?;
-        for c in &clients {
-            self.drain(c);
-        }
-        Ok(Some(f))
+        ))
     }
 }
 

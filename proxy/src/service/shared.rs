@@ -102,7 +102,8 @@ pub fn start(
     let balancers =
         crate::exporter::loadbalancing::resolver::start(&config, &registry, stop_threads)
             .map_err(|e| StartError::component("exporters", e))?;
-    let peers = peers::start(&config).map_err(|e| StartError::component("processors", e))?;
+    let peers = peers::start(&config, &registry, stop_threads)
+        .map_err(|e| StartError::component("processors", e))?;
     let meshes = build_meshes(&config, cores);
     let budgets = config.shutdown;
     let shared = Arc::new(Shared {

@@ -612,21 +612,6 @@ pub async fn send_raw(
     send_on(tcp, addr, path, headers, body).await.unwrap()
 }
 
-/// [`send_raw`] from the source address `from` (a loopback address other than 127.0.0.1 makes
-/// the request come from another host, as far as the receiver can tell).
-pub async fn send_raw_from(
-    from: std::net::IpAddr,
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Bytes,
-) -> (u32, String) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(from, 0)).unwrap();
-    let tcp = socket.connect(addr).await.unwrap();
-    send_on(tcp, addr, path, headers, body).await.unwrap()
-}
-
 /// Exports `req` over TLS with `config`; `Err` when the handshake or the h2 exchange fails.
 pub async fn export_tls(
     addr: SocketAddr,

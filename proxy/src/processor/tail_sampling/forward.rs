@@ -27,6 +27,9 @@ use crate::exporter::otlp::exporter::OtlpExporter;
 use crate::pipeline::{Consumer, Hop, HopKind, Metadata, Payload};
 use crate::telemetry::metrics::{Kind, Local, Registry};
 
+/// How often each core looks for a new member table (as the agents' load balancer does).
+pub const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Where one span of a part goes: index 0 is the local engine, `k` the `k`-th destination.
 pub type Dest = u16;
 
@@ -67,6 +70,7 @@ struct ForwardMetrics {
     control_sent: Local,
     control_received: Local,
     control_refused: Local,
+    view_changes: Local,
 }
 
 impl ForwardMetrics {
@@ -123,6 +127,11 @@ impl ForwardMetrics {
                 "Control messages (claims, redirects, decisions) sent to or received from peers (tailgate).",
                 &[("direction", "received")],
             ),
+            view_changes: counter(
+                "tailgate_membership_view_changes_total",
+                "Member tables this core applied after the first (tailgate).",
+                &[],
+            ),
             control_refused: counter(
                 "tailgate_membership_control_refused_total",
                 "Control messages whose payload did not parse; nothing of them applied (tailgate).",
@@ -132,12 +141,16 @@ impl ForwardMetrics {
     }
 }
 
-/// One core's membership: its rules, its clients to every peer, and its batch sequence.
+/// One core's membership: its rules, its clients to peers, and its batch sequence.
 pub struct Forwarder {
     peers: Arc<Peers>,
     rules: RefCell<Rules>,
-    /// One client per peer endpoint (every member but this gateway).
-    clients: BTreeMap<Arc<str>, Rc<OtlpExporter>>,
+    /// One client per peer endpoint, made when first needed (members change with the resolver).
+    clients: RefCell<BTreeMap<Arc<str>, Rc<OtlpExporter>>>,
+    registry: Arc<Registry>,
+    /// Each peer client's byte cap (this core's queue bytes over the members).
+    share: Rc<Cell<u64>>,
+    queue_bytes: u64,
     core: u16,
     seq: Cell<u64>,
     metrics: ForwardMetrics,
@@ -150,62 +163,104 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Builds core `core`'s forwarder: one `otlp` client per peer, labelled
-    /// `exporter="<processor>/membership"` and `endpoint`. Returns the clients too, for the drain.
+    /// Builds core `core`'s forwarder over the members published so far.
     pub fn build(
         peers: Arc<Peers>,
         core: usize,
         cores: usize,
-        registry: &Registry,
+        registry: Arc<Registry>,
         now_ns: u64,
         queue_bytes: u64,
-    ) -> Result<(Self, Vec<Rc<OtlpExporter>>), String> {
+    ) -> Self {
         let processor = peers.processor.to_string();
-        let label = format!("{processor}/membership");
-        let view = peers.view.clone();
-        let mut clients = BTreeMap::new();
-        let share = Rc::new(Cell::new(
-            queue_bytes / (view.effective().members().len().max(1) as u64),
-        ));
-        for m in view.effective().members() {
-            let endpoint = m.endpoint();
-            if endpoint == &**view.self_endpoint() {
-                continue;
-            }
-            let config = peers.client.backend(endpoint)?;
-            let tls = match &peers.tls {
+        let view = Arc::new(peers.view());
+        let members = view.table().members().len().max(1) as u64;
+        Forwarder {
+            metrics: ForwardMetrics::register(&registry, core, &processor),
+            rules: RefCell::new(Rules::new(peers.rules, view, now_ns)),
+            peers,
+            clients: RefCell::new(BTreeMap::new()),
+            registry,
+            share: Rc::new(Cell::new(queue_bytes / members)),
+            queue_bytes,
+            core: u16::try_from(core).unwrap_or(u16::MAX),
+            seq: Cell::new(0),
+            seen: RefCell::new(ahash::AHashMap::new()),
+            cores: cores.max(1),
+            index: core,
+        }
+    }
+
+    /// The client for `endpoint`, made on first use (`exporter="<processor>/membership"`,
+    /// `endpoint` labels); `None` when it cannot be made (an invalid TLS server name, say).
+    fn client(&self, endpoint: &Arc<str>) -> Option<Rc<OtlpExporter>> {
+        if let Some(c) = self.clients.borrow().get(endpoint) {
+            return Some(c.clone());
+        }
+        let label = format!("{}/membership", self.peers.processor);
+        let made = self.peers.client.backend(endpoint).and_then(|config| {
+            let tls = match &self.peers.tls {
                 Some(t) if config.target().tls => Some((
                     t.clone(),
                     crate::tls::server_name(&config.keys().tls, &config.target().host)?,
                 )),
                 _ => None,
             };
-            let client = otlp::start_labelled(
-                core,
-                registry,
+            Ok(otlp::start_labelled(
+                self.index,
+                &self.registry,
                 format!("{label}/{endpoint}"),
                 &[("exporter", label.as_str()), ("endpoint", endpoint)],
                 &config,
                 tls,
-                crate::exporter::loadbalancing::backends::seed(core, endpoint),
-                share.clone(),
-            );
-            clients.insert(Arc::<str>::from(endpoint), client);
+                crate::exporter::loadbalancing::backends::seed(self.index, endpoint),
+                self.share.clone(),
+            ))
+        });
+        match made {
+            Ok(c) => {
+                self.clients
+                    .borrow_mut()
+                    .insert(endpoint.clone(), c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                tracing::error!(peer = %endpoint, "cannot make the client for a gateway peer: {e}");
+                None
+            }
         }
-        let all = clients.values().cloned().collect();
-        let rules = Rules::new(peers.rules, view, now_ns);
-        let f = Forwarder {
-            metrics: ForwardMetrics::register(registry, core, &processor),
-            peers,
-            rules: RefCell::new(rules),
-            clients,
-            core: u16::try_from(core).unwrap_or(u16::MAX),
-            seq: Cell::new(0),
-            seen: RefCell::new(ahash::AHashMap::new()),
-            cores: cores.max(1),
-            index: core,
-        };
-        Ok((f, all))
+    }
+
+    /// Applies a newly published member table (called every [`FOLLOW_INTERVAL`] and before
+    /// control messages): every trace this core holds whose owner is now another gateway is
+    /// claimed to it (design §4.3), and traces moving here are deferred until their claims can
+    /// have arrived.
+    pub fn follow(&self, engine: &OwnerEngine) {
+        let generation = self.peers.cell.load().generation;
+        if self.rules.borrow().view().generation() == generation {
+            return;
+        }
+        let view = Arc::new(self.peers.view());
+        let members = view.table().members().len().max(1) as u64;
+        self.share.set(self.queue_bytes / members);
+        let mut held_now = Vec::new();
+        engine
+            .borrow()
+            .held(|id, state| held_now.push((*id, held(state))));
+        let now = SystemClock.now_unix_nanos();
+        let outs = self.rules.borrow_mut().on_view(now, view, held_now);
+        self.metrics.view_changes.add(1);
+        self.execute(outs, engine);
+    }
+
+    /// Queued or in-flight batches of the peer clients (for the drain).
+    pub fn pending(&self) -> usize {
+        self.clients.borrow().values().map(|c| c.pending()).sum()
+    }
+
+    /// Counts what the peer clients still hold as failed (drain deadline); returns the spans.
+    pub fn abandon(&self) -> u64 {
+        self.clients.borrow().values().map(|c| c.abandon()).sum()
     }
 
     /// A marked part arrived: true the first time its batch is seen here. A retried forward
@@ -227,7 +282,7 @@ impl Forwarder {
             HopKind::HandOver => self.metrics.received_handover.add(spans),
             HopKind::Control(_) => {}
         }
-        if hop.table != self.peers.view.hash() {
+        if hop.table != self.rules.borrow().view().hash() {
             self.metrics.disagreements.add(1);
         }
         true
@@ -310,7 +365,7 @@ impl Forwarder {
     }
 
     fn send_one(&self, to: &PeerRef, kind: HopKind, body: Bytes, spans: u64) {
-        let Some(client) = self.clients.get(&to.endpoint) else {
+        let Some(client) = self.client(&to.endpoint) else {
             // Not a member this core has a client for (a rules bug, or a view without it).
             self.metrics.failed_no_peer.add(spans);
             tracing::warn!(peer = %to.endpoint, spans, "no client for a gateway peer; spans dropped");
@@ -318,12 +373,15 @@ impl Forwarder {
         };
         let seq = self.seq.get() + 1;
         self.seq.set(seq);
-        let view = &self.peers.view;
+        let (from, table) = {
+            let rules = self.rules.borrow();
+            (rules.view().self_endpoint().clone(), rules.view().hash())
+        };
         let hop = Hop {
             kind,
-            from: view.self_endpoint().clone(),
+            from,
             incarnation: self.peers.incarnation.0,
-            table: view.hash(),
+            table,
             batch: (self.core, seq),
         };
         let data = Payload {
@@ -357,6 +415,8 @@ impl Forwarder {
             return;
         };
         self.metrics.control_received.add(1);
+        // Arbitrate under the newest member table this process has.
+        self.follow(engine);
         let now = SystemClock.now_unix_nanos();
         let outs = match self.apply(now, kind, hop, body, engine) {
             Ok(outs) => outs,

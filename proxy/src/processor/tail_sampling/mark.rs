@@ -4,15 +4,17 @@
 //! the processors that precede it (the sending gateway already ran them). Marked data is never
 //! taken for agent data: that is what rules out forwarding loops and spoofed re-forwarding.
 
-use std::net::SocketAddr;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use tailgate_proto::error::HopError;
 use tailgate_proto::hop::{HopHeader, Kind as WireKind, Reason as WireReason};
-use tailgate_routing::membership::Reason;
+use tailgate_routing::membership::{Reason, View};
 
-use super::peers::Peers;
+use super::peers::{is_member_address, Peers};
 use crate::pipeline::{Consumer, Hop, HopKind};
 use crate::telemetry::metrics::{Kind, Local, Registry};
 
@@ -53,6 +55,9 @@ pub struct MarkedEntry {
     /// The `tail_sampling` stage that set `membership` (behind the receivers' shutdown gate).
     pub next: Rc<dyn Consumer>,
     peers: Arc<Peers>,
+    /// The view the gate last checked against and its members' addresses; rebuilt when the
+    /// resolver publishes a new member table.
+    members: RefCell<(View, BTreeSet<IpAddr>)>,
     refused: [Local; 4],
 }
 
@@ -82,8 +87,11 @@ impl MarkedEntry {
                 )
                 .local(core)
         });
+        let view = peers.view();
+        let addresses = peers.member_addresses(&view);
         MarkedEntry {
             next,
+            members: RefCell::new((view, addresses)),
             peers,
             refused,
         }
@@ -107,7 +115,14 @@ impl MarkedEntry {
     }
 
     fn check(&self, value: &[u8], peer: Option<SocketAddr>) -> Result<Hop, (MarkRefusal, String)> {
-        let member = peer.is_some_and(|p| self.peers.is_member_address(p.ip()));
+        let generation = self.peers.cell.load().generation;
+        if self.members.borrow().0.generation() != generation {
+            let view = self.peers.view();
+            let addresses = self.peers.member_addresses(&view);
+            *self.members.borrow_mut() = (view, addresses);
+        }
+        let members = self.members.borrow();
+        let member = peer.is_some_and(|p| is_member_address(&members.1, p.ip()));
         if !member {
             let who = peer.map_or_else(|| "an unknown address".to_owned(), |p| p.ip().to_string());
             return Err((
@@ -116,7 +131,7 @@ impl MarkedEntry {
             ));
         }
         let hop = parse(value)?;
-        if !self.peers.view.is_member(&hop.from) {
+        if !members.0.is_member(&hop.from) {
             return Err((
                 MarkRefusal::NotMember,
                 format!(

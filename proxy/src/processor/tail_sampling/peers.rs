@@ -1,34 +1,38 @@
 //! What every core shares about this gateway's membership (issue 18, docs/membership-design.md
-//! §7): the view of the gateway set, who may send marked data, this process's incarnation and how
-//! to reach peers. Built once at start; with the `static` resolver the view never changes (the
-//! `dns` and `k8s` resolvers are refused at validation until claims are built, design step 6).
+//! §7): the member table (published by the loadbalancing exporter's own resolvers on the
+//! `tailgate-membership` control thread; each core builds its `View` from it), who may send
+//! marked data, this process's incarnation and how to reach peers.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tailgate_routing::membership::{Incarnation, RuleConfig, View};
-use tailgate_routing::{Mode, ResolverKind, RoutingTable};
 
 use super::membership::MembershipConfig;
 use crate::config::common::split_host_port;
 use crate::config::{ComponentId, Config, ProcessorConfig};
 use crate::exporter::loadbalancing::config::Validated as PeerClient;
-use crate::exporter::loadbalancing::resolver::{client_tls, fixed};
+use crate::exporter::loadbalancing::resolver::{client_tls, spawn_named, start_one};
+use crate::exporter::loadbalancing::routes::{Publisher, ResolverMetrics, RouteCell};
+use crate::telemetry::metrics::Registry;
 
 /// The membership of the one `tail_sampling` instance that sets it.
 pub struct Peers {
     /// The processor id (`tail_sampling`, `tail_sampling/gw`): the `processor` label.
     pub processor: ComponentId,
-    /// The gateway set as this gateway sees it.
-    pub view: Arc<View>,
+    /// This gateway as the resolver lists it.
+    pub self_endpoint: String,
+    /// The member table, republished by the resolver on every change.
+    pub cell: Arc<RouteCell>,
     /// The rules' timing (decision_wait, skew, margin, grace).
     pub rules: RuleConfig,
     /// This process: a restart at the same address is a new member.
     pub incarnation: Incarnation,
-    /// Addresses members connect from: only they may send marked data.
-    members: BTreeSet<IpAddr>,
+    /// Addresses of static members written as host names (resolved once at start).
+    named: BTreeSet<IpAddr>,
     /// `protocol.otlp` for peers, validated.
     pub client: Arc<PeerClient>,
     /// TLS client settings when peers are dialled with TLS.
@@ -36,16 +40,45 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Whether `ip` belongs to a member (loopback included when a member is on loopback).
-    pub fn is_member_address(&self, ip: IpAddr) -> bool {
-        self.members.contains(&ip.to_canonical())
+    /// The view of the members as published now (each core builds its own and keeps it until
+    /// the generation changes).
+    pub fn view(&self) -> View {
+        let routes = self.cell.snapshot();
+        View::plain(&self.self_endpoint, routes.table.clone(), routes.generation)
+    }
+
+    /// The addresses members connect from under `view`: each member's host when it is an IP,
+    /// plus the static host names resolved at start.
+    pub fn member_addresses(&self, view: &View) -> BTreeSet<IpAddr> {
+        let mut out = self.named.clone();
+        for m in view.table().members() {
+            if let Ok((host, _)) = split_host_port(m.endpoint()) {
+                if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+                    out.insert(ip.to_canonical());
+                }
+            }
+        }
+        out
     }
 }
 
+/// Whether a connection from `ip` comes from a member with one of `members`' addresses. The
+/// loopback network is one host: any 127.0.0.0/8 (or ::1) peer matches a loopback member, since
+/// a connection between two local addresses leaves from 127.0.0.1 whatever the member's address.
+pub fn is_member_address(members: &BTreeSet<IpAddr>, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    members.contains(&ip) || (ip.is_loopback() && members.iter().any(IpAddr::is_loopback))
+}
+
 /// Builds the shared membership state when a `tail_sampling` sets `tailgate.membership`
-/// (validation allows at most one). Host names in the member list are resolved once here, for
-/// the member gate; an unresolvable one stops the start naming its key.
-pub fn start(config: &Config) -> Result<Option<Arc<Peers>>, String> {
+/// (validation allows at most one) and starts its resolver: a static list is published at
+/// once, `dns` and `k8s` run on their own control thread until `stop`. Host names in a static
+/// list are resolved once here, for the member gate; an unresolvable one stops the start.
+pub fn start(
+    config: &Config,
+    registry: &Registry,
+    stop: &Arc<AtomicBool>,
+) -> Result<Option<Arc<Peers>>, String> {
     let found = config.processors.iter().find_map(|(id, p)| match p {
         ProcessorConfig::TailSampling(c) => c.membership.as_ref().map(|m| (id, c, m)),
         _ => None,
@@ -54,21 +87,22 @@ pub fn start(config: &Config) -> Result<Option<Arc<Peers>>, String> {
         return Ok(None);
     };
     let path = format!("processors.{id}.tailgate.membership");
-    let hostnames = static_hostnames(m).ok_or_else(|| {
-        format!("{path}.resolver: only the static resolver is built (design step 6)")
-    })?;
-    let members = fixed::members(hostnames);
-    let mode = m
-        .hashing
-        .unwrap_or_else(|| Mode::default_for(ResolverKind::Static, &members));
-    let table = RoutingTable::build(mode, members)
-        .map_err(|e| format!("{path}.resolver.static.hostnames: {e}"))?;
-    let view = Arc::new(View::plain(&m.keys.self_endpoint, table, 1));
-    if view.me().is_none() {
-        tracing::warn!(
-            "{path}.self: {} is not in the member list: this gateway owns no trace and forwards every span",
-            m.keys.self_endpoint
-        );
+    let keys = m.client.keys();
+    let choice = keys
+        .resolver()
+        .ok_or_else(|| format!("{path}.resolver: no resolver"))?;
+    let cell = Arc::new(RouteCell::default());
+    let publisher = Publisher::new(
+        id.to_string(),
+        cell.clone(),
+        choice.kind(),
+        m.hashing,
+        ResolverMetrics::register(registry, choice.label()),
+    );
+    let mut lb = keys.clone();
+    lb.tailgate.dns_server = m.keys.dns_server.clone();
+    if let Some(maker) = start_one(&lb, choice, publisher, &path)? {
+        spawn_named("tailgate-membership", vec![maker], stop.clone())?;
     }
     let rules = RuleConfig::try_new(
         nanos(ts.sampler.decision_wait),
@@ -77,17 +111,28 @@ pub fn start(config: &Config) -> Result<Option<Arc<Peers>>, String> {
         nanos(m.grace),
     )
     .map_err(|e| format!("{path}.grace: {e}"))?;
-    let members = member_addresses(hostnames, &path)?;
-    let tls = client_tls(m.client.keys(), &path)?;
-    Ok(Some(Arc::new(Peers {
+    let named = match static_hostnames(m) {
+        Some(h) => member_addresses(h, &path)?,
+        None => BTreeSet::new(),
+    };
+    let tls = client_tls(keys, &path)?;
+    let peers = Peers {
         processor: id.clone(),
-        view,
+        self_endpoint: m.keys.self_endpoint.clone(),
+        cell,
         rules,
         incarnation: Incarnation(new_incarnation()),
-        members,
+        named,
         client: Arc::new(m.client.clone()),
         tls,
-    })))
+    };
+    if peers.view().me().is_none() {
+        tracing::warn!(
+            "{path}.self: {} is not among the members resolved so far: this gateway owns no trace until it is",
+            m.keys.self_endpoint
+        );
+    }
+    Ok(Some(Arc::new(peers)))
 }
 
 /// The static member list, if that is the resolver.
@@ -127,4 +172,27 @@ fn new_incarnation() -> u64 {
 
 fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ips: &[[u8; 4]]) -> BTreeSet<IpAddr> {
+        ips.iter().map(|&ip| IpAddr::from(ip)).collect()
+    }
+
+    #[test]
+    fn only_members_addresses_pass_and_loopback_is_one_host() {
+        let pods = set(&[[10, 0, 0, 7], [10, 0, 0, 8]]);
+        assert!(is_member_address(&pods, [10, 0, 0, 8].into()));
+        assert!(!is_member_address(&pods, [10, 0, 0, 9].into()));
+        assert!(!is_member_address(&pods, [127, 0, 0, 1].into()));
+        // IPv4-mapped IPv6 peers (a dual-stack listener) are the same host.
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap_or(IpAddr::from([0; 4]));
+        assert!(is_member_address(&pods, mapped));
+        let local = set(&[[127, 0, 0, 2], [127, 0, 0, 3]]);
+        assert!(is_member_address(&local, [127, 0, 0, 1].into()));
+        assert!(!is_member_address(&local, [10, 0, 0, 7].into()));
+    }
 }

@@ -158,6 +158,9 @@ pub fn build(
         closing: Cell::new(false),
     });
     glommio::spawn_local(run_timer(Rc::downgrade(&stage))).detach();
+    if stage.owner.forwarder.is_some() {
+        glommio::spawn_local(follow_members(Rc::downgrade(&stage))).detach();
+    }
     Ok(stage)
 }
 
@@ -327,6 +330,7 @@ impl Owner {
         }
         let (mut defer, mut outs) = (Vec::new(), Vec::new());
         if let Some(f) = &self.forwarder {
+            f.follow(&self.engine);
             if let Some(hop) = &part.hop {
                 if !f.accept(hop, part.spans) {
                     return;
@@ -547,8 +551,32 @@ async fn run_timer(stage: std::rc::Weak<TailSampling>) {
     }
 }
 
+/// Applies new member tables even while no data arrives (gateway membership): claims of the
+/// traces whose owner moved must go out when the change happens, not with the next request.
+async fn follow_members(stage: std::rc::Weak<TailSampling>) {
+    loop {
+        glommio::timer::Timer::new(super::forward::FOLLOW_INTERVAL).await;
+        let Some(s) = stage.upgrade().filter(|s| !s.closing.get()) else {
+            return;
+        };
+        if let Some(f) = &s.owner.forwarder {
+            f.follow(&s.owner.engine);
+            s.owner.due_work();
+        }
+    }
+}
+
 impl Drain for TailSampling {
     fn flush(&self, until: Instant) -> LocalFuture<'_> {
         Box::pin(self.shutdown(until))
+    }
+
+    /// The membership's peer clients: spans forwarded or handed over and not yet sent.
+    fn pending(&self) -> usize {
+        self.owner.forwarder.as_ref().map_or(0, Forwarder::pending)
+    }
+
+    fn abandon(&self) -> u64 {
+        self.owner.forwarder.as_ref().map_or(0, Forwarder::abandon)
     }
 }

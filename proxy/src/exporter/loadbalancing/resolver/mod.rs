@@ -29,10 +29,10 @@ use crate::exporter::loadbalancing::routes::{Balancer, Publisher, ResolverMetric
 use crate::telemetry::metrics::Registry;
 
 /// A resolver task for the control thread; it reports once on `ready` after its first attempt.
-type Task = Pin<Box<dyn Future<Output = ()>>>;
+pub type Task = Pin<Box<dyn Future<Output = ()>>>;
 
 /// Something that builds a control-thread task (built on that thread: tasks are not `Send`).
-type TaskMaker = Box<dyn FnOnce(mpsc::Sender<()>) -> Task + Send>;
+pub type TaskMaker = Box<dyn FnOnce(mpsc::Sender<()>) -> Task + Send>;
 
 /// Starts the resolver of every `loadbalancing` exporter. Static sets are published before this
 /// returns; dns/k8s resolvers start on a control thread, and this waits (bounded) for each one's
@@ -78,8 +78,9 @@ pub fn start(
     Ok(out)
 }
 
-/// Publishes a static set now, or returns the task maker of a dynamic resolver.
-fn start_one(
+/// Publishes a static set now, or returns the task maker of a dynamic resolver (the gateway
+/// membership resolves its peers with it too).
+pub fn start_one(
     config: &LoadBalancingConfig,
     choice: ResolverChoice<'_>,
     mut publisher: Publisher,
@@ -131,12 +132,21 @@ pub fn client_tls(
 
 /// Runs the dynamic resolvers on one thread with a tokio current-thread runtime until `stop`.
 fn spawn_control(makers: Vec<(TaskMaker, Duration)>, stop: Arc<AtomicBool>) -> Result<(), String> {
+    spawn_named("tailgate-resolver", makers, stop)
+}
+
+/// [`spawn_control`] on a thread called `name` (the gateway membership runs its own).
+pub fn spawn_named(
+    name: &str,
+    makers: Vec<(TaskMaker, Duration)>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let count = makers.len();
     let first_deadline =
         makers.iter().map(|(_, d)| *d).max().unwrap_or_default() + Duration::from_secs(1);
     std::thread::Builder::new()
-        .name("tailgate-resolver".to_owned())
+        .name(name.to_owned())
         .spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

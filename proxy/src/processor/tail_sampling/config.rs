@@ -59,17 +59,13 @@ pub fn parse(
                 None => None,
                 Some(block) => {
                     let at = join(path, "tailgate.membership");
-                    let m = membership::parse(
+                    membership::parse(
                         block,
                         &at,
                         sampler.decision_wait,
                         sampler.timer_tick,
                         errors,
-                    );
-                    if let Some(m) = &m {
-                        membership::not_built(m, &at, errors);
-                    }
-                    m
+                    )
                 }
             };
             Some(TailSamplingConfig {

@@ -9,12 +9,14 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tailgate_proto::error::HopError;
 use tailgate_proto::hop::{HopHeader, Kind as WireKind, Reason as WireReason};
 use tailgate_routing::membership::{Reason, View};
 
 use super::peers::{is_member_address, Peers};
+use crate::config::common::split_host_port;
 use crate::pipeline::{Consumer, Hop, HopKind};
 use crate::telemetry::metrics::{Kind, Local, Registry};
 
@@ -57,8 +59,57 @@ pub struct MarkedEntry {
     peers: Arc<Peers>,
     /// The view the gate last checked against and its members' addresses; rebuilt when the
     /// resolver publishes a new member table.
-    members: RefCell<(View, BTreeSet<IpAddr>)>,
+    members: RefCell<Members>,
     refused: [Local; 4],
+}
+
+/// Who may send marked data: the current members, and members removed less than `grace` ago (a
+/// gateway the resolver dropped still forwards what lagging agents send it, and the spans it
+/// holds must still reach their owners).
+struct Members {
+    view: View,
+    addresses: BTreeSet<IpAddr>,
+    /// Removed members: endpoint, address (when an IP), accepted until.
+    recent: Vec<(Arc<str>, Option<IpAddr>, Instant)>,
+}
+
+impl Members {
+    fn new(peers: &Peers) -> Self {
+        let view = peers.view();
+        Members {
+            addresses: peers.member_addresses(&view),
+            view,
+            recent: Vec::new(),
+        }
+    }
+
+    /// Follows a new member table; members it drops stay accepted for `grace`.
+    fn refresh(&mut self, peers: &Peers, now: Instant) {
+        let next = Members::new(peers);
+        let until = now + Duration::from_nanos(peers.rules.grace);
+        for m in self.view.table().members() {
+            if !next.view.is_member(m.endpoint()) {
+                let ip = split_host_port(m.endpoint())
+                    .ok()
+                    .and_then(|(h, _)| h.trim_matches(['[', ']']).parse::<IpAddr>().ok());
+                self.recent.push((Arc::from(m.endpoint()), ip, until));
+            }
+        }
+        self.recent
+            .retain(|(e, _, t)| *t > now && !next.view.is_member(e));
+        self.view = next.view;
+        self.addresses = next.addresses;
+        self.addresses
+            .extend(self.recent.iter().filter_map(|(_, ip, _)| *ip));
+    }
+
+    fn allows_sender(&self, endpoint: &str, now: Instant) -> bool {
+        self.view.is_member(endpoint)
+            || self
+                .recent
+                .iter()
+                .any(|(e, _, t)| &**e == endpoint && *t > now)
+    }
 }
 
 const REFUSALS: [MarkRefusal; 4] = [
@@ -87,11 +138,9 @@ impl MarkedEntry {
                 )
                 .local(core)
         });
-        let view = peers.view();
-        let addresses = peers.member_addresses(&view);
         MarkedEntry {
             next,
-            members: RefCell::new((view, addresses)),
+            members: RefCell::new(Members::new(&peers)),
             peers,
             refused,
         }
@@ -115,14 +164,13 @@ impl MarkedEntry {
     }
 
     fn check(&self, value: &[u8], peer: Option<SocketAddr>) -> Result<Hop, (MarkRefusal, String)> {
+        let now = Instant::now();
         let generation = self.peers.cell.load().generation;
-        if self.members.borrow().0.generation() != generation {
-            let view = self.peers.view();
-            let addresses = self.peers.member_addresses(&view);
-            *self.members.borrow_mut() = (view, addresses);
+        if self.members.borrow().view.generation() != generation {
+            self.members.borrow_mut().refresh(&self.peers, now);
         }
         let members = self.members.borrow();
-        let member = peer.is_some_and(|p| is_member_address(&members.1, p.ip()));
+        let member = peer.is_some_and(|p| is_member_address(&members.addresses, p.ip()));
         if !member {
             let who = peer.map_or_else(|| "an unknown address".to_owned(), |p| p.ip().to_string());
             return Err((
@@ -131,7 +179,7 @@ impl MarkedEntry {
             ));
         }
         let hop = parse(value)?;
-        if !members.0.is_member(&hop.from) {
+        if !members.allows_sender(&hop.from, now) {
             return Err((
                 MarkRefusal::NotMember,
                 format!(

@@ -2,10 +2,8 @@
 //! docs/membership-design.md §3). Parsed and checked here with the loadbalancing exporter's own
 //! resolver and `protocol.otlp` parsers, so both tiers read member lists the same way.
 //!
-//! Forwarding between gateways is built for the `static` resolver (design §13, step 5). Until
-//! claims are built (step 6), validation refuses the `dns` and `k8s` resolvers after checking the
-//! block whole: a gateway whose member set can change must never run believing it coordinates
-//! with peers through a change when it does not.
+//! Forwarding, claims and hand-overs between gateways are built (design §13, steps 4–6) for
+//! every resolver; drain phases (step 7) and health-based failover (step 8) are not.
 
 use std::time::Duration;
 
@@ -163,18 +161,6 @@ fn resolver_skew(r: &ResolverSettings) -> Duration {
     Duration::ZERO
 }
 
-/// Refuses the resolvers whose member set can change until claims are built (design step 6):
-/// without claims a change splits every trace in flight whose owner moved.
-pub fn not_built(m: &MembershipConfig, path: &str, errors: &mut ConfigErrors) {
-    if m.keys.resolver.static_list.is_none() {
-        errors.push(
-            join(path, "resolver"),
-            "gateway membership is built for the static resolver only; dns and k8s need claims \
-             (docs/membership-design.md step 6), so a change of the gateway set would split traces",
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -194,10 +180,8 @@ mod tests {
         (c.and_then(|c| c.membership), problems)
     }
 
-    const NOT_BUILT: &str = "processors.tail_sampling.tailgate.membership.resolver: gateway membership is built for the static resolver only";
-
     #[test]
-    fn the_seed_shape_derives_grace_and_is_refused_until_claims_are_built() {
+    fn the_seed_shape_derives_grace_and_is_accepted() {
         let (m, problems) = run(
             "decision_wait: 30s\npolicies: [{name: all, type: always_sample}]\n\
              tailgate:\n  membership:\n    resolver: {dns: {hostname: gw-headless.obs.svc.cluster.local, port: 4317}}\n    \
@@ -209,8 +193,7 @@ mod tests {
         assert_eq!(m.margin, Duration::from_secs(1));
         assert_eq!(m.grace, Duration::from_secs(67));
         assert_eq!(m.hashing, None);
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with(NOT_BUILT), "{problems:?}");
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]

@@ -281,7 +281,7 @@ mod tests {
                 MarkRefusal::Malformed,
             ),
             (
-                "v=1;k=claim;f=a:1;i=0000000000000001;t=0000000000000002",
+                "v=1;k=drain;f=a:1;i=0000000000000001;t=0000000000000002",
                 MarkRefusal::Malformed,
             ),
         ];

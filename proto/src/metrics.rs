@@ -467,19 +467,26 @@ impl<'a> MetricRef<'a> {
         self.bytes
     }
 
-    /// The metric's name (the last `name` field, as decoders keep; empty if absent).
+    /// The metric's name (empty if absent or unreadable).
+    ///
+    /// Routing hot path: encoders write field 1 first, so a short name there is taken without a
+    /// walk. As [`crate::SpanRef::trace_id`], a metric repeating its name (never written by an
+    /// encoder) is routed by the first occurrence, where decoders keep the last.
+    #[inline]
     pub fn name(&self) -> &'a [u8] {
         let b = self.bytes;
-        // Encoders write the name first; a later name field (never written) would win in a
-        // decoder, so only a metric with a single name field takes this path.
-        let mut last: &'a [u8] = &[];
+        if let [0x0a, len, rest @ ..] = b {
+            if let Some(name) = rest.get(..usize::from(*len)).filter(|_| *len < 0x80) {
+                return name;
+            }
+        }
         let mut fields = Fields::new(b, self.base);
         while let Ok(Some(f)) = fields.next_field() {
             if f.number == NAME && f.wire_type == LEN {
-                last = f.payload(b);
+                return f.payload(b);
             }
         }
-        last
+        &[]
     }
 
     /// The metric's resource.
@@ -586,6 +593,11 @@ pub(crate) struct PointIndex {
     pub points: Vec<SpanLoc>,
     /// Header ranges of metrics and groups.
     pub ranges: Vec<Range<u32>>,
+    /// Scratch for one metric's and one data message's header while they are walked (their
+    /// fields interleave, so each is gathered apart, then appended to `ranges`): kept to reuse
+    /// their allocations.
+    metric_header: Header,
+    group_header: Header,
 }
 
 impl PointIndex {
@@ -604,9 +616,9 @@ impl PointIndex {
     fn metric(&mut self, buf: &[u8], start: usize, end: usize) -> Result<(), ScanError> {
         let first_group = self.groups.len();
         let first_point = self.points.len();
-        // The metric's header ranges, kept apart while its groups push theirs.
-        let mut header = Header::default();
         let (groups, points, ranges) = (&mut self.groups, &mut self.points, &mut self.ranges);
+        let (header, gheader) = (&mut self.metric_header, &mut self.group_header);
+        header.clear();
         walk_metric(
             buf,
             start,
@@ -616,7 +628,7 @@ impl PointIndex {
                     groups.truncate(first_group);
                     points.truncate(first_point);
                 }
-                let mut gheader = Header::default();
+                gheader.clear();
                 let p0 = points.len() as u32;
                 walk_data(
                     buf,
@@ -632,7 +644,7 @@ impl PointIndex {
                     |n, a, b| gheader.push_field(n, a, b),
                 )?;
                 let r0 = ranges.len() as u32;
-                ranges.extend(gheader.ranges);
+                ranges.extend_from_slice(&gheader.ranges);
                 groups.push(GroupLoc {
                     kind,
                     header: r0..ranges.len() as u32,
@@ -643,7 +655,7 @@ impl PointIndex {
             |n, a, b| header.push_field(n, a, b),
         )?;
         let r0 = self.ranges.len() as u32;
-        self.ranges.extend(header.ranges);
+        self.ranges.extend_from_slice(&self.metric_header.ranges);
         self.metrics.push(MetricLoc {
             header: r0..self.ranges.len() as u32,
             groups: first_group as u32..self.groups.len() as u32,

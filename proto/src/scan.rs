@@ -33,6 +33,13 @@ pub(crate) struct Header {
 }
 
 impl Header {
+    /// Empties the header, keeping its allocation.
+    #[inline]
+    pub fn clear(&mut self) {
+        self.ranges.clear();
+        self.message = None;
+    }
+
     /// Adds field `number` at `start..end`, noting the range of the first field 1.
     #[inline]
     pub(crate) fn push_field(&mut self, number: u32, start: usize, end: usize) {

@@ -6,6 +6,9 @@
 //! `receive_walk/…` compares the receivers' walk before (`count_spans`) and after (`check_spans`)
 //! the pdata check, and prints an alternating before/after figure.
 //!
+//! `signals/…`: logs and metrics (count, check, the splits into 4 by each routing key, prost's
+//! decode for scale), throughput in records or data points.
+//!
 //! Each benchmark runs twice, once reporting spans/s (`spans/…`) and once MB/s (`bytes/…`).
 //! Time is the benchmark thread's *CPU time* (not wall time): the machine these run on is shared
 //! with compilers, and spans per CPU-second on one core is the figure that matters.
@@ -82,7 +85,7 @@ impl ValueFormatter for CpuFormatter {
         // per ns × 1e9 = per second; / 1e6 = millions (or MB): × 1e3 overall.
         let (n, unit) = match *throughput {
             Throughput::Bytes(b) | Throughput::BytesDecimal(b) => (b, "MB/cpu-s"),
-            Throughput::Elements(e) => (e, "M spans/cpu-s"),
+            Throughput::Elements(e) => (e, "M items/cpu-s"),
         };
         values.iter_mut().for_each(|v| *v = n as f64 * 1e3 / *v);
         unit
@@ -363,7 +366,246 @@ fn bench_json(c: &mut Criterion<CpuTime>, label: &str, buf: &Bytes) {
     g.finish();
 }
 
+/// A logs request: 4 services × 250 records like an application logger emits (severity, a
+/// message body, 5 attributes, trace and span ids), about 200 B each.
+fn logs_request() -> Bytes {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let mut ids = Ids(11);
+    let resource_logs = (0..4)
+        .map(|r| ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", s(&format!("service-{r}"))),
+                    kv("host.name", s("ip-10-0-0-1.ec2.internal")),
+                ],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "app.logger".into(),
+                    ..Default::default()
+                }),
+                log_records: (0..250u64)
+                    .map(|i| LogRecord {
+                        time_unix_nano: 1_700_000_000_000_000_000 + i,
+                        observed_time_unix_nano: 1_700_000_000_000_000_100 + i,
+                        severity_number: 9,
+                        severity_text: "INFO".into(),
+                        body: Some(AnyValue {
+                            value: Some(s(&format!("request {i} handled in {} ms", i % 97))),
+                        }),
+                        attributes: vec![
+                            kv("http.method", s("GET")),
+                            kv("http.route", s("/api/v1/orders/{id}")),
+                            kv("http.status_code", Value::IntValue(200)),
+                            kv("user.id", s(&format!("u{}", ids.next() % 10_000))),
+                            kv("thread.name", s("worker-3")),
+                        ],
+                        trace_id: [ids.next().to_le_bytes(), ids.next().to_le_bytes()].concat(),
+                        span_id: ids.next().to_le_bytes().to_vec(),
+                        flags: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        })
+        .collect();
+    Bytes::from(ExportLogsServiceRequest { resource_logs }.encode_to_vec())
+}
+
+/// A metrics request: 4 services × 50 metrics × 5 data points (sums and gauges with 3
+/// attributes, every fifth metric a 10-bucket histogram), 1000 data points.
+fn metrics_request() -> Bytes {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric::Data, number_data_point, Gauge, Histogram, HistogramDataPoint, Metric,
+        NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    };
+    let attrs = |p: u64| {
+        vec![
+            kv("http.method", s("GET")),
+            kv("http.route", s(&format!("/api/v1/r{p}"))),
+            kv("http.status_code", Value::IntValue(200)),
+        ]
+    };
+    let number = |p: u64| NumberDataPoint {
+        attributes: attrs(p),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        time_unix_nano: 1_700_000_010_000_000_000,
+        value: Some(number_data_point::Value::AsDouble(p as f64)),
+        ..Default::default()
+    };
+    let metric = |m: u64| Metric {
+        name: format!("app.metric.{m}"),
+        description: "a metric".into(),
+        unit: "ms".into(),
+        data: Some(match m % 5 {
+            0 => Data::Histogram(Histogram {
+                data_points: (0..5)
+                    .map(|p| HistogramDataPoint {
+                        attributes: attrs(p),
+                        count: 10,
+                        sum: Some(12.5),
+                        bucket_counts: vec![1; 10],
+                        explicit_bounds: (1..10).map(f64::from).collect(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                aggregation_temporality: 2,
+            }),
+            1 | 2 => Data::Sum(Sum {
+                data_points: (0..5).map(number).collect(),
+                aggregation_temporality: 2,
+                is_monotonic: true,
+            }),
+            _ => Data::Gauge(Gauge {
+                data_points: (0..5).map(number).collect(),
+            }),
+        }),
+        ..Default::default()
+    };
+    let resource_metrics = (0..4)
+        .map(|r| ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s(&format!("service-{r}")))],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "app.meter".into(),
+                    ..Default::default()
+                }),
+                metrics: (0..50).map(metric).collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        })
+        .collect();
+    Bytes::from(ExportMetricsServiceRequest { resource_metrics }.encode_to_vec())
+}
+
+/// FNV-1a of some byte strings, modulo 4: a routing key over names and attributes.
+fn fnv4(parts: &[&[u8]]) -> usize {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for p in parts {
+        for b in *p {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    (h % 4) as usize
+}
+
+/// Logs and metrics: the receivers' walks (count, check), the splits into 4 the loadbalancing
+/// exporter's routing keys need, and prost's decode for scale. Per record / per data point.
+fn bench_signals(c: &mut Criterion<CpuTime>) {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    let logs = logs_request();
+    let records = tailgate_proto::count_log_records(&logs).unwrap_or(0) as u64;
+    let metrics = metrics_request();
+    let points = tailgate_proto::count_data_points(&metrics).unwrap_or(0) as u64;
+    eprintln!(
+        "signals: logs {records} records, {} B ({} B/record); metrics {points} points, {} B ({} B/point)",
+        logs.len(),
+        logs.len() as u64 / records.max(1),
+        metrics.len(),
+        metrics.len() as u64 / points.max(1)
+    );
+    let mut splitter = Splitter::new();
+    let mut outs: Vec<Vec<u8>> = vec![Vec::new(); 4];
+    let mut g = c.benchmark_group("signals/logs_1000");
+    g.throughput(Throughput::Elements(records));
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    g.bench_function("count", |b| {
+        b.iter(|| tailgate_proto::count_log_records(black_box(&logs)))
+    });
+    g.bench_function("check", |b| {
+        b.iter(|| tailgate_proto::check_log_records(black_box(&logs)))
+    });
+    g.bench_function("split4_trace_id", |b| {
+        b.iter(|| {
+            outs.iter_mut().for_each(Vec::clear);
+            splitter
+                .split_logs_into(black_box(&logs), &mut outs, |r| route(r.trace_id()))
+                .map(|()| outs[0].len())
+        })
+    });
+    // Keyed by service name, computed once per resource (the index says when it changes).
+    g.bench_function("split4_service", |b| {
+        b.iter(|| {
+            outs.iter_mut().for_each(Vec::clear);
+            let mut cached = (u32::MAX, 0);
+            splitter
+                .split_logs_into(black_box(&logs), &mut outs, |r| {
+                    if cached.0 != r.resource_index() {
+                        let svc = r.resource().service_name().unwrap_or_default();
+                        cached = (r.resource_index(), fnv4(&[svc]));
+                    }
+                    cached.1
+                })
+                .map(|()| outs[0].len())
+        })
+    });
+    g.bench_function("prost_decode", |b| {
+        b.iter(|| {
+            ExportLogsServiceRequest::decode(black_box(&logs[..])).map(|r| r.resource_logs.len())
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("signals/metrics_1000_points");
+    g.throughput(Throughput::Elements(points));
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    g.bench_function("count_points", |b| {
+        b.iter(|| tailgate_proto::count_data_points(black_box(&metrics)))
+    });
+    g.bench_function("check", |b| {
+        b.iter(|| tailgate_proto::check_metrics(black_box(&metrics)))
+    });
+    g.bench_function("split4_metric_name", |b| {
+        b.iter(|| {
+            outs.iter_mut().for_each(Vec::clear);
+            splitter
+                .split_metrics_into(black_box(&metrics), &mut outs, |m| fnv4(&[m.name()]))
+                .map(|()| outs[0].len())
+        })
+    });
+    // streamID: the metric's name and the point's attributes (keys and string values here).
+    g.bench_function("split4_stream", |b| {
+        b.iter(|| {
+            outs.iter_mut().for_each(Vec::clear);
+            splitter
+                .split_data_points_into(black_box(&metrics), &mut outs, |p| {
+                    let mut h = fnv4(&[p.metric().name()]);
+                    for (k, v) in p.attributes().flatten() {
+                        let v = match v {
+                            tailgate_proto::attributes::AnyValue::String(v) => v,
+                            _ => &[],
+                        };
+                        h = h.wrapping_mul(31).wrapping_add(fnv4(&[k, v]));
+                    }
+                    h % 4
+                })
+                .map(|()| outs[0].len())
+        })
+    });
+    g.bench_function("prost_decode", |b| {
+        b.iter(|| {
+            ExportMetricsServiceRequest::decode(black_box(&metrics[..]))
+                .map(|r| r.resource_metrics.len())
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion<CpuTime>) {
+    bench_signals(c);
     bench_request(c, "realistic_1000x225B", &request(1000, 0));
     bench_request(c, "large_attr_100x4KiB", &request(100, 4096));
     bench_receive_walk(c, "realistic_1000x225B", &request(1000, 0));

@@ -430,3 +430,98 @@ impl EncodeError {
         }
     }
 }
+
+/// The signal of an [`InvalidItem`]: it names the repeated fields of the item's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// `ExportLogsServiceRequest`: the item is a `LogRecord`.
+    Logs,
+    /// `ExportMetricsServiceRequest`: the item is a `Metric` (and the fault may lie in one of its
+    /// data points).
+    Metrics,
+}
+
+/// The first log record or metric of a request that pdata would refuse (the logs and metrics
+/// counterpart of [`InvalidSpan`]): where it is, which field, and what is wrong.
+///
+/// Displays as the path of the field, e.g.
+/// `resource_logs[0].scope_logs[1].log_records[3].trace_id: 8 bytes, want 16 or 0` or
+/// `resource_metrics[0].scope_metrics[0].metrics[2].sum.data_points[5].exemplars[0].span_id: 3
+/// bytes, want 8 or 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InvalidItem {
+    /// Logs or metrics.
+    pub signal: Signal,
+    /// Index in the request's `resource_logs` / `resource_metrics`.
+    pub resource: u32,
+    /// Index in that resource's `scope_logs` / `scope_metrics`.
+    pub scope: u32,
+    /// Index in that scope's `log_records` / `metrics`.
+    pub item: u32,
+    /// For a metric's fault inside its data: the data field's name (`gauge`, `sum`, `histogram`,
+    /// `exponential_histogram`, `summary`) and the data point's index in it, if the fault is in
+    /// one.
+    pub data: Option<(&'static str, Option<u32>)>,
+    /// Index in the data point's `exemplars` when the field is an exemplar's.
+    pub exemplar: Option<u32>,
+    /// The field's name in the `.proto` file; empty when the message itself does not walk.
+    pub field: &'static str,
+    /// What is wrong.
+    pub problem: SpanProblem,
+    /// Byte offset of the field (or of the failure) in the request.
+    pub at: usize,
+}
+
+impl std::fmt::Display for InvalidItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (r, s, i) = match self.signal {
+            Signal::Logs => ("resource_logs", "scope_logs", "log_records"),
+            Signal::Metrics => ("resource_metrics", "scope_metrics", "metrics"),
+        };
+        write!(
+            f,
+            "{r}[{}].{s}[{}].{i}[{}]",
+            self.resource, self.scope, self.item
+        )?;
+        if let Some((data, point)) = self.data {
+            write!(f, ".{data}")?;
+            if let Some(p) = point {
+                write!(f, ".data_points[{p}]")?;
+            }
+        }
+        if let Some(e) = self.exemplar {
+            write!(f, ".exemplars[{e}]")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ".{}", self.field)?;
+        }
+        match self.problem {
+            SpanProblem::IdLength { len, want } => write!(f, ": {len} bytes, want {want} or 0"),
+            SpanProblem::WireType { got, want } => write!(f, ": wire type {got}, want {want}"),
+            SpanProblem::Malformed(kind) => {
+                write!(f, ": malformed protobuf: {kind:?} at byte {}", self.at)
+            }
+        }
+    }
+}
+
+impl std::error::Error for InvalidItem {}
+
+/// Why a receiver refuses a logs or metrics request ([`crate::logs::check_log_records`],
+/// [`crate::metrics::check_metrics`]): the counterpart of [`RequestError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum SignalError {
+    /// The request's structure does not walk: its items cannot be counted.
+    #[error(transparent)]
+    Malformed(#[from] ScanError),
+    /// The structure walks, but an item is one pdata refuses (so the collector refuses the whole
+    /// request); `first` is the first such item, `items` how many the request holds in the unit
+    /// the collector counts (log records; data points for metrics).
+    #[error("invalid item: {first}")]
+    Invalid {
+        /// The first bad item.
+        first: InvalidItem,
+        /// Log records or data points in the request, bad or not.
+        items: usize,
+    },
+}

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message as _;
+use prost::Message;
 
 use crate::compression::Compression;
 use crate::grpc::Deframer;
@@ -137,6 +137,224 @@ fn check_agrees(
                 "check refused what pdata accepts: {checked:?}"
             );
         }
+    }
+}
+
+/// Logs scanner target: count, check, split and re-frame arbitrary bytes as an
+/// `ExportLogsServiceRequest`.
+///
+/// Oracles: the counting walk and the index agree; whatever prost accepts is counted with prost's
+/// record count; the receivers' check counts like the counting walk and accepts what prost
+/// decodes with valid ids (when the re-encoding is as long as the input, as in [`scan`]); split
+/// into 3 and re-framing keep the record count; when prost decoded the input, the re-framed
+/// request decodes to the same records.
+pub fn logs(data: &[u8]) {
+    use crate::error::SignalError;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    let oracle = ExportLogsServiceRequest::decode(data).ok();
+    let count = crate::logs::count_log_records(data);
+    let mut index = crate::scan::Index::default();
+    assert_eq!(
+        count,
+        index.build(data).map(|()| index.spans.len()),
+        "count_log_records and Index::build disagree"
+    );
+    // Records as their encodings, sorted: compared as bytes, since a damaged double can be NaN.
+    let records = |r: &ExportLogsServiceRequest| {
+        let mut v: Vec<Vec<u8>> = r
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+            .map(Message::encode_to_vec)
+            .collect();
+        v.sort();
+        v
+    };
+    if let Some(req) = &oracle {
+        assert_eq!(
+            count.ok(),
+            Some(records(req).len()),
+            "the walk rejected what prost accepts"
+        );
+    }
+    let checked = crate::logs::check_log_records(data);
+    match checked {
+        Ok(n) => assert_eq!(count.ok(), Some(n)),
+        Err(SignalError::Invalid { items, .. }) => assert_eq!(count.ok(), Some(items)),
+        Err(SignalError::Malformed(e)) => assert_eq!(count.err(), Some(e)),
+    }
+    if let Some(req) = oracle.as_ref().filter(|r| r.encoded_len() == data.len()) {
+        let ok = |id: &[u8], n: usize| id.is_empty() || id.len() == n;
+        if req
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+            .all(|r| ok(&r.trace_id, 16) && ok(&r.span_id, 8))
+        {
+            assert!(
+                checked.is_ok(),
+                "check refused what pdata accepts: {checked:?}"
+            );
+        }
+    }
+    let Ok(count) = count else { return };
+    let parts = crate::split::Splitter::new()
+        .split_logs(data, 3, |r| {
+            let svc = r.resource().service_name().map_or(0, <[u8]>::len);
+            let _ = (r.scope().name(), r.attribute("k"), r.span_id());
+            svc + r.trace_id().first().map_or(0, |&b| usize::from(b))
+        })
+        .unwrap_or_default();
+    let total: usize = parts
+        .iter()
+        .map(|p| crate::logs::count_log_records(p).unwrap_or(usize::MAX))
+        .sum();
+    assert_eq!(total, count, "split lost or invented log records");
+    let buf = Bytes::copy_from_slice(data);
+    let Ok(items) = crate::items::items(&buf) else {
+        panic!("items refused what the walk accepts")
+    };
+    let re = crate::reframe::reframe_items(&items);
+    assert_eq!(crate::logs::count_log_records(&re).ok(), Some(count));
+    if let Some(req) = oracle {
+        let again = ExportLogsServiceRequest::decode(&re[..]).ok();
+        assert_eq!(
+            again.map(|r| records(&r)),
+            Some(records(&req)),
+            "re-framed request differs"
+        );
+    }
+}
+
+/// Metrics scanner target: count, check, split (by metric and by data point) and re-frame
+/// arbitrary bytes as an `ExportMetricsServiceRequest`.
+///
+/// Oracles: whatever prost accepts is counted with prost's metric and data point counts (prost's
+/// oneof rules); the receivers' check counts like [`crate::metrics::count_data_points`] and
+/// accepts what prost decodes with valid exemplar ids (re-encoding as long as the input); both
+/// splits keep the data point count, the metric split the metric count; re-framing keeps both;
+/// when prost decoded the input, the re-framed request decodes to the same metrics.
+pub fn metrics(data: &[u8]) {
+    use crate::error::SignalError;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Metric};
+    let oracle = ExportMetricsServiceRequest::decode(data).ok();
+    let metrics = crate::metrics::count_metrics(data);
+    let points = crate::metrics::count_data_points(data);
+    let all = |r: &ExportMetricsServiceRequest| {
+        let mut v: Vec<Metric> = r
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .cloned()
+            .collect();
+        v.sort_by_key(|s| s.encode_to_vec());
+        v
+    };
+    // Compared as encodings: a damaged double can be NaN.
+    let encoded = |ms: Vec<Metric>| ms.iter().map(Message::encode_to_vec).collect::<Vec<_>>();
+    let point_count = |m: &Metric| match &m.data {
+        None => 0,
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(e)) => e.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+    };
+    if let Some(req) = &oracle {
+        let ms = all(req);
+        assert_eq!(
+            metrics.ok(),
+            Some(ms.len()),
+            "metric count differs from prost"
+        );
+        assert_eq!(
+            points.ok(),
+            Some(ms.iter().map(point_count).sum()),
+            "data point count differs from prost"
+        );
+    }
+    let checked = crate::metrics::check_metrics(data);
+    match checked {
+        Ok(n) => assert_eq!(points.ok(), Some(n)),
+        Err(SignalError::Invalid { items, .. }) => assert_eq!(points.ok(), Some(items)),
+        Err(SignalError::Malformed(e)) => assert_eq!(points.err(), Some(e)),
+    }
+    if let Some(req) = oracle.as_ref().filter(|r| r.encoded_len() == data.len()) {
+        let ok = |id: &[u8], n: usize| id.is_empty() || id.len() == n;
+        let ids_ok = all(req).iter().all(|m| {
+            let ex: Vec<&opentelemetry_proto::tonic::metrics::v1::Exemplar> = match &m.data {
+                Some(Data::Gauge(g)) => g.data_points.iter().flat_map(|p| &p.exemplars).collect(),
+                Some(Data::Sum(s)) => s.data_points.iter().flat_map(|p| &p.exemplars).collect(),
+                Some(Data::Histogram(h)) => {
+                    h.data_points.iter().flat_map(|p| &p.exemplars).collect()
+                }
+                Some(Data::ExponentialHistogram(e)) => {
+                    e.data_points.iter().flat_map(|p| &p.exemplars).collect()
+                }
+                _ => Vec::new(),
+            };
+            ex.iter().all(|e| ok(&e.trace_id, 16) && ok(&e.span_id, 8))
+        });
+        if ids_ok {
+            assert!(
+                checked.is_ok(),
+                "check refused what pdata accepts: {checked:?}"
+            );
+        }
+    }
+    let Ok(metrics) = metrics else { return };
+    let mut splitter = crate::split::Splitter::new();
+    if let Ok(parts) = splitter.split_metrics(data, 3, |m| {
+        let _ = (m.resource().attribute("k"), m.scope().version());
+        m.name().len() + m.resource().service_name().map_or(0, <[u8]>::len)
+    }) {
+        let total: usize = parts
+            .iter()
+            .map(|p| crate::metrics::count_metrics(p).unwrap_or(usize::MAX))
+            .sum();
+        assert_eq!(total, metrics, "the metric split lost or invented metrics");
+        if let Ok(points) = points {
+            let total: usize = parts
+                .iter()
+                .map(|p| crate::metrics::count_data_points(p).unwrap_or(usize::MAX))
+                .sum();
+            assert_eq!(total, points, "the metric split lost or invented points");
+        }
+    }
+    let by_point = splitter.split_data_points(data, 3, |p| {
+        let _ = (p.attribute("k"), p.kind(), p.metric_index());
+        p.attributes().count() + p.bytes().len()
+    });
+    match (by_point, points) {
+        (Ok(parts), Ok(points)) => {
+            let total: usize = parts
+                .iter()
+                .map(|p| crate::metrics::count_data_points(p).unwrap_or(usize::MAX))
+                .sum();
+            assert_eq!(total, points, "the point split lost or invented points");
+        }
+        // Both refuse, not always with the same error: the split walks the whole envelope before
+        // entering metrics, the count enters each metric as it goes.
+        (Err(_), Err(_)) => {}
+        (by_point, points) => panic!("point split {by_point:?}, count {points:?}"),
+    }
+    let buf = Bytes::copy_from_slice(data);
+    let Ok(items) = crate::items::items(&buf) else {
+        panic!("items refused what the walk accepts")
+    };
+    let re = crate::reframe::reframe_items(&items);
+    assert_eq!(crate::metrics::count_metrics(&re).ok(), Some(metrics));
+    if let Some(req) = oracle {
+        let again = ExportMetricsServiceRequest::decode(&re[..]).ok();
+        assert_eq!(
+            again.map(|r| encoded(all(&r))),
+            Some(encoded(all(&req))),
+            "re-framed request differs"
+        );
     }
 }
 

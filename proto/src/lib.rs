@@ -1,5 +1,5 @@
-//! Sans-IO OTLP wire layer for tailgate: read, route and rebuild OTLP trace requests without
-//! decoding them into structs.
+//! Sans-IO OTLP wire layer for tailgate: read, route and rebuild OTLP trace, logs and metrics
+//! requests without decoding them into structs.
 //!
 //! # Why
 //!
@@ -27,7 +27,13 @@
 //! - [`attributes`]: lazy typed attribute lookup ([`attributes::AnyValue`]).
 //! - [`view`]: owned [`view::SpanView`]s for the sampler, [`view::scan`], detach/compaction.
 //! - [`reframe`]: build a request from any views ([`reframe::RequestBuilder`]).
-//! - [`split`]: partition a request into N by a function of each span (the agent's hot path).
+//! - [`split`]: partition a request into N by a function of each span (the agent's hot path),
+//!   log record, metric or data point.
+//! - [`logs`], [`metrics`]: what is particular to logs and metrics requests (their items' fields,
+//!   counting in the collector's units, the receivers' checks, the routing views); their
+//!   envelopes share the trace request's field numbers, so the scan, split and re-frame machinery
+//!   is shared.
+//! - [`items`]: owned log records and metrics, for [`reframe::reframe_items`].
 //! - [`grpc`]: gRPC 5-byte message framing over arbitrary chunks ([`grpc::Deframer`]).
 //! - [`compression`]: `grpc-encoding` / `Content-Encoding` codecs with a bounded decoder.
 //! - [`json`]: OTLP/HTTP bodies, OTLP/JSON to protobuf.
@@ -47,9 +53,13 @@ pub mod error;
 pub mod fuzzing;
 pub mod grpc;
 pub mod hop;
+pub mod items;
 pub mod json;
+pub mod logs;
+pub mod metrics;
 pub mod reframe;
 pub mod scan;
+mod schema;
 pub mod span;
 pub mod split;
 pub mod view;
@@ -57,9 +67,15 @@ pub mod wire;
 
 pub use compression::{Compression, DEFAULT_MAX_DECODED_SIZE};
 pub use error::{
-    ControlError, EncodeError, HopError, InvalidSpan, RequestError, ScanError, ScanErrorKind,
+    ControlError, EncodeError, HopError, InvalidItem, InvalidSpan, RequestError, ScanError,
+    ScanErrorKind, Signal, SignalError,
 };
-pub use reframe::{reframe, RequestBuilder};
+pub use items::{items, Item};
+pub use logs::{check_log_records, count_log_records, LogRecordRef};
+pub use metrics::{
+    check_metrics, count_data_points, count_metrics, DataKind, DataPointRef, MetricRef,
+};
+pub use reframe::{reframe, reframe_items, RequestBuilder};
 pub use scan::{check_spans, count_spans};
 pub use span::SpanRef;
 pub use split::{split, Splitter};

@@ -1,4 +1,5 @@
-//! Build an `ExportTraceServiceRequest` from any set of span views.
+//! Build an `ExportTraceServiceRequest` from any set of span views, or an
+//! `ExportLogsServiceRequest` / `ExportMetricsServiceRequest` from any set of [`Item`]s.
 //!
 //! Views are grouped by resource header, then scope header (by identity of the shared header
 //! bytes, so views scanned from one request regroup exactly as they were); each group is written
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use crate::items::Item;
 use crate::scan::{REQUEST_RESOURCE_SPANS, RESOURCE_SPANS_SCOPE_SPANS, SCOPE_SPANS_SPANS};
 use crate::view::SpanView;
 use crate::wire::{put_varint, varint_len};
@@ -55,32 +57,47 @@ impl<'a> RequestBuilder<'a> {
 
     /// Adds a span to the request.
     pub fn push(&mut self, view: &'a SpanView) {
-        let rk = key(view.resource_header());
-        let sk = key(view.scope_header());
+        self.push_parts(
+            view.resource_header(),
+            view.scope_header(),
+            view.span_slice(),
+        );
+    }
+
+    /// Adds a log record or metric ([`Item`]) to the request: a builder holds items of one
+    /// signal (the envelopes have the same field numbers, so the encoding is the same).
+    pub fn push_item(&mut self, item: &'a Item) {
+        self.push_parts(item.resource_header(), item.scope_header(), item.bytes());
+    }
+
+    /// Adds an item given as its resource header, scope header (grouped by identity of the shared
+    /// bytes) and message.
+    fn push_parts(&mut self, resource: &'a Bytes, scope: &'a Bytes, span: &'a [u8]) {
+        let rk = key(resource);
+        let sk = key(scope);
         let (r, s) = match self.last {
             Some((k, g)) if k == (rk, sk) => g,
-            _ => self.group(view, rk, sk),
+            _ => self.group(resource, scope, rk, sk),
         };
         self.last = Some(((rk, sk), (r, s)));
-        let span = view.span_slice();
         let scope = &mut self.resources[r].scopes[s];
         scope.body += 1 + varint_len(span.len() as u64) + span.len();
         scope.spans.push(span);
         self.spans += 1;
     }
 
-    fn group(&mut self, view: &'a SpanView, rk: Key, sk: Key) -> (usize, usize) {
+    fn group(&mut self, resource: &'a Bytes, scope: &'a Bytes, rk: Key, sk: Key) -> (usize, usize) {
         if let Some(&g) = self.groups.get(&(rk, sk)) {
             return g;
         }
         let r = *self.res_groups.entry(rk).or_insert_with(|| {
             self.resources.push(ResourceGroup {
-                header: view.resource_header(),
+                header: resource,
                 scopes: Vec::new(),
             });
             self.resources.len() - 1
         });
-        let header: &'a [u8] = view.scope_header();
+        let header: &'a [u8] = scope;
         let scopes = &mut self.resources[r].scopes;
         scopes.push(ScopeGroup {
             header,
@@ -92,7 +109,7 @@ impl<'a> RequestBuilder<'a> {
         g
     }
 
-    /// Number of spans added.
+    /// Number of spans (or items) added.
     pub fn span_count(&self) -> usize {
         self.spans
     }
@@ -151,6 +168,16 @@ pub fn reframe<'a>(views: impl IntoIterator<Item = &'a SpanView>) -> Bytes {
     let mut b = RequestBuilder::new();
     for v in views {
         b.push(v);
+    }
+    b.finish()
+}
+
+/// Encodes `items` (log records, or metrics, of any requests) as one request of their signal,
+/// grouped by resource and scope.
+pub fn reframe_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> Bytes {
+    let mut b = RequestBuilder::new();
+    for i in items {
+        b.push_item(i);
     }
     b.finish()
 }

@@ -27,12 +27,31 @@ pub(crate) const SCOPE_SPANS_SPANS: u32 = 2;
 pub(crate) struct Header {
     /// Ranges in buffer order; adjacent ranges are merged.
     pub ranges: Vec<Range<u32>>,
+    /// Index in `ranges` of the range holding the first `resource`/`scope` field (1), if any:
+    /// what the routing views of logs and metrics read attributes from.
+    pub message: Option<u32>,
 }
 
 impl Header {
+    /// Empties the header, keeping its allocation.
+    #[inline]
+    pub fn clear(&mut self) {
+        self.ranges.clear();
+        self.message = None;
+    }
+
+    /// Adds field `number` at `start..end`, noting the range of the first field 1.
+    #[inline]
+    pub(crate) fn push_field(&mut self, number: u32, start: usize, end: usize) {
+        self.push(start, end);
+        if number == 1 && self.message.is_none() {
+            self.message = Some((self.ranges.len() - 1) as u32);
+        }
+    }
+
     /// Adds the field at `start..end`, merging with the previous range when adjacent.
     #[inline]
-    fn push(&mut self, start: usize, end: usize) {
+    pub(crate) fn push(&mut self, start: usize, end: usize) {
         // Both fit in u32: the buffer length was checked before the walk.
         let (start, end) = (start as u32, end as u32);
         match self.ranges.last_mut() {
@@ -45,6 +64,16 @@ impl Header {
     #[inline]
     pub fn len(&self) -> usize {
         self.ranges.iter().map(|r| (r.end - r.start) as usize).sum()
+    }
+
+    /// The range holding the first `resource`/`scope` field (with whatever fields share the
+    /// range), or empty.
+    #[inline]
+    pub fn message<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        match self.message.and_then(|i| self.ranges.get(i as usize)) {
+            Some(r) => &buf[r.start as usize..r.end as usize],
+            None => &[],
+        }
     }
 
     /// Appends the header bytes (taken from `buf`) to `out`.
@@ -135,7 +164,7 @@ impl Index {
             end,
             RESOURCE_SPANS_SCOPE_SPANS,
             |_, s, e| self.scope(buf, resource, s, e),
-            |a, b| header.push(a, b),
+            |n, a, b| header.push_field(n, a, b),
         )?;
         let scopes = first_scope..self.scopes.len() as u32;
         self.resources.push(ResourceLoc { header, scopes });
@@ -166,7 +195,7 @@ impl Index {
                 });
                 Ok(())
             },
-            |a, b| header.push(a, b),
+            |n, a, b| header.push_field(n, a, b),
         )?;
         let spans = first_span..self.spans.len() as u32;
         self.scopes.push(ScopeLoc {
@@ -184,13 +213,13 @@ impl Index {
 /// after the `resource`/`scope` (1) and `schema_url` (3) fields are checked to be
 /// length-delimited. Offsets are absolute in `buf`.
 #[inline(always)]
-fn walk_group(
+pub(crate) fn walk_group(
     buf: &[u8],
     start: usize,
     end: usize,
     child_field: u32,
     mut child: impl FnMut(usize, usize, usize) -> Result<(), ScanError>,
-    mut other: impl FnMut(usize, usize),
+    mut other: impl FnMut(u32, usize, usize),
 ) -> Result<(), ScanError> {
     let mut fields = Fields::new(&buf[start..end], start);
     while let Some(f) = fields.next_field()? {
@@ -201,8 +230,78 @@ fn walk_group(
             if f.number == 1 || f.number == 3 {
                 f.expect(LEN, start)?;
             }
-            other(start + f.start, start + f.end);
+            other(f.number, start + f.start, start + f.end);
         }
+    }
+    Ok(())
+}
+
+/// Where one item (span, log record or metric) lies, as [`walk_items`] hands it on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ItemAt {
+    /// Index of its resource in the request's repeated resource field.
+    pub resource: u32,
+    /// Index of its scope in that resource.
+    pub scope: u32,
+    /// Index of the item in that scope.
+    pub item: u32,
+    /// Offset of the item's message (after tag and length) in the buffer.
+    pub start: usize,
+    /// Offset just past it.
+    pub end: usize,
+}
+
+/// The structural walk of a request of any signal, storing nothing: every item goes to `item`
+/// with its position, in request order. The checks are [`Index::build`]'s (so the errors are the
+/// same); a message over 4 GiB is refused as the index's `u32` offsets would be. Shared by the
+/// counting and checking walks of all three signals, whose envelopes have the same field numbers.
+#[inline(always)]
+pub(crate) fn walk_items(
+    buf: &[u8],
+    mut item: impl FnMut(ItemAt) -> Result<(), ScanError>,
+) -> Result<(), ScanError> {
+    if u32::try_from(buf.len()).is_err() {
+        return Err(ScanError::new(ScanErrorKind::TooLarge, 0));
+    }
+    let mut resource = 0u32;
+    let mut fields = Fields::new(buf, 0);
+    while let Some(f) = fields.next_field()? {
+        if f.number != REQUEST_RESOURCE_SPANS {
+            continue;
+        }
+        f.expect(LEN, 0)?;
+        let mut scope = 0u32;
+        walk_group(
+            buf,
+            f.value_start,
+            f.end,
+            RESOURCE_SPANS_SCOPE_SPANS,
+            |_, s, e| {
+                let mut n = 0u32;
+                walk_group(
+                    buf,
+                    s,
+                    e,
+                    SCOPE_SPANS_SPANS,
+                    |_, start, end| {
+                        item(ItemAt {
+                            resource,
+                            scope,
+                            item: n,
+                            start,
+                            end,
+                        })?;
+                        n += 1;
+                        Ok(())
+                    },
+                    |_, _, _| {},
+                )?;
+                scope += 1;
+                Ok(())
+            },
+            |_, _, _| {},
+        )?;
+        resource += 1;
     }
     Ok(())
 }
@@ -211,36 +310,11 @@ fn walk_group(
 /// [`Index::build`] with the same checks (so the same errors), but nothing stored, so nothing
 /// allocated. The receivers count every request this way before handing it on.
 pub fn count_spans(buf: &[u8]) -> Result<usize, ScanError> {
-    if u32::try_from(buf.len()).is_err() {
-        return Err(ScanError::new(ScanErrorKind::TooLarge, 0));
-    }
     let mut spans = 0;
-    let mut fields = Fields::new(buf, 0);
-    while let Some(f) = fields.next_field()? {
-        if f.number == REQUEST_RESOURCE_SPANS {
-            f.expect(LEN, 0)?;
-            walk_group(
-                buf,
-                f.value_start,
-                f.end,
-                RESOURCE_SPANS_SCOPE_SPANS,
-                |_, s, e| {
-                    walk_group(
-                        buf,
-                        s,
-                        e,
-                        SCOPE_SPANS_SPANS,
-                        |_, _, _| {
-                            spans += 1;
-                            Ok(())
-                        },
-                        |_, _| {},
-                    )
-                },
-                |_, _| {},
-            )?;
-        }
-    }
+    walk_items(buf, |_| {
+        spans += 1;
+        Ok(())
+    })?;
     Ok(spans)
 }
 
@@ -257,50 +331,17 @@ pub fn count_spans(buf: &[u8]) -> Result<usize, ScanError> {
 /// Cost: measured against [`count_spans`] in `benches/wire.rs` (`receive_walk/…`), see
 /// docs/proto.md.
 pub fn check_spans(buf: &[u8]) -> Result<usize, RequestError> {
-    if u32::try_from(buf.len()).is_err() {
-        return Err(ScanError::new(ScanErrorKind::TooLarge, 0).into());
-    }
     let mut spans = 0;
     let mut first: Option<InvalidSpan> = None;
-    let mut resource = 0u32;
-    let mut fields = Fields::new(buf, 0);
-    while let Some(f) = fields.next_field()? {
-        if f.number != REQUEST_RESOURCE_SPANS {
-            continue;
+    walk_items(buf, |at| {
+        if first.is_none() {
+            if let Err(fault) = crate::span::check(&buf[at.start..at.end], at.start) {
+                first = Some(fault.at(at.resource, at.scope, at.item));
+            }
         }
-        f.expect(LEN, 0)?;
-        let mut scope = 0u32;
-        walk_group(
-            buf,
-            f.value_start,
-            f.end,
-            RESOURCE_SPANS_SCOPE_SPANS,
-            |_, s, e| {
-                let mut span = 0u32;
-                walk_group(
-                    buf,
-                    s,
-                    e,
-                    SCOPE_SPANS_SPANS,
-                    |_, start, end| {
-                        if first.is_none() {
-                            if let Err(fault) = crate::span::check(&buf[start..end], start) {
-                                first = Some(fault.at(resource, scope, span));
-                            }
-                        }
-                        span += 1;
-                        spans += 1;
-                        Ok(())
-                    },
-                    |_, _| {},
-                )?;
-                scope += 1;
-                Ok(())
-            },
-            |_, _| {},
-        )?;
-        resource += 1;
-    }
+        spans += 1;
+        Ok(())
+    })?;
     match first {
         None => Ok(spans),
         Some(first) => Err(RequestError::InvalidSpan { first, spans }),

@@ -51,7 +51,7 @@ impl ResourceHeader {
     fn new(bytes: Bytes) -> Self {
         let service_name = match (ResourceRef {
             header: &bytes,
-            service_name: None,
+            service_name: Located::Absent,
         })
         .attribute("service.name")
         {
@@ -70,7 +70,7 @@ impl ResourceHeader {
 }
 
 /// A header as a `Bytes`: a slice of the request when contiguous, else a fresh concatenation.
-fn header_bytes(buf: &Bytes, header: &Header) -> Bytes {
+pub(crate) fn header_bytes(buf: &Bytes, header: &Header) -> Bytes {
     match header.ranges.as_slice() {
         [] => Bytes::new(),
         [r] => buf.slice(r.start as usize..r.end as usize),
@@ -392,7 +392,10 @@ impl SpanView {
         let res = &self.headers.resources[self.headers.scopes[self.scope as usize].0 as usize];
         ResourceRef {
             header: &res.bytes,
-            service_name: res.service_name,
+            service_name: match res.service_name {
+                Some(at) => Located::At(at),
+                None => Located::Absent,
+            },
         }
     }
 
@@ -488,16 +491,38 @@ pub fn compact(views: &[SpanView]) -> Vec<SpanView> {
         .collect()
 }
 
-/// A resource header, borrowed from a view.
+/// Where a resource's `service.name` string lies in its header.
+#[derive(Debug, Clone, Copy)]
+enum Located {
+    /// Located at scan time: absent, or not a string.
+    Absent,
+    /// Located at scan time: these bytes of the header.
+    At((u32, u32)),
+    /// Not looked for yet (the routing views of logs and metrics): looked up when asked.
+    Unknown,
+}
+
+/// A resource header, borrowed from a view (or, for the routing views of logs and metrics, the
+/// part of the header that holds the `resource` field).
 #[derive(Debug, Clone, Copy)]
 pub struct ResourceRef<'a> {
     header: &'a [u8],
-    /// `service.name` located at scan time (`None` also when absent).
-    service_name: Option<(u32, u32)>,
+    /// `service.name`, located at scan time or not yet.
+    service_name: Located,
 }
 
 impl<'a> ResourceRef<'a> {
-    /// The encoded header (the ResourceSpans fields other than `scope_spans`).
+    /// A resource header whose `service.name` has not been located: looked up on each ask.
+    pub(crate) fn unlocated(header: &'a [u8]) -> Self {
+        Self {
+            header,
+            service_name: Located::Unknown,
+        }
+    }
+
+    /// The encoded header (the ResourceSpans fields other than `scope_spans`; for the routing
+    /// views of logs and metrics, the contiguous part of the header that holds the `resource`
+    /// field).
     pub fn header(&self) -> &'a [u8] {
         self.header
     }
@@ -530,10 +555,17 @@ impl<'a> ResourceRef<'a> {
         }
     }
 
-    /// The resource's `service.name`, if it is a string (located at scan time: no walk).
+    /// The resource's `service.name`, if it is a string (for span views located at scan time: no
+    /// walk; for the routing views of logs and metrics, one attribute lookup).
     pub fn service_name(&self) -> Option<&'a [u8]> {
-        let (s, e) = self.service_name?;
-        self.header.get(s as usize..e as usize)
+        match self.service_name {
+            Located::At((s, e)) => self.header.get(s as usize..e as usize),
+            Located::Absent => None,
+            Located::Unknown => match self.attribute("service.name") {
+                Some(AnyValue::String(s)) => Some(s),
+                _ => None,
+            },
+        }
     }
 
     /// All resource attributes (of the first `resource` field; encoders write one).
@@ -545,14 +577,20 @@ impl<'a> ResourceRef<'a> {
     }
 }
 
-/// A scope header, borrowed from a view.
+/// A scope header, borrowed from a view (or the part of it holding the `scope` field).
 #[derive(Debug, Clone, Copy)]
 pub struct ScopeRef<'a> {
     header: &'a [u8],
 }
 
 impl<'a> ScopeRef<'a> {
-    /// The encoded header (the ScopeSpans fields other than `spans`).
+    /// A scope header (or the part of one holding its `scope` field).
+    pub(crate) fn new(header: &'a [u8]) -> Self {
+        Self { header }
+    }
+
+    /// The encoded header (the ScopeSpans fields other than `spans`; for the routing views of logs
+    /// and metrics, the contiguous part of the header that holds the `scope` field).
     pub fn header(&self) -> &'a [u8] {
         self.header
     }

@@ -19,7 +19,7 @@ use tailgate_proto::{fuzzing, grpc, Compression};
 /// A fuzz target: its name and entry function.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 8] = [
+const TARGETS: [Target; 10] = [
     ("scanner", fuzzing::scan),
     ("grpc_deframer", fuzzing::grpc_deframer),
     ("gzip", fuzzing::gzip),
@@ -28,6 +28,8 @@ const TARGETS: [Target; 8] = [
     ("json", fuzzing::json),
     ("control", fuzzing::control),
     ("hop", fuzzing::hop),
+    ("logs_scanner", fuzzing::logs),
+    ("metrics_scanner", fuzzing::metrics),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -217,6 +219,167 @@ fn hop_seeds() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Logs seeds: a request with two records (body, attributes, ids), and one whose second record
+/// has an 8-byte trace id.
+fn logs_request(bad_id: bool) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let record = |i: u8| LogRecord {
+        time_unix_nano: 1,
+        observed_time_unix_nano: 2,
+        severity_number: 9,
+        severity_text: "INFO".into(),
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(format!("line {i}"))),
+        }),
+        attributes: vec![KeyValue {
+            key: "k".into(),
+            value: Some(AnyValue {
+                value: Some(Value::IntValue(i.into())),
+            }),
+        }],
+        trace_id: vec![i; if bad_id && i == 2 { 8 } else { 16 }],
+        span_id: vec![i; 8],
+        flags: 1,
+        ..Default::default()
+    };
+    let m = message();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: m.resource_spans[0].resource.clone(),
+            scope_logs: vec![ScopeLogs {
+                scope: m.resource_spans[0].scope_spans[0].scope.clone(),
+                log_records: vec![record(1), record(2)],
+                schema_url: "s".into(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// Metrics seeds: one metric of each kind (with exemplars), optionally a 3-byte exemplar span id.
+fn metrics_request(bad_id: bool) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+        summary_data_point::ValueAtQuantile, Exemplar, ExponentialHistogram,
+        ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric,
+        NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+    };
+    let attrs = vec![KeyValue {
+        key: "k".into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue("v".into())),
+        }),
+    }];
+    let exemplar = Exemplar {
+        trace_id: vec![1; 16],
+        span_id: vec![2; if bad_id { 3 } else { 8 }],
+        ..Default::default()
+    };
+    let number = NumberDataPoint {
+        attributes: attrs.clone(),
+        time_unix_nano: 5,
+        exemplars: vec![exemplar.clone()],
+        value: Some(number_data_point::Value::AsInt(3)),
+        ..Default::default()
+    };
+    let metric = |name: &str, data: Data| Metric {
+        name: name.into(),
+        unit: "1".into(),
+        data: Some(data),
+        ..Default::default()
+    };
+    let m = message();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: m.resource_spans[0].resource.clone(),
+            scope_metrics: vec![ScopeMetrics {
+                scope: m.resource_spans[0].scope_spans[0].scope.clone(),
+                metrics: vec![
+                    metric(
+                        "g",
+                        Data::Gauge(Gauge {
+                            data_points: vec![number.clone()],
+                        }),
+                    ),
+                    metric(
+                        "s",
+                        Data::Sum(Sum {
+                            data_points: vec![number.clone(), number],
+                            aggregation_temporality: 2,
+                            is_monotonic: true,
+                        }),
+                    ),
+                    metric(
+                        "h",
+                        Data::Histogram(Histogram {
+                            data_points: vec![HistogramDataPoint {
+                                attributes: attrs.clone(),
+                                count: 3,
+                                bucket_counts: vec![1, 2],
+                                explicit_bounds: vec![1.0],
+                                exemplars: vec![exemplar.clone()],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: 1,
+                        }),
+                    ),
+                    metric(
+                        "e",
+                        Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![ExponentialHistogramDataPoint {
+                                attributes: attrs.clone(),
+                                scale: -2,
+                                positive: Some(Buckets {
+                                    offset: 1,
+                                    bucket_counts: vec![4],
+                                }),
+                                exemplars: vec![exemplar],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: 1,
+                        }),
+                    ),
+                    metric(
+                        "q",
+                        Data::Summary(Summary {
+                            data_points: vec![SummaryDataPoint {
+                                attributes: attrs,
+                                count: 1,
+                                quantile_values: vec![ValueAtQuantile {
+                                    quantile: 0.5,
+                                    value: 2.0,
+                                }],
+                                ..Default::default()
+                            }],
+                        }),
+                    ),
+                ],
+                schema_url: String::new(),
+            }],
+            schema_url: "r".into(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// A metric carrying `sum`, `sum`, `gauge`: prost merges the sums, then the gauge replaces them.
+fn metrics_oneof() -> Vec<u8> {
+    let field =
+        |n: u8, payload: &[u8]| [&[(n << 3) | 2, payload.len() as u8][..], payload].concat();
+    let point = field(1, &[0x19, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]); // time_unix_nano
+    let metric = [
+        field(1, b"m"),
+        field(7, &point),
+        field(7, &[point.clone(), point.clone()].concat()),
+        field(5, &point),
+    ]
+    .concat();
+    field(1, &field(2, &field(2, &metric)))
+}
+
 #[test]
 #[ignore = "rewrites the seed corpus files"]
 fn write_seed_corpus() {
@@ -253,6 +416,17 @@ fn write_seed_corpus() {
     for (name, data) in control_seeds() {
         seeds.push(("control", name, data));
     }
+    for (target, request) in [
+        ("logs_scanner", logs_request(false)),
+        ("metrics_scanner", metrics_request(false)),
+    ] {
+        seeds.push((target, "request", request.clone()));
+        seeds.push((target, "truncated", request[..request.len() / 2].to_vec()));
+        seeds.push((target, "empty", Vec::new()));
+    }
+    seeds.push(("logs_scanner", "bad_ids", logs_request(true)));
+    seeds.push(("metrics_scanner", "bad_ids", metrics_request(true)));
+    seeds.push(("metrics_scanner", "oneof", metrics_oneof()));
     for (name, data) in hop_seeds() {
         seeds.push(("hop", name, data.into_bytes()));
     }

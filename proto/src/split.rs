@@ -101,9 +101,7 @@ impl Splitter {
     where
         F: FnMut(SpanRef<'_>) -> usize,
     {
-        let mut outs: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
-        self.split_into(request, &mut outs, route)?;
-        Ok(outs.into_iter().map(Bytes::from).collect())
+        parts(n, |outs| self.split_into(request, outs, route))
     }
 
     /// Like [`Self::split`] but appends each destination's spans to `outs[d]` (as encoded
@@ -135,9 +133,7 @@ impl Splitter {
     where
         F: FnMut(LogRecordRef<'_>) -> usize,
     {
-        let mut outs: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
-        self.split_logs_into(request, &mut outs, route)?;
-        Ok(outs.into_iter().map(Bytes::from).collect())
+        parts(n, |outs| self.split_logs_into(request, outs, route))
     }
 
     /// [`Self::split_into`] for an `ExportLogsServiceRequest`.
@@ -169,9 +165,7 @@ impl Splitter {
     where
         F: FnMut(MetricRef<'_>) -> usize,
     {
-        let mut outs: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
-        self.split_metrics_into(request, &mut outs, route)?;
-        Ok(outs.into_iter().map(Bytes::from).collect())
+        parts(n, |outs| self.split_metrics_into(request, outs, route))
     }
 
     /// [`Self::split_into`] for an `ExportMetricsServiceRequest`, metrics moving whole.
@@ -207,9 +201,7 @@ impl Splitter {
     where
         F: FnMut(DataPointRef<'_>) -> usize,
     {
-        let mut outs: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
-        self.split_data_points_into(request, &mut outs, route)?;
-        Ok(outs.into_iter().map(Bytes::from).collect())
+        parts(n, |outs| self.split_data_points_into(request, outs, route))
     }
 
     /// [`Self::split_data_points`], appending to `outs` as [`Self::split_into`] does. On error
@@ -507,4 +499,13 @@ where
     F: FnMut(SpanRef<'_>) -> usize,
 {
     Splitter::new().split(request, n, route)
+}
+/// `n` empty parts filled by `fill`, as `Bytes`: what every `split_*` returns.
+fn parts(
+    n: usize,
+    fill: impl FnOnce(&mut [Vec<u8>]) -> Result<(), ScanError>,
+) -> Result<Vec<Bytes>, ScanError> {
+    let mut outs: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
+    fill(&mut outs)?;
+    Ok(outs.into_iter().map(Bytes::from).collect())
 }

@@ -165,18 +165,7 @@ async fn traces_in_flight_stay_whole_while_the_gateway_set_changes() {
     let got = sink.requests();
     assert_eq!(sink.total(), total, "no span exported twice");
     assert_eq!(span_set(&got), span_set(&sent), "every span exported");
-    let mut exports_of =
-        std::collections::BTreeMap::<Vec<u8>, std::collections::BTreeSet<usize>>::new();
-    for (n, r) in got.iter().enumerate() {
-        for s in r
-            .resource_spans
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .flat_map(|ss| &ss.spans)
-        {
-            exports_of.entry(s.trace_id.clone()).or_default().insert(n);
-        }
-    }
+    let exports_of = support::exports_per_trace(&got);
     assert_eq!(exports_of.len(), 240);
     let split: Vec<_> = exports_of.values().filter(|e| e.len() > 1).collect();
     let claims: f64 = gateways

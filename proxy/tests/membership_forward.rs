@@ -103,6 +103,17 @@ async fn send_marked(to: SocketAddr, header: &str, body: &[u8]) -> (u32, String)
     .await
 }
 
+/// A sink and two gateways A and B that list each other (static resolver, 2 cores each).
+async fn pair() -> (Sink, [SocketAddr; 2], Tailgate, Tailgate) {
+    let sink = Sink::start().await;
+    let (ra, rb) = (reserve(), reserve());
+    let members = [ra.1, rb.1];
+    let a = Tailgate::start(&gateway(ra.1, &members, sink.addr), &["--cores", "2"]);
+    let b = Tailgate::start(&gateway(rb.1, &members, sink.addr), &["--cores", "2"]);
+    drop((ra.0, rb.0));
+    (sink, members, a, b)
+}
+
 /// The spanmetrics calls counted by a gateway's prometheus exporter, summed over series.
 fn calls(g: &Tailgate) -> f64 {
     let text = support::http_get(g.addr("exporters::prometheus"), "/metrics").1;
@@ -124,12 +135,8 @@ fn one_trace_request(req: &ExportTraceServiceRequest, trace: &[u8]) -> ExportTra
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_forwards_what_it_does_not_own_and_each_trace_is_decided_once() {
-    let sink = Sink::start().await;
-    let (ra, rb) = (reserve(), reserve());
-    let members = [ra.1, rb.1];
-    let a = Tailgate::start(&gateway(ra.1, &members, sink.addr), &["--cores", "2"]);
-    let b = Tailgate::start(&gateway(rb.1, &members, sink.addr), &["--cores", "2"]);
-    drop((ra.0, rb.0));
+    let (sink, members, a, b) = pair().await;
+    let (ra, rb) = (members[0], members[1]);
 
     // 40 requests of 50 spans, every span its own trace, all sent to A (an agent whose list
     // names only A): about half the traces are B's.
@@ -148,7 +155,7 @@ async fn a_gateway_forwards_what_it_does_not_own_and_each_trace_is_decided_once(
     let owned_by_b = reqs
         .iter()
         .flat_map(|r| r.resource_spans[0].scope_spans[0].spans.iter())
-        .filter(|s| owner(&members, &s.trace_id) == rb.1)
+        .filter(|s| owner(&members, &s.trace_id) == rb)
         .count() as f64;
     assert!(owned_by_b > 0.0 && owned_by_b < total as f64);
     let fwd = "tailgate_membership_forwarded_spans_total{processor=\"tail_sampling\",reason=\"not_owner\"}";
@@ -182,11 +189,11 @@ async fn a_gateway_forwards_what_it_does_not_own_and_each_trace_is_decided_once(
     let spans = &req.resource_spans[0].scope_spans[0].spans;
     let theirs = spans
         .iter()
-        .find(|s| owner(&members, &s.trace_id) == rb.1)
+        .find(|s| owner(&members, &s.trace_id) == rb)
         .expect("one of 8 traces is B's");
     let batch = one_trace_request(&req, &theirs.trace_id);
     let body = Bytes::from(batch.encode_to_vec());
-    let header = mark(ra.1, 1);
+    let header = mark(ra, 1);
     for _ in 0..2 {
         let (code, msg) = send_marked(b.grpc(), &header, &body).await;
         assert_eq!(code, 0, "{msg}");
@@ -201,10 +208,10 @@ async fn a_gateway_forwards_what_it_does_not_own_and_each_trace_is_decided_once(
     // Forwarded data is never forwarded again: a marked span B does not own stays at B.
     let mine = spans
         .iter()
-        .find(|s| owner(&members, &s.trace_id) == ra.1)
+        .find(|s| owner(&members, &s.trace_id) == ra)
         .expect("one of 8 traces is A's");
     let batch = one_trace_request(&req, &mine.trace_id);
-    let (code, msg) = send_marked(b.grpc(), &mark(ra.1, 2), &batch.encode_to_vec()).await;
+    let (code, msg) = send_marked(b.grpc(), &mark(ra, 2), &batch.encode_to_vec()).await;
     assert_eq!(code, 0, "{msg}");
     sink.wait_total(total + 2).await;
     assert_eq!(b.metric(fwd), Some(0.0));
@@ -240,12 +247,7 @@ async fn a_gateway_forwards_what_it_does_not_own_and_each_trace_is_decided_once(
 /// one export (a trace decided in two places leaves in two).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_whose_spans_reach_two_gateways_is_decided_whole_by_its_owner() {
-    let sink = Sink::start().await;
-    let (ra, rb) = (reserve(), reserve());
-    let members = [ra.1, rb.1];
-    let a = Tailgate::start(&gateway(ra.1, &members, sink.addr), &["--cores", "2"]);
-    let b = Tailgate::start(&gateway(rb.1, &members, sink.addr), &["--cores", "2"]);
-    drop((ra.0, rb.0));
+    let (sink, _, a, b) = pair().await;
     let mut sent = Vec::new();
     for i in 0..10 {
         let mut req = support::make_request(i, 1, 1, 40);
@@ -270,18 +272,7 @@ async fn a_trace_whose_spans_reach_two_gateways_is_decided_whole_by_its_owner() 
     }
     sink.wait_total(400).await;
     assert_eq!(span_set(&sink.requests()), span_set(&sent));
-    let mut requests_of =
-        std::collections::BTreeMap::<Vec<u8>, std::collections::BTreeSet<usize>>::new();
-    for (n, r) in sink.requests().iter().enumerate() {
-        for s in r
-            .resource_spans
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .flat_map(|ss| &ss.spans)
-        {
-            requests_of.entry(s.trace_id.clone()).or_default().insert(n);
-        }
-    }
+    let requests_of = support::exports_per_trace(&sink.requests());
     assert_eq!(requests_of.len(), 100);
     let split: Vec<_> = requests_of.iter().filter(|(_, r)| r.len() > 1).collect();
     assert!(split.is_empty(), "traces exported in pieces: {split:?}");
@@ -304,18 +295,14 @@ async fn a_trace_whose_spans_reach_two_gateways_is_decided_whole_by_its_owner() 
 /// decides the whole trace once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_makes_the_owner_hand_its_fragment_to_the_holder() {
-    let sink = Sink::start().await;
-    let (ra, rb) = (reserve(), reserve());
-    let members = [ra.1, rb.1];
-    let a = Tailgate::start(&gateway(ra.1, &members, sink.addr), &["--cores", "2"]);
-    let b = Tailgate::start(&gateway(rb.1, &members, sink.addr), &["--cores", "2"]);
-    drop((ra.0, rb.0));
+    let (sink, members, a, b) = pair().await;
+    let ra = members[0];
     // A trace of 4 spans owned by A: two reach A from an agent, two reach B marked.
     let mut req = support::make_request(7, 1, 1, 16);
     let spans = &mut req.resource_spans[0].scope_spans[0].spans;
     let t = spans
         .iter()
-        .find(|s| owner(&members, &s.trace_id) == ra.1)
+        .find(|s| owner(&members, &s.trace_id) == ra)
         .expect("one of 16 traces is A's")
         .trace_id
         .clone();
@@ -327,7 +314,7 @@ async fn a_claim_makes_the_owner_hand_its_fragment_to_the_holder() {
     to_a.resource_spans[0].scope_spans[0].spans.truncate(2);
     to_b.resource_spans[0].scope_spans[0].spans.drain(..2);
     assert_eq!(export(a.grpc(), &to_a, Compression::Identity).await.0, 0);
-    let (code, msg) = send_marked(b.grpc(), &mark(ra.1, 1), &to_b.encode_to_vec()).await;
+    let (code, msg) = send_marked(b.grpc(), &mark(ra, 1), &to_b.encode_to_vec()).await;
     assert_eq!(code, 0, "{msg}");
     sink.wait_total(4).await;
     let requests = sink.requests();

@@ -373,6 +373,25 @@ fn kv(k: &str, v: &str) -> KeyValue {
     }
 }
 
+/// For each trace ID, the indexes of the requests that carried its spans: a trace decided once
+/// leaves in one export, a trace decided in pieces in several.
+pub fn exports_per_trace(
+    reqs: &[ExportTraceServiceRequest],
+) -> BTreeMap<Vec<u8>, std::collections::BTreeSet<usize>> {
+    let mut out = BTreeMap::<Vec<u8>, std::collections::BTreeSet<usize>>::new();
+    for (n, r) in reqs.iter().enumerate() {
+        let spans = r
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans);
+        for s in spans {
+            out.entry(s.trace_id.clone()).or_default().insert(n);
+        }
+    }
+    out
+}
+
 /// Every span as (resource bytes, scope bytes, schema urls, span bytes), sorted: comparing two of
 /// these checks that each span arrived byte-identical under its resource and scope.
 /// One span with its context, all as bytes.

@@ -61,6 +61,14 @@ impl Deferral {
         }
     }
 
+    /// True when no trace can be deferred now: no view was applied within `skew` and the start
+    /// is older than `skew` ([`Deferral::not_before`] answers `None` for every unstamped trace
+    /// this gateway owns).
+    pub fn quiet(&mut self, now: u64, cfg: &RuleConfig) -> bool {
+        self.prune(now, cfg);
+        self.previous.is_empty() && now >= self.started_at.saturating_add(cfg.skew)
+    }
+
     /// The earliest instant the decision of `trace`, first seen at `first_seen` on this gateway
     /// under `view`, may be taken; `None` when its normal deadline (`first_seen + decision_wait`)
     /// is already late enough. `stamp` is the sender's table fingerprint, when it sent one.

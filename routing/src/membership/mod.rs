@@ -389,6 +389,14 @@ impl Rules {
         self.counters.claims_expired_unused += e.unused;
     }
 
+    /// True when [`Rules::route`] of an unmarked, unstamped run of a trace this gateway owns is
+    /// `Local` with no deferral and changes nothing: no claim is live and no view change (or the
+    /// start) is within `skew`. The shell may then place such runs without asking: the steady
+    /// state's fast path (a trace's ownership is one hash).
+    pub fn steady(&mut self, now: u64) -> bool {
+        self.claims.is_empty() && self.deferral.quiet(now, &self.cfg)
+    }
+
     /// Rule 4.2: where a run of spans of `trace` that arrived here goes. `held` is what this core's
     /// engine knows, `mark` the batch's marking, `stamp` the sender's table hash if it sent one.
     /// A trace this gateway starts holding without owning it is claimed to its owner at once:

@@ -794,3 +794,38 @@ fn dedup_counts_retries() {
     assert!(!r.accept_batch(B, Incarnation(1), 0, 1));
     assert_eq!(r.counters().duplicate_batches, 1);
 }
+
+#[test]
+fn steady_only_without_claims_and_outside_the_skew_of_a_change() {
+    let v = view(A, &[A, B], 1);
+    let c = cfg();
+    let mut r = Rules::new(c, v.clone(), 0);
+    // The start is a change: not steady until `skew` has passed.
+    assert!(!r.steady(0));
+    let t0 = c.skew + 1;
+    assert!(r.steady(t0));
+    // Whenever steady, an unmarked run of an owned trace is local with no deferral.
+    let mine = owned_by(&v, A);
+    let mut out = Vec::new();
+    assert_eq!(
+        r.route(t0, &mine, Held::No, None, None, &mut out),
+        Route::Local { not_before: None }
+    );
+    assert!(out.is_empty());
+    // A claim makes it unsteady until the claim expires.
+    let theirs = owned_by(&v, A);
+    let claim = ClaimEntry {
+        trace: theirs,
+        pending: true,
+        anchored: false,
+        ttl_ms: 1_000,
+    };
+    let _ = r.on_claims(t0, B, Incarnation(1), &[claim], |_| Held::No);
+    assert!(!r.steady(t0));
+    // So does a view change, for `skew`.
+    let mut r = Rules::new(c, v, 0);
+    let t1 = c.skew + 1;
+    let _ = r.on_view(t1, view(A, &[A, B, C], 2), Vec::new());
+    assert!(!r.steady(t1));
+    assert!(r.steady(t1 + c.skew + 1));
+}

@@ -223,6 +223,13 @@ pub fn parse(value: &[u8]) -> Result<Hop, (MarkRefusal, String)> {
     };
     // parse() guarantees a batch for span kinds and none for control kinds.
     let batch = match header.batch {
+        Some((core, _)) if core >= MAX_SENDER_CORES => {
+            // Dedup keeps a window per sender core: a hostile core number must not size it.
+            return Err(malformed(format!(
+                "b: sender core {core} above {}",
+                MAX_SENDER_CORES - 1
+            )));
+        }
         Some(b) => b,
         None if header.kind.carries_spans() => return Err(malformed("no batch ID".to_owned())),
         None => (0, 0),
@@ -235,6 +242,10 @@ pub fn parse(value: &[u8]) -> Result<Hop, (MarkRefusal, String)> {
         batch,
     })
 }
+
+/// The most cores a sending gateway may have: the bound on its batch IDs' core field, so the
+/// dedup windows a member can make this gateway keep stay small (tailgate runs a core per CPU).
+pub const MAX_SENDER_CORES: u16 = 1024;
 
 #[cfg(test)]
 mod tests {
@@ -282,6 +293,10 @@ mod tests {
             ),
             (
                 "v=1;k=drain;f=a:1;i=0000000000000001;t=0000000000000002",
+                MarkRefusal::Malformed,
+            ),
+            (
+                "v=1;k=handover;f=a:1;i=0000000000000001;t=0000000000000002;b=1024.1",
                 MarkRefusal::Malformed,
             ),
         ];

@@ -4,6 +4,11 @@
 //! set (as agents and gateways do for a while after a change), the set grows from two gateways
 //! to three and shrinks back. Every trace must still be decided once, whole: all its spans leave
 //! in one export, and no span is lost or exported twice.
+//!
+//! The guarantee holds while members apply a change within `skew` of each other (here `grace`
+//! 6 s − decision_wait 1 s − margin 1 s = 4 s); a debug build on a loaded 2-core CI machine can
+//! take over a second to apply one (a `grace` of 3 s split 15 of 240 traces there once), so the
+//! test allows for 4 s.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod dns_server;
@@ -60,7 +65,7 @@ processors:
         dns_server: {dns}
         self: {me}
         protocol: {{otlp: {{tls: {{insecure: true}}, retry_on_failure: {{initial_interval: 50ms}}}}}}
-        grace: 3s
+        grace: 6s
 exporters:
   otlp:
     endpoint: {sink}
@@ -157,7 +162,7 @@ async fn traces_in_flight_stay_whole_while_the_gateway_set_changes() {
         }
         panic!("sink got {} of {total} spans", sink.total());
     }
-    // Settled: nothing more arrives after every gateway's last decision (grace 3 s).
+    // Settled: nothing more arrives after every gateway's last decision (grace 6 s).
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && sink.total() == total {
         tokio::time::sleep(Duration::from_millis(200)).await; // polling for late duplicates

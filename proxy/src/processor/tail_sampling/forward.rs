@@ -241,6 +241,7 @@ impl Forwarder {
             return;
         }
         let view = Arc::new(self.peers.view());
+        self.peers.note_listed(&view, std::time::Instant::now());
         let members = view.table().members().len().max(1) as u64;
         self.share.set(self.queue_bytes / members);
         let mut held_now = Vec::new();

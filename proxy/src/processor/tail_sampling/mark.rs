@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tailgate_proto::error::HopError;
 use tailgate_proto::hop::{HopHeader, Kind as WireKind, Reason as WireReason};
@@ -64,51 +64,39 @@ pub struct MarkedEntry {
 }
 
 /// Who may send marked data: the current members, and members removed less than `grace` ago (a
-/// gateway the resolver dropped still forwards what lagging agents send it, and the spans it
-/// holds must still reach their owners).
+/// gateway the resolver dropped still forwards what lagging agents send it, and the spans and
+/// claims it holds must still reach their owners). Rebuilt when the member table changes.
 struct Members {
     view: View,
     addresses: BTreeSet<IpAddr>,
-    /// Removed members: endpoint, address (when an IP), accepted until.
-    recent: Vec<(Arc<str>, Option<IpAddr>, Instant)>,
+    /// Removed members still accepted, as of the last rebuild.
+    recent: Vec<Arc<str>>,
 }
 
 impl Members {
-    fn new(peers: &Peers) -> Self {
+    fn new(peers: &Peers, now: Instant) -> Self {
         let view = peers.view();
+        let recent = peers.recently_listed(&view, now);
+        let mut addresses = peers.member_addresses(&view);
+        addresses.extend(recent.iter().filter_map(|e| {
+            split_host_port(e)
+                .ok()
+                .and_then(|(h, _)| h.trim_matches(['[', ']']).parse::<IpAddr>().ok())
+        }));
         Members {
-            addresses: peers.member_addresses(&view),
             view,
-            recent: Vec::new(),
+            addresses,
+            recent,
         }
     }
 
-    /// Follows a new member table; members it drops stay accepted for `grace`.
-    fn refresh(&mut self, peers: &Peers, now: Instant) {
-        let next = Members::new(peers);
-        let until = now + Duration::from_nanos(peers.rules.grace);
-        for m in self.view.table().members() {
-            if !next.view.is_member(m.endpoint()) {
-                let ip = split_host_port(m.endpoint())
-                    .ok()
-                    .and_then(|(h, _)| h.trim_matches(['[', ']']).parse::<IpAddr>().ok());
-                self.recent.push((Arc::from(m.endpoint()), ip, until));
-            }
-        }
-        self.recent
-            .retain(|(e, _, t)| *t > now && !next.view.is_member(e));
-        self.view = next.view;
-        self.addresses = next.addresses;
-        self.addresses
-            .extend(self.recent.iter().filter_map(|(_, ip, _)| *ip));
-    }
-
-    fn allows_sender(&self, endpoint: &str, now: Instant) -> bool {
+    fn allows_sender(&self, peers: &Peers, endpoint: &str, now: Instant) -> bool {
         self.view.is_member(endpoint)
-            || self
-                .recent
-                .iter()
-                .any(|(e, _, t)| &**e == endpoint && *t > now)
+            || (self.recent.iter().any(|e| &**e == endpoint)
+                && peers
+                    .recently_listed(&self.view, now)
+                    .iter()
+                    .any(|e| &**e == endpoint))
     }
 }
 
@@ -140,7 +128,7 @@ impl MarkedEntry {
         });
         MarkedEntry {
             next,
-            members: RefCell::new(Members::new(&peers)),
+            members: RefCell::new(Members::new(&peers, Instant::now())),
             peers,
             refused,
         }
@@ -167,7 +155,7 @@ impl MarkedEntry {
         let now = Instant::now();
         let generation = self.peers.cell.load().generation;
         if self.members.borrow().view.generation() != generation {
-            self.members.borrow_mut().refresh(&self.peers, now);
+            *self.members.borrow_mut() = Members::new(&self.peers, now);
         }
         let members = self.members.borrow();
         let member = peer.is_some_and(|p| is_member_address(&members.addresses, p.ip()));
@@ -179,7 +167,7 @@ impl MarkedEntry {
             ));
         }
         let hop = parse(value)?;
-        if !members.allows_sender(&hop.from, now) {
+        if !members.allows_sender(&self.peers, &hop.from, now) {
             return Err((
                 MarkRefusal::NotMember,
                 format!(

@@ -3,11 +3,11 @@
 //! `tailgate-membership` control thread; each core builds its `View` from it), who may send
 //! marked data, this process's incarnation and how to reach peers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tailgate_routing::membership::{Incarnation, RuleConfig, View};
 
@@ -37,9 +37,39 @@ pub struct Peers {
     pub client: Arc<PeerClient>,
     /// TLS client settings when peers are dialled with TLS.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// When each endpoint was last seen in an applied member table (cores note every table they
+    /// apply): a member removed less than `grace` ago may still send marked data, whichever
+    /// tables a receiving core happened to look at.
+    listed: Mutex<HashMap<Arc<str>, Instant>>,
 }
 
 impl Peers {
+    /// Notes that every member of `view` is listed at `now` (called when a core applies it).
+    pub fn note_listed(&self, view: &View, now: Instant) {
+        let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+        for m in view.table().members() {
+            match listed.get_mut(m.endpoint()) {
+                Some(at) => *at = now,
+                None => {
+                    listed.insert(Arc::from(m.endpoint()), now);
+                }
+            }
+        }
+        let grace = Duration::from_nanos(self.rules.grace);
+        listed.retain(|_, at| now.saturating_duration_since(*at) < grace);
+    }
+
+    /// Members listed at some point in the last `grace` that `view` no longer lists.
+    pub fn recently_listed(&self, view: &View, now: Instant) -> Vec<Arc<str>> {
+        let grace = Duration::from_nanos(self.rules.grace);
+        let listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+        listed
+            .iter()
+            .filter(|(e, at)| !view.is_member(e) && now.saturating_duration_since(**at) < grace)
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
     /// The view of the members as published now (each core builds its own and keeps it until
     /// the generation changes).
     pub fn view(&self) -> View {
@@ -125,7 +155,9 @@ pub fn start(
         named,
         client: Arc::new(m.client.clone()),
         tls,
+        listed: Mutex::new(HashMap::new()),
     };
+    peers.note_listed(&peers.view(), Instant::now());
     if peers.view().me().is_none() {
         tracing::warn!(
             "{path}.self: {} is not among the members resolved so far: this gateway owns no trace until it is",

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::config::PrometheusExporterConfig;
-use super::sample::{Sample, Value};
+use super::sample::{label_text, Sample, Value};
 use crate::metrics_data::exponential::ExponentialHistogram;
 use crate::metrics_data::{
     Attributes, Exemplar, ExponentialHistogramPoint, MetricData, MetricsBatch, MetricsConsumer,
@@ -464,27 +464,6 @@ pub fn normalize_label(k: &str) -> String {
         out.insert_str(0, "key");
     }
     out
-}
-
-fn label_text(labels: &[(String, String)], le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::sample::{Sample, Value};
+use super::sample::{label_text, Sample, Value};
 use crate::metrics_data::Exemplar;
 
 /// The content type of the answer (OpenMetrics 1.0.0).
@@ -115,27 +115,6 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
-}
-
-fn label_text(labels: &[(String, String)], le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// client_golang's `writeOpenMetricsFloat`: Go's `strconv.FormatFloat(f, 'g', -1, 64)` with `.0`

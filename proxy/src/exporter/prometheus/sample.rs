@@ -29,3 +29,26 @@ pub enum Value {
     /// An exponential histogram (a native histogram in Prometheus terms).
     Exponential(Box<ExponentialHistogram>),
 }
+
+/// The `{k="v",…,le="…"}` label set of a sample, escaped as both text formats escape it.
+pub(super) fn label_text(labels: &[(String, String)], le: Option<&str>) -> String {
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+/// A label value escaped for the Prometheus text and OpenMetrics formats.
+pub(super) fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

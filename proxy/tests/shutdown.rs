@@ -76,7 +76,8 @@ async fn a_request_finishing_after_the_connection_grace_is_refused_not_lost() {
     let (head, tail) = late.split_at(late.len() / 2);
     let addr = tg.grpc();
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let (client, mut conn) = h2::client::handshake(tcp).await.unwrap();
+    let mut ping = conn.ping_pong().expect("a fresh connection has its ping_pong");
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -89,6 +90,12 @@ async fn a_request_finishing_after_the_connection_grace_is_refused_not_lost() {
     let (resp, mut stream) = client.send_request(req, false).unwrap();
     stream
         .send_data(Bytes::copy_from_slice(head), false)
+        .unwrap();
+    // The server answers a PING after reading the frames sent before it, so the stream is open
+    // there before SIGTERM (else its GOAWAY would refuse the stream and close the connection).
+    tokio::time::timeout(Duration::from_secs(20), ping.ping(h2::Ping::opaque()))
+        .await
+        .expect("no PING answer within 20 s")
         .unwrap();
 
     let pid = tg.child.id().to_string();

@@ -13,25 +13,9 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use support::{export, frame, send_raw, span_set, Sink, Tailgate, EXPORT_PATH};
+use support::{export, frame, reserve, send_raw, span_set, Sink, Tailgate, EXPORT_PATH};
 use tailgate_proto::compression::Compression;
 use tailgate_routing::{Member, Mode, RoutingTable};
-
-/// Holds a loopback port for a gateway that has not started yet: bound with SO_REUSEPORT and
-/// never listening, so the gateway's own SO_REUSEPORT listeners can bind it (and no other test
-/// can) while nothing is accepted on this socket. Both gateways must know both ports up front.
-struct Reserved(socket2::Socket, SocketAddr);
-
-fn reserve() -> Reserved {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.set_reuse_port(true).unwrap();
-    s.set_reuse_address(true).unwrap();
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .unwrap();
-    let addr = s.local_addr().unwrap().as_socket().unwrap();
-    Reserved(s, addr)
-}
 
 fn gateway(me: SocketAddr, members: &[SocketAddr], sink: SocketAddr) -> String {
     let list = members

@@ -77,7 +77,9 @@ async fn a_request_finishing_after_the_connection_grace_is_refused_not_lost() {
     let addr = tg.grpc();
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (client, mut conn) = h2::client::handshake(tcp).await.unwrap();
-    let mut ping = conn.ping_pong().expect("a fresh connection has its ping_pong");
+    let mut ping = conn
+        .ping_pong()
+        .expect("a fresh connection has its ping_pong");
     tokio::spawn(async move {
         let _ = conn.await;
     });

@@ -17,6 +17,8 @@ use super::build::{build, receiver_handler, Built};
 use super::error::StartError;
 use super::shared::Shared;
 use crate::pipeline::Drain;
+use crate::processor::tail_sampling::drain::Phase;
+use crate::processor::tail_sampling::peers::Peers;
 use crate::processor::tail_sampling::processor::Part;
 use crate::receiver::listener;
 use crate::receiver::metrics::ConnMetrics;
@@ -131,13 +133,17 @@ pub async fn core_main(
             tls,
             limits,
             metrics,
-            shared.shutdown.clone(),
+            shared.closing.clone(),
         )));
     }
     for task in tasks {
         glommio::spawn_local(task).detach();
     }
     shared.shutdown.wait().await;
+    if let Some(peers) = &shared.peers {
+        membership_drain(peers).await;
+    }
+    shared.closing.set();
     // Open connections get GOAWAY / close and `connection_grace` to finish their requests, so
     // what they were answered OK for is in the stages that drain flushes. Requests finishing
     // later are refused (the gate), never taken after the flush. Then `drain_timeout` drains.
@@ -157,6 +163,17 @@ pub async fn core_main(
     closed.set(true);
     let until = Instant::now() + shared.drain_deadline;
     stopped(drain(&drains, until).await);
+}
+
+/// A gateway with membership keeps receiving while its drain phases run (each core's membership
+/// tick advances them, `tail_sampling::drain`); this waits for `closing`, or for the phases'
+/// failsafe deadline should the ticks have stopped.
+async fn membership_drain(peers: &Peers) {
+    peers.begin_drain(Instant::now());
+    let deadline = peers.drain.deadline();
+    while peers.drain.phase() < Phase::Closing && deadline.is_none_or(|d| Instant::now() < d) {
+        glommio::timer::Timer::new(Duration::from_millis(20)).await;
+    }
 }
 
 /// Binds every listener of this core.

@@ -40,6 +40,9 @@ pub struct Shared {
     pub cores: usize,
     /// Set by SIGTERM/SIGINT (or a core failing at start-up).
     pub shutdown: Arc<stop::Shutdown>,
+    /// Set when the listeners stop: at once after `shutdown`, or after a membership drain's
+    /// phases (`tail_sampling::drain`), during which a leaving gateway keeps receiving.
+    pub closing: Arc<stop::Latch>,
     /// Set once every core has built every component: listeners accept only after it.
     pub go: Arc<stop::Latch>,
     /// Set once every core runs: the health endpoint's readiness (liveness ignores it).
@@ -102,7 +105,7 @@ pub fn start(
     let balancers =
         crate::exporter::loadbalancing::resolver::start(&config, &registry, stop_threads)
             .map_err(|e| StartError::component("exporters", e))?;
-    let peers = peers::start(&config, &registry, stop_threads)
+    let peers = peers::start(&config, &registry, cores, stop_threads)
         .map_err(|e| StartError::component("processors", e))?;
     let meshes = build_meshes(&config, cores);
     let budgets = config.shutdown;
@@ -114,6 +117,7 @@ pub fn start(
         memory_soft_limit,
         cores,
         shutdown,
+        closing: Arc::new(stop::Latch::default()),
         go: Arc::new(stop::Latch::default()),
         healthy,
         connection_grace: budgets.connection_grace.0,

@@ -877,3 +877,19 @@ pub async fn blast(addr: std::net::SocketAddr, body: Bytes, requests: usize) {
         t.await.unwrap();
     }
 }
+
+/// Holds a loopback port for a gateway that has not started yet: bound with SO_REUSEPORT and
+/// never listening, so the gateway's own SO_REUSEPORT listeners can bind it (and no other test
+/// can) while nothing is accepted on this socket. Gateways listing each other must know every port up front.
+pub struct Reserved(pub socket2::Socket, pub SocketAddr);
+
+pub fn reserve() -> Reserved {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_reuse_port(true).unwrap();
+    s.set_reuse_address(true).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    Reserved(s, addr)
+}

@@ -17,10 +17,11 @@ use tailgate_proto::control::{self, Control, State};
 use tailgate_proto::hop::Kind as WireKind;
 use tailgate_proto::{RequestBuilder, SpanView};
 use tailgate_routing::membership::{
-    ClaimEntry, Held, Incarnation, Mark, Out, PeerRef, Reason, Route, Rules,
+    ClaimEntry, DropReason, Held, Incarnation, Mark, Out, PeerRef, Reason, Route, Rules,
 };
 use tailgate_sampler::{shard_for, Clock, Engine, HeldState, SystemClock};
 
+use super::drain::Phase;
 use super::peers::Peers;
 use crate::exporter::otlp;
 use crate::exporter::otlp::exporter::OtlpExporter;
@@ -71,6 +72,10 @@ struct ForwardMetrics {
     control_received: Local,
     control_refused: Local,
     view_changes: Local,
+    decisions_sent: Local,
+    decisions_received: Local,
+    /// `tailgate_membership_drain_phase` (core 0 writes it).
+    drain_phase: Local,
 }
 
 impl ForwardMetrics {
@@ -87,6 +92,9 @@ impl ForwardMetrics {
         const RECV: &str = "tailgate_membership_received_spans_total";
         const RECV_HELP: &str = "Spans other gateways sent here, by kind (tailgate).";
         const FAILED: &str = "tailgate_membership_forward_failed_spans_total";
+        const DECISIONS: &str = "tailgate_membership_decisions_handed_over_total";
+        const DECISIONS_HELP: &str =
+            "Decisions a draining gateway handed to the new owners of its traces, or received (tailgate).";
         const FAILED_HELP: &str =
             "Spans that could not be handed to a peer's sending queue, by reason (tailgate).";
         Self {
@@ -137,6 +145,24 @@ impl ForwardMetrics {
                 "Control messages whose payload did not parse; nothing of them applied (tailgate).",
                 &[],
             ),
+            decisions_sent: counter(
+                DECISIONS,
+                DECISIONS_HELP,
+                &[("direction", "sent")],
+            ),
+            decisions_received: counter(
+                DECISIONS,
+                DECISIONS_HELP,
+                &[("direction", "received")],
+            ),
+            drain_phase: registry
+                .register(
+                    "tailgate_membership_drain_phase",
+                    "Drain phase of this gateway: 0 running, 1 announce, 2 deciding, 3 handing over, 4 closing (tailgate).",
+                    Kind::Gauge,
+                    &[("processor", processor)],
+                )
+                .local(core),
         }
     }
 }
@@ -156,6 +182,8 @@ pub struct Forwarder {
     metrics: ForwardMetrics,
     /// Scratch: destination of each trace seen in the part being classified.
     seen: RefCell<ahash::AHashMap<[u8; 16], Dest>>,
+    /// This core has sent its decisions (drain phase 3).
+    handed: Cell<bool>,
     /// Cores of this process: a control entry is applied by the core owning its trace.
     cores: usize,
     /// This core's index (`core` is its `u16` for batch IDs).
@@ -186,6 +214,7 @@ impl Forwarder {
             core: u16::try_from(core).unwrap_or(u16::MAX),
             seq: Cell::new(0),
             seen: RefCell::new(ahash::AHashMap::new()),
+            handed: Cell::new(false),
             cores: cores.max(1),
             index: core,
         }
@@ -236,7 +265,7 @@ impl Forwarder {
     /// claimed to it (design §4.3), and traces moving here are deferred until their claims can
     /// have arrived.
     pub fn follow(&self, engine: &OwnerEngine) {
-        let generation = self.peers.cell.load().generation;
+        let generation = self.peers.generation();
         if self.rules.borrow().view().generation() == generation {
             return;
         }
@@ -267,6 +296,7 @@ impl Forwarder {
     /// A marked part arrived: true the first time its batch is seen here. A retried forward
     /// whose first attempt arrived (its answer was lost) is counted and not inserted again.
     pub fn accept(&self, hop: &Hop, spans: u64) -> bool {
+        self.peers.seen(&hop.from, hop.incarnation);
         let fresh = self.rules.borrow_mut().accept_batch(
             &hop.from,
             Incarnation(hop.incarnation),
@@ -419,6 +449,7 @@ impl Forwarder {
             return;
         };
         self.metrics.control_received.add(1);
+        self.peers.seen(&hop.from, hop.incarnation);
         // Arbitrate under the newest member table this process has.
         self.follow(engine);
         let now = SystemClock.now_unix_nanos();
@@ -488,11 +519,22 @@ impl Forwarder {
                         mine.push((d.trace_id, d.kept));
                     }
                 }
+                self.metrics.decisions_received.add(mine.len() as u64);
                 engine.borrow_mut().import_decisions(&mine);
                 Ok(Vec::new())
             }
-            // Drain phases are design step 7; the receiver refuses these kinds before here.
-            Control::Drain | Control::Done => Ok(Vec::new()),
+            Control::Drain => {
+                // Every core gets the announcement; the first applies it for the process.
+                let at = std::time::Instant::now();
+                self.peers.set_leaving(&hop.from, hop.incarnation, at);
+                drop(rules);
+                self.follow(engine);
+                Ok(Vec::new())
+            }
+            Control::Done => {
+                rules.drop_peer(&hop.from, DropReason::Drained);
+                Ok(Vec::new())
+            }
         }
     }
 
@@ -585,6 +627,111 @@ impl Forwarder {
         self.rules.borrow().next_poll()
     }
 }
+
+impl Forwarder {
+    /// This core's part of the drain (called every [`FOLLOW_INTERVAL`]; see [`super::drain`]):
+    /// reports whether the engine holds a pending trace, announces the drain (core 0), sends
+    /// this core's decisions when `handing over` starts, and `done` once every core has (core 0).
+    pub fn drain_tick(&self, engine: &OwnerEngine) {
+        let drain = &self.peers.drain;
+        let now = std::time::Instant::now();
+        self.peers.expire_leaving(now);
+        if !drain.draining() {
+            return;
+        }
+        // Picks up the view without this gateway (claims every held trace to its new owner).
+        self.follow(engine);
+        drain.report_pending(self.index, engine.borrow().next_due().is_some());
+        match drain.phase() {
+            Phase::Announce if self.index == 0 => {
+                self.broadcast(WireKind::Drain);
+                drain.announced();
+            }
+            Phase::HandingOver if !self.handed.get() => {
+                self.hand_over_decisions(engine);
+                self.handed.set(true);
+                drain.handed_over();
+            }
+            _ => {}
+        }
+        if self.index == 0 && drain.phase() == Phase::HandingOver && drain.all_handed() {
+            self.broadcast(WireKind::Done);
+            drain.done_sent();
+        }
+        drain.advance(std::time::Instant::now());
+        if self.index == 0 {
+            self.metrics.drain_phase.set(drain.phase() as u64);
+        }
+    }
+
+    /// A span entered this core's engine (the drain's `deciding` waits for quiet).
+    pub fn note_inserted(&self) {
+        if self.peers.drain.draining() {
+            self.peers.drain.note_insert(std::time::Instant::now());
+        }
+    }
+
+    /// Sends an empty control message of `kind` to every other member that is not itself
+    /// leaving (a drained peer may be gone: a message queued for it would hold this drain up
+    /// until its deadline).
+    fn broadcast(&self, kind: WireKind) {
+        let view = self.rules.borrow().view().clone();
+        let mut body = Vec::new();
+        control::encode_empty(&mut body);
+        let body = Bytes::from(body);
+        for m in view.table().members() {
+            let e = m.endpoint();
+            if e == &**view.self_endpoint() || view.leaving().contains(e) || view.down().contains(e)
+            {
+                continue;
+            }
+            let to = PeerRef::endpoint(Arc::from(m.endpoint()));
+            self.send_one(&to, HopKind::Control(kind), body.clone(), 0);
+        }
+    }
+
+    /// Sends the decisions of the traces this core decided less than the late window ago to
+    /// their owners, who answer late spans from them once this gateway is gone.
+    fn hand_over_decisions(&self, engine: &OwnerEngine) {
+        let now = SystemClock.now_unix_nanos();
+        let (view, window) = {
+            let rules = self.rules.borrow();
+            (rules.view().clone(), rules.config().late_window)
+        };
+        let mut by_owner: BTreeMap<Arc<str>, Vec<DecisionEntry>> = BTreeMap::new();
+        engine.borrow().held(|id, state| {
+            let HeldState::Decided { kept, at } = state else {
+                return;
+            };
+            let until = at.saturating_add(window);
+            if until <= now {
+                return;
+            }
+            if let Some(owner) = view.owner_endpoint(id) {
+                let ttl = u32::try_from((until - now).div_ceil(1_000_000)).unwrap_or(u32::MAX);
+                by_owner
+                    .entry(owner.clone())
+                    .or_default()
+                    .push((*id, kept, ttl));
+            }
+        });
+        let outs = by_owner
+            .into_iter()
+            .filter(|(owner, _)| owner != view.self_endpoint())
+            .map(|(owner, entries)| {
+                self.metrics.decisions_sent.add(entries.len() as u64);
+                Out::Decisions {
+                    to: PeerRef::endpoint(owner),
+                    entries,
+                }
+            })
+            .collect();
+        self.execute(outs, engine);
+    }
+}
+
+/// One handed-over decision: (trace, kept, ttl_ms), as `Out::Decisions` carries it.
+type DecisionEntry = ([u8; 16], bool, u32);
 
 /// The rules' view of what the engine holds.
 fn held(h: HeldState) -> Held {

@@ -153,7 +153,7 @@ impl MarkedEntry {
 
     fn check(&self, value: &[u8], peer: Option<SocketAddr>) -> Result<Hop, (MarkRefusal, String)> {
         let now = Instant::now();
-        let generation = self.peers.cell.load().generation;
+        let generation = self.peers.generation();
         if self.members.borrow().view.generation() != generation {
             *self.members.borrow_mut() = Members::new(&self.peers, now);
         }
@@ -181,8 +181,7 @@ impl MarkedEntry {
 }
 
 /// Parses a `tailgate-hop` value (`tailgate_proto::hop`) into a mark: span data (`fwd`,
-/// `handover`) or a control message (`claim`, `redirect`, `decisions`). The drain kinds are
-/// refused until drain phases are built (design step 7).
+/// `handover`) or a control message (`claim`, `redirect`, `decisions`, `drain`, `done`).
 pub fn parse(value: &[u8]) -> Result<Hop, (MarkRefusal, String)> {
     let malformed = |e: String| {
         (
@@ -199,15 +198,17 @@ pub fn parse(value: &[u8]) -> Result<Hop, (MarkRefusal, String)> {
         (WireKind::Fwd, Some(WireReason::NotOwner)) => HopKind::Forward(Reason::NotOwner),
         (WireKind::Fwd, Some(WireReason::Claim)) => HopKind::Forward(Reason::Claim),
         (WireKind::HandOver, _) => HopKind::HandOver,
-        (k @ (WireKind::Claim | WireKind::Redirect | WireKind::Decisions), _) => {
-            HopKind::Control(k)
+        (WireKind::Fwd, None) => {
+            return Err(malformed("k=fwd without a reason".to_owned()));
         }
-        (k, _) => {
-            return Err((
-                MarkRefusal::Malformed,
-                format!("tailgate-hop k={k}: drain messages are not accepted yet"),
-            ))
-        }
+        (
+            k @ (WireKind::Claim
+            | WireKind::Redirect
+            | WireKind::Decisions
+            | WireKind::Drain
+            | WireKind::Done),
+            _,
+        ) => HopKind::Control(k),
     };
     // parse() guarantees a batch for span kinds and none for control kinds.
     let batch = match header.batch {
@@ -280,7 +281,7 @@ mod tests {
                 MarkRefusal::Malformed,
             ),
             (
-                "v=1;k=drain;f=a:1;i=0000000000000001;t=0000000000000002",
+                "v=1;k=drain;f=a:1;i=0000000000000001;t=0000000000000002;b=0.1",
                 MarkRefusal::Malformed,
             ),
             (
@@ -298,5 +299,12 @@ mod tests {
         let hop = parse(claim.as_bytes()).unwrap();
         assert_eq!(hop.kind, HopKind::Control(WireKind::Claim));
         assert_eq!(hop_header(&hop).unwrap().to_str().unwrap(), claim);
+        for (k, kind) in [("drain", WireKind::Drain), ("done", WireKind::Done)] {
+            let value = format!("v=1;k={k};f=a:1;i=0000000000000001;t=0000000000000002");
+            assert_eq!(
+                parse(value.as_bytes()).unwrap().kind,
+                HopKind::Control(kind)
+            );
+        }
     }
 }

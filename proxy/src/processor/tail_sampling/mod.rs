@@ -25,9 +25,11 @@
 //! - [`metrics`]: `otelcol_processor_tail_sampling_*` from the engine's counters, per core.
 //! - Gateway membership (issue 18): [`membership`] (the keys), [`peers`] (the view shared by every
 //!   core), [`forward`] (the owner core's rule 4.2 and its peer clients), [`mark`] (the receiving
-//!   side: member gate and the `tailgate-hop` header).
+//!   side: member gate and the `tailgate-hop` header), [`drain`] (the phases a leaving gateway
+//!   runs on SIGTERM).
 
 pub mod config;
+pub mod drain;
 pub mod forward;
 pub mod mark;
 pub mod membership;

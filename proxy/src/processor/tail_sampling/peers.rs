@@ -3,14 +3,15 @@
 //! `tailgate-membership` control thread; each core builds its `View` from it), who may send
 //! marked data, this process's incarnation and how to reach peers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tailgate_routing::membership::{Incarnation, RuleConfig, View};
 
+use super::drain::{DrainState, HANDOVER_TIMEOUT};
 use super::membership::MembershipConfig;
 use crate::config::common::split_host_port;
 use crate::config::{ComponentId, Config, ProcessorConfig};
@@ -41,6 +42,20 @@ pub struct Peers {
     /// apply): a member removed less than `grace` ago may still send marked data, whichever
     /// tables a receiving core happened to look at.
     listed: Mutex<HashMap<Arc<str>, Instant>>,
+    /// Members that announced a drain: endpoint → (their incarnation, when). They own nothing
+    /// while listed here; see [`Peers::set_leaving`].
+    leaving: Mutex<BTreeMap<Arc<str>, (u64, Instant)>>,
+    /// Bumped whenever the leaving set (or this gateway's own drain) changes: with the member
+    /// table's generation it makes [`Peers::generation`].
+    leaving_version: AtomicU64,
+    /// This gateway's drain on SIGTERM.
+    pub drain: DrainState,
+}
+
+/// How long a member stays in the leaving set at most: its drain is over by then (`grace` +
+/// hand-over + the stages' drain), so an entry that outlives it can only be stale.
+fn leaving_ttl(grace: Duration) -> Duration {
+    grace + HANDOVER_TIMEOUT + Duration::from_secs(15)
 }
 
 impl Peers {
@@ -71,10 +86,86 @@ impl Peers {
     }
 
     /// The view of the members as published now (each core builds its own and keeps it until
-    /// the generation changes).
+    /// [`Peers::generation`] changes): the resolver's table, with the members that announced a
+    /// drain (and this gateway, once it drains) owning nothing.
     pub fn view(&self) -> View {
         let routes = self.cell.snapshot();
-        View::plain(&self.self_endpoint, routes.table.clone(), routes.generation)
+        let version = self.leaving_version.load(Ordering::Acquire);
+        let mut leaving: BTreeSet<String> =
+            self.lock_leaving().keys().map(|e| e.to_string()).collect();
+        if self.drain.draining() {
+            leaving.insert(self.self_endpoint.clone());
+        }
+        View::new(
+            &self.self_endpoint,
+            routes.table.clone(),
+            BTreeSet::new(),
+            leaving,
+            routes.generation.wrapping_add(version),
+        )
+    }
+
+    /// Changes whenever [`Peers::view`] would build another view: the table's generation plus
+    /// the leaving set's version (both only grow, so their sum changes with either).
+    pub fn generation(&self) -> u64 {
+        let version = self.leaving_version.load(Ordering::Acquire);
+        self.cell.load().generation.wrapping_add(version)
+    }
+
+    /// SIGTERM: this gateway starts draining and owns nothing from now on.
+    pub fn begin_drain(&self, now: Instant) {
+        if !self.drain.draining() {
+            self.drain.begin(now);
+            self.leaving_version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// `endpoint` (incarnation `incarnation`) announced its drain. A later message from another
+    /// incarnation at that address (a restart) takes it out again ([`Peers::seen`]).
+    pub fn set_leaving(&self, endpoint: &Arc<str>, incarnation: u64, now: Instant) {
+        let mut leaving = self.lock_leaving();
+        if leaving.get(endpoint).is_none_or(|(i, _)| *i != incarnation) {
+            leaving.insert(endpoint.clone(), (incarnation, now));
+            self.leaving_version.fetch_add(1, Ordering::AcqRel);
+            tracing::info!(peer = %endpoint, "a gateway peer drains: it owns no trace from now on");
+        }
+    }
+
+    /// A marked message from `endpoint` with `incarnation` arrived: if that address was leaving
+    /// under another incarnation, the new process is a member like any other.
+    pub fn seen(&self, endpoint: &str, incarnation: u64) {
+        if self.leaving_version.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut leaving = self.lock_leaving();
+        if leaving
+            .get(endpoint)
+            .is_some_and(|(i, _)| *i != incarnation)
+        {
+            leaving.remove(endpoint);
+            self.leaving_version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Forgets leaving members that are no longer listed or whose drain must be over.
+    pub fn expire_leaving(&self, now: Instant) {
+        if self.leaving_version.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let table = self.cell.snapshot();
+        let ttl = leaving_ttl(Duration::from_nanos(self.rules.grace));
+        let mut leaving = self.lock_leaving();
+        let before = leaving.len();
+        leaving.retain(|e, (_, since)| {
+            table.table.index_of(e).is_some() && now.saturating_duration_since(*since) < ttl
+        });
+        if leaving.len() != before {
+            self.leaving_version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn lock_leaving(&self) -> std::sync::MutexGuard<'_, BTreeMap<Arc<str>, (u64, Instant)>> {
+        self.leaving.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The addresses members connect from under `view`: each member's host when it is an IP,
@@ -107,6 +198,7 @@ pub fn is_member_address(members: &BTreeSet<IpAddr>, ip: IpAddr) -> bool {
 pub fn start(
     config: &Config,
     registry: &Registry,
+    cores: usize,
     stop: &Arc<AtomicBool>,
 ) -> Result<Option<Arc<Peers>>, String> {
     let found = config.processors.iter().find_map(|(id, p)| match p {
@@ -156,6 +248,9 @@ pub fn start(
         client: Arc::new(m.client.clone()),
         tls,
         listed: Mutex::new(HashMap::new()),
+        leaving: Mutex::new(BTreeMap::new()),
+        leaving_version: AtomicU64::new(0),
+        drain: DrainState::new(cores, m.grace),
     };
     peers.note_listed(&peers.view(), Instant::now());
     if peers.view().me().is_none() {

@@ -351,6 +351,9 @@ impl Owner {
         let mut out = self.out.borrow_mut();
         let mut engine = self.engine.borrow_mut();
         engine.insert_batch_summarized(views, fields, &mut out);
+        if let (Some(f), false) = (&self.forwarder, views.is_empty()) {
+            f.note_inserted();
+        }
         for (id, at) in &defer {
             engine.defer(id, *at);
         }
@@ -561,6 +564,7 @@ async fn follow_members(stage: std::rc::Weak<TailSampling>) {
         };
         if let Some(f) = &s.owner.forwarder {
             f.follow(&s.owner.engine);
+            f.drain_tick(&s.owner.engine);
             s.owner.due_work();
         }
     }

@@ -15,8 +15,10 @@
 #               supported Kubernetes (1.30: preStop sleep) and the newest the package knows.
 #   3. invariants  tests/check_invariants.py: headless Service, resolver hostname = Service DNS name,
 #               RBAC only for EndpointSlices, PDB, anti-affinity, memory_limiter ~75%, probes, seccomp,
-#               termination budget, Operator/Helm drop-in structure, local configs, Dockerfile; then a
-#               mutation run proving that the checker fails on broken manifests.
+#               termination budget (with membership: grace + hand-over + drain_timeout), gateway
+#               membership (resolver = the agents', `self` from a pod env var, HPA scale-down slower than
+#               a drain), Operator/Helm drop-in structure, local configs, Dockerfile; then a mutation
+#               run proving that the checker fails on broken manifests.
 #   4. validate `$TAILGATE_BIN validate --config F` on every config found in step 3.
 #               VALIDATE_MODE=strict (default): a rejection fails the check. VALIDATE_MODE=pending
 #               reports a rejection as PENDING instead (kept for configs that name components
@@ -117,19 +119,23 @@ else
 fi
 [ -z "$reference" ] && echo "      (reference configs not found: the pod configs were not compared with them)"
 
-# The checker must be able to fail: break four invariants and expect each to be reported.
+# The checker must be able to fail: break invariants and expect each to be reported.
 mkdir -p "$work/mutated"
 cp "$work"/rendered/*.yaml "$work/mutated/"
 sts="$work/mutated/k8s-overlays-statefulset.yaml"
+dep="$work/mutated/k8s-overlays-deployment.yaml"
 sed -i -e 's/^  clusterIP: None$/  clusterIP: 10.0.0.10/' \
-       -e 's/^  minAvailable: 2$/  minAvailable: 1/' \
+       -e 's/^  maxUnavailable: 1$/  maxUnavailable: 2/' \
        -e 's/^  - watch$/  - watch\n  - delete/' \
        -e 's|^            path: /ready$|            path: /|' "$sts"
+# Membership (issue 18): a scale-down faster than a drain, and `self` naming an env var the pod lacks.
+sed -i -e 's/^      - periodSeconds: 120$/      - periodSeconds: 30/' \
+       -e 's/^        - name: POD_IP$/        - name: MY_POD_IP/' "$dep"
 "$py" "$deploy/tests/check_invariants.py" --deploy "$deploy" --rendered "$work/mutated" \
   --configs-out "$work/mutated-configs" > "$work/mutated.log" 2>&1
-caught=$(grep -c -E 'FAIL  k8s-overlays-statefulset(: (exactly one headless|PodDisruptionBudget|RBAC grants only)| gateway: readinessProbe GET /ready)' "$work/mutated.log")
-if [ "$caught" = 4 ]; then pass "mutation run: headless, PDB, RBAC and readiness-probe breakage all reported"
-else fail "mutation run: only $caught of 4 breakages reported"; fi
+caught=$(grep -c -E 'FAIL  k8s-overlays-statefulset(: (exactly one headless|PodDisruptionBudget|RBAC grants only)| gateway: readinessProbe GET /ready)|FAIL  k8s-overlays-deployment: (HPA scales down|membership.self reads)' "$work/mutated.log")
+if [ "$caught" = 6 ]; then pass "mutation run: headless, PDB, RBAC, readiness-probe, HPA and membership.self breakage all reported"
+else fail "mutation run: only $caught of 6 breakages reported"; grep FAIL "$work/mutated.log" | sed 's/^/      /'; fi
 
 # === 4. tailgate validate ===
 section "4. tailgate validate on every config (VALIDATE_MODE=$VALIDATE_MODE)"

@@ -28,6 +28,12 @@ IO_URING = {"io_uring_setup", "io_uring_enter", "io_uring_register"}
 RESOLVER_VERBS = {"get", "list", "watch"}
 # Slack for the exporter's last send after the final batch, in the termination budget.
 EXPORT_SLACK_S = 5
+# Gateway membership (issue 18): the hand-over phase's bound, the default drain_timeout, the margin's
+# floor and the DNS cache ceiling a dns resolver's skew includes (proxy/src/processor/tail_sampling).
+HANDOVER_S = 5
+DRAIN_TIMEOUT_S = 10
+MIN_MARGIN_S = 1
+DNS_CACHE_CEILING_S = 30
 
 
 # === reporting ===
@@ -132,8 +138,37 @@ def named_port(container, port):
     return None
 
 
+def membership(cfg):
+    """The gateway's tail_sampling.tailgate.membership block, or None."""
+    ts = (cfg.get("processors") or {}).get("tail_sampling") or {}
+    return (ts.get("tailgate") or {}).get("membership")
+
+
+def membership_grace(cfg):
+    """membership.grace as tailgate derives it when unset: decision_wait + the resolver's skew + margin."""
+    m = membership(cfg)
+    if m is None:
+        return None
+    if "grace" in m:
+        return seconds(m["grace"])
+    wait = seconds(cfg["processors"]["tail_sampling"].get("decision_wait", "30s"))
+    resolver = m.get("resolver") or {}
+    if "dns" in resolver:
+        dns = resolver["dns"]
+        skew = seconds(dns.get("interval", "5s")) + seconds(dns.get("timeout", "1s")) + DNS_CACHE_CEILING_S
+    elif "k8s" in resolver:
+        skew = seconds(resolver["k8s"].get("timeout", "1s")) + 5
+    else:
+        skew = 0
+    return wait + skew + MIN_MARGIN_S
+
+
 def drain_seconds(cfg):
-    """What a pod must finish after SIGTERM: pending decisions, the last batch, one export."""
+    """What a pod must finish after SIGTERM: pending decisions, the last batch, one export; with
+    membership the drain phases (grace + hand-over) and then drain_timeout."""
+    grace = membership_grace(cfg)
+    if grace is not None:
+        return grace + HANDOVER_S + DRAIN_TIMEOUT_S + EXPORT_SLACK_S
     procs = cfg.get("processors") or {}
     wait = seconds(procs["tail_sampling"]["decision_wait"]) if "tail_sampling" in procs else 0
     batch = seconds(procs["batch"].get("timeout", "200ms")) if "batch" in procs else 0
@@ -192,7 +227,7 @@ def check_termination(r, where, cfg, grace, lifecycle):
     r.check(isinstance(pre, int) and pre > 0, f"{where}: preStop sleep", str(lifecycle))
     need = (pre or 0) + drain_seconds(cfg)
     r.check(isinstance(grace, int) and grace > need,
-            f"{where}: terminationGracePeriodSeconds > preStop + decision_wait + batch + export",
+            f"{where}: terminationGracePeriodSeconds > preStop + drain (decisions or membership phases) + export",
             f"{grace} <= {need:g}")
 
 
@@ -301,12 +336,18 @@ def check_overlay(r, name, docs, configs_out):
         r.check(False, f"{name}: agent uses the dns or k8s resolver", str(resolver))
 
     check_rbac(r, name, docs, agent, "k8s" in resolver, ns)
+    if "dns" in resolver:
+        check_membership(r, name, docs, gw, gw_cfg, resolver)
+    else:
+        # Host-name members (k8s resolver, return_hostnames) cannot pass the membership gate yet.
+        r.check(membership(gw_cfg) is None and not find(docs, "HorizontalPodAutoscaler"),
+                f"{name}: without dns, no gateway membership and no HPA")
 
     # Availability of the gateway tier.
     pdbs = [p for p in find(docs, "PodDisruptionBudget")
             if selects(p["spec"]["selector"].get("matchLabels"), gw_labels)]
-    r.check(len(pdbs) == 1 and pdbs[0]["spec"].get("minAvailable") == 2,
-            f"{name}: PodDisruptionBudget minAvailable 2 on the gateways")
+    r.check(len(pdbs) == 1 and pdbs[0]["spec"].get("maxUnavailable") == 1,
+            f"{name}: PodDisruptionBudget maxUnavailable 1 on the gateways")
     r.check(gw["spec"].get("replicas", 1) >= 3, f"{name}: at least 3 gateway replicas (PDB leaves room for one)")
     r.check(anti_affinity_ok(gw["spec"]["template"]["spec"].get("affinity"), gw_labels),
             f"{name}: required pod anti-affinity on kubernetes.io/hostname")
@@ -326,6 +367,32 @@ def check_overlay(r, name, docs, configs_out):
     entry = [s for s in find(docs, "Service") if selects(s["spec"].get("selector"), agent_labels)]
     r.check(len(entry) == 1 and entry[0]["spec"].get("internalTrafficPolicy") == "Local",
             f"{name}: node-local agent Service (internalTrafficPolicy: Local)")
+
+
+def check_membership(r, name, docs, gw, gw_cfg, agent_resolver):
+    """Gateway membership: resolved exactly as agents resolve the gateways, `self` from an env var the
+    pod defines, and an HPA whose scale-down lets one drain end before the next begins."""
+    m = membership(gw_cfg)
+    if not r.check(m is not None, f"{name}: gateway tail_sampling sets tailgate.membership"):
+        return
+    r.check(m.get("resolver") == agent_resolver, f"{name}: membership resolver is the agents' resolver",
+            f"{m.get('resolver')} vs {agent_resolver}")
+    container = next(c for c in gw["spec"]["template"]["spec"]["containers"] if c["name"] == "tailgate")
+    env = {e["name"] for e in container.get("env") or []}
+    refs = set(re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", str(m.get("self", ""))))
+    r.check(refs and refs <= env, f"{name}: membership.self reads env vars the gateway pod defines",
+            f"self={m.get('self')!r}, env={sorted(env)}")
+    hpas = [h for h in find(docs, "HorizontalPodAutoscaler")
+            if h["spec"]["scaleTargetRef"].get("name") == gw["metadata"]["name"]
+            and h["spec"]["scaleTargetRef"].get("kind") == gw["kind"]]
+    if not r.check(len(hpas) == 1, f"{name}: a HorizontalPodAutoscaler scales the gateway {gw['kind']}"):
+        return
+    down = ((hpas[0]["spec"].get("behavior") or {}).get("scaleDown") or {})
+    policies = down.get("policies") or []
+    need = membership_grace(gw_cfg) + 15
+    slow = policies and all(p.get("type") == "Pods" and p.get("value") == 1 and p.get("periodSeconds", 0) >= need
+                            for p in policies)
+    r.check(slow, f"{name}: HPA scales down one gateway per >= grace + 15 s ({need:g} s)", str(policies))
 
 
 def check_rbac(r, name, docs, agent, uses_k8s, ns):
@@ -569,6 +636,7 @@ def strip_pod_additions(cfg):
     if ts:
         ts.pop("sampled_cache_size", None)
         ts.pop("non_sampled_cache_size", None)
+        ts.pop("tailgate", None)
     return cfg
 
 
@@ -583,7 +651,7 @@ def check_reference(r, deploy, reference):
             continue
         a = strip_pod_additions(yaml.safe_load((deploy / ours).read_text()))
         b = strip_pod_additions(yaml.safe_load(ref.read_text()))
-        r.check(a == b, f"{ours} is {theirs} plus health_check, telemetry address, decision caches and zstd to gateways")
+        r.check(a == b, f"{ours} is {theirs} plus health_check, telemetry address, decision caches, membership and zstd to gateways")
 
 
 def main():

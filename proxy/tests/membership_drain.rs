@@ -16,7 +16,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::Status;
 use support::{export, http_get, reserve, span_set, Sink, Tailgate};
 use tailgate_proto::compression::Compression;
 
@@ -57,32 +56,6 @@ service:
     )
 }
 
-/// `traces` traces of 3 spans each, as 3 requests (first, second and third spans); each first
-/// span has status ERROR, so each whole trace is kept and a span without its trace is not.
-fn waves(seed: u32, traces: usize) -> Vec<ExportTraceServiceRequest> {
-    let mut req = support::make_request(seed, 1, 1, traces * 3);
-    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
-    for j in 0..spans.len() {
-        let first = spans[j - j % 3].trace_id.clone();
-        spans[j].trace_id = first;
-        spans[j].status = (j % 3 == 0).then(|| Status {
-            code: 2,
-            message: String::new(),
-        });
-    }
-    (0..3)
-        .map(|wave| {
-            let mut r = req.clone();
-            let mut j = 0;
-            r.resource_spans[0].scope_spans[0].spans.retain(|_| {
-                j += 1;
-                (j - 1) % 3 == wave
-            });
-            r
-        })
-        .collect()
-}
-
 /// Polls `check` until it holds (20 s deadline), describing `what` on failure.
 async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -115,7 +88,7 @@ async fn a_draining_gateway_decides_what_it_holds_whole_and_hands_its_decisions_
     drop(reserved);
 
     // The first spans of 90 traces reach X: it keeps the traces it owns and forwards the rest.
-    let sent = waves(7, 90);
+    let sent = support::waves(7, 90);
     let (code, msg) = export(x.grpc(), &sent[0], Compression::Identity).await;
     assert_eq!(code, 0, "{msg}");
     let held_by_x = "tailgate_membership_forwarded_spans_total{processor=\"tail_sampling\",reason=\"not_owner\"}";

@@ -103,6 +103,7 @@
 pub mod collector;
 pub mod error;
 pub mod hash;
+pub mod health;
 mod jump;
 pub mod measure;
 pub mod member;

@@ -282,7 +282,12 @@ impl Cx<'_> {
                     max_bytes,
                     byte_share: Rc::new(std::cell::Cell::new(max_bytes)),
                 };
-                let lb = LoadBalancer::new(b.routes.clone(), c.keys().routing_key(), factory);
+                let lb = LoadBalancer::new(
+                    b.routes.clone(),
+                    b.health.clone(),
+                    c.keys().routing_key(),
+                    factory,
+                );
                 self.drain(&lb);
                 self.built
                     .tasks

@@ -893,3 +893,29 @@ pub fn reserve() -> Reserved {
     let addr = s.local_addr().unwrap().as_socket().unwrap();
     Reserved(s, addr)
 }
+
+/// `traces` traces of 3 spans each, as 3 requests (first, second and third spans); each first
+/// span has status ERROR, so each whole trace is kept and a span without its trace is not.
+pub fn waves(seed: u32, traces: usize) -> Vec<ExportTraceServiceRequest> {
+    let mut req = make_request(seed, 1, 1, traces * 3);
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    for j in 0..spans.len() {
+        let first = spans[j - j % 3].trace_id.clone();
+        spans[j].trace_id = first;
+        spans[j].status = (j % 3 == 0).then(|| opentelemetry_proto::tonic::trace::v1::Status {
+            code: 2,
+            message: String::new(),
+        });
+    }
+    (0..3)
+        .map(|wave| {
+            let mut r = req.clone();
+            let mut j = 0;
+            r.resource_spans[0].scope_spans[0].spans.retain(|_| {
+                j += 1;
+                (j - 1) % 3 == wave
+            });
+            r
+        })
+        .collect()
+}

@@ -4,7 +4,7 @@
 //! nothing it is dropped (its consumers stop).
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -239,6 +239,8 @@ pub struct Backends {
     by_index: Vec<Rc<Backend>>,
     /// Backends that left the table and still hold data (queued, in flight or handed back).
     retired: Vec<Rc<Backend>>,
+    /// Member endpoints whose backend was suspended because health probes took it down.
+    suspended: BTreeSet<String>,
 }
 
 impl Backends {
@@ -272,6 +274,28 @@ impl Backends {
         // `endpoint="_removed"`: the output stays bounded under churn and totals stay correct.
         factory.registry.fold_unused("endpoint", REMOVED_ENDPOINT);
         self.generation = routes.generation;
+    }
+
+    /// Suspends the backends of members that went `down` since the last call: each is retired
+    /// (stops retrying, hands back what it holds, which the caller routes through the failed-over
+    /// table) and replaced by a fresh one, which gets traffic again once the member is back up.
+    pub fn suspend(&mut self, routes: &Routes, down: &BTreeSet<String>, factory: &BackendFactory) {
+        self.suspended.retain(|e| down.contains(e));
+        for (i, m) in routes.table.members().iter().enumerate() {
+            let endpoint = m.endpoint();
+            if !down.contains(endpoint) || self.suspended.contains(endpoint) {
+                continue;
+            }
+            let Some(slot) = self.by_index.get_mut(i) else {
+                continue;
+            };
+            tracing::debug!(exporter = %factory.name, %endpoint, core = factory.core, "backend down; what it holds is routed to its stand-ins");
+            let fresh = Rc::new(factory.make(&slot.endpoint));
+            let gone = std::mem::replace(slot, fresh);
+            gone.retire();
+            self.retired.push(gone);
+            self.suspended.insert(endpoint.to_owned());
+        }
     }
 
     /// The backend of member `index`.

@@ -126,8 +126,7 @@ pub struct TailgateKeys {
     pub hashing: Option<String>,
     /// The old reserved key for health-aware failover: refused, naming `endpoint_health`.
     pub failover_after: Option<GoDuration>,
-    /// Health-aware failover (docs/membership-design.md §8), contrib's key names: checked, and
-    /// refused while `enabled` until the health signal is wired.
+    /// Health-aware failover (docs/membership-design.md §8), contrib's key names.
     pub endpoint_health: Option<EndpointHealth>,
     /// DNS server (`ip:port`) for the dns resolver instead of the system's (`/etc/resolv.conf`).
     pub dns_server: Option<String>,
@@ -205,10 +204,9 @@ impl Default for ActiveProbe {
 }
 
 impl EndpointHealth {
-    /// Checks the ranges (under `path`, the block's own), then refuses `enabled: true`: the
-    /// health signal that would drive failover is not wired yet, and an enabled key that did
-    /// nothing would mislead.
-    fn validate(&self, path: &str, errors: &mut ConfigErrors) {
+    /// Checks the ranges (under `path`, the block's own) and that an enabled block probes: the
+    /// probes are the health signal (a backend is not taken down by failed sends alone).
+    pub fn validate(&self, path: &str, errors: &mut ConfigErrors) {
         if self.quarantine_duration.0.is_zero() {
             errors.push(
                 join(path, "quarantine_duration"),
@@ -245,11 +243,11 @@ impl EndpointHealth {
                 errors.push(join(&probe, key), "must be greater than zero");
             }
         }
-        if self.enabled {
+        if self.enabled && !p.enabled {
             errors.push(
                 join(path, "enabled"),
-                "health-aware failover is checked but not built yet \
-                 (docs/membership-design.md §8); set enabled: false or remove the block",
+                "failover needs the health probes: set active_probe.enabled: true (failures of \
+                 ordinary sends do not take a backend down in tailgate; docs/membership-design.md §8)",
             );
         }
     }
@@ -418,6 +416,13 @@ impl LoadBalancingConfig {
         let t = &self.tailgate;
         if let Some(h) = &t.endpoint_health {
             h.validate(&join(path, "endpoint_health"), errors);
+            if h.enabled && !self.protocol.otlp.tls.insecure {
+                errors.push(
+                    join(path, "endpoint_health.enabled"),
+                    "health probes are sent in plaintext only for now: with TLS to the backends \
+                     set enabled: false",
+                );
+            }
         }
         if t.compression_params.is_some() {
             errors.push(
@@ -805,7 +810,7 @@ mod tests {
     }
 
     #[test]
-    fn endpoint_health_is_checked_and_refused_while_enabled() {
+    fn endpoint_health_is_checked_and_needs_probes() {
         let base = "resolver: {static: {hostnames: [a:4317]}}\ntailgate:\n  endpoint_health:";
         // Disabled (contrib's default): accepted, with every default.
         assert!(validated(&format!("{base} {{enabled: false}}")).is_ok());
@@ -816,7 +821,7 @@ mod tests {
         .unwrap_err();
         let at = "exporters.loadbalancing.tailgate.endpoint_health";
         for key in [
-            "enabled:",
+            "enabled: failover needs the health probes",
             "quarantine_duration:",
             "max_reroute_attempts:",
             "active_probe.fall:",
@@ -828,7 +833,14 @@ mod tests {
                 "{key}: {errs:?}"
             );
         }
-        assert_eq!(errs.len(), 6, "{errs:?}");
+        // ...and probes are plaintext only.
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with(&format!("{at}.enabled: health probes"))));
+        assert_eq!(errs.len(), 7, "{errs:?}");
+        let on = "protocol: {otlp: {tls: {insecure: true}}}\nresolver: {static: {hostnames: [a:4317]}}\n\
+                  tailgate: {endpoint_health: {enabled: true, active_probe: {enabled: true}}}";
+        assert!(validated(on).is_ok());
         let errs = validated(&format!("{base} {{enable: true}}")).unwrap_err();
         assert!(errs.iter().any(|e| e.contains("enable")), "{errs:?}");
     }

@@ -18,7 +18,8 @@ use tailgate_routing::RoutingTable;
 
 use super::backends::{BackendFactory, Backends, DropReason, DROPPED, DROPPED_HELP};
 use super::config::RoutingKey;
-use super::routes::RouteCell;
+use super::health::Health;
+use super::routes::{RouteCell, Routes};
 use crate::pipeline::{Consumer, Drain, LocalFuture, Payload, Refusal};
 use crate::telemetry::metrics::{Kind, Local};
 
@@ -35,6 +36,11 @@ struct Scratch {
 /// The exporter as a pipeline stage on one core.
 pub struct LoadBalancer {
     routes: Arc<RouteCell>,
+    /// The down set of `tailgate.endpoint_health` (`None`: no failover).
+    health: Option<Arc<Health>>,
+    /// The table this core routes with: the published one failed over from the down set, made
+    /// once per (routes generation, health version).
+    effective: RefCell<Option<(u64, u64, Rc<RoutingTable>)>>,
     key: RoutingKey,
     factory: BackendFactory,
     backends: RefCell<Backends>,
@@ -49,7 +55,12 @@ pub struct LoadBalancer {
 
 impl LoadBalancer {
     /// The exporter on this core; backends are made when the first batch sees the routes.
-    pub fn new(routes: Arc<RouteCell>, key: RoutingKey, factory: BackendFactory) -> Rc<Self> {
+    pub fn new(
+        routes: Arc<RouteCell>,
+        health: Option<Arc<Health>>,
+        key: RoutingKey,
+        factory: BackendFactory,
+    ) -> Rc<Self> {
         // Backends removed at the last membership change may finish draining only later.
         factory
             .registry
@@ -81,6 +92,8 @@ impl LoadBalancer {
             .local(factory.core);
         let lb = Rc::new(LoadBalancer {
             routes,
+            health,
+            effective: RefCell::new(None),
             key,
             factory,
             backends: RefCell::default(),
@@ -110,21 +123,45 @@ impl LoadBalancer {
         backends.abandon() + orphans
     }
 
-    /// Follows the published routes, then routes what removed backends handed back through
-    /// them. Called for every batch and by [`follow_routes`].
-    fn follow(&self) -> arc_swap::Guard<Arc<super::routes::Routes>> {
+    /// Follows the published routes (and the health probes' down set), then routes what
+    /// removed or suspended backends handed back through them; returns the table to route with.
+    /// Called for every batch and by [`follow_routes`].
+    fn follow(&self) -> Rc<RoutingTable> {
         let routes = self.routes.load();
         let mut backends = self.backends.borrow_mut();
         backends.follow(&routes, &self.factory);
+        let table = self.effective(&routes, &mut backends);
         let orphans = backends.take_orphans();
         if orphans.is_empty() {
-            return routes;
+            return table;
         }
         let mut scratch = self.scratch.borrow_mut();
         for data in orphans {
-            self.reroute(&mut scratch, &backends, &routes.table, &data);
+            self.reroute(&mut scratch, &backends, &table, &data);
         }
-        routes
+        table
+    }
+
+    /// The published table failed over from the down set (cached until either changes). A
+    /// backend that went down is suspended: what it queued comes back as orphans and follows its
+    /// traces to their stand-ins, as a removed backend's does.
+    fn effective(&self, routes: &Routes, backends: &mut Backends) -> Rc<RoutingTable> {
+        let version = self.health.as_ref().map_or(0, |h| h.version());
+        if let Some((g, v, t)) = &*self.effective.borrow() {
+            if (*g, *v) == (routes.generation, version) {
+                return t.clone();
+            }
+        }
+        let down = self.health.as_ref().map(|h| h.down()).unwrap_or_default();
+        let table = if down.is_empty() {
+            routes.table.clone()
+        } else {
+            routes.table.failover(down.iter().map(String::as_str))
+        };
+        backends.suspend(routes, &down, &self.factory);
+        let table = Rc::new(table);
+        *self.effective.borrow_mut() = Some((routes.generation, version, table.clone()));
+        table
     }
 
     /// Routes one request a removed backend handed back. Parts the new owners' queues refuse
@@ -192,8 +229,8 @@ pub async fn follow_routes(lb: std::rc::Weak<LoadBalancer>) {
 
 impl Consumer for LoadBalancer {
     fn consume(&self, data: Payload) -> Result<(), Refusal> {
-        let routes = self.follow();
-        let table = &routes.table;
+        let table = self.follow();
+        let table = &*table;
         if table.is_empty() {
             tracing::warn!(exporter = %self.factory.name, spans = data.items, "no backends resolved yet: refusing");
             return Err(Refusal::NoRoute);

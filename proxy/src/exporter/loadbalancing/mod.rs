@@ -14,11 +14,13 @@
 //! - [`exporter`]: the per-core pipeline stage (split and hand over).
 //! - [`backends`]: per-core backend exporters and their metrics.
 //! - [`resolver`]: where the backend set comes from (static, dns, k8s), off the data-plane cores.
+//! - [`health`]: health probes and the down set cores fail over from (`tailgate.endpoint_health`).
 //! - [`routes`]: the published routing state both sides see ([`routes::RouteCell`],
 //!   [`routes::Balancer`]) and [`routes::Publisher`] (set → table, the resolver metrics).
 
 pub mod backends;
 pub mod config;
 pub mod exporter;
+pub mod health;
 pub mod resolver;
 pub mod routes;

@@ -1,6 +1,7 @@
 //! The routing state a resolver publishes and the cores read: one [`ArcSwap`] per
 //! `loadbalancing` exporter, swapped whole when the member set (or its health) changes.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -202,4 +203,31 @@ pub struct Balancer {
     pub routes: Arc<RouteCell>,
     /// TLS client settings, loaded once, when backends are dialled with TLS.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The backends health probes consider down (`tailgate.endpoint_health`; `None`: disabled).
+    pub health: Option<Arc<Health>>,
+}
+
+/// The members one exporter (or the gateway membership) considers down, shared by every core.
+#[derive(Debug, Default)]
+pub struct Health {
+    down: ArcSwap<BTreeSet<String>>,
+    version: AtomicU64,
+}
+
+impl Health {
+    /// The endpoints (as the resolver lists them) considered down now.
+    pub fn down(&self) -> Arc<BTreeSet<String>> {
+        self.down.load_full()
+    }
+
+    /// Changes whenever the down set does (cores compare it once per batch).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Publishes a new down set (the probing task).
+    pub fn publish(&self, down: BTreeSet<String>) {
+        self.down.store(Arc::new(down));
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
 }

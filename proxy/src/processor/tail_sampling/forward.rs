@@ -278,7 +278,17 @@ impl Forwarder {
             .borrow()
             .held(|id, state| held_now.push((*id, held(state))));
         let now = SystemClock.now_unix_nanos();
-        let outs = self.rules.borrow_mut().on_view(now, view, held_now);
+        let was_down = self.rules.borrow().view().down().clone();
+        let newly_down: Vec<String> = view.down().difference(&was_down).cloned().collect();
+        let outs = {
+            let mut rules = self.rules.borrow_mut();
+            // A peer the probes took down holds nothing any more that spans could join: its
+            // claims go, so later spans follow ownership (its traces' next choices).
+            for peer in &newly_down {
+                rules.drop_peer(peer, DropReason::PeerDown);
+            }
+            rules.on_view(now, view, held_now)
+        };
         self.metrics.view_changes.add(1);
         self.execute(outs, engine);
     }

@@ -2,8 +2,8 @@
 //! docs/membership-design.md §3). Parsed and checked here with the loadbalancing exporter's own
 //! resolver and `protocol.otlp` parsers, so both tiers read member lists the same way.
 //!
-//! Forwarding, claims and hand-overs between gateways are built (design §13, steps 4–6) for
-//! every resolver; drain phases (step 7) and health-based failover (step 8) are not.
+//! Forwarding, claims and hand-overs between gateways, the drain on SIGTERM and health-probed
+//! failover of peers are built (design §13, steps 4–8) for every resolver.
 
 use std::time::Duration;
 
@@ -16,7 +16,8 @@ use crate::config::duration::GoDuration;
 use crate::config::error::{join, ConfigErrors};
 use crate::config::keys::parse_keys;
 use crate::exporter::loadbalancing::config::{
-    check_dns_server, LoadBalancingConfig, Protocol, ResolverSettings, Validated as PeerClient,
+    check_dns_server, EndpointHealth, LoadBalancingConfig, Protocol, ResolverSettings,
+    Validated as PeerClient,
 };
 
 /// The CoreDNS cache ceiling a dns resolver's answers may lag by (design §3: part of the skew).
@@ -43,6 +44,10 @@ pub struct MembershipKeys {
     pub dns_server: Option<String>,
     /// How long a membership change is allowed for (default: decision_wait + skew + margin).
     pub grace: Option<GoDuration>,
+    /// Health probes of the peers, the loadbalancing exporter's `tailgate.endpoint_health` keys:
+    /// a peer they take down owns nothing and its claims are dropped. Set it as the agents set
+    /// theirs, so both tiers fail a dead gateway's traces over to the same stand-ins.
+    pub endpoint_health: Option<EndpointHealth>,
 }
 
 /// A checked `membership` block with its timing worked out.
@@ -145,6 +150,17 @@ fn check_peers(keys: &MembershipKeys, path: &str, errors: &mut ConfigErrors) -> 
     // The only tailgate-block keys the membership has are checked below, at their own paths.
     let client = as_agent.validate(path, errors);
     check_dns_server(keys.dns_server.as_deref(), &keys.resolver, path, errors);
+    if let Some(h) = &keys.endpoint_health {
+        let at = join(path, "endpoint_health");
+        h.validate(&at, errors);
+        if h.enabled && !keys.protocol.otlp.tls.insecure {
+            errors.push(
+                join(&at, "enabled"),
+                "health probes are sent in plaintext only for now: with TLS between gateways \
+                 set enabled: false",
+            );
+        }
+    }
     client
 }
 

@@ -16,7 +16,8 @@ use super::membership::MembershipConfig;
 use crate::config::common::split_host_port;
 use crate::config::{ComponentId, Config, ProcessorConfig};
 use crate::exporter::loadbalancing::config::Validated as PeerClient;
-use crate::exporter::loadbalancing::resolver::{client_tls, spawn_named, start_one};
+use crate::exporter::loadbalancing::health::{Health, ProbeSettings};
+use crate::exporter::loadbalancing::resolver::{client_tls, prober, spawn_named, start_one};
 use crate::exporter::loadbalancing::routes::{Publisher, ResolverMetrics, RouteCell};
 use crate::telemetry::metrics::Registry;
 
@@ -50,6 +51,8 @@ pub struct Peers {
     leaving_version: AtomicU64,
     /// This gateway's drain on SIGTERM.
     pub drain: DrainState,
+    /// Peers the health probes consider down (`membership.endpoint_health`).
+    pub health: Arc<Health>,
 }
 
 /// How long a member stays in the leaving set at most: its drain is over by then (`grace` +
@@ -91,6 +94,13 @@ impl Peers {
     pub fn view(&self) -> View {
         let routes = self.cell.snapshot();
         let version = self.leaving_version.load(Ordering::Acquire);
+        let down: BTreeSet<String> = self
+            .health
+            .down()
+            .iter()
+            .filter(|e| **e != self.self_endpoint)
+            .cloned()
+            .collect();
         let mut leaving: BTreeSet<String> =
             self.lock_leaving().keys().map(|e| e.to_string()).collect();
         if self.drain.draining() {
@@ -99,17 +109,25 @@ impl Peers {
         View::new(
             &self.self_endpoint,
             routes.table.clone(),
-            BTreeSet::new(),
+            down,
             leaving,
-            routes.generation.wrapping_add(version),
+            routes
+                .generation
+                .wrapping_add(version)
+                .wrapping_add(self.health.version()),
         )
     }
 
     /// Changes whenever [`Peers::view`] would build another view: the table's generation plus
-    /// the leaving set's version (both only grow, so their sum changes with either).
+    /// the leaving set's and the down set's versions (all only grow, so their sum changes with
+    /// any).
     pub fn generation(&self) -> u64 {
         let version = self.leaving_version.load(Ordering::Acquire);
-        self.cell.load().generation.wrapping_add(version)
+        self.cell
+            .load()
+            .generation
+            .wrapping_add(version)
+            .wrapping_add(self.health.version())
     }
 
     /// SIGTERM: this gateway starts draining and owns nothing from now on.
@@ -197,7 +215,7 @@ pub fn is_member_address(members: &BTreeSet<IpAddr>, ip: IpAddr) -> bool {
 /// list are resolved once here, for the member gate; an unresolvable one stops the start.
 pub fn start(
     config: &Config,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     cores: usize,
     stop: &Arc<AtomicBool>,
 ) -> Result<Option<Arc<Peers>>, String> {
@@ -223,8 +241,21 @@ pub fn start(
     );
     let mut lb = keys.clone();
     lb.tailgate.dns_server = m.keys.dns_server.clone();
-    if let Some(maker) = start_one(&lb, choice, publisher, &path)? {
-        spawn_named("tailgate-membership", vec![maker], stop.clone())?;
+    let health = Arc::new(Health::default());
+    let mut makers: Vec<_> = start_one(&lb, choice, publisher, &path)?
+        .into_iter()
+        .collect();
+    if let Some(h) = m.keys.endpoint_health.as_ref().filter(|h| h.enabled) {
+        makers.push(prober(
+            format!("{id}/membership"),
+            cell.clone(),
+            health.clone(),
+            ProbeSettings::of(h),
+            registry.clone(),
+        ));
+    }
+    if !makers.is_empty() {
+        spawn_named("tailgate-membership", makers, stop.clone())?;
     }
     let rules = RuleConfig::try_new(
         nanos(ts.sampler.decision_wait),
@@ -251,6 +282,7 @@ pub fn start(
         leaving: Mutex::new(BTreeMap::new()),
         leaving_version: AtomicU64::new(0),
         drain: DrainState::new(cores, m.grace),
+        health,
     };
     peers.note_listed(&peers.view(), Instant::now());
     if peers.view().me().is_none() {

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use crate::config::{ComponentId, Config, ExporterConfig};
 use crate::exporter::loadbalancing::config::{LoadBalancingConfig, ResolverChoice};
+use crate::exporter::loadbalancing::health::{probe_loop, Health, ProbeSettings};
 use crate::exporter::loadbalancing::routes::{Balancer, Publisher, ResolverMetrics, RouteCell};
 use crate::telemetry::metrics::Registry;
 
@@ -64,11 +65,28 @@ pub fn start(
         if let Some(maker) = start_one(c, choice, publisher, &path)? {
             makers.push(maker);
         }
+        let health = c
+            .tailgate
+            .endpoint_health
+            .as_ref()
+            .filter(|h| h.enabled)
+            .map(|h| {
+                let health = Arc::new(Health::default());
+                makers.push(prober(
+                    id.to_string(),
+                    cell.clone(),
+                    health.clone(),
+                    ProbeSettings::of(h),
+                    registry.clone(),
+                ));
+                health
+            });
         out.insert(
             id.clone(),
             Arc::new(Balancer {
                 routes: cell,
                 tls: client_tls(c, &path)?,
+                health,
             }),
         );
     }
@@ -76,6 +94,21 @@ pub fn start(
         spawn_control(makers, stop.clone())?;
     }
     Ok(out)
+}
+
+/// The task maker of a health prober (ready at once: it has nothing to wait for).
+pub fn prober(
+    name: String,
+    cell: Arc<RouteCell>,
+    health: Arc<Health>,
+    settings: ProbeSettings,
+    registry: Arc<Registry>,
+) -> (TaskMaker, Duration) {
+    let maker: TaskMaker = Box::new(move |ready| {
+        let _ = ready.send(());
+        Box::pin(probe_loop(name, cell, health, settings, registry))
+    });
+    (maker, Duration::ZERO)
 }
 
 /// Publishes a static set now, or returns the task maker of a dynamic resolver (the gateway

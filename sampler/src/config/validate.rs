@@ -10,6 +10,7 @@ use super::{
 };
 use crate::policy::ottl;
 use crate::span::StatusCode;
+use tailgate_ottl::ErrorMode;
 
 /// Most top-level policies the engine tracks per decision (matched policies are a bit set).
 pub const MAX_POLICIES: usize = 64;
@@ -421,13 +422,14 @@ fn check_leaf(cx: &mut Ctx, path: &str, raw: &RawPolicy, kind: &str) -> Option<P
 
 fn check_ottl(cx: &mut Ctx, path: &str, raw: &RawPolicy) -> PolicySpec {
     let c = raw.ottl_condition.clone().unwrap_or_default();
-    match c.error_mode.as_deref() {
-        None | Some("propagate" | "ignore" | "silent") => {}
-        Some(other) => cx.problem(
-            &format!("{path}.ottl_condition.error_mode"),
-            format!("unknown error_mode {other:?}; supported: propagate, ignore, silent"),
-        ),
-    }
+    let error_mode = match c.error_mode.as_deref().map(str::parse::<ErrorMode>) {
+        None => ErrorMode::default(),
+        Some(Ok(mode)) => mode,
+        Some(Err(e)) => {
+            cx.problem(&format!("{path}.ottl_condition.error_mode"), e);
+            ErrorMode::default()
+        }
+    };
     if !c.spanevent.is_empty() {
         cx.problem(
             &format!("{path}.ottl_condition.spanevent"),
@@ -443,14 +445,14 @@ fn check_ottl(cx: &mut Ctx, path: &str, raw: &RawPolicy) -> PolicySpec {
             "at least one span condition is required",
         );
     }
-    let mut exprs = Vec::new();
+    let mut span = Vec::new();
     for (i, text) in c.span.iter().enumerate() {
         match ottl::parse(text) {
-            Ok(e) => exprs.push(e),
+            Ok(e) => span.push(e),
             Err(e) => cx.problem(&format!("{path}.ottl_condition.span[{i}]"), e),
         }
     }
-    PolicySpec::OttlCondition { span: exprs }
+    PolicySpec::OttlCondition(ottl::OttlPolicy { span, error_mode })
 }
 
 fn check_compound(cx: &mut Ctx, path: &str, raw: &RawPolicy, kind: &str) -> Option<PolicySpec> {

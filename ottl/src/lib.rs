@@ -1,80 +1,4 @@
-//! A subset of the OpenTelemetry Transformation Language (OTTL) with collector-contrib
-//! v0.115.0's `pkg/ottl` semantics, shared by the `filter` and `transform` processors, the
-//! `routing` connector and the sampler's `ottl_condition` policy.
-//!
-//! Text is parsed once (at config time) into a [`Condition`] or a [`Statement`] for one
-//! [`Context`]; regexes are compiled then. Evaluation runs against the caller's telemetry
-//! through [`Source`] (read) and [`Target`] (write) and returns typed [`EvalError`]s; what an
-//! error does (`error_mode`) is the caller's choice ([`ErrorMode`]).
-//!
-//! ```
-//! use tailgate_ottl::{parse_condition, Context, EvalError, Field, Path, Source, Value};
-//!
-//! struct Span { name: &'static str }
-//! impl Source for Span {
-//!     fn get(&self, path: &Path) -> Result<Value<'_>, EvalError> {
-//!         match path.field {
-//!             Field::Name => Ok(Value::Str(self.name.into())),
-//!             _ => Ok(Value::Nil),
-//!         }
-//!     }
-//! }
-//! let c = parse_condition(r#"IsMatch(name, "^GET ") and attributes["x"] == nil"#, Context::Span)?;
-//! assert_eq!(c.eval(&Span { name: "GET /" }), Ok(true));
-//! # Ok::<(), tailgate_ottl::ParseError>(())
-//! ```
-//!
-//! # The supported subset (everything else fails to parse, naming the construct)
-//!
-//! **Contexts and paths** (a leading context name, e.g. `span.name` in the span context, is
-//! accepted; `attributes` alone is the whole map, `attributes["k"]` one attribute, nil when
-//! missing):
-//! - `resource`: `attributes`.
-//! - `scope`: `name`, `version`, `attributes`, `resource.attributes`.
-//! - `span`: `name`, `kind`, `status.code`, `status.message`, `trace_id`, `trace_id.string`,
-//!   `span_id`, `span_id.string`, `parent_span_id`, `parent_span_id.string`, `trace_state`,
-//!   `start_time_unix_nano`, `end_time_unix_nano`, `start_time`, `end_time`, `attributes`,
-//!   `resource.attributes`, `instrumentation_scope.name` / `.version` / `.attributes`
-//!   (`scope.` is accepted for `instrumentation_scope.`).
-//! - `spanevent`: `name`, `time_unix_nano`, `time`, `attributes`, every span path above
-//!   prefixed `span.` (`span.name`, `span.attributes["k"]`, …), `resource.attributes`,
-//!   `instrumentation_scope.*`.
-//!
-//! **Literals**: strings with Go's escapes, ints, floats (`1.5`, `.5`, `1.5e3`; `1e3` is not a
-//! number, as in contrib), `true`, `false`, `nil`, bytes `0x…`, and in the span and span event
-//! contexts `SPAN_KIND_*` and `STATUS_CODE_*` (ints). Lists `[a, b]` only as function arguments.
-//!
-//! **Conditions**: comparisons `==` `!=` `<` `<=` `>` `>=`, `and`, `or`, `not`, parentheses,
-//! `true` / `false`, and `IsMatch(...)` on its own. A bare path is not a condition (as in
-//! contrib). Comparison rules are contrib's: values of different types are unequal and never
-//! ordered (ints and floats compare numerically); nil equals only nil; strings, bytes, bools,
-//! times and durations order within their type. Maps and slices are opaque (never equal).
-//!
-//! **Arithmetic**: `+ - * /` with the usual precedence and parentheses, on ints (wrapping),
-//! floats (either side float makes a float), times (`time − time` is a duration, `time ±
-//! duration` a time) and durations; division by zero and other types are evaluation errors.
-//!
-//! **Converters**: `IsMatch(target, pattern)`, `Concat([values], delimiter)` (nil prints
-//! `<nil>`), `SHA256(value)` (lowercase hex). Converters read values "string-like": numbers
-//! and bools as text, bytes as lowercase hex.
-//!
-//! **Editors** (statements, each with an optional `where <condition>`): `set(target, value)`
-//! (a nil value does nothing), `delete_key(map, key)`, `delete_matching_keys(map, regex)`,
-//! `keep_keys(map, [keys])`, `keep_matching_keys(map, regex)`, `replace_pattern(target, regex,
-//! replacement[, SHA256[, format]])`, `replace_all_patterns(map, "key"|"value", regex,
-//! replacement[, SHA256[, format]])`, `replace_match(target, glob, replacement)`,
-//! `truncate_all(map, limit)`, `limit(map, limit, [priority_keys])`. Named arguments
-//! (`limit = 10`) are accepted after positional ones.
-//!
-//! **Differences from contrib**, all deliberate: `truncate_all` cuts at the last UTF-8
-//! boundary at or below the limit (Go cuts bytes); `x -1` reads as `x - 1` (contrib fails to
-//! parse it); bytes convert to strings as hex whether they came from a literal or an
-//! attribute (contrib uses base64 for bytes attributes); map and slice values are opaque;
-//! `trace_id` compares equal to a bytes literal of the same bytes (contrib needs `TraceID()`).
-//!
-//! **Bounds**: text at most [`MAX_TEXT_LEN`] bytes, nesting at most [`MAX_DEPTH`], each regex
-//! at most 1 MiB compiled; the `regex` crate matches in linear time, so one evaluation's work
-//! is linear in the sizes of the values it reads.
+#![doc = include_str!("../README.md")]
 
 mod bind;
 mod editor;
@@ -199,6 +123,53 @@ pub fn parse_statement(text: &str, context: Context) -> Result<Statement, ParseE
             .map(|c| bind::condition(context, c))
             .transpose()?,
     })
+}
+
+/// Parses a routing connector `statement`, contrib's `route() where <condition>`, for
+/// `context`: the condition, or `None` for a bare `route()` (every item routes).
+pub fn parse_route_statement(
+    text: &str,
+    context: Context,
+) -> Result<Option<Condition>, ParseError> {
+    check_len(text)?;
+    let raw = syntax::statement(lexer::tokenize(text)?)?;
+    let column = raw.editor.column;
+    match &raw.editor.syn {
+        syntax::Syn::Call(call) if call.name == "route" => {
+            if let Some(arg) = call.args.first() {
+                return Err(ParseError {
+                    column: arg.value.column,
+                    kind: ParseErrorKind::BadArgument {
+                        function: "route",
+                        message: "takes no arguments".to_string(),
+                    },
+                });
+            }
+        }
+        syntax::Syn::Call(call) => {
+            return Err(ParseError {
+                column,
+                kind: ParseErrorKind::UnsupportedFunction(call.name.clone()),
+            })
+        }
+        _ => {
+            return Err(ParseError {
+                column,
+                kind: ParseErrorKind::Expected {
+                    expected: "route()",
+                    found: "something else".to_string(),
+                },
+            })
+        }
+    }
+    raw.condition
+        .map(|c| {
+            Ok(Condition {
+                context,
+                expr: bind::condition(context, c)?,
+            })
+        })
+        .transpose()
 }
 
 /// What a component does with an [`EvalError`] (contrib's `error_mode`).

@@ -270,3 +270,35 @@ fn paths_lists_what_is_read() {
         ]
     );
 }
+
+#[test]
+fn routing_connector_statements() {
+    use tailgate_ottl::parse_route_statement;
+    let it = item();
+    let c = parse_route_statement(
+        r#"route() where attributes["host.name"] == "localhost""#,
+        Context::Resource,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or_else(|| panic!("a condition"));
+    let resource_only = Item {
+        resource: it.resource.clone(),
+        ..Item::default()
+    };
+    assert_eq!(c.eval(&resource_only), Ok(true));
+    assert!(matches!(
+        parse_route_statement("route()", Context::Resource),
+        Ok(None)
+    ));
+    let err = |t: &str| {
+        parse_route_statement(t, Context::Resource)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        err("drop() where true"),
+        "column 1: function drop is not supported"
+    );
+    assert_eq!(err("route(1)"), "column 7: route: takes no arguments");
+}

@@ -585,6 +585,7 @@ impl EditorArgs {
         Ok(Editor::ReplaceMatch {
             target: self.target(required(target, f, self.column, "target")?, f)?,
             glob: compile(&source, f, column)?,
+            glob_text: glob,
             replacement: self.value(required(repl, f, self.column, "replacement")?)?,
         })
     }

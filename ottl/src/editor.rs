@@ -157,6 +157,8 @@ pub(crate) enum Editor {
     },
     ReplaceMatch {
         target: Path,
+        /// The glob as written (for printing) and its compiled form.
+        glob_text: String,
         glob: Pattern,
         replacement: Expr,
     },
@@ -317,6 +319,7 @@ impl Editor {
                 target,
                 glob,
                 replacement,
+                ..
             } => {
                 let replacement = replacement.eval_string(&*t, "replace_match")?.into_owned();
                 let matched = matches!(t.get(target)?, Value::Str(s) if glob.0.is_match(&s));

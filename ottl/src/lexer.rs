@@ -98,6 +98,26 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
     }
 }
 
+/// `s` as a string literal the lexer reads back as `s` (Go's escapes for quotes, backslashes
+/// and control characters).
+pub(crate) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\U{:08x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 struct Lexer {
     chars: Vec<char>,
     pos: usize,

@@ -7,6 +7,7 @@ mod expr;
 mod glob;
 mod lexer;
 mod path;
+mod print;
 mod syntax;
 mod value;
 

@@ -149,7 +149,9 @@ impl fmt::Display for Path {
             Field::TimeUnixNano => "time_unix_nano",
             Field::Time => "time",
             Field::Attributes => "attributes",
-            Field::Attribute(k) => return write!(f, "{prefix}attributes[{k:?}]"),
+            Field::Attribute(k) => {
+                return write!(f, "{prefix}attributes[{}]", crate::lexer::quote(k))
+            }
         };
         write!(f, "{prefix}{field}")
     }

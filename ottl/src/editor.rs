@@ -2,6 +2,7 @@
 //! [`AttributeMap`] traits they change it through.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use regex::{Captures, Regex};
 
@@ -14,7 +15,8 @@ use crate::value::Value;
 pub trait Target: Source {
     /// Sets the field or attribute at `path` (never a whole map). As contrib's setters do, a
     /// value of a type the field does not take is ignored (`Ok`), e.g. a string for `kind`.
-    /// `set` never passes `Value::Nil` (contrib's `set` skips nil values).
+    /// `set` never passes `Value::Nil` (contrib's `set` skips nil values), `Value::Map` or
+    /// `Value::Slice` (opaque in this subset, so there is nothing to copy).
     fn set(&mut self, path: &Path, value: Value<'static>) -> Result<(), EvalError>;
 
     /// Runs `edit` on the attribute map of `entity`, then stores the result (an implementation
@@ -96,12 +98,20 @@ impl AttributeMap for AttrVec {
     }
 
     fn rename_keys(&mut self, rename: &mut dyn FnMut(&str) -> Option<String>) {
-        let mut rebuilt = AttrVec(Vec::with_capacity(self.0.len()));
+        // An index keeps this linear: the entry count comes from the network.
+        let mut rebuilt: Vec<(String, Value<'static>)> = Vec::with_capacity(self.0.len());
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(self.0.len());
         for (k, v) in std::mem::take(&mut self.0) {
             let key = rename(&k).unwrap_or(k);
-            rebuilt.upsert(&key, v);
+            match index.get(&key) {
+                Some(&i) => rebuilt[i].1 = v,
+                None => {
+                    index.insert(key.clone(), rebuilt.len());
+                    rebuilt.push((key, v));
+                }
+            }
         }
-        *self = rebuilt;
+        self.0 = rebuilt;
     }
 }
 
@@ -271,7 +281,9 @@ impl Editor {
         match self {
             Editor::Set { target, value } => {
                 let v = value.eval(&*t)?.into_owned();
-                if v == Value::Nil {
+                // contrib skips nil. Maps and slices are opaque here (no content to copy), so
+                // setting one would write an empty value: skipped too (documented difference).
+                if matches!(v, Value::Nil | Value::Map | Value::Slice) {
                     return Ok(());
                 }
                 t.set(target, v)

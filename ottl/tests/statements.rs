@@ -119,6 +119,7 @@ fn rename_and_combine_attributes() {
             r#"delete_key(attributes, "k8s.namespace.name")"#,
             r#"set(attributes["test"], Concat([attributes["foo"], attributes["bar"]], " "))"#,
             r#"set(attributes["missing"], attributes["nope"])"#,
+            r#"set(attributes["map"], attributes)"#,
             r#"set(attributes["hashed"], SHA256(attributes["foo"]))"#,
         ],
         &mut it,

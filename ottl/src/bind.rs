@@ -344,11 +344,15 @@ fn regex_arg(node: Node, function: &'static str) -> Result<Pattern, ParseError> 
     compile(&pattern, function, column)
 }
 
+/// Compiles a pattern written in Go's RE2 syntax (see [`crate::go_regex`]).
 fn compile(pattern: &str, function: &'static str, column: usize) -> Result<Pattern, ParseError> {
-    RegexBuilder::new(pattern)
+    RegexBuilder::new(&crate::go_regex::translate(pattern))
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map(Pattern)
+        .map(|regex| Pattern {
+            regex,
+            text: pattern.to_string(),
+        })
         .map_err(|source| {
             err(
                 column,

@@ -291,15 +291,16 @@ impl Editor {
             Editor::DeleteKey { target, key } => {
                 t.edit_attributes(*target, &mut |m| m.retain(&mut |k| k != key))
             }
-            Editor::DeleteMatchingKeys { target, pattern } => {
-                t.edit_attributes(*target, &mut |m| m.retain(&mut |k| !pattern.0.is_match(k)))
-            }
+            Editor::DeleteMatchingKeys { target, pattern } => t
+                .edit_attributes(*target, &mut |m| {
+                    m.retain(&mut |k| !pattern.regex.is_match(k))
+                }),
             Editor::KeepKeys { target, keys } => t.edit_attributes(*target, &mut |m| {
                 m.retain(&mut |k| keys.iter().any(|want| want == k))
             }),
-            Editor::KeepMatchingKeys { target, pattern } => {
-                t.edit_attributes(*target, &mut |m| m.retain(&mut |k| pattern.0.is_match(k)))
-            }
+            Editor::KeepMatchingKeys { target, pattern } => t.edit_attributes(*target, &mut |m| {
+                m.retain(&mut |k| pattern.regex.is_match(k))
+            }),
             Editor::ReplacePattern {
                 target,
                 pattern,
@@ -307,7 +308,7 @@ impl Editor {
             } => {
                 let rendered = replacement.render(&*t, "replace_pattern")?;
                 let new = match t.get(target)? {
-                    Value::Str(s) => rendered.apply(&pattern.0, &s),
+                    Value::Str(s) => rendered.apply(&pattern.regex, &s),
                     _ => None,
                 };
                 match new {
@@ -323,8 +324,8 @@ impl Editor {
             } => {
                 let rendered = replacement.render(&*t, "replace_all_patterns")?;
                 t.edit_attributes(*target, &mut |m| match mode {
-                    Mode::Value => m.update_strings(&mut |_, v| rendered.apply(&pattern.0, v)),
-                    Mode::Key => m.rename_keys(&mut |k| rendered.apply(&pattern.0, k)),
+                    Mode::Value => m.update_strings(&mut |_, v| rendered.apply(&pattern.regex, v)),
+                    Mode::Key => m.rename_keys(&mut |k| rendered.apply(&pattern.regex, k)),
                 })
             }
             Editor::ReplaceMatch {
@@ -334,7 +335,7 @@ impl Editor {
                 ..
             } => {
                 let replacement = replacement.eval_string(&*t, "replace_match")?.into_owned();
-                let matched = matches!(t.get(target)?, Value::Str(s) if glob.0.is_match(&s));
+                let matched = matches!(t.get(target)?, Value::Str(s) if glob.regex.is_match(&s));
                 if matched {
                     t.set(target, Value::Str(Cow::Owned(replacement)))
                 } else {

@@ -19,19 +19,23 @@ pub trait Source {
     fn get(&self, path: &Path) -> Result<Value<'_>, EvalError>;
 }
 
-/// A compiled regex that compares by its pattern (so bound trees can derive `PartialEq`).
+/// A compiled regex and the pattern as written; compares by the text (so bound trees can
+/// derive `PartialEq`).
 #[derive(Clone)]
-pub(crate) struct Pattern(pub Regex);
+pub(crate) struct Pattern {
+    pub regex: Regex,
+    pub text: String,
+}
 
 impl fmt::Debug for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "/{}/", self.0.as_str())
+        write!(f, "/{}/", self.text)
     }
 }
 
 impl PartialEq for Pattern {
     fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
+        self.text == other.text
     }
 }
 
@@ -138,7 +142,7 @@ impl Converter {
             Converter::IsMatch { target, pattern } => {
                 let v = target.eval(src)?;
                 let s = v.to_string_like("IsMatch")?;
-                Ok(Value::Bool(s.is_some_and(|s| pattern.0.is_match(&s))))
+                Ok(Value::Bool(s.is_some_and(|s| pattern.regex.is_match(&s))))
             }
             Converter::Concat { values, delimiter } => {
                 let delimiter = delimiter.eval_string(src, "Concat")?;

@@ -5,6 +5,7 @@ mod editor;
 mod error;
 mod expr;
 mod glob;
+mod go_regex;
 mod lexer;
 mod path;
 mod print;

@@ -101,7 +101,7 @@ impl Display for Converter {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
             Converter::IsMatch { target, pattern } => {
-                write!(f, "IsMatch({target}, {})", quote(pattern.0.as_str()))
+                write!(f, "IsMatch({target}, {})", quote(&pattern.text))
             }
             Converter::Concat { values, delimiter } => {
                 f.write_str("Concat([")?;
@@ -158,7 +158,7 @@ impl Display for Editor {
             }
             Editor::DeleteMatchingKeys { target, pattern }
             | Editor::KeepMatchingKeys { target, pattern } => {
-                write!(f, "{name}({}, {})", map(*target), quote(pattern.0.as_str()))
+                write!(f, "{name}({}, {})", map(*target), quote(&pattern.text))
             }
             Editor::KeepKeys { target, keys } => {
                 write!(f, "{name}({}, {})", map(*target), strings(keys))
@@ -170,7 +170,7 @@ impl Display for Editor {
             } => write!(
                 f,
                 "{name}({target}, {}, {})",
-                quote(pattern.0.as_str()),
+                quote(&pattern.text),
                 replacement(r)
             ),
             Editor::ReplaceAllPatterns {
@@ -186,7 +186,7 @@ impl Display for Editor {
                     Mode::Key => "key",
                     Mode::Value => "value",
                 }),
-                quote(pattern.0.as_str()),
+                quote(&pattern.text),
                 replacement(r)
             ),
             Editor::ReplaceMatch {

@@ -3,6 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use tailgate_ottl::ErrorMode;
+
 use super::raw::{RawConfig, RawPolicy};
 use super::{
     ConfigError, ConfigWarning, PolicyConfig, PolicySpec, Problem, SamplerConfig,
@@ -10,7 +12,6 @@ use super::{
 };
 use crate::policy::ottl;
 use crate::span::StatusCode;
-use tailgate_ottl::ErrorMode;
 
 /// Most top-level policies the engine tracks per decision (matched policies are a bit set).
 pub const MAX_POLICIES: usize = 64;

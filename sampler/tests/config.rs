@@ -144,7 +144,7 @@ policies:
   - {name: a, type: status_code, status_code: {status_codes: [ERROR, FATAL]}}
   - {name: a, type: nonsense}
   - {type: string_attribute, string_attribute: {key: k, values: ["("], enabled_regex_matching: true}}
-  - {name: d, type: ottl_condition, ottl_condition: {span: ['IsMatch(name, "x")'], spanevent: ['name == "e"']}}
+  - {name: d, type: ottl_condition, ottl_condition: {span: ['ParseJSON(name) == nil'], spanevent: ['name == "e"']}}
   - {name: e, type: and, and: {and_sub_policy: [{name: f, type: composite}]}}
   - {name: g, type: numeric_attribute, numeric_attribute: {key: k}}
 "#;
@@ -200,4 +200,43 @@ fn nested_decision_cache_wins_over_top_level_form() {
     assert_eq!(cfg.sampled_cache_size, 7);
     assert_eq!(warnings.len(), 1);
     assert!(warnings[0].message.contains("ignored"));
+}
+
+#[test]
+fn ottl_paths_spans_cannot_provide_are_rejected() {
+    let text = r#"
+policies:
+  - {name: a, type: ottl_condition, ottl_condition: {span: ['status.message == "x"', 'instrumentation_scope.name == "lib"', 'name == "ok"'], error_mode: loud}}
+"#;
+    let err = SamplerConfig::from_yaml_str(text).unwrap_err();
+    let found = |path: &str, needle: &str| {
+        err.problems
+            .iter()
+            .any(|p| p.path == path && p.message.contains(needle))
+    };
+    assert!(
+        found(
+            "tail_sampling.policies[0].ottl_condition.span[0]",
+            "path span.status.message is not available to tail sampling"
+        ),
+        "{:#?}",
+        err.problems
+    );
+    assert!(
+        found(
+            "tail_sampling.policies[0].ottl_condition.span[1]",
+            "path instrumentation_scope.name is not available"
+        ),
+        "{:#?}",
+        err.problems
+    );
+    assert!(
+        found(
+            "tail_sampling.policies[0].ottl_condition.error_mode",
+            "unknown error_mode \"loud\""
+        ),
+        "{:#?}",
+        err.problems
+    );
+    assert_eq!(err.problems.len(), 3, "{:#?}", err.problems);
 }

@@ -389,6 +389,43 @@ fn ottl_subset() {
 }
 
 #[test]
+fn ottl_converters_arithmetic_and_ids() {
+    let mut p = policy(
+        r#"{name: p, type: ottl_condition, ottl_condition: {span: ['IsMatch(attributes["http.route"], "^/api/") and end_time_unix_nano - start_time_unix_nano > 1000000', 'SHA256(name) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"', 'span_id.string == "0000000000000007"']}}"#,
+    );
+    let api =
+        |end: u64| TestSpan::new(1, 1, 0, end).attr("http.route", OwnedValue::Str("/api/x".into()));
+    assert_eq!(
+        eval(&mut p, &[api(MS)]),
+        Decision::NotSampled,
+        "exactly 1 ms"
+    );
+    assert_eq!(eval(&mut p, &[api(MS + 1)]), Decision::Sampled);
+    let mut abc = span();
+    abc.name = "abc".into();
+    assert_eq!(eval(&mut p, &[abc]), Decision::Sampled);
+    assert_eq!(
+        eval(&mut p, &[TestSpan::new(1, 7, 0, MS)]),
+        Decision::Sampled
+    );
+}
+
+#[test]
+fn ottl_error_mode() {
+    // `name + 1` is a type error on every span; the second condition matches.
+    let conds =
+        r#"span: ['name + 1 > 0', 'kind == SPAN_KIND_INTERNAL or kind == SPAN_KIND_UNSPECIFIED']"#;
+    let mut ignore = policy(&format!(
+        "{{name: p, type: ottl_condition, ottl_condition: {{error_mode: ignore, {conds}}}}}"
+    ));
+    assert_eq!(eval(&mut ignore, &[span()]), Decision::Sampled);
+    let mut propagate = policy(&format!(
+        "{{name: p, type: ottl_condition, ottl_condition: {{error_mode: propagate, {conds}}}}}"
+    ));
+    assert_eq!(eval(&mut propagate, &[span()]), Decision::NotSampled);
+}
+
+#[test]
 fn and_not_drop() {
     let mut and = policy("{name: p, type: and, and: {and_sub_policy: [{name: a, type: status_code, status_code: {status_codes: [ERROR]}}, {name: b, type: string_attribute, string_attribute: {key: k, values: [v], invert_match: true}}]}}");
     let err = span().status(StatusCode::Error);

@@ -10,7 +10,7 @@ mod validate;
 use std::fmt;
 use std::time::Duration;
 
-use crate::policy::ottl::OttlExpr;
+use crate::policy::ottl::OttlPolicy;
 use crate::span::StatusCode;
 
 pub use duration::{parse_go_duration, GoDuration};
@@ -183,11 +183,8 @@ pub enum PolicySpec {
     },
     /// `trace_flags`: the sampled flag is set on some span.
     TraceFlags,
-    /// `ottl_condition` (the supported subset, parsed).
-    OttlCondition {
-        /// Span conditions, OR-ed.
-        span: Vec<OttlExpr>,
-    },
+    /// `ottl_condition` (the shared OTTL subset, parsed, with its `error_mode`).
+    OttlCondition(OttlPolicy),
     /// `and`.
     And(Vec<PolicyConfig>),
     /// `not`.

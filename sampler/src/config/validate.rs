@@ -3,6 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use tailgate_ottl::ErrorMode;
+
 use super::raw::{RawConfig, RawPolicy};
 use super::{
     ConfigError, ConfigWarning, PolicyConfig, PolicySpec, Problem, SamplerConfig,
@@ -421,13 +423,14 @@ fn check_leaf(cx: &mut Ctx, path: &str, raw: &RawPolicy, kind: &str) -> Option<P
 
 fn check_ottl(cx: &mut Ctx, path: &str, raw: &RawPolicy) -> PolicySpec {
     let c = raw.ottl_condition.clone().unwrap_or_default();
-    match c.error_mode.as_deref() {
-        None | Some("propagate" | "ignore" | "silent") => {}
-        Some(other) => cx.problem(
-            &format!("{path}.ottl_condition.error_mode"),
-            format!("unknown error_mode {other:?}; supported: propagate, ignore, silent"),
-        ),
-    }
+    let error_mode = match c.error_mode.as_deref().map(str::parse::<ErrorMode>) {
+        None => ErrorMode::default(),
+        Some(Ok(mode)) => mode,
+        Some(Err(e)) => {
+            cx.problem(&format!("{path}.ottl_condition.error_mode"), e);
+            ErrorMode::default()
+        }
+    };
     if !c.spanevent.is_empty() {
         cx.problem(
             &format!("{path}.ottl_condition.spanevent"),
@@ -443,14 +446,14 @@ fn check_ottl(cx: &mut Ctx, path: &str, raw: &RawPolicy) -> PolicySpec {
             "at least one span condition is required",
         );
     }
-    let mut exprs = Vec::new();
+    let mut span = Vec::new();
     for (i, text) in c.span.iter().enumerate() {
         match ottl::parse(text) {
-            Ok(e) => exprs.push(e),
+            Ok(e) => span.push(e),
             Err(e) => cx.problem(&format!("{path}.ottl_condition.span[{i}]"), e),
         }
     }
-    PolicySpec::OttlCondition { span: exprs }
+    PolicySpec::OttlCondition(ottl::OttlPolicy { span, error_mode })
 }
 
 fn check_compound(cx: &mut Ctx, path: &str, raw: &RawPolicy, kind: &str) -> Option<PolicySpec> {

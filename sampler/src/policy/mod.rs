@@ -221,7 +221,7 @@ pub enum Policy {
     /// `trace_flags`.
     TraceFlags,
     /// `ottl_condition`.
-    Ottl(Vec<ottl::OttlExpr>),
+    Ottl(ottl::OttlPolicy),
     /// `and`.
     And(Vec<Policy>),
     /// `not`.
@@ -309,7 +309,7 @@ impl Policy {
                 invert: *invert,
             },
             PolicySpec::TraceFlags => Policy::TraceFlags,
-            PolicySpec::OttlCondition { span } => Policy::Ottl(span.clone()),
+            PolicySpec::OttlCondition(p) => Policy::Ottl(p.clone()),
             PolicySpec::And(subs) => Policy::And(subs.iter().map(sub).collect()),
             PolicySpec::Not(inner) => Policy::Not(Box::new(sub(inner))),
             PolicySpec::Drop(subs) => Policy::Drop(subs.iter().map(sub).collect()),
@@ -429,8 +429,18 @@ impl Policy {
             Policy::NumericAttribute { .. }
             | Policy::StringAttribute { .. }
             | Policy::BooleanAttribute { .. } => self.attribute_verdict(trace, hits),
-            Policy::Ottl(exprs) => {
-                sampled(trace.spans.any(&mut |s| exprs.iter().any(|e| e.eval(s))))
+            Policy::Ottl(p) => {
+                // An evaluation error under `propagate` ends the scan: not sampled (contrib
+                // returns the policy's Error decision, which samples nothing).
+                let mut failed = false;
+                let hit = trace.spans.any(&mut |s| match p.matches(s) {
+                    Ok(hit) => hit,
+                    Err(_) => {
+                        failed = true;
+                        true
+                    }
+                });
+                sampled(hit && !failed)
             }
             Policy::And(subs) => {
                 for sub in subs.iter_mut() {

@@ -44,6 +44,9 @@ struct Op {
 pub struct AttrEdits {
     ops: Vec<Op>,
     bytes: Vec<u8>,
+    /// The appended `KeyValue` fields of the current [`AttrEdits::apply`], before they are
+    /// spliced into the output.
+    tail: Vec<u8>,
 }
 
 /// What a key's pending edit will do ([`AttrEdits::pending`]).
@@ -187,95 +190,139 @@ impl AttrEdits {
     }
 
     /// Writes `msg` (a message found at offset `base` whose repeated `KeyValue` field `field` is
-    /// the list) to `out` with the edits applied. Fields other than the list go through `other`
-    /// (which writes them and says whether it changed anything); the appended `KeyValue`s go
-    /// after the last attribute, or where the field would stand in number order when the list is
-    /// empty. Returns whether the written message differs from `msg`.
-    pub(crate) fn apply(
+    /// the list) to `out` with the edits applied. Each other field is classified by `other`
+    /// (copied, dropped, or replaced by a new payload under the same number); the appended
+    /// `KeyValue`s go after the last attribute, or where the field would stand in number order
+    /// when the list is empty. Returns whether the written message differs from `msg`.
+    ///
+    /// One walk; consecutive fields copied as they are go out as one slice (a span is mostly
+    /// such fields), and the appended `KeyValue`s are spliced in at the end, before the few
+    /// bytes that follow the attributes.
+    pub(crate) fn apply<'o>(
         &mut self,
         msg: &[u8],
         base: usize,
         field: u32,
         out: &mut Vec<u8>,
-        mut other: impl FnMut(&Field, &mut Vec<u8>) -> Result<bool, ScanError>,
+        mut other: impl FnMut(&Field) -> Action<'o>,
     ) -> Result<bool, ScanError> {
         self.resolve();
-        let append_at = append_position(msg, base, field)?;
         let mut changed = false;
+        // `msg[run..]` up to the current field is copied as is, not yet written.
+        let mut run = 0usize;
+        // Where appended attributes go in `out` (after the last attribute, else before the first
+        // field numbered above the list's).
+        let mut insert_at: Option<usize> = None;
         let mut fields = Fields::new(msg, base);
-        loop {
-            let pos = fields_pos(&fields, msg.len());
-            if pos == append_at {
-                changed |= self.append_rest(field, out);
-            }
-            let Some(f) = fields.next_field()? else { break };
+        while let Some(f) = fields.next_field()? {
             if f.number != field {
-                changed |= other(&f, out)?;
+                if f.number > field && insert_at.is_none() {
+                    insert_at = Some(out.len() + (f.start - run));
+                }
+                match other(&f) {
+                    Action::Copy => {}
+                    Action::Drop => {
+                        out.extend_from_slice(&msg[run..f.start]);
+                        run = f.end;
+                        changed = true;
+                    }
+                    Action::Replace(payload) => {
+                        out.extend_from_slice(&msg[run..f.start]);
+                        put_len_field(out, f.number, payload);
+                        run = f.end;
+                        changed = true;
+                    }
+                }
                 continue;
             }
             f.expect(LEN, base)?;
-            if self.ops.is_empty() {
-                out.extend_from_slice(&msg[f.start..f.end]);
-                continue;
+            if let Some(written) = self.attribute(msg, &f, base, field, run, out)? {
+                run = f.end;
+                changed |= written;
             }
-            let kv = f.payload(msg);
-            let key = match usual_key_value(kv, base + f.value_start) {
-                Some((key, _)) => key,
-                None => parse_key_value(kv, base + f.value_start)?.0,
-            };
-            let Some(i) = self.find(key) else {
-                out.extend_from_slice(&msg[f.start..f.end]);
-                continue;
-            };
-            let op = &mut self.ops[i];
-            match (&op.kv, op.written) {
-                (Some(new), false) => {
-                    op.written = true;
-                    let new = &self.bytes[new.clone()];
-                    changed |= new != kv;
-                    put_len_field(out, field, new);
-                }
-                // Deleted, or a later duplicate of a key already set.
-                _ => changed = true,
-            }
+            insert_at = Some(out.len() + (f.end - run));
         }
+        out.extend_from_slice(&msg[run..]);
+        let at = insert_at.unwrap_or(out.len());
+        changed |= self.insert_rest(field, out, at);
         Ok(changed)
     }
 
-    /// Writes every set not written yet, in edit order; returns whether there was one.
-    fn append_rest(&mut self, field: u32, out: &mut Vec<u8>) -> bool {
-        let mut any = false;
+    /// Handles one `KeyValue` field `f` of the list: `None` when it is copied as is (left in the
+    /// run), else the run up to it is written, then its replacement (or nothing), and whether
+    /// that changed anything.
+    #[inline]
+    fn attribute(
+        &mut self,
+        msg: &[u8],
+        f: &Field,
+        base: usize,
+        field: u32,
+        run: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<bool>, ScanError> {
+        if self.ops.is_empty() {
+            return Ok(None);
+        }
+        let kv = f.payload(msg);
+        let key = match usual_key_value(kv, base + f.value_start) {
+            Some((key, _)) => key,
+            None => parse_key_value(kv, base + f.value_start)?.0,
+        };
+        let Some(i) = self.find(key) else {
+            return Ok(None);
+        };
+        let op = &mut self.ops[i];
+        match (&op.kv, op.written) {
+            (Some(new), false) => {
+                op.written = true;
+                let new = &self.bytes[new.clone()];
+                if new == kv {
+                    return Ok(None);
+                }
+                out.extend_from_slice(&msg[run..f.start]);
+                put_len_field(out, field, new);
+                Ok(Some(true))
+            }
+            // Deleted, or a later duplicate of a key already set.
+            _ => {
+                out.extend_from_slice(&msg[run..f.start]);
+                Ok(Some(true))
+            }
+        }
+    }
+
+    /// Inserts every set not written yet at `out[at]`, in edit order; returns whether there was
+    /// one.
+    fn insert_rest(&mut self, field: u32, out: &mut Vec<u8>, at: usize) -> bool {
+        self.tail.clear();
         for op in &mut self.ops {
             if let (true, false, Some(kv)) = (op.last, op.written, &op.kv) {
                 op.written = true;
-                put_len_field(out, field, &self.bytes[kv.clone()]);
-                any = true;
+                put_len_field(&mut self.tail, field, &self.bytes[kv.clone()]);
             }
         }
-        any
-    }
-}
-
-/// How far `fields` has walked (its next field's offset; `len` at the end).
-#[inline]
-fn fields_pos(fields: &Fields<'_>, len: usize) -> usize {
-    fields.pos().min(len)
-}
-
-/// Where new `KeyValue`s go in `msg`: after the last field `field`; with none, before the first
-/// field numbered above it (so an encoder's number order holds); else at the end.
-fn append_position(msg: &[u8], base: usize, field: u32) -> Result<usize, ScanError> {
-    let mut after_last = None;
-    let mut first_above = None;
-    let mut fields = Fields::new(msg, base);
-    while let Some(f) = fields.next_field()? {
-        if f.number == field {
-            after_last = Some(f.end);
-        } else if f.number > field && first_above.is_none() {
-            first_above = Some(f.start);
+        if self.tail.is_empty() {
+            return false;
         }
+        if at == out.len() {
+            out.extend_from_slice(&self.tail);
+        } else {
+            out.splice(at..at, self.tail.iter().copied());
+        }
+        true
     }
-    Ok(after_last.or(first_above).unwrap_or(msg.len()))
+}
+
+/// What [`AttrEdits::apply`] does with a field that is not an attribute.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Action<'a> {
+    /// Copy it as it is.
+    Copy,
+    /// Leave it out.
+    Drop,
+    /// Write this payload under the field's number instead.
+    Replace(&'a [u8]),
 }
 
 /// Appends a length-delimited field.
@@ -356,12 +403,7 @@ mod tests {
 
     fn apply(e: &mut AttrEdits, msg: &[u8]) -> (Vec<u8>, bool) {
         let mut out = Vec::new();
-        let changed = e
-            .apply(msg, 0, 9, &mut out, |f, out| {
-                out.extend_from_slice(&msg[f.start..f.end]);
-                Ok(false)
-            })
-            .unwrap();
+        let changed = e.apply(msg, 0, 9, &mut out, |_| Action::Copy).unwrap();
         (out, changed)
     }
 

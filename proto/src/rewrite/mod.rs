@@ -56,7 +56,7 @@ use crate::error::{RewriteError, ScanError};
 use crate::scan::{REQUEST_RESOURCE_SPANS, RESOURCE_SPANS_SCOPE_SPANS, SCOPE_SPANS_SPANS};
 use crate::wire::{Field, Fields, LEN};
 
-use edits::put_len_field;
+use edits::{put_len_field, Action};
 
 /// `ResourceSpans.resource`, `ScopeSpans.scope` (and their logs and metrics counterparts).
 const GROUP_MESSAGE: u32 = 1;
@@ -546,16 +546,9 @@ fn group<I>(
     let mut msg_changed = false;
     if !edits.is_empty() && (occ.count > 0 || edits.adds_to_empty()) {
         rewritten.clear();
-        msg_changed = edits.apply(
-            msg,
-            msg_base,
-            level.attributes_field(),
-            rewritten,
-            |g, out| {
-                out.extend_from_slice(&msg[g.start..g.end]);
-                Ok(false)
-            },
-        )?;
+        msg_changed = edits.apply(msg, msg_base, level.attributes_field(), rewritten, |_| {
+            Action::Copy
+        })?;
     }
     let (view, present): (&[u8], bool) = if msg_changed {
         (rewritten, true)

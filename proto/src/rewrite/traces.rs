@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::edits::put_len_field;
+use super::edits::Action;
 use super::{close, open, AttrEdits, Items, ResourceCtx, RewriteStats, ScopeCtx, Verdict};
 use crate::attributes::{find_attribute, AnyValue, Attributes};
 use crate::error::{RewriteError, ScanError};
@@ -235,24 +235,17 @@ impl<V: TraceVisitor + ?Sized> Items for SpanItems<'_, V> {
         let mark = open(out, &buf[f.start..f.value_start]);
         let mut next_event = 0usize;
         let (fates, event_bytes) = (&s.events, &s.event_bytes);
-        let changed = s.edits.apply(bytes, base, SPAN_ATTRIBUTES, out, |g, out| {
+        let changed = s.edits.apply(bytes, base, SPAN_ATTRIBUTES, out, |g| {
             if g.number != SPAN_EVENTS || !events_changed {
-                out.extend_from_slice(&bytes[g.start..g.end]);
-                return Ok(false);
+                return Action::Copy;
             }
             let fate = fates.get(next_event).cloned().unwrap_or(EventFate::Keep);
             next_event += 1;
-            Ok(match fate {
-                EventFate::Keep => {
-                    out.extend_from_slice(&bytes[g.start..g.end]);
-                    false
-                }
-                EventFate::Drop => true,
-                EventFate::Rewritten(r) => {
-                    put_len_field(out, SPAN_EVENTS, &event_bytes[r]);
-                    true
-                }
-            })
+            match fate {
+                EventFate::Keep => Action::Copy,
+                EventFate::Drop => Action::Drop,
+                EventFate::Rewritten(r) => Action::Replace(&event_bytes[r]),
+            }
         })?;
         close(out, mark, f.number, changed);
         Ok(Some(changed))
@@ -295,16 +288,11 @@ fn visit_events<V: TraceVisitor + ?Sized>(
             EventFate::Keep
         } else {
             let start = s.event_bytes.len();
-            let changed = s.event_edits.apply(
-                msg,
-                msg_base,
-                EVENT_ATTRIBUTES,
-                &mut s.event_bytes,
-                |g, out| {
-                    out.extend_from_slice(&msg[g.start..g.end]);
-                    Ok(false)
-                },
-            )?;
+            let changed =
+                s.event_edits
+                    .apply(msg, msg_base, EVENT_ATTRIBUTES, &mut s.event_bytes, |_| {
+                        Action::Copy
+                    })?;
             if changed {
                 EventFate::Rewritten(start..s.event_bytes.len())
             } else {

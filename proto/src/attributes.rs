@@ -168,6 +168,7 @@ impl<'a> KvValue<'a> {
 /// The key and encoded value of a `KeyValue` in the layout every encoder writes: the key field,
 /// then at most one value field, nothing else. Other layouts (repeated or reordered fields,
 /// unknown fields) return `None` and take the full parse, which gives protobuf's last-wins answer.
+#[inline]
 pub(crate) fn usual_key_value(kv: &[u8], base: usize) -> Option<(&[u8], KvValue<'_>)> {
     if kv.first() != Some(&0x0a) {
         return None;

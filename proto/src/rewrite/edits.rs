@@ -251,7 +251,7 @@ impl AttrEdits {
     /// Handles one `KeyValue` field `f` of the list: `None` when it is copied as is (left in the
     /// run), else the run up to it is written, then its replacement (or nothing), and whether
     /// that changed anything.
-    #[inline]
+    #[inline(always)]
     fn attribute(
         &mut self,
         msg: &[u8],

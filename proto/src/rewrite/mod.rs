@@ -4,12 +4,11 @@
 //! # Why
 //!
 //! The agent's and gateway's processors (`attributes`, `resource`, `redaction`, `transform`,
-//! `filter`) change a few attributes of some messages. Decoding the request with prost and
-//! encoding it again costs microseconds per span and loses nothing only because prost keeps no
-//! unknown fields anyway... which is the other problem: it drops them. Here a [`TraceVisitor`] is
-//! shown each resource, scope, span and (if it asks) span event in place, and answers with
-//! [`AttrEdits`] and a [`Verdict`]; only the messages whose bytes change are written anew, and
-//! only the fields that change inside them:
+//! `filter`) change a few attributes of some messages, or drop some spans. Decoding the request
+//! with prost and encoding it again costs microseconds per span and loses every unknown field.
+//! Here a [`TraceVisitor`] is shown each resource, scope, span and (if it asks) span event in
+//! place, and answers with [`AttrEdits`] and a [`Verdict`]; only the messages whose bytes change
+//! are written anew, and only the fields that change inside them:
 //!
 //! - an untouched span, scope or resource (and the request's own unknown fields) is copied byte
 //!   for byte, including its unknown fields and field order, even its length prefix;

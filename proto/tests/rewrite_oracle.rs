@@ -553,7 +553,16 @@ impl Enc {
     }
 }
 
+/// The attributes as (all, none), or with `split` as (first half, second half).
+fn split_half(attrs: &[KeyValue], split: bool) -> (Vec<KeyValue>, Vec<KeyValue>) {
+    let k = if split { attrs.len() / 2 } else { attrs.len() };
+    (attrs[..k].to_vec(), attrs[k..].to_vec())
+}
+
+/// Encodes `req` with unknown fields where `mask` says; bit 63 also splits every resource and
+/// scope message in two occurrences (the second after the children).
 fn encode(req: &Req, mask: u64) -> (Vec<u8>, Ids) {
+    let split = mask >> 63 == 1;
     let mut enc = Enc { mask, next: 0 };
     let mut ids = Ids::default();
     let mut out = Vec::new();
@@ -561,20 +570,52 @@ fn encode(req: &Req, mask: u64) -> (Vec<u8>, Ids) {
     for (res, schema, scopes) in &req.resources {
         let mut rids = ResourceIds::default();
         let mut rs = Vec::new();
+        // With `split`, the resource's second half of attributes is a second `resource` field
+        // after the scopes: prost merges the two, so the request means the same.
+        let mut resource_tail = None;
         if let Some(r) = res {
-            let mut m = r.encode_to_vec();
+            let (head, tail) = split_half(&r.attributes, split);
+            let mut m = Resource {
+                attributes: head,
+                ..r.clone()
+            }
+            .encode_to_vec();
             rids.message = enc.unknown(&mut m);
             put_len_field(&mut rs, 1, &m);
+            if !tail.is_empty() {
+                resource_tail = Some(
+                    Resource {
+                        attributes: tail,
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                );
+            }
         }
         rids.envelope = enc.unknown(&mut rs);
         for (scope, sschema, spans) in scopes {
             let mut sids = ScopeIds::default();
             let mut ss = Vec::new();
             sids.envelope = enc.unknown(&mut ss);
+            let mut scope_tail = None;
             if let Some(s) = scope {
-                let mut m = s.encode_to_vec();
+                let (head, tail) = split_half(&s.attributes, split);
+                let mut m = InstrumentationScope {
+                    attributes: head,
+                    ..s.clone()
+                }
+                .encode_to_vec();
                 sids.message = enc.unknown(&mut m);
                 put_len_field(&mut ss, 1, &m);
+                if !tail.is_empty() {
+                    scope_tail = Some(
+                        InstrumentationScope {
+                            attributes: tail,
+                            ..Default::default()
+                        }
+                        .encode_to_vec(),
+                    );
+                }
             }
             for span in spans {
                 let mut sp = Span {
@@ -596,10 +637,16 @@ fn encode(req: &Req, mask: u64) -> (Vec<u8>, Ids) {
                 put_len_field(&mut ss, 3, sschema.as_bytes());
             }
             rids.scopes.push(sids);
+            if let Some(t) = scope_tail {
+                put_len_field(&mut ss, 1, &t);
+            }
             put_len_field(&mut rs, 2, &ss);
         }
         if !schema.is_empty() {
             put_len_field(&mut rs, 3, schema.as_bytes());
+        }
+        if let Some(t) = resource_tail {
+            put_len_field(&mut rs, 1, &t);
         }
         ids.resources.push(rids);
         put_len_field(&mut out, 1, &rs);

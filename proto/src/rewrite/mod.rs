@@ -21,6 +21,60 @@
 //! Dropping spans re-frames the request without decoding anything: the dropped span's field is
 //! not copied and the enclosing lengths shrink.
 //!
+//! # Example
+//!
+//! A filter and a redaction in one pass: drop health checks, remove `password` from every span,
+//! mark every resource.
+//!
+//! ```
+//! use tailgate_proto::attributes::AnyValue;
+//! use tailgate_proto::rewrite::{
+//!     AttrEdits, Prune, ResourceCtx, Rewriter, SpanCtx, TraceVisitor, Verdict,
+//! };
+//!
+//! struct Agent;
+//!
+//! impl TraceVisitor for Agent {
+//!     fn resource(&mut self, _: &ResourceCtx<'_>, edits: &mut AttrEdits) -> Verdict {
+//!         edits.set("tailgate.agent", AnyValue::Bool(true));
+//!         Verdict::Keep
+//!     }
+//!
+//!     fn span(&mut self, span: &SpanCtx<'_>, edits: &mut AttrEdits) -> Verdict {
+//!         if span.name() == b"GET /healthz" {
+//!             return Verdict::Drop;
+//!         }
+//!         edits.delete("password");
+//!         Verdict::Keep
+//!     }
+//! }
+//!
+//! # use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+//! # use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+//! # use prost::Message;
+//! # fn main() -> Result<(), tailgate_proto::RewriteError> {
+//! # let span = |name: &str| Span { trace_id: vec![1; 16], name: name.into(), ..Default::default() };
+//! # let request = ExportTraceServiceRequest {
+//! #     resource_spans: vec![ResourceSpans {
+//! #         scope_spans: vec![ScopeSpans {
+//! #             spans: vec![span("GET /healthz"), span("GET /cart")],
+//! #             ..Default::default()
+//! #         }],
+//! #         ..Default::default()
+//! #     }],
+//! # }
+//! # .encode_to_vec();
+//! let mut rewriter = Rewriter::new().with_prune(Prune::AllEmpty);
+//! let mut out = Vec::new();
+//! let stats = rewriter.rewrite_traces(&request, &mut Agent, &mut out)?;
+//! assert_eq!((stats.items_in, stats.items_out), (2, 1));
+//! if stats.resources_out == 0 {
+//!     // Nothing left: contrib's filter skips the export here.
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Empty scopes and resources
 //!
 //! Contrib's `filterprocessor` removes, after its pass, every `ScopeSpans` without spans and every

@@ -322,16 +322,18 @@ impl Rewriter {
         visitor: &mut V,
         out: &mut Vec<u8>,
     ) -> Result<RewriteStats, RewriteError> {
+        let settings = Settings {
+            prune: self.prune,
+            max_output: self.max_output,
+            out_start: out.len(),
+        };
         let mut items = traces::SpanItems::new(visitor, &mut self.spans);
         rewrite_request(
             buf,
             &mut items,
-            Levels {
-                prune: self.prune,
-                max_output: self.max_output,
-                resource: &mut self.resource,
-                scope: &mut self.scope,
-            },
+            settings,
+            &mut self.resource,
+            &mut self.scope,
             out,
         )
     }
@@ -355,14 +357,6 @@ trait Items {
     ) -> Result<Option<bool>, RewriteError>;
 }
 
-/// The envelope levels' settings and buffers.
-struct Levels<'r> {
-    prune: Prune,
-    max_output: usize,
-    resource: &'r mut GroupScratch,
-    scope: &'r mut GroupScratch,
-}
-
 /// What every level of one rewrite needs to know.
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -383,25 +377,20 @@ fn absolute(f: Field, base: usize) -> Field {
     }
 }
 
+/// The request level, shared by the signals: resources go through [`group`] twice nested (resource,
+/// then scope), whose children are `items`; every other field of the request is copied. A request
+/// over 4 GiB is refused as the scanner refuses it.
 fn rewrite_request<I: Items>(
     buf: &[u8],
     items: &mut I,
-    levels: Levels<'_>,
+    settings: Settings,
+    resource_scratch: &mut GroupScratch,
+    scope_scratch: &mut GroupScratch,
     out: &mut Vec<u8>,
 ) -> Result<RewriteStats, RewriteError> {
     if u32::try_from(buf.len()).is_err() {
         return Err(ScanError::new(crate::error::ScanErrorKind::TooLarge, 0).into());
     }
-    let settings = Settings {
-        prune: levels.prune,
-        max_output: levels.max_output,
-        out_start: out.len(),
-    };
-    let Levels {
-        resource: resource_scratch,
-        scope: scope_scratch,
-        ..
-    } = levels;
     let mut stats = RewriteStats::default();
     let mut fields = Fields::new(buf, 0);
     while let Some(f) = fields.next_field()? {
@@ -473,6 +462,7 @@ fn rewrite_request<I: Items>(
     Ok(stats)
 }
 
+/// Fails once this rewrite's output is over the limit.
 #[inline]
 fn check_size(out: &[u8], settings: Settings) -> Result<(), RewriteError> {
     let len = out.len() - settings.out_start;

@@ -9,6 +9,10 @@
 //! `signals/…`: logs and metrics (count, check, the splits into 4 by each routing key, prost's
 //! decode for scale), throughput in records or data points.
 //!
+//! `rewrite/…`: the processors' rewrite primitive (`tailgate_proto::rewrite`) on 1000 spans with
+//! 10 attributes: no edit, set one span attribute, delete 2 of the 10, insert a resource
+//! attribute, and the set done with prost (decode → edit → encode) for scale; spans/s only.
+//!
 //! Each benchmark runs twice, once reporting spans/s (`spans/…`) and once MB/s (`bytes/…`).
 //! Time is the benchmark thread's *CPU time* (not wall time): the machine these run on is shared
 //! with compilers, and spans per CPU-second on one core is the figure that matters.
@@ -31,8 +35,10 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
+use tailgate_proto::attributes::AnyValue as WireValue;
 use tailgate_proto::fuzzing::value_tree_json_to_protobuf;
 use tailgate_proto::json::json_to_protobuf;
+use tailgate_proto::rewrite::{AttrEdits, ResourceCtx, Rewriter, SpanCtx, TraceVisitor, Verdict};
 use tailgate_proto::{reframe, scan, Splitter};
 
 /// Criterion measurement: CPU time of the benchmarking thread.
@@ -604,7 +610,99 @@ fn bench_signals(c: &mut Criterion<CpuTime>) {
     g.finish();
 }
 
+/// `request(spans, 0)` with two more attributes per span (10 in all), as the rewrite benches
+/// assume.
+fn request_10_attrs(spans: u64) -> Bytes {
+    let mut req = ExportTraceServiceRequest::decode(&request(spans, 0)[..]).expect("decodes");
+    for span in req
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans)
+    {
+        span.attributes
+            .push(kv("http.url", s("https://users/api/v1/42")));
+        span.attributes.push(kv("password", s("hunter2")));
+    }
+    Bytes::from(req.encode_to_vec())
+}
+
+/// The rewrite benches' edit programs.
+#[derive(Clone, Copy)]
+enum Program {
+    NoEdit,
+    SetSpanAttribute,
+    DeleteTwo,
+    ResourceInsert,
+}
+
+impl TraceVisitor for Program {
+    fn resource(&mut self, _: &ResourceCtx<'_>, edits: &mut AttrEdits) -> Verdict {
+        if let Program::ResourceInsert = self {
+            edits.set_str("deployment.environment", "prod");
+        }
+        Verdict::Keep
+    }
+
+    fn span(&mut self, _: &SpanCtx<'_>, edits: &mut AttrEdits) -> Verdict {
+        match self {
+            Program::SetSpanAttribute => edits.set("user.id", WireValue::String(b"redacted")),
+            Program::DeleteTwo => {
+                edits.delete("user.id");
+                edits.delete("password");
+            }
+            Program::NoEdit | Program::ResourceInsert => {}
+        }
+        Verdict::Keep
+    }
+}
+
+fn bench_rewrite(c: &mut Criterion<CpuTime>) {
+    let spans = 1000;
+    let buf = request_10_attrs(spans);
+    let mut g = c.benchmark_group("rewrite");
+    g.throughput(Throughput::Elements(spans));
+    let mut rewriter = Rewriter::new();
+    let mut out = Vec::with_capacity(buf.len() * 2);
+    for (name, program) in [
+        ("no_edit", Program::NoEdit),
+        ("set_span_attribute", Program::SetSpanAttribute),
+        ("delete_2_of_10", Program::DeleteTwo),
+        ("resource_insert", Program::ResourceInsert),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                let mut program = program;
+                rewriter
+                    .rewrite_traces(black_box(&buf), &mut program, &mut out)
+                    .map(|s| s.items_out)
+            })
+        });
+    }
+    g.bench_function("prost_set_span_attribute", |b| {
+        b.iter(|| {
+            let mut req = ExportTraceServiceRequest::decode(black_box(&buf[..])).expect("decodes");
+            for span in req
+                .resource_spans
+                .iter_mut()
+                .flat_map(|r| &mut r.scope_spans)
+                .flat_map(|s| &mut s.spans)
+            {
+                if let Some(kv) = span.attributes.iter_mut().find(|kv| kv.key == "user.id") {
+                    kv.value = Some(AnyValue {
+                        value: Some(s("redacted")),
+                    });
+                }
+            }
+            req.encode_to_vec()
+        })
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion<CpuTime>) {
+    bench_rewrite(c);
     bench_signals(c);
     bench_request(c, "realistic_1000x225B", &request(1000, 0));
     bench_request(c, "large_attr_100x4KiB", &request(100, 4096));

@@ -147,7 +147,7 @@ pub(crate) fn parse_key_value(kv: &[u8], base: usize) -> Result<(&[u8], AnyValue
 /// A `KeyValue`'s value as met by [`walk_attributes`]: still encoded (decoded only when asked) or
 /// already decoded (when the `KeyValue` needed a full parse to find its key).
 #[derive(Debug, Clone, Copy)]
-enum KvValue<'a> {
+pub(crate) enum KvValue<'a> {
     /// The encoded `AnyValue` message and its absolute offset; `None` when the field is absent.
     Encoded(Option<(&'a [u8], usize)>),
     /// Decoded by the full parse.
@@ -168,7 +168,8 @@ impl<'a> KvValue<'a> {
 /// The key and encoded value of a `KeyValue` in the layout every encoder writes: the key field,
 /// then at most one value field, nothing else. Other layouts (repeated or reordered fields,
 /// unknown fields) return `None` and take the full parse, which gives protobuf's last-wins answer.
-fn usual_key_value(kv: &[u8], base: usize) -> Option<(&[u8], KvValue<'_>)> {
+#[inline]
+pub(crate) fn usual_key_value(kv: &[u8], base: usize) -> Option<(&[u8], KvValue<'_>)> {
     if kv.first() != Some(&0x0a) {
         return None;
     }

@@ -525,3 +525,24 @@ pub enum SignalError {
         items: usize,
     },
 }
+
+/// Why a rewrite ([`crate::rewrite`]) failed. The input is left as it was; the output buffer may
+/// hold a partial request and must be discarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum RewriteError {
+    /// The request, one of its envelopes, a span, an event or an attribute list that had to be
+    /// edited does not walk (offsets are bytes in the input; inside a resource or scope message
+    /// given more than once they point at its first occurrence).
+    #[error(transparent)]
+    Malformed(#[from] ScanError),
+    /// The rewritten request would be larger than the rewriter's limit
+    /// ([`crate::rewrite::Rewriter::max_output`]): edits that add bytes to every span can grow a
+    /// request past what the next hop accepts.
+    #[error("rewritten request reached {len} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// Bytes written when the limit was crossed.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+}

@@ -629,3 +629,193 @@ pub fn hop(data: &[u8]) {
         assert_eq!(crate::hop::parse_table(&crate::hop::format_table(t)), Ok(t));
     }
 }
+
+/// The fixed edit program of the `rewrite` fuzz target: what the agent's and gateway's
+/// processors do (set, delete, drop spans and events at every level).
+struct FuzzProgram;
+
+/// Span names this program drops (a filter by name).
+const FUZZ_DROP_PREFIX: &[u8] = b"drop";
+/// Span event names this program drops.
+const FUZZ_DROP_EVENT: &[u8] = b"exception";
+
+impl crate::rewrite::TraceVisitor for FuzzProgram {
+    fn resource(
+        &mut self,
+        _: &crate::rewrite::ResourceCtx<'_>,
+        edits: &mut crate::rewrite::AttrEdits,
+    ) -> crate::rewrite::Verdict {
+        edits.set(
+            "tailgate.rewritten",
+            crate::attributes::AnyValue::Bool(true),
+        );
+        edits.delete("secret");
+        crate::rewrite::Verdict::Keep
+    }
+
+    fn scope(
+        &mut self,
+        _: &crate::rewrite::ScopeCtx<'_>,
+        edits: &mut crate::rewrite::AttrEdits,
+    ) -> crate::rewrite::Verdict {
+        edits.set("scope.seen", crate::attributes::AnyValue::Int(1));
+        crate::rewrite::Verdict::Keep
+    }
+
+    fn span(
+        &mut self,
+        span: &crate::rewrite::SpanCtx<'_>,
+        edits: &mut crate::rewrite::AttrEdits,
+    ) -> crate::rewrite::Verdict {
+        if span.name().starts_with(FUZZ_DROP_PREFIX) {
+            return crate::rewrite::Verdict::Drop;
+        }
+        edits.delete("http.method");
+        edits.delete("password");
+        if span.attribute("n").is_some() {
+            edits.set_str("n", "redacted");
+        }
+        crate::rewrite::Verdict::Keep
+    }
+
+    fn visits_events(&self) -> bool {
+        true
+    }
+
+    fn event(
+        &mut self,
+        event: &crate::rewrite::EventCtx<'_>,
+        edits: &mut crate::rewrite::AttrEdits,
+    ) -> crate::rewrite::Verdict {
+        if event.name() == FUZZ_DROP_EVENT {
+            return crate::rewrite::Verdict::Drop;
+        }
+        edits.set("e", crate::attributes::AnyValue::Double(0.5));
+        crate::rewrite::Verdict::Keep
+    }
+}
+
+/// A visitor that edits nothing but looks at every level.
+struct FuzzIdentity;
+
+impl crate::rewrite::TraceVisitor for FuzzIdentity {
+    fn visits_events(&self) -> bool {
+        true
+    }
+}
+
+/// Output cap of the rewrite target (the program adds a few bytes per message; a larger output
+/// must fail with `TooLarge`, not grow).
+const FUZZ_MAX_REWRITE: usize = 1 << 20;
+
+/// Rewrite target: rewrite arbitrary bytes with a fixed edit program ([`crate::rewrite`]).
+///
+/// Oracles: a visitor that edits nothing returns the input byte for byte (or the error the
+/// program run gets, as both walk the same structure); the output never exceeds the cap; when
+/// prost decodes the input the rewrite succeeds (or refuses an id of a length pdata refuses),
+/// prost decodes the output, it holds `items_out` spans and the program's effects (no span named
+/// `drop…`, no deleted key, every resource marked); and rewriting the output again changes nothing
+/// (the program is idempotent, so a second pass must return its input byte for byte).
+pub fn rewrite(data: &[u8]) {
+    use crate::error::{RewriteError, ScanErrorKind};
+    use crate::rewrite::{Prune, Rewriter};
+
+    let mut rewriter = Rewriter::new()
+        .with_prune(Prune::AllEmpty)
+        .with_max_output(FUZZ_MAX_REWRITE);
+    let mut out = Vec::new();
+    let result = rewriter.rewrite_traces(data, &mut FuzzProgram, &mut out);
+    if let Err(RewriteError::TooLarge { len, limit }) = result {
+        assert!(len > limit && limit == FUZZ_MAX_REWRITE);
+        // The check runs after each span, so the overshoot is at most one span's rewrite.
+        assert!(len <= limit + data.len() + 4096, "output ran past the cap");
+        return;
+    }
+    assert!(out.len() <= FUZZ_MAX_REWRITE);
+
+    let mut identity = Rewriter::new().with_prune(Prune::Never);
+    let mut same = Vec::new();
+    match identity.rewrite_traces(data, &mut FuzzIdentity, &mut same) {
+        Ok(stats) => {
+            assert!(!stats.changed, "a pass with no edits reported a change");
+            assert_eq!(same, data, "a pass with no edits changed the bytes");
+        }
+        Err(RewriteError::Malformed(_)) => {}
+        Err(e) => panic!("identity pass failed with {e:?}"),
+    }
+
+    let oracle = ExportTraceServiceRequest::decode(data).ok();
+    let stats = match (result, &oracle) {
+        (Ok(stats), _) => stats,
+        (Err(RewriteError::Malformed(e)), Some(_)) => {
+            assert_eq!(
+                e.kind,
+                ScanErrorKind::BadIdLength,
+                "rewrite refused what prost decodes: {e:?}"
+            );
+            return;
+        }
+        (Err(_), _) => return,
+    };
+    if oracle.is_none() {
+        return;
+    }
+    let Ok(req) = ExportTraceServiceRequest::decode(&out[..]) else {
+        panic!("prost cannot decode the rewritten request");
+    };
+    check_program(&req, stats.items_out);
+    let mut again = Vec::new();
+    match rewriter.rewrite_traces(&out, &mut FuzzProgram, &mut again) {
+        Ok(s) => {
+            assert!(!s.changed, "the program is not idempotent");
+            assert_eq!(again, out, "a second pass changed the bytes");
+        }
+        Err(e) => panic!("the rewritten request does not rewrite: {e:?}"),
+    }
+}
+
+/// The effects of [`FuzzProgram`] on a decoded output holding `spans` spans.
+fn check_program(req: &ExportTraceServiceRequest, spans: usize) {
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
+    let has = |attrs: &[KeyValue], key: &str| attrs.iter().any(|kv| kv.key == key);
+    let value = |attrs: &[KeyValue], key: &str| {
+        attrs
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| v.value.clone())
+    };
+    let mut n = 0;
+    for rs in &req.resource_spans {
+        assert!(!rs.scope_spans.is_empty(), "an empty resource was kept");
+        let attrs = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes);
+        assert_eq!(
+            value(attrs, "tailgate.rewritten"),
+            Some(Value::BoolValue(true))
+        );
+        assert!(!has(attrs, "secret"));
+        for ss in &rs.scope_spans {
+            assert!(!ss.spans.is_empty(), "an empty scope was kept");
+            let attrs = ss.scope.as_ref().map_or(&[][..], |s| &s.attributes);
+            assert_eq!(value(attrs, "scope.seen"), Some(Value::IntValue(1)));
+            for span in &ss.spans {
+                n += 1;
+                assert!(!span.name.as_bytes().starts_with(FUZZ_DROP_PREFIX));
+                assert!(
+                    !has(&span.attributes, "http.method") && !has(&span.attributes, "password")
+                );
+                if has(&span.attributes, "n") {
+                    assert_eq!(
+                        value(&span.attributes, "n"),
+                        Some(Value::StringValue("redacted".into()))
+                    );
+                }
+                for e in &span.events {
+                    assert_ne!(e.name.as_bytes(), FUZZ_DROP_EVENT);
+                    assert_eq!(value(&e.attributes, "e"), Some(Value::DoubleValue(0.5)));
+                }
+            }
+        }
+    }
+    assert_eq!(n, spans, "items_out is not the output's span count");
+}

@@ -27,6 +27,8 @@
 //! - [`attributes`]: lazy typed attribute lookup ([`attributes::AnyValue`]).
 //! - [`view`]: owned [`view::SpanView`]s for the sampler, [`view::scan`], detach/compaction.
 //! - [`reframe`]: build a request from any views ([`reframe::RequestBuilder`]).
+//! - [`rewrite`]: edit resource, scope, span and span event attributes and drop spans or events in
+//!   one pass, copying every byte nothing changed (the processors' primitive).
 //! - [`split`]: partition a request into N by a function of each span (the agent's hot path),
 //!   log record, metric or data point.
 //! - [`logs`], [`metrics`]: what is particular to logs and metrics requests (their items' fields,
@@ -58,6 +60,7 @@ pub mod json;
 pub mod logs;
 pub mod metrics;
 pub mod reframe;
+pub mod rewrite;
 pub mod scan;
 mod schema;
 pub mod span;
@@ -67,8 +70,8 @@ pub mod wire;
 
 pub use compression::{Compression, DEFAULT_MAX_DECODED_SIZE};
 pub use error::{
-    ControlError, EncodeError, HopError, InvalidItem, InvalidSpan, RequestError, ScanError,
-    ScanErrorKind, Signal, SignalError,
+    ControlError, EncodeError, HopError, InvalidItem, InvalidSpan, RequestError, RewriteError,
+    ScanError, ScanErrorKind, Signal, SignalError,
 };
 pub use items::{items, Item};
 pub use logs::{check_log_records, count_log_records, LogRecordRef};
@@ -76,6 +79,7 @@ pub use metrics::{
     check_metrics, count_data_points, count_metrics, DataKind, DataPointRef, MetricRef,
 };
 pub use reframe::{reframe, reframe_items, RequestBuilder};
+pub use rewrite::{AttrEdits, Prune, Rewriter, TraceVisitor, Verdict};
 pub use scan::{check_spans, count_spans};
 pub use span::SpanRef;
 pub use split::{split, Splitter};

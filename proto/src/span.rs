@@ -88,6 +88,11 @@ impl<'a> SpanRef<'a> {
         self.bytes
     }
 
+    /// Absolute offset of the span message in its request.
+    pub(crate) fn base(&self) -> usize {
+        self.base
+    }
+
     /// The trace id bytes (16 in valid spans; empty if absent or malformed).
     ///
     /// Routing hot path: encoders write field 1 first, so this checks that position before

@@ -149,6 +149,11 @@ impl<'a> Fields<'a> {
         self.base
     }
 
+    /// Offset in the iterated slice of the next field (its length at the end).
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
     /// Reads the next field; `Ok(None)` at the end of the message.
     #[inline(always)]
     pub fn next_field(&mut self) -> Result<Option<Field>, ScanError> {

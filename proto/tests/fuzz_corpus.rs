@@ -19,7 +19,7 @@ use tailgate_proto::{fuzzing, grpc, Compression};
 /// A fuzz target: its name and entry function.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 10] = [
+const TARGETS: [Target; 11] = [
     ("scanner", fuzzing::scan),
     ("grpc_deframer", fuzzing::grpc_deframer),
     ("gzip", fuzzing::gzip),
@@ -30,6 +30,7 @@ const TARGETS: [Target; 10] = [
     ("hop", fuzzing::hop),
     ("logs_scanner", fuzzing::logs),
     ("metrics_scanner", fuzzing::metrics),
+    ("rewrite", fuzzing::rewrite),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -380,6 +381,47 @@ fn metrics_oneof() -> Vec<u8> {
     field(1, &field(2, &field(2, &metric)))
 }
 
+/// Rewrite seeds: the request (its `n` and `http.method` attributes are what the fixed program
+/// edits), one with what the program drops (a span named `drop…`, an `exception` event, a
+/// `secret` resource attribute, a duplicated key) and an empty scope, and damaged forms.
+fn rewrite_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use opentelemetry_proto::tonic::trace::v1::span::Event;
+    let kv = |k: &str, v: Value| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+    };
+    let mut m = message();
+    let rs = &mut m.resource_spans[0];
+    if let Some(r) = rs.resource.as_mut() {
+        r.attributes
+            .push(kv("secret", Value::StringValue("s3cr3t".into())));
+    }
+    let spans = &mut rs.scope_spans[0].spans;
+    spans[0].name = "drop me".into();
+    spans[1].attributes.push(kv("n", Value::BoolValue(true)));
+    spans[2].events = vec![
+        Event {
+            name: "exception".into(),
+            ..Default::default()
+        },
+        Event {
+            name: "log".into(),
+            attributes: vec![kv("e", Value::IntValue(2))],
+            ..Default::default()
+        },
+    ];
+    rs.scope_spans.push(ScopeSpans::default());
+    let edited = m.encode_to_vec();
+    let req = request();
+    vec![
+        ("request", req.clone()),
+        ("edited", edited.clone()),
+        ("truncated", edited[..edited.len() / 2].to_vec()),
+        ("bad_ids", bad_ids()),
+        ("empty", Vec::new()),
+    ]
+}
+
 #[test]
 #[ignore = "rewrites the seed corpus files"]
 fn write_seed_corpus() {
@@ -429,6 +471,9 @@ fn write_seed_corpus() {
     seeds.push(("metrics_scanner", "oneof", metrics_oneof()));
     for (name, data) in hop_seeds() {
         seeds.push(("hop", name, data.into_bytes()));
+    }
+    for (name, data) in rewrite_seeds() {
+        seeds.push(("rewrite", name, data));
     }
     for (target, name, data) in seeds {
         let dir = corpus_dir(target);

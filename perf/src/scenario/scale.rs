@@ -890,11 +890,20 @@ pub fn markdown(config: &ScaleConfig, runs: &[EventRun]) -> String {
             )
         });
         row("bytes forwarded (≈ spans × bytes/span)", &|r| {
-            format!("{:.1} MB", r.row.forwarded_bytes_est as f64 / 1e6)
+            format!("{:.0} kB", r.row.forwarded_bytes_est as f64 / 1e3)
         });
         row("forwarded spans received by a gateway", &|r| {
             r.row.received_spans.to_string()
         });
+        row(
+            "forwarded but never received (forwarded − received)",
+            &|r| {
+                r.row
+                    .forwarded_spans
+                    .saturating_sub(r.row.received_spans)
+                    .to_string()
+            },
+        );
         row("forwarded spans peers' clients gave up on", &|r| {
             r.row.peer_send_failed_spans.to_string()
         });

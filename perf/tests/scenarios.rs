@@ -280,7 +280,12 @@ fn scale_configs_are_valid() {
     let me = "127.0.0.2:4317".parse().unwrap();
     assert_valid(&ctx, "scale-agent", &configs::agent_dns(&discovery));
     for (what, grace) in [("scale-member", Some(config.grace)), ("scale-plain", None)] {
-        let gw = configs::gateway_member(me, addr(), &config.sampling, &discovery, grace);
+        let mut gw = configs::gateway_member(me, addr(), &config.sampling, &discovery, grace);
+        assert!(
+            config.spanmetrics,
+            "the scenario runs spanmetrics beside sampling"
+        );
+        configs::with_spanmetrics(&mut gw);
         assert_valid(&ctx, what, &gw);
     }
     ctx.remove_work_dir();

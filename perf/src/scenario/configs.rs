@@ -177,6 +177,22 @@ pub fn gateway_member(
     config
 }
 
+/// Adds the seed's RED-metrics tier beside sampling: a `traces/metrics` pipeline from the same
+/// OTLP receiver into the `spanmetrics` connector, whose metrics go to a `prometheus` exporter on
+/// 127.0.0.1:0. Every span a gateway receives from an agent is counted once there (forwarded
+/// spans enter only the sampling pipeline), which the connector's
+/// `tailgate_connector_spanmetrics_spans_total` shows.
+pub fn with_spanmetrics(config: &mut Value) {
+    config["connectors"] = json!({"spanmetrics": {
+        "dimensions": [{"name": "http.method"}],
+        "metrics_flush_interval": "1s"
+    }});
+    config["exporters"]["prometheus"] = json!({"endpoint": "127.0.0.1:0"});
+    let pipelines = &mut config["service"]["pipelines"];
+    pipelines["traces/metrics"] = json!({"receivers": ["otlp"], "exporters": ["spanmetrics"]});
+    pipelines["metrics"] = json!({"receivers": ["spanmetrics"], "exporters": ["prometheus"]});
+}
+
 /// Plain forwarding: otlp receiver → batch → otlp exporter (no routing, no sampling).
 pub fn passthrough(backend: SocketAddr) -> Value {
     json!({
@@ -288,6 +304,15 @@ mod tests {
             (&json!("127.0.0.3:7000"), &json!("5000ms"))
         );
         assert_eq!(m["dns_server"], "127.0.0.1:5353");
+        let mut with = g.clone();
+        with_spanmetrics(&mut with);
+        let p = &with["service"]["pipelines"];
+        assert_eq!(p["traces/metrics"]["exporters"], json!(["spanmetrics"]));
+        assert_eq!(p["metrics"]["receivers"], json!(["spanmetrics"]));
+        assert_eq!(
+            p["traces"], g["service"]["pipelines"]["traces"],
+            "sampling unchanged"
+        );
         let plain = gateway_member(me, backend, &s, &d, None);
         assert!(plain["processors"]["tail_sampling"]
             .get("tailgate")

@@ -141,6 +141,8 @@ pub struct ScaleConfig {
     pub events: Vec<Event>,
     /// Modes to run each event with.
     pub modes: Vec<Mode>,
+    /// Gateways also run the seed's spanmetrics pipeline beside sampling.
+    pub spanmetrics: bool,
 }
 
 impl ScaleConfig {
@@ -183,6 +185,7 @@ impl ScaleConfig {
             },
             events: Event::ALL.to_vec(),
             modes: vec![Mode::Membership, Mode::Plain],
+            spanmetrics: true,
         }
     }
 
@@ -305,13 +308,16 @@ impl Fleet<'_> {
         .await
         .map_err(|e| ScenarioError::Setup(format!("cannot start a sink: {e}")))?;
         let grace = (self.mode == Mode::Membership).then_some(self.config.grace);
-        let config = configs::gateway_member(
+        let mut config = configs::gateway_member(
             self.addr(ip),
             sink.grpc_addr(),
             &self.config.sampling,
             &self.discovery,
             grace,
         );
+        if self.config.spanmetrics {
+            configs::with_spanmetrics(&mut config);
+        }
         let name = format!("{}-gateway-{}", self.tag, self.started);
         self.started += 1;
         let cpu = topology::cpu_for(self.started);
@@ -559,6 +565,9 @@ pub struct EventRow {
     pub control_sent: u64,
     /// Spans sent by the load generator.
     pub spans_sent: u64,
+    /// Spans the gateways' spanmetrics connectors counted (summed over every process; each span
+    /// should count exactly once).
+    pub spanmetrics_spans: u64,
     /// Meets the issue's targets: no error or slow trace partial or lost, < 0.1 % of kept
     /// traces on more than one gateway, no duplicated span.
     pub meets_targets: bool,
@@ -606,6 +615,8 @@ pub fn judge(
             &["direction=\"sent\""],
         ) as u64,
         spans_sent,
+        spanmetrics_spans: sum_of(metrics, "tailgate_connector_spanmetrics_spans_total", &[])
+            as u64,
     }
 }
 
@@ -757,7 +768,11 @@ pub async fn run_one(
         load.summary.spans_ok + load.summary.spans_failed,
         bps,
     );
-    metrics.retain(|k, _| k.starts_with("tailgate_membership_") || k.contains("/membership\""));
+    metrics.retain(|k, _| {
+        k.starts_with("tailgate_membership_")
+            || k.contains("/membership\"")
+            || k.starts_with("tailgate_connector_spanmetrics_spans_total")
+    });
     Ok(EventRun {
         event,
         mode,
@@ -918,6 +933,9 @@ pub fn markdown(config: &ScaleConfig, runs: &[EventRun]) -> String {
         });
         row("spans refused or lost on the way in", &|r| {
             r.load.spans_failed.to_string()
+        });
+        row("spanmetrics: spans counted / sent", &|r| {
+            format!("{} / {}", r.row.spanmetrics_spans, r.row.spans_sent)
         });
         row("processes exited cleanly", &|r| {
             let clean = r.exits.iter().filter(|e| e.clean()).count();

@@ -21,14 +21,16 @@
 //! - [`manifest`]: ground truth file (trace ID → span count, error, slow).
 //! - [`observations`]: what a sink received, as a file.
 //! - [`check`]: joins manifest and observations into complete / partial / missing by class.
+//! - [`dns`]: a DNS server for one name whose records change (for dns resolvers).
 //! - [`ci`]: tests' treatment of missing prerequisites (fail under CI, skip loudly elsewhere).
 //! - [`report`]: markdown + JSON results under `perf/results/`.
 //! - [`scenario`]: end-to-end scenarios that start tailgate processes (accuracy, throughput,
-//!   latency, soak) and the demo's accuracy run.
+//!   latency, soak, scale) and the demo's accuracy run.
 //! - [`plot`]: SVG line charts of runs over time.
 
 pub mod check;
 pub mod ci;
+pub mod dns;
 pub mod gen;
 pub mod grpc;
 pub mod loadgen;

@@ -59,6 +59,9 @@ pub struct LoadConfig {
     /// Counters to update while running (for a caller that samples them, e.g. to plot the rate
     /// over time); a fresh set when `None`.
     pub counters: Option<Arc<LoadCounters>>,
+    /// Stop opening traces once this is set (a caller whose own schedule decides when the load
+    /// ends, e.g. after a scenario's event has played out); open traces are then drained.
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl LoadConfig {
@@ -78,6 +81,7 @@ impl LoadConfig {
             corpus: CorpusKind::Synthetic,
             progress: false,
             counters: None,
+            stop: None,
         }
     }
 }
@@ -280,7 +284,11 @@ async fn produce(
     loop {
         let over_time = config.duration.is_some_and(|d| clock.now() >= d);
         let over_spans = config.max_spans.is_some_and(|m| workload.spans_made() >= m);
-        if (over_time || over_spans) && !workload.is_stopping() {
+        let told = config
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed));
+        if (over_time || over_spans || told) && !workload.is_stopping() {
             workload.stop();
         }
         let Some((request, spans)) = workload.next_batch() else {

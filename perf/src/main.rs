@@ -77,6 +77,12 @@ struct ScenarioArgs {
     /// (repeatable; default: all three for throughput, agent for latency, gateway for soak).
     #[arg(long = "target", value_parser = parse_target)]
     targets: Vec<TargetKind>,
+    /// scale: run only this event (repeatable; default: all).
+    #[arg(long = "event", value_enum)]
+    events: Vec<scenario::scale::Event>,
+    /// Keep the work directory (configs and every process's log) after a successful run.
+    #[arg(long)]
+    keep_work: bool,
     /// No live progress.
     #[arg(long)]
     quiet: bool,
@@ -281,6 +287,7 @@ async fn loadgen_cmd(a: LoadgenArgs) -> CmdResult {
         corpus: CorpusKind::Synthetic,
         progress: !a.quiet,
         counters: None,
+        stop: None,
     };
     let outcome = loadgen::run(config.clone()).await?;
     let mut writer = ManifestWriter::create(&a.manifest)?;
@@ -400,6 +407,11 @@ async fn scenario_cmd(a: ScenarioArgs) -> CmdResult {
     ctx.targets = a.targets;
     ctx.compression = a.compression;
     ctx.corpus = a.corpus;
+    ctx.scale_events = a.events;
+    ctx.keep_work = a.keep_work;
+    if ctx.keep_work {
+        say(&format!("work files: {}", ctx.work_dir.display()));
+    }
     let started = std::time::Instant::now();
     let out = scenario::run(a.name, &ctx).await?;
     finish_scenario(&ctx, &out, started.elapsed())

@@ -261,3 +261,32 @@ async fn a_config_the_build_refuses_is_reported_with_tailgates_message() {
         "tailgate's own message is shown: {err}"
     );
 }
+
+/// The scale scenario's configs (a DNS-routing agent, gateways with and without membership) are
+/// accepted by this build; the scenario itself is a perf command (`tailgate-perf scenario scale`),
+/// too long for `cargo test`.
+#[test]
+fn scale_configs_are_valid() {
+    let Some(ctx) = context("scale_configs_are_valid") else {
+        return;
+    };
+    let config = tailgate_perf::scenario::scale::ScaleConfig::for_size(Size::Demo);
+    let discovery = configs::DnsDiscovery {
+        hostname: "gateways.scale.test".into(),
+        port: 4317,
+        dns_server: "127.0.0.1:53".parse().unwrap(),
+        interval: config.resolver_interval,
+    };
+    let me = "127.0.0.2:4317".parse().unwrap();
+    assert_valid(&ctx, "scale-agent", &configs::agent_dns(&discovery));
+    for (what, grace) in [("scale-member", Some(config.grace)), ("scale-plain", None)] {
+        let mut gw = configs::gateway_member(me, addr(), &config.sampling, &discovery, grace);
+        assert!(
+            config.spanmetrics,
+            "the scenario runs spanmetrics beside sampling"
+        );
+        configs::with_spanmetrics(&mut gw);
+        assert_valid(&ctx, what, &gw);
+    }
+    ctx.remove_work_dir();
+}

@@ -2,15 +2,14 @@
 //! hickory-proto), with gRPC sinks on 127.0.0.2..4 behind one name.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod dns_server;
 mod lb_workload;
 mod support;
 
 use std::net::SocketAddr;
 
-use dns_server::DnsServer;
 use lb_workload::{accepted, ip, metric, sinks_on_one_port, Traffic};
 use support::Tailgate;
+use tailgate_perf::dns::DnsServer;
 use tailgate_perf::sink::Sink;
 
 fn config(dns: SocketAddr, port: u16) -> String {
@@ -59,7 +58,9 @@ const FAILED: &str = "otelcol_loadbalancer_num_resolutions{resolver=\"dns\",succ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_table_follows_dns_records_and_an_outage_keeps_the_last_list() {
     let (sinks, port) = sinks_on_one_port(3).await;
-    let dns = DnsServer::start("gateways.test", &[ip(2)]).await;
+    let dns = DnsServer::start("gateways.test", &[ip(2)])
+        .await
+        .expect("dns server starts");
     let tg = Tailgate::start(&config(dns.addr, port), &["--cores", "2"]);
     let mut traffic = Traffic::new(11, tg.grpc());
     traffic
@@ -143,7 +144,8 @@ async fn the_reference_agent_config_runs_against_a_local_dns_server() {
         "gateway-collector-headless.observability.svc.cluster.local",
         &[ip(2), ip(3)],
     )
-    .await;
+    .await
+    .expect("dns server starts");
     let reference = include_str!("fixtures/agent-config.yaml");
     // The file as written; flags only move listeners to free ports and point DNS at the test's server.
     let sets = [
@@ -200,7 +202,9 @@ fn single_span_requests(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_with_different_histories_route_100k_trace_ids_identically() {
     let (sinks, port) = sinks_on_one_port(3).await;
-    let dns = DnsServer::start("gateways.test", &[ip(2)]).await;
+    let dns = DnsServer::start("gateways.test", &[ip(2)])
+        .await
+        .expect("dns server starts");
     // Agent A starts first and sees the set grow one member at a time.
     let a = Tailgate::start(&config(dns.addr, port), &["--cores", "2"]);
     lb_workload::wait_metric(&a, BACKENDS, 1.0).await;
@@ -274,7 +278,9 @@ fn endpoint_series(tg: &Tailgate) -> (usize, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_backends_series_are_folded_and_totals_still_add_up() {
     let (sinks, port) = sinks_on_one_port(8).await;
-    let dns = DnsServer::start("gateways.test", &[ip(2), ip(3)]).await;
+    let dns = DnsServer::start("gateways.test", &[ip(2), ip(3)])
+        .await
+        .expect("dns server starts");
     let tg = Tailgate::start(&config(dns.addr, port), &["--cores", "2"]);
     let mut traffic = Traffic::new(12, tg.grpc());
     // Twelve changes, each swapping both backends for two others (sinks 0..8 in turn).
@@ -327,7 +333,9 @@ async fn a_removed_backends_queued_spans_are_routed_through_the_current_table() 
     let (sinks, port) = sinks_on_one_port(1).await;
     // 127.0.0.3 on that port has no listener: connections are refused.
     let dead = format!("{}:{port}", ip(3));
-    let dns = DnsServer::start("gateways.test", &[ip(2), ip(3)]).await;
+    let dns = DnsServer::start("gateways.test", &[ip(2), ip(3)])
+        .await
+        .expect("dns server starts");
     let config = config(dns.addr, port).replace(
         "retry_on_failure: {initial_interval: 50ms, max_interval: 100ms}",
         "retry_on_failure: {initial_interval: 10s, max_interval: 10s}\n        sending_queue: {num_consumers: 1}",

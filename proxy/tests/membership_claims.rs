@@ -13,15 +13,14 @@
 //! process (`Peers::note_listed`), and 10 runs in 10 under the same load split nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod dns_server;
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use dns_server::DnsServer;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use support::{export, span_set, Sink, Tailgate};
+use tailgate_perf::dns::DnsServer;
 use tailgate_proto::compression::Compression;
 
 /// Holds `ip:port` for a gateway not started yet (SO_REUSEPORT, never listening: see
@@ -107,7 +106,9 @@ async fn traces_in_flight_stay_whole_while_the_gateway_set_changes() {
     let ips: Vec<Ipv4Addr> = (2..=4).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
     let (port, held) = common_port(&ips);
     let addr = |i: usize| SocketAddr::from((ips[i], port));
-    let dns = DnsServer::start("gateways.test", &ips[..2]).await;
+    let dns = DnsServer::start("gateways.test", &ips[..2])
+        .await
+        .expect("dns server starts");
     let sink = Sink::start().await;
     let start =
         |i: usize| Tailgate::start(&gateway(addr(i), dns.addr, sink.addr), &["--cores", "2"]);

@@ -115,6 +115,84 @@ pub fn gateway(backend: SocketAddr, s: &Sampling) -> Value {
     })
 }
 
+/// How gateways find each other (`tail_sampling.tailgate.membership`) and agents find gateways:
+/// a `dns` resolver on one name, answered by a DNS server the scenario runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DnsDiscovery {
+    /// The name that lists the gateways.
+    pub hostname: String,
+    /// The port every gateway listens on (the dns resolver gives every address one port).
+    pub port: u16,
+    /// The DNS server (`tailgate.dns_server` of agents, `dns_server` of membership).
+    pub dns_server: SocketAddr,
+    /// The resolvers' `interval`.
+    pub interval: Duration,
+}
+
+impl DnsDiscovery {
+    fn resolver(&self) -> Value {
+        json!({"dns": {
+            "hostname": self.hostname,
+            "port": self.port,
+            "interval": millis(self.interval),
+            "timeout": "500ms"
+        }})
+    }
+}
+
+/// An agent whose `loadbalancing` exporter resolves the gateways by DNS (the `dns` resolver with
+/// `tailgate.dns_server`), as agents in Kubernetes do through a headless Service.
+pub fn agent_dns(discovery: &DnsDiscovery) -> Value {
+    let mut config = agent(&[]);
+    let lb = &mut config["exporters"]["loadbalancing"];
+    lb["resolver"] = discovery.resolver();
+    lb["tailgate"] = json!({"dns_server": discovery.dns_server.to_string()});
+    config
+}
+
+/// [`gateway`] with its OTLP/gRPC receiver on `me` (the address DNS lists for it) and, with
+/// `grace`, gateway membership: it finds the other gateways through `discovery`, names itself
+/// `me` (`self`) and forwards to and claims from them (`tailgate.membership`, `grace` as given).
+pub fn gateway_member(
+    me: SocketAddr,
+    backend: SocketAddr,
+    s: &Sampling,
+    discovery: &DnsDiscovery,
+    grace: Option<Duration>,
+) -> Value {
+    let mut config = gateway(backend, s);
+    config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] = json!(me.to_string());
+    if let Some(grace) = grace {
+        config["processors"]["tail_sampling"]["tailgate"] = json!({"membership": {
+            "resolver": discovery.resolver(),
+            "dns_server": discovery.dns_server.to_string(),
+            "self": me.to_string(),
+            "protocol": {"otlp": {
+                "tls": {"insecure": true},
+                "retry_on_failure": {"initial_interval": "50ms"}
+            }},
+            "grace": millis(grace)
+        }});
+    }
+    config
+}
+
+/// Adds the seed's RED-metrics tier beside sampling: a `traces/metrics` pipeline from the same
+/// OTLP receiver into the `spanmetrics` connector, whose metrics go to a `prometheus` exporter on
+/// 127.0.0.1:0. Every span a gateway receives from an agent is counted once there (forwarded
+/// spans enter only the sampling pipeline), which the connector's
+/// `tailgate_connector_spanmetrics_spans_total` shows.
+pub fn with_spanmetrics(config: &mut Value) {
+    config["connectors"] = json!({"spanmetrics": {
+        "dimensions": [{"name": "http.method"}],
+        "metrics_flush_interval": "1s"
+    }});
+    config["exporters"]["prometheus"] = json!({"endpoint": "127.0.0.1:0"});
+    let pipelines = &mut config["service"]["pipelines"];
+    pipelines["traces/metrics"] = json!({"receivers": ["otlp"], "exporters": ["spanmetrics"]});
+    pipelines["metrics"] = json!({"receivers": ["spanmetrics"], "exporters": ["prometheus"]});
+}
+
 /// Plain forwarding: otlp receiver → batch → otlp exporter (no routing, no sampling).
 pub fn passthrough(backend: SocketAddr) -> Value {
     json!({
@@ -184,5 +262,60 @@ mod tests {
             c["service"]["pipelines"]["traces"]["processors"],
             json!(["tail_sampling", "batch"])
         );
+    }
+    fn discovery() -> DnsDiscovery {
+        DnsDiscovery {
+            hostname: "gateways.scale.test".into(),
+            port: 7000,
+            dns_server: "127.0.0.1:5353".parse().unwrap(),
+            interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn dns_agent_and_member_gateway_name_the_same_resolver() {
+        let d = discovery();
+        let agent = agent_dns(&d);
+        let lb = &agent["exporters"]["loadbalancing"];
+        let dns = &lb["resolver"]["dns"];
+        assert_eq!(
+            (&dns["hostname"], &dns["port"], &dns["interval"]),
+            (
+                &json!("gateways.scale.test"),
+                &json!(7000),
+                &json!("1000ms")
+            )
+        );
+        assert_eq!(lb["tailgate"]["dns_server"], "127.0.0.1:5353");
+        assert!(lb["resolver"].get("static").is_none());
+
+        let me: SocketAddr = "127.0.0.3:7000".parse().unwrap();
+        let backend = "127.0.0.1:9".parse().unwrap();
+        let s = Sampling::default();
+        let g = gateway_member(me, backend, &s, &d, Some(Duration::from_secs(5)));
+        assert_eq!(
+            g["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"],
+            "127.0.0.3:7000"
+        );
+        let m = &g["processors"]["tail_sampling"]["tailgate"]["membership"];
+        assert_eq!(m["resolver"], lb["resolver"]);
+        assert_eq!(
+            (&m["self"], &m["grace"]),
+            (&json!("127.0.0.3:7000"), &json!("5000ms"))
+        );
+        assert_eq!(m["dns_server"], "127.0.0.1:5353");
+        let mut with = g.clone();
+        with_spanmetrics(&mut with);
+        let p = &with["service"]["pipelines"];
+        assert_eq!(p["traces/metrics"]["exporters"], json!(["spanmetrics"]));
+        assert_eq!(p["metrics"]["receivers"], json!(["spanmetrics"]));
+        assert_eq!(
+            p["traces"], g["service"]["pipelines"]["traces"],
+            "sampling unchanged"
+        );
+        let plain = gateway_member(me, backend, &s, &d, None);
+        assert!(plain["processors"]["tail_sampling"]
+            .get("tailgate")
+            .is_none());
     }
 }

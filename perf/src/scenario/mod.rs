@@ -12,7 +12,7 @@
 //! - [`procfs`]: CPU time and RSS of a process.
 //! - [`topology`]: sinks, gateways and an agent wired together; waiting for quiet backends.
 //! - [`ui`]: live progress lines.
-//! - [`accuracy`], [`throughput`], [`latency`], [`soak`]: the scenarios.
+//! - [`accuracy`], [`throughput`], [`latency`], [`soak`], [`scale`]: the scenarios.
 
 pub mod accuracy;
 pub mod binary;
@@ -20,6 +20,7 @@ pub mod configs;
 pub mod latency;
 pub mod process;
 pub mod procfs;
+pub mod scale;
 pub mod soak;
 pub mod throughput;
 pub mod topology;
@@ -41,12 +42,19 @@ pub enum ScenarioName {
     Latency,
     /// Long run with RSS sampled: memory must stay flat.
     Soak,
+    /// Gateways scale out, in and restart under load, with and without membership.
+    Scale,
 }
 
 impl ScenarioName {
     /// Every scenario.
-    pub const ALL: [ScenarioName; 4] =
-        [Self::Accuracy, Self::Throughput, Self::Latency, Self::Soak];
+    pub const ALL: [ScenarioName; 5] = [
+        Self::Accuracy,
+        Self::Throughput,
+        Self::Latency,
+        Self::Soak,
+        Self::Scale,
+    ];
 
     /// One line on what it shows.
     pub fn about(self) -> &'static str {
@@ -55,6 +63,9 @@ impl ScenarioName {
             Self::Throughput => "spans per CPU-second, agent passthrough and gateway sampling",
             Self::Latency => "added latency percentiles at 25/50/75% of max rate",
             Self::Soak => "long run, RSS sampled, memory flat",
+            Self::Scale => {
+                "gateways scale and restart under load: traces whole, with and without membership"
+            }
         }
     }
 
@@ -65,6 +76,7 @@ impl ScenarioName {
             Self::Throughput => "throughput",
             Self::Latency => "latency",
             Self::Soak => "soak",
+            Self::Scale => "scale",
         }
     }
 }
@@ -104,6 +116,10 @@ pub struct ScenarioContext {
     /// `throughput`, `latency`, `soak`: the tailgate configurations to measure instead of the
     /// scenario's default (latency and soak take the first).
     pub targets: Vec<throughput::TargetKind>,
+    /// `scale`: the events to run (all when empty).
+    pub scale_events: Vec<scale::Event>,
+    /// Keep the work directory (configs, process logs) after a successful run.
+    pub keep_work: bool,
 }
 
 impl ScenarioContext {
@@ -125,12 +141,17 @@ impl ScenarioContext {
             compression: crate::grpc::Compression::None,
             corpus: crate::gen::CorpusKind::Synthetic,
             targets: Vec::new(),
+            scale_events: Vec::new(),
+            keep_work: false,
         })
     }
 
     /// Removes the work directory (configs, ports files, logs); kept when a run fails so the
-    /// logs can be read.
+    /// logs can be read, and when `keep_work` asks for it.
     pub fn remove_work_dir(&self) {
+        if self.keep_work {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.work_dir);
     }
 
@@ -196,6 +217,13 @@ pub async fn run(
             let mut config = soak::SoakConfig::for_size(ctx.size);
             config.target = first.unwrap_or(config.target);
             soak::run(ctx, &config, ui).await
+        }
+        ScenarioName::Scale => {
+            let mut config = scale::ScaleConfig::for_size(ctx.size);
+            if !ctx.scale_events.is_empty() {
+                config.events = ctx.scale_events.clone();
+            }
+            scale::run(ctx, &config, ui).await
         }
     }
 }

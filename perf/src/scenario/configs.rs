@@ -150,6 +150,16 @@ pub fn agent_dns(discovery: &DnsDiscovery) -> Value {
     config
 }
 
+/// `endpoint_health` for both tiers in the scale scenario's failure events: probes every 250 ms
+/// with a 400 ms deadline, down after 2 failures, back after 2 answers and 2 s down.
+pub fn endpoint_health() -> Value {
+    json!({
+        "enabled": true,
+        "quarantine_duration": "2s",
+        "active_probe": {"enabled": true, "fall": 2, "rise": 2, "interval": "250ms", "timeout": "400ms"}
+    })
+}
+
 /// [`gateway`] with its OTLP/gRPC receiver on `me` (the address DNS lists for it) and, with
 /// `grace`, gateway membership: it finds the other gateways through `discovery`, names itself
 /// `me` (`self`) and forwards to and claims from them (`tailgate.membership`, `grace` as given).

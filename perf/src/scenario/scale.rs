@@ -63,16 +63,27 @@ pub enum Event {
     /// Every gateway restarted on its address with empty state (StatefulSet): removed and
     /// SIGTERMed, and once it exited started again and added back.
     RestartSameAddress,
+    /// One gateway SIGSTOPped while DNS still lists it (a hung process: its kernel still
+    /// accepts connections); SIGCONT only at the end of the run.
+    #[value(name = "sigstop")]
+    #[serde(rename = "sigstop")]
+    Stopped,
+    /// One gateway SIGKILLed while DNS still lists it (its node died).
+    #[value(name = "sigkill")]
+    #[serde(rename = "sigkill")]
+    Killed,
 }
 
 impl Event {
     /// Every event, in the order they run.
-    pub const ALL: [Event; 5] = [
+    pub const ALL: [Event; 7] = [
         Event::Steady,
         Event::ScaleOut,
         Event::ScaleIn,
         Event::Rolling,
         Event::RestartSameAddress,
+        Event::Stopped,
+        Event::Killed,
     ];
 
     /// Its name in tables and file names.
@@ -83,7 +94,16 @@ impl Event {
             Event::ScaleIn => "scale-in",
             Event::Rolling => "rolling",
             Event::RestartSameAddress => "restart-same-address",
+            Event::Stopped => "sigstop",
+            Event::Killed => "sigkill",
         }
+    }
+
+    /// A gateway fails while listed: spans it held are lost by nature (a SIGKILLed process's
+    /// buffer is gone; a SIGSTOPped one decides only after the run), so the targets are "no split
+    /// among the others, no duplicates", not "no trace partial or lost".
+    pub fn is_failure(self) -> bool {
+        matches!(self, Event::Stopped | Event::Killed)
     }
 
     /// Gateways running when the load starts (`n` is the scenario's base count).
@@ -292,6 +312,10 @@ struct Fleet<'a> {
     draining: JoinSet<Stopped>,
     stopped: Vec<Stopped>,
     started: usize,
+    /// The gateway a failure event stopped (SIGCONTed before the end of the run).
+    failed: Option<nix::unistd::Pid>,
+    /// Agent and gateways probe the gateways (`endpoint_health`): with membership.
+    health: bool,
 }
 
 impl Fleet<'_> {
@@ -315,6 +339,10 @@ impl Fleet<'_> {
             &self.discovery,
             grace,
         );
+        if self.health && grace.is_some() {
+            config["processors"]["tail_sampling"]["tailgate"]["membership"]["endpoint_health"] =
+                configs::endpoint_health();
+        }
         if self.config.spanmetrics {
             configs::with_spanmetrics(&mut config);
         }
@@ -367,6 +395,10 @@ impl Fleet<'_> {
     /// The end of a run: every live gateway's metrics read, then all SIGTERMed at once with DNS
     /// unchanged (what they forward while shutting down together is not the event's doing).
     async fn finish(&mut self) {
+        if let Some(pid) = self.failed.take() {
+            // A stopped gateway must run again to exit on SIGTERM (a killed one ignores this).
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+        }
         for g in std::mem::take(&mut self.live) {
             let before = match g.process.ports().get(METRICS).copied() {
                 Some(a) => scrape(a).await.unwrap_or_default(),
@@ -489,6 +521,18 @@ async fn play(
                 tokio::time::sleep(gap).await;
                 fleet.retire(ip).await;
                 tokio::time::sleep(gap).await;
+            }
+        }
+        Event::Stopped | Event::Killed => {
+            let signal = if event == Event::Stopped {
+                nix::sys::signal::Signal::SIGSTOP
+            } else {
+                nix::sys::signal::Signal::SIGKILL
+            };
+            if let Some(g) = fleet.live.last() {
+                let pid = nix::unistd::Pid::from_raw(g.process.process().pid() as i32);
+                let _ = nix::sys::signal::kill(pid, signal);
+                fleet.failed = Some(pid);
             }
         }
         Event::RestartSameAddress => {
@@ -665,6 +709,8 @@ pub async fn run_one(
         draining: JoinSet::new(),
         stopped: Vec::new(),
         started: 0,
+        failed: None,
+        health: event.is_failure() && mode == Mode::Membership,
     };
     for i in 0..initial {
         let g = fleet.start(gateway_ip(i)).await?;
@@ -680,7 +726,14 @@ pub async fn run_one(
         &ctx.tailgate,
         &ctx.work_dir,
         &format!("{tag}-agent"),
-        &configs::agent_dns(&fleet.discovery),
+        &{
+            let mut agent = configs::agent_dns(&fleet.discovery);
+            if fleet.health {
+                agent["exporters"]["loadbalancing"]["tailgate"]["endpoint_health"] =
+                    configs::endpoint_health();
+            }
+            agent
+        },
         Some(topology::cpu_for(0)),
         START_DEADLINE,
     )
@@ -762,12 +815,16 @@ pub async fn run_one(
     let check = check::check(&load.manifest, &observations);
     let bps =
         super::throughput::bytes_per_span(&config.workload, crate::gen::CorpusKind::Synthetic);
-    let row = judge(
+    let mut row = judge(
         &check,
         &metrics,
         load.summary.spans_ok + load.summary.spans_failed,
         bps,
     );
+    if event.is_failure() {
+        row.meets_targets =
+            row.duplicated == 0 && check.split_traces.saturating_mul(1000) < row.kept.max(1);
+    }
     metrics.retain(|k, _| {
         k.starts_with("tailgate_membership_")
             || k.contains("/membership\"")
@@ -942,7 +999,12 @@ pub fn markdown(config: &ScaleConfig, runs: &[EventRun]) -> String {
             format!("{clean} / {}", r.exits.len())
         });
         row("event took", &|r| format!("{:.1} s", r.event_secs));
-        row("meets the issue's targets", &|r| {
+        let target = if event.is_failure() {
+            "meets the issue's targets (a failed gateway: no split among the others, no duplicates)"
+        } else {
+            "meets the issue's targets"
+        };
+        row(target, &|r| {
             if r.row.meets_targets { "yes" } else { "**no**" }.to_string()
         });
         let _ = writeln!(s);
@@ -1057,6 +1119,9 @@ mod tests {
     #[test]
     fn events_start_with_the_right_number_of_gateways() {
         assert_eq!(Event::ScaleIn.initial(3), 4);
+        assert_eq!(Event::Stopped.initial(3), 3);
+        assert!(Event::Stopped.is_failure() && Event::Killed.is_failure());
+        assert!(!Event::RestartSameAddress.is_failure());
         assert_eq!(Event::ScaleOut.initial(3), 3);
         assert_eq!(Event::Rolling.initial(3), 3);
         assert_eq!(gateway_ip(0), Ipv4Addr::new(127, 0, 0, 2));

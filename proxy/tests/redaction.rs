@@ -328,4 +328,19 @@ fn newer_keys_and_bad_values_fail_validation_by_name() {
         "redaction",
     ));
     assert!(ok, "{text}");
+    // Traces only: a logs pipeline with a redaction is refused naming the processor.
+    let logs = config(
+        sink,
+        "  redaction:\n    allow_all_keys: true\n",
+        "redaction",
+    )
+    .replace("    traces:\n", "    logs:\n");
+    let (ok, text) = validate(&logs);
+    assert!(!ok);
+    assert!(
+        text.contains(
+            "service.pipelines.logs.processors[0]: \"redaction\": redaction processes traces only"
+        ),
+        "{text}"
+    );
 }

@@ -222,6 +222,7 @@ fn build(root: Value, errors: &mut ConfigErrors) -> Config {
     let service_extensions = resolve_extensions(&service, &known, errors);
     let pipelines = resolve_pipelines(&service, &known, &receivers, &exporters, errors);
     service::check_signal_flow(&pipelines, &exporters, &connectors, errors);
+    crate::processor::redaction::config::check_traces_only(&processors, &pipelines, errors);
     crate::connector::spanmetrics::config::check_kept_by(
         &connectors,
         &processors,

@@ -17,6 +17,7 @@ use crate::exporter::prometheus::config::PrometheusExporterConfig;
 use crate::extension::health_check::config::HealthCheckConfig;
 use crate::processor::batch::config::BatchConfig;
 use crate::processor::memory_limiter::config::MemoryLimiterConfig;
+use crate::processor::redaction::config::{Redaction, RedactionConfig};
 use crate::processor::tail_sampling::config::{self as tail_sampling, TailSamplingConfig};
 use crate::receiver::otlp::config::OtlpReceiverConfig;
 
@@ -61,7 +62,7 @@ impl Section {
     pub fn implemented(self) -> &'static [&'static str] {
         match self {
             Section::Receivers => &["otlp"],
-            Section::Processors => &["memory_limiter", "batch", "tail_sampling"],
+            Section::Processors => &["memory_limiter", "batch", "tail_sampling", "redaction"],
             Section::Exporters => &[
                 "otlp",
                 "otlphttp",
@@ -103,6 +104,8 @@ pub enum ProcessorConfig {
     Batch(BatchConfig),
     /// `tail_sampling`.
     TailSampling(Box<TailSamplingConfig>),
+    /// `redaction`.
+    Redaction(Box<Redaction>),
 }
 
 /// A parsed exporter.
@@ -222,6 +225,9 @@ pub fn parse_processor(
         }
         "tail_sampling" => tail_sampling::parse(value, path, errors, warnings)
             .map(|c| ProcessorConfig::TailSampling(Box::new(c))),
+        "redaction" => parse_keys::<RedactionConfig>(value, path, errors)?
+            .validate(path, errors)
+            .map(|r| ProcessorConfig::Redaction(Box::new(r))),
         _ => None,
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod batch;
 pub mod memory_limiter;
+pub mod redaction;
 pub mod tail_sampling;

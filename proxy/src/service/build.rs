@@ -25,6 +25,7 @@ use crate::exporter::otlp;
 use crate::pipeline::{fan_out, Consumer, Drain, Gate, LocalFuture};
 use crate::processor::batch::processor::{BatchMetrics, Batcher};
 use crate::processor::memory_limiter::processor::MemoryLimiter;
+use crate::processor::redaction::processor::RedactionStage;
 use crate::processor::tail_sampling::config::default_byte_budget;
 use crate::processor::tail_sampling::forward::Forwarder;
 use crate::processor::tail_sampling::mark::MarkedEntry;
@@ -365,6 +366,9 @@ impl Cx<'_> {
                     refused: refused(self),
                     dropped: dropped(self),
                 })
+            }
+            Some(ProcessorConfig::Redaction(r)) => {
+                RedactionStage::new(r.rules.clone(), next, dropped(self))
             }
             Some(ProcessorConfig::TailSampling(c)) => {
                 let key = mesh_key(&pipeline.id, pid);
